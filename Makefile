@@ -1,0 +1,47 @@
+# eddy - the two set-up commands and a few conveniences around CMake.
+#   make demo    install missing Debian packages, build, run the main job
+#   make check   install missing packages, build with sanitizers, run all tests
+# Everything else (install, bench) is plain CMake underneath.
+
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+WERROR := $(if $(CI),-DEDDY_WERROR=ON,)
+CMAKE  ?= cmake
+CTEST  ?= ctest
+PREFIX ?= /usr/local
+
+.PHONY: all deps build demo check check-asan check-tsan bench install clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(WERROR)
+	$(CMAKE) --build build -j $(JOBS)
+
+demo: build
+	./build/examples/hello_bus
+
+# Address + undefined-behaviour sanitizers over every test, then the
+# concurrency tests again under ThreadSanitizer.
+check: check-asan check-tsan
+
+check-asan: deps
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEDDY_SANITIZE=address,undefined $(WERROR)
+	$(CMAKE) --build build-asan -j $(JOBS)
+	cd build-asan && $(CTEST) --output-on-failure -j $(JOBS)
+
+check-tsan: deps
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDDY_SANITIZE=thread -DEDDY_BUILD_BENCH=OFF -DEDDY_BUILD_EXAMPLES=OFF $(WERROR)
+	$(CMAKE) --build build-tsan -j $(JOBS)
+	cd build-tsan && $(CTEST) --output-on-failure -L concurrency
+
+bench: build
+	./build/bench/bus
+
+install: build
+	$(CMAKE) --install build
+
+clean:
+	rm -rf build build-asan build-tsan

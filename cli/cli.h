@@ -1,0 +1,43 @@
+/*
+ * cli/cli.h - the eddy command's subcommands.
+ *
+ * Each subcommand is `int cmd_NAME(int argc, char **argv)` where argv[0] is
+ * the subcommand's name; it returns the process exit status (0 success,
+ * 1 failure, 2 usage error unless its help says otherwise), prints results to
+ * stdout and errors to stderr, and answers --help itself.
+ */
+#ifndef EDDY_CLI_H
+#define EDDY_CLI_H
+
+#include <stdio.h>
+
+struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+};
+
+/* The table of subcommands, in the order `eddy help` lists them. */
+extern const struct cli_command cli_commands[];
+
+/* Prints "eddy: <message>" to stderr (printf format) and returns `status`. */
+int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads all of `path` ("-" or NULL: standard input) into a malloc'd,
+ * NUL-terminated buffer. Returns NULL with a message on stderr on failure. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* True when `arg` is "-h" or "--help". */
+int cli_is_help(const char *arg);
+
+int cmd_events(int argc, char **argv);
+/* `eddy events check`: dispatched by cmd_events (cli/cmd_events.c). */
+int cmd_events_check(int argc, char **argv);
+/* `eddy events list`, `eddy streams`, `eddy store`, `eddy append`
+ * (cli/cmd_store.c). */
+int cmd_events_list(int argc, char **argv);
+int cmd_streams(int argc, char **argv);
+int cmd_store(int argc, char **argv);
+int cmd_append(int argc, char **argv);
+
+#endif

@@ -1,0 +1,114 @@
+/* cli/main.c - the eddy command: subcommand dispatch, help and version. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eddy/eddy.h"
+
+const struct cli_command cli_commands[] = {
+    {"events", "check and list events (CloudEvents JSON)", cmd_events},
+    {"append", "append events to a stream of the store", cmd_append},
+    {"streams", "show a stream of the store", cmd_streams},
+    {"store", "show information about the store", cmd_store},
+    {NULL, NULL, NULL},
+};
+
+int cli_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("eddy: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+int cli_is_help(const char *arg)
+{
+    return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);
+}
+
+char *cli_read_file(const char *path, size_t *len)
+{
+    int from_stdin = !path || strcmp(path, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_fail(1, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int failed = !buf || ferror(f);
+    if (!from_stdin)
+        fclose(f);
+    if (failed) {
+        free(buf);
+        cli_fail(1, "cannot read %s", from_stdin ? "standard input" : path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: eddy COMMAND [ARGS...]\n"
+                 "       eddy COMMAND --help\n"
+                 "       eddy --version\n\n"
+                 "eddy is an event-driven architecture toolkit: an event store on\n"
+                 "embedded SQLite, an in-process bus, and the tools around them.\n\n"
+                 "commands:\n");
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        fprintf(out, "  %-12s %s\n", c->name, c->summary);
+    fprintf(out, "  %-12s %s\n", "help", "show this help, or a command's help");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("eddy %s\n", eddy_version());
+        return 0;
+    }
+    if (cli_is_help(name) || strcmp(name, "help") == 0) {
+        if (strcmp(name, "help") == 0 && argc > 2) {
+            for (const struct cli_command *c = cli_commands; c->name; c++)
+                if (strcmp(c->name, argv[2]) == 0) {
+                    char *help_argv[] = {argv[2], "--help", NULL};
+                    return c->run(2, help_argv);
+                }
+            return cli_fail(2, "unknown command '%s' (see 'eddy help')", argv[2]);
+        }
+        usage(stdout);
+        return 0;
+    }
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c->run(argc - 1, argv + 1);
+    return cli_fail(2, "unknown command '%s' (see 'eddy help')", name);
+}

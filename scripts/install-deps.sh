@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages eddy needs to build, test and run its demo,
+# skipping those already installed. Runs apt-get as root, or through sudo.
+# Usage: scripts/install-deps.sh
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
+  sqlite3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

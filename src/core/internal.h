@@ -1,0 +1,45 @@
+/*
+ * src/core/internal.h - helpers shared by eddy's source files; not public.
+ * Internal names use the `eddyi_` prefix.
+ */
+#ifndef EDDY_SRC_CORE_INTERNAL_H
+#define EDDY_SRC_CORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "eddy/error.h"
+
+#define EDDYI_UNUSED(x) ((void)(x))
+#define EDDYI_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EDDYI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Fills `err` (may be NULL) with `code` and a printf-style message and
+ * returns `code`, so that `return eddyi_error(err, EDDY_EINVAL, "...");`
+ * reads naturally.
+ */
+int eddyi_error(eddy_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int eddyi_verror(eddy_error *err, int code, const char *fmt, va_list ap);
+
+/* Logging through the installed callback; cheap when nothing is installed or
+ * the level is below the threshold (one relaxed atomic load). */
+int eddyi_log_enabled(eddy_log_level level);
+void eddyi_log(eddy_log_level level, const char *component, const char *fmt,
+               ...) __attribute__((format(printf, 3, 4)));
+
+#define EDDYI_LOG(level, component, ...)                                       \
+    do {                                                                       \
+        if (eddyi_log_enabled(level))                                          \
+            eddyi_log(level, component, __VA_ARGS__);                          \
+    } while (0)
+
+/* strdup that accepts NULL (returns NULL). Returns NULL when out of memory
+ * too: callers check `src && !copy`. */
+char *eddyi_strdup(const char *src);
+
+/* True when `s` (of `len` bytes) is valid UTF-8 with no NUL bytes. */
+int eddyi_utf8_valid(const char *s, size_t len);
+
+#endif
