@@ -1,0 +1,142 @@
+/* src/core/time.c - microsecond UTC time: the clock, RFC 3339 in and out. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "eddy/event.h"
+#include "internal.h"
+
+int64_t eddy_now_us(void)
+{
+    struct timespec ts;
+    /* CLOCK_REALTIME cannot fail with a valid clock id and pointer. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+char *eddy_time_format(int64_t time_us, char *buf, size_t size)
+{
+    if (!buf || size == 0)
+        return buf;
+    /* Floor division, so that times before 1970 keep a positive fraction. */
+    int64_t secs = time_us / 1000000;
+    int64_t frac = time_us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        /* Only for times beyond what struct tm holds; write something that
+         * eddy_time_parse rejects rather than garbage. */
+        snprintf(buf, size, "out-of-range");
+        return buf;
+    }
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)frac);
+    return buf;
+}
+
+/* Reads exactly `n` decimal digits at *p into *out and advances *p. */
+static bool digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/*
+ * RFC 3339 section 5.6 date-time, strictly: full date, "T", full time with
+ * seconds, optional fraction, then "Z" or a numeric offset. A leap second
+ * (:60) is accepted and counts as the first second of the next minute, as
+ * timegm() normalises it.
+ */
+int eddy_time_parse(const char *text, int64_t *time_us)
+{
+    if (!text || !time_us)
+        return EDDY_EINVAL;
+    const char *p = text;
+    int year, mon, mday, hour, min, sec;
+    if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &mon) ||
+        *p++ != '-' || !digits(&p, 2, &mday))
+        return EDDY_EINVAL;
+    if (*p != 'T' && *p != 't')
+        return EDDY_EINVAL;
+    p++;
+    if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &min) ||
+        *p++ != ':' || !digits(&p, 2, &sec))
+        return EDDY_EINVAL;
+    if (mon < 1 || mon > 12 || mday < 1 || mday > days_in_month(year, mon) ||
+        hour > 23 || min > 59 || sec > 60)
+        return EDDY_EINVAL;
+
+    int64_t usec = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (n < 6)
+                usec = usec * 10 + (*p - '0');
+            n++;
+            p++;
+        }
+        if (n == 0)
+            return EDDY_EINVAL;
+        for (; n < 6; n++)
+            usec *= 10;
+    }
+
+    int offset_min = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+        int oh, om;
+        if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om))
+            return EDDY_EINVAL;
+        if (oh > 23 || om > 59)
+            return EDDY_EINVAL;
+        offset_min = sign * (oh * 60 + om);
+    } else {
+        return EDDY_EINVAL;
+    }
+    if (*p != '\0')
+        return EDDY_EINVAL;
+
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = mday;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    /* -1 is also a real instant (1969-12-31T23:59:59Z); tm_year tells. */
+    if (t == (time_t)-1 && !(year == 1969 && mon == 12 && mday == 31))
+        return EDDY_EINVAL;
+    *time_us = ((int64_t)t - (int64_t)offset_min * 60) * 1000000 + usec;
+    return EDDY_OK;
+}
