@@ -40,10 +40,12 @@ typedef struct eddy_event eddy_event;
 
 /*
  * What a new event is built from. Plain data: zero-initialise, set what you
- * need. Every pointer is borrowed for the duration of eddy_event_new(); the
- * event copies the strings and takes its own reference to `data` and
- * `extensions` (json_incref), so the caller keeps its references and must
- * not modify those JSON values afterwards.
+ * need. Every pointer is borrowed for the duration of eddy_event_new(): the
+ * event copies the strings and the `extensions` values, and takes its own
+ * reference to `data` (json_incref), so the caller keeps its references and
+ * must not modify `data` afterwards. jansson's reference counts are not
+ * atomic: do not json_incref an event's data from several threads at once
+ * (copy it with json_deep_copy instead).
  */
 typedef struct eddy_event_init {
     const char *type;            /* required */

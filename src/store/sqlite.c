@@ -1,0 +1,1026 @@
+/*
+ * src/store/sqlite.c - the SQLite backend of the event store.
+ *
+ * One write connection, used only by the store's writer thread, and a pool
+ * of read connections (WAL mode: readers never block the writer nor each
+ * other). Every statement is prepared once per connection and cached.
+ *
+ * The file: application_id 0x65646479 ('eddy') and a meta table holding
+ * 'eddy_schema_version'. Positions are the events table's INTEGER PRIMARY
+ * KEY without AUTOINCREMENT: SQLite gives a new row max(rowid)+1, rows are
+ * never deleted, and a rolled-back insert leaves no trace, so positions are
+ * gap-free by construction.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "../core/internal.h"
+#include "backend.h"
+#include "sqlite_schema.h"
+
+#define STMT_CACHE 32
+#define POOL_IDLE_MAX 8
+
+typedef struct conn {
+    sqlite3 *db;
+    struct {
+        const char *key; /* static SQL: compared by pointer */
+        char *sql;       /* dynamic SQL: compared by content */
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    unsigned next_evict;
+    struct conn *next_idle;
+} conn;
+
+typedef struct sqlite_impl {
+    char *path;
+    eddy_store_options opts;
+    conn *writer; /* NULL when read-only */
+    pthread_mutex_t pool_mu;
+    conn *idle;
+    size_t idle_count;
+} sqlite_impl;
+
+/* ---- errors ------------------------------------------------------------ */
+
+static int code_for(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return EDDY_EBUSY;
+    case SQLITE_NOMEM:
+        return EDDY_ENOMEM;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return EDDY_ECORRUPT;
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    default:
+        return EDDY_EIO;
+    }
+}
+
+static int db_error(sqlite3 *db, int rc, eddy_error *err, const char *what)
+{
+    return eddyi_error(err, code_for(rc), "%s: %s", what,
+                       db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_free(conn *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(c->cache[i].st);
+        free(c->cache[i].sql);
+    }
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static int conn_open(const char *path, int flags, const eddy_store_options *o,
+                     conn **out, eddy_error *err)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int code = db_error(c->db, rc, err, path);
+        conn_free(c);
+        return code;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, o->busy_timeout_ms);
+    *out = c;
+    return EDDY_OK;
+}
+
+/* Runs SQL without results. */
+static int conn_exec(conn *c, const char *sql, eddy_error *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int code = eddyi_error(err, code_for(rc), "%s: %s", sql,
+                               msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return code;
+    }
+    return EDDY_OK;
+}
+
+/*
+ * The cached prepared statement for `sql`, reset and ready to bind. Static
+ * strings hit by pointer; `dynamic` SQL is matched by content.
+ */
+static sqlite3_stmt *conn_stmt(conn *c, const char *sql, bool dynamic,
+                               eddy_error *err)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (!c->cache[i].st)
+            continue;
+        if ((!dynamic && c->cache[i].key == sql) ||
+            (dynamic && c->cache[i].sql && strcmp(c->cache[i].sql, sql) == 0))
+            return c->cache[i].st;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                                NULL);
+    if (rc != SQLITE_OK) {
+        db_error(c->db, rc, err, "preparing a statement");
+        return NULL;
+    }
+    char *copy = NULL;
+    if (dynamic && !(copy = eddyi_strdup(sql))) {
+        sqlite3_finalize(st);
+        eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int slot = -1;
+    for (int i = 0; i < STMT_CACHE && slot < 0; i++)
+        if (!c->cache[i].st)
+            slot = i;
+    if (slot < 0) {
+        slot = (int)(c->next_evict++ % STMT_CACHE);
+        sqlite3_finalize(c->cache[slot].st);
+        free(c->cache[slot].sql);
+    }
+    c->cache[slot].key = dynamic ? NULL : sql;
+    c->cache[slot].sql = copy;
+    c->cache[slot].st = st;
+    return st;
+}
+
+static int reader_get(sqlite_impl *im, conn **out, eddy_error *err)
+{
+    pthread_mutex_lock(&im->pool_mu);
+    conn *c = im->idle;
+    if (c) {
+        im->idle = c->next_idle;
+        im->idle_count--;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    if (c) {
+        *out = c;
+        return EDDY_OK;
+    }
+    return conn_open(im->path, SQLITE_OPEN_READONLY, &im->opts, out, err);
+}
+
+static void reader_put(sqlite_impl *im, conn *c)
+{
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->idle_count < POOL_IDLE_MAX) {
+        c->next_idle = im->idle;
+        im->idle = c;
+        im->idle_count++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    conn_free(c);
+}
+
+/* ---- opening and migrations --------------------------------------------- */
+
+/* Reads the schema version of an open connection: 0 for an empty database,
+ * -1 (with err) for something that is not an eddy store. */
+static int schema_version_of(conn *c, const char *path, int *version,
+                             eddy_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "PRAGMA application_id", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int code = code_for(rc);
+        const char *msg = sqlite3_errmsg(c->db);
+        sqlite3_finalize(st);
+        if (code == EDDY_ECORRUPT)
+            return eddyi_error(err, EDDY_ECORRUPT,
+                               "%s is not an eddy store (%s)", path, msg);
+        return eddyi_error(err, code, "%s: %s", path, msg);
+    }
+    int64_t app_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+
+    rc = sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master", -1,
+                            &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int code = db_error(c->db, rc, err, path);
+        sqlite3_finalize(st);
+        return code;
+    }
+    int64_t objects = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+
+    if (app_id == 0 && objects == 0) {
+        *version = 0;
+        return EDDY_OK;
+    }
+    if (app_id != EDDYI_SQLITE_APP_ID)
+        return eddyi_error(err, EDDY_ECORRUPT,
+                           "%s is not an eddy store (an SQLite database "
+                           "with application id 0x%llx)",
+                           path, (unsigned long long)app_id);
+    rc = sqlite3_prepare_v2(c->db,
+                            "SELECT value FROM meta WHERE key = "
+                            "'eddy_schema_version'",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return eddyi_error(err, EDDY_ECORRUPT,
+                           "%s is not an eddy store (no store schema version)",
+                           path);
+    }
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (v < 1)
+        return eddyi_error(err, EDDY_ECORRUPT,
+                           "%s is not an eddy store (schema version %lld)",
+                           path, (long long)v);
+    if (v > EDDYI_SQLITE_SCHEMA_VERSION)
+        return eddyi_error(err, EDDY_EVERSION,
+                           "%s has store schema version %lld, this eddy "
+                           "supports up to %d",
+                           path, (long long)v, EDDYI_SQLITE_SCHEMA_VERSION);
+    *version = (int)v;
+    return EDDY_OK;
+}
+
+/*
+ * Looks at the file through a read-only connection before anything writes
+ * to it. `*create` is set when there is nothing yet (missing/empty file).
+ */
+static int inspect(const sqlite_impl *im, int *version, bool *create,
+                   eddy_error *err)
+{
+    struct stat sb;
+    *create = false;
+    if (stat(im->path, &sb) != 0 || sb.st_size == 0) {
+        if (im->opts.read_only)
+            return eddyi_error(err, EDDY_ENOTFOUND, "%s: no such store",
+                               im->path);
+        *create = true;
+        *version = 0;
+        return EDDY_OK;
+    }
+    if (S_ISDIR(sb.st_mode))
+        return eddyi_error(err, EDDY_EIO, "%s is a directory", im->path);
+    conn *c = NULL;
+    int rc = conn_open(im->path, SQLITE_OPEN_READONLY, &im->opts, &c, err);
+    if (rc == EDDY_OK)
+        rc = schema_version_of(c, im->path, version, err);
+    conn_free(c);
+    return rc;
+}
+
+static int migrate(sqlite_impl *im, eddy_error *err)
+{
+    conn *w = im->writer;
+    int rc = conn_exec(w, "BEGIN IMMEDIATE", err);
+    if (rc != EDDY_OK)
+        return rc;
+    int version = 0;
+    /* Checked again inside the write lock: another process may have
+     * created or upgraded the file since inspect(). */
+    rc = schema_version_of(w, im->path, &version, err);
+    for (int v = version; rc == EDDY_OK && v < EDDYI_SQLITE_SCHEMA_VERSION; v++) {
+        rc = conn_exec(w, eddyi_sqlite_migrations[v], err);
+        if (rc == EDDY_OK) {
+            char sql[160];
+            snprintf(sql, sizeof sql,
+                     "INSERT OR REPLACE INTO meta(key, value) "
+                     "VALUES('eddy_schema_version', %d)", v + 1);
+            rc = conn_exec(w, sql, err);
+        }
+        if (rc == EDDY_OK)
+            EDDYI_LOG(EDDY_LOG_INFO, "store", "%s: store schema %d -> %d",
+                      im->path, v, v + 1);
+    }
+    if (rc == EDDY_OK)
+        return conn_exec(w, "COMMIT", err);
+    conn_exec(w, "ROLLBACK", NULL);
+    return rc;
+}
+
+static void sqlite_close(void *impl)
+{
+    sqlite_impl *im = impl;
+    if (!im)
+        return;
+    conn_free(im->writer);
+    while (im->idle) {
+        conn *c = im->idle;
+        im->idle = c->next_idle;
+        conn_free(c);
+    }
+    pthread_mutex_destroy(&im->pool_mu);
+    free(im->path);
+    free(im);
+}
+
+static int sqlite_open(const char *location, const eddy_store_options *opts,
+                       void **impl, eddy_error *err)
+{
+    sqlite_impl *im = calloc(1, sizeof *im);
+    if (!im)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    pthread_mutex_init(&im->pool_mu, NULL);
+    im->opts = *opts;
+    int rc = EDDY_ENOMEM;
+    if (!(im->path = eddyi_strdup(location))) {
+        eddyi_error(err, rc, "out of memory");
+        goto fail;
+    }
+    int version = 0;
+    bool create = false;
+    rc = inspect(im, &version, &create, err);
+    if (rc != EDDY_OK)
+        goto fail;
+    if (opts->read_only) {
+        if (version < EDDYI_SQLITE_SCHEMA_VERSION) {
+            rc = eddyi_error(err, EDDY_EVERSION,
+                             "%s has store schema version %d; open it "
+                             "writable once to upgrade it to %d",
+                             im->path, version, EDDYI_SQLITE_SCHEMA_VERSION);
+            goto fail;
+        }
+    } else {
+        rc = conn_open(im->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       opts, &im->writer, err);
+        if (rc != EDDY_OK)
+            goto fail;
+        static const char *sync_sql[] = {"PRAGMA synchronous=FULL",
+                                         "PRAGMA synchronous=NORMAL",
+                                         "PRAGMA synchronous=OFF"};
+        rc = conn_exec(im->writer, "PRAGMA journal_mode=WAL", err);
+        if (rc == EDDY_OK)
+            rc = conn_exec(im->writer, sync_sql[opts->sync], err);
+        if (rc == EDDY_OK)
+            rc = migrate(im, err);
+        if (rc != EDDY_OK)
+            goto fail;
+    }
+    *impl = im;
+    return EDDY_OK;
+fail:
+    sqlite_close(im);
+    return rc;
+}
+
+/* ---- the write transaction ---------------------------------------------- */
+
+static int step_done(conn *c, sqlite3_stmt *st, eddy_error *err,
+                     const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return db_error(c->db, rc, err, what);
+    return EDDY_OK;
+}
+
+static int run_static(conn *c, const char *sql, eddy_error *err)
+{
+    sqlite3_stmt *st = conn_stmt(c, sql, false, err);
+    if (!st)
+        return err ? err->code : EDDY_EIO;
+    return step_done(c, st, err, sql);
+}
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char SQL_SAVEPOINT[] = "SAVEPOINT eddy_job";
+static const char SQL_RELEASE[] = "RELEASE eddy_job";
+static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO eddy_job";
+
+static int sqlite_write_begin(void *impl, eddy_error *err)
+{
+    return run_static(((sqlite_impl *)impl)->writer, SQL_BEGIN, err);
+}
+
+static int sqlite_write_commit(void *impl, eddy_error *err)
+{
+    return run_static(((sqlite_impl *)impl)->writer, SQL_COMMIT, err);
+}
+
+static void sqlite_write_rollback(void *impl)
+{
+    conn *w = ((sqlite_impl *)impl)->writer;
+    if (!sqlite3_get_autocommit(w->db))
+        run_static(w, SQL_ROLLBACK, NULL);
+}
+
+static int sqlite_savepoint(void *impl, eddy_error *err)
+{
+    return run_static(((sqlite_impl *)impl)->writer, SQL_SAVEPOINT, err);
+}
+
+static int sqlite_savepoint_release(void *impl, eddy_error *err)
+{
+    return run_static(((sqlite_impl *)impl)->writer, SQL_RELEASE, err);
+}
+
+static void sqlite_savepoint_rollback(void *impl)
+{
+    conn *w = ((sqlite_impl *)impl)->writer;
+    run_static(w, SQL_ROLLBACK_TO, NULL);
+    run_static(w, SQL_RELEASE, NULL);
+}
+
+static void *sqlite_write_native(void *impl)
+{
+    return ((sqlite_impl *)impl)->writer->db;
+}
+
+/* ---- append ------------------------------------------------------------- */
+
+static const char SQL_STREAM_VERSION[] =
+    "SELECT version FROM streams WHERE stream_id = ?1";
+static const char SQL_INSERT_EVENT[] =
+    "INSERT INTO events(id, stream_id, stream_version, type, time_us, "
+    "recorded_us, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+static const char SQL_UPSERT_STREAM[] =
+    "INSERT INTO streams(stream_id, version) VALUES(?1, ?2) "
+    "ON CONFLICT(stream_id) DO UPDATE SET version = excluded.version";
+static const char SQL_EVENT_BY_ID[] =
+    "SELECT position, stream_id, stream_version, payload FROM events "
+    "WHERE id = ?1";
+static const char SQL_DELETE_FROM[] = "DELETE FROM events WHERE position >= ?1";
+
+static int stream_version_on(conn *c, const char *stream_id, int64_t *version,
+                             eddy_error *err)
+{
+    sqlite3_stmt *st = conn_stmt(c, SQL_STREAM_VERSION, false, err);
+    if (!st)
+        return err ? err->code : EDDY_EIO;
+    sqlite3_bind_text(st, 1, stream_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        *version = 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(c->db, rc, err, "reading a stream version");
+    return EDDY_OK;
+}
+
+static int check_expected(const char *stream_id, int64_t expected,
+                          int64_t actual, eddy_error *err)
+{
+    if (expected == EDDY_EXPECT_ANY)
+        return EDDY_OK;
+    if (expected == EDDY_EXPECT_EXISTS) {
+        if (actual > 0)
+            return EDDY_OK;
+        return eddyi_error(err, EDDY_ECONFLICT,
+                           "stream %s: expected an existing stream, actual "
+                           "version 0 (no stream)", stream_id);
+    }
+    if (expected == actual)
+        return EDDY_OK;
+    if (expected == EDDY_EXPECT_NO_STREAM)
+        return eddyi_error(err, EDDY_ECONFLICT,
+                           "stream %s: expected version 0 (no stream), "
+                           "actual %lld", stream_id, (long long)actual);
+    return eddyi_error(err, EDDY_ECONFLICT,
+                       "stream %s: expected version %lld, actual %lld",
+                       stream_id, (long long)expected, (long long)actual);
+}
+
+/* Inserts one event; returns the raw SQLite code. */
+static int insert_event(conn *w, sqlite3_stmt *ins, const char *stream_id,
+                        int64_t version, const eddyi_pending *p,
+                        int64_t recorded_us)
+{
+    int64_t t = eddy_event_time(p->event);
+    sqlite3_bind_text(ins, 1, eddy_event_id(p->event), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, version);
+    sqlite3_bind_text(ins, 4, eddy_event_type(p->event), -1, SQLITE_STATIC);
+    if (t)
+        sqlite3_bind_int64(ins, 5, t);
+    else
+        sqlite3_bind_null(ins, 5);
+    sqlite3_bind_int64(ins, 6, recorded_us);
+    sqlite3_bind_text(ins, 7, p->payload, (int)p->len, SQLITE_STATIC);
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    EDDYI_UNUSED(w);
+    return rc;
+}
+
+static int set_stream_version(conn *w, const char *stream_id, int64_t version,
+                              eddy_error *err)
+{
+    sqlite3_stmt *st = conn_stmt(w, SQL_UPSERT_STREAM, false, err);
+    if (!st)
+        return err ? err->code : EDDY_EIO;
+    sqlite3_bind_text(st, 1, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    return step_done(w, st, err, "updating a stream version");
+}
+
+/* How an event of an append relates to what is stored. */
+enum { EV_NEW, EV_SAME };
+
+/*
+ * The careful path, taken when the fast path hit an id that is already
+ * stored: classify every event (new / stored identically / stored
+ * differently), succeed without a version check when all are stored
+ * identically, else append the new ones.
+ */
+static int append_slow(conn *w, const char *stream_id, int64_t expected,
+                       const eddyi_pending *ev, size_t count,
+                       int64_t recorded_us, eddy_append_result *res,
+                       eddy_error *err)
+{
+    unsigned char *state = calloc(count, 1);
+    if (!state)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    int rc = EDDY_OK;
+    size_t stored = 0;
+    int64_t min_pos = 0, max_pos = 0, max_ver = 0;
+    sqlite3_stmt *sel = conn_stmt(w, SQL_EVENT_BY_ID, false, err);
+    if (!sel) {
+        rc = err ? err->code : EDDY_EIO;
+        goto done;
+    }
+    for (size_t i = 0; i < count && rc == EDDY_OK; i++) {
+        const char *id = eddy_event_id(ev[i].event);
+        sqlite3_bind_text(sel, 1, id, -1, SQLITE_STATIC);
+        int s = sqlite3_step(sel);
+        if (s == SQLITE_ROW) {
+            int64_t pos = sqlite3_column_int64(sel, 0);
+            const char *sid = (const char *)sqlite3_column_text(sel, 1);
+            int64_t ver = sqlite3_column_int64(sel, 2);
+            const char *payload = (const char *)sqlite3_column_text(sel, 3);
+            size_t plen = (size_t)sqlite3_column_bytes(sel, 3);
+            bool same = sid && strcmp(sid, stream_id) == 0;
+            if (same && !(plen == ev[i].len &&
+                          memcmp(payload, ev[i].payload, plen) == 0)) {
+                eddy_event *old = eddy_event_decode(payload, plen, NULL);
+                same = old && eddy_event_equal(old, ev[i].event);
+                eddy_event_unref(old);
+            }
+            if (!same) {
+                rc = eddyi_error(err, EDDY_EDUPLICATE,
+                                 "event id %s is already stored (stream %s, "
+                                 "version %lld) with different content",
+                                 id, sid ? sid : "?", (long long)ver);
+            } else {
+                state[i] = EV_SAME;
+                stored++;
+                if (!min_pos || pos < min_pos)
+                    min_pos = pos;
+                if (pos > max_pos)
+                    max_pos = pos;
+                if (ver > max_ver)
+                    max_ver = ver;
+            }
+        } else if (s != SQLITE_DONE) {
+            rc = db_error(w->db, s, err, "looking up an event id");
+        }
+        sqlite3_reset(sel);
+    }
+    if (rc != EDDY_OK)
+        goto done;
+    if (stored == count) { /* a retried append: report what is stored */
+        res->first_position = min_pos;
+        res->last_position = max_pos;
+        res->stream_version = max_ver;
+        goto done;
+    }
+    int64_t version = 0;
+    if ((rc = stream_version_on(w, stream_id, &version, err)) != EDDY_OK ||
+        (rc = check_expected(stream_id, expected, version, err)) != EDDY_OK)
+        goto done;
+    sqlite3_stmt *ins = conn_stmt(w, SQL_INSERT_EVENT, false, err);
+    if (!ins) {
+        rc = err ? err->code : EDDY_EIO;
+        goto done;
+    }
+    int64_t first = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (state[i] == EV_SAME)
+            continue;
+        int s = insert_event(w, ins, stream_id, version + 1, &ev[i],
+                             recorded_us);
+        if (s != SQLITE_DONE) {
+            if ((s & 0xff) == SQLITE_CONSTRAINT)
+                rc = eddyi_error(err, EDDY_EINVAL,
+                                 "stream %s: event id %s appears twice in "
+                                 "one append", stream_id,
+                                 eddy_event_id(ev[i].event));
+            else
+                rc = db_error(w->db, s, err, "inserting an event");
+            goto done; /* the caller's savepoint undoes the inserts */
+        }
+        version++;
+        int64_t pos = sqlite3_last_insert_rowid(w->db);
+        if (!first)
+            first = pos;
+        res->last_position = pos;
+    }
+    res->first_position = first;
+    res->stream_version = version;
+    rc = set_stream_version(w, stream_id, version, err);
+done:
+    free(state);
+    return rc;
+}
+
+static int sqlite_append(void *impl, const char *stream_id, int64_t expected,
+                         const eddyi_pending *ev, size_t count,
+                         int64_t recorded_us, eddy_append_result *res,
+                         eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    conn *w = im->writer;
+    int64_t version = 0;
+    int rc = stream_version_on(w, stream_id, &version, err);
+    if (rc != EDDY_OK)
+        return rc;
+    sqlite3_stmt *ins = conn_stmt(w, SQL_INSERT_EVENT, false, err);
+    if (!ins)
+        return err ? err->code : EDDY_EIO;
+    /* Fast path: insert everything; a known id sends us to the slow path
+     * (and a known id may also explain a version mismatch: a retry). */
+    int64_t first = 0;
+    bool conflict = check_expected(stream_id, expected, version, NULL) != EDDY_OK;
+    for (size_t i = 0; i < count && !conflict; i++) {
+        int s = insert_event(w, ins, stream_id, version + 1, &ev[i],
+                             recorded_us);
+        if (s == SQLITE_DONE) {
+            version++;
+            int64_t pos = sqlite3_last_insert_rowid(w->db);
+            if (!first)
+                first = pos;
+            res->last_position = pos;
+            continue;
+        }
+        if ((s & 0xff) != SQLITE_CONSTRAINT)
+            return db_error(w->db, s, err, "inserting an event");
+        conflict = true;
+    }
+    if (!conflict) {
+        res->first_position = first;
+        res->stream_version = version;
+        return set_stream_version(w, stream_id, version, err);
+    }
+    if (first) { /* undo the partial fast path; positions stay gap-free */
+        sqlite3_stmt *del = conn_stmt(w, SQL_DELETE_FROM, false, err);
+        if (!del)
+            return err ? err->code : EDDY_EIO;
+        sqlite3_bind_int64(del, 1, first);
+        if ((rc = step_done(w, del, err, "undoing an append")) != EDDY_OK)
+            return rc;
+    }
+    memset(res, 0, sizeof *res);
+    return append_slow(w, stream_id, expected, ev, count, recorded_us, res, err);
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+static const char SQL_SNAPSHOT_SAVE[] =
+    "INSERT OR REPLACE INTO snapshots(stream_id, version, schema_version, "
+    "state, taken_us) VALUES(?1, ?2, ?3, ?4, ?5)";
+static const char SQL_SNAPSHOT_LOAD[] =
+    "SELECT version, schema_version, state FROM snapshots WHERE stream_id = ?1 "
+    "ORDER BY version DESC LIMIT 1";
+
+static int sqlite_snapshot_save(void *impl, const char *stream_id,
+                                int64_t version, int schema_version,
+                                const char *state, int64_t taken_us,
+                                eddy_error *err)
+{
+    conn *w = ((sqlite_impl *)impl)->writer;
+    int64_t current = 0;
+    int rc = stream_version_on(w, stream_id, &current, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (version > current)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: snapshot version %lld is beyond the "
+                           "stream's version %lld",
+                           stream_id, (long long)version, (long long)current);
+    sqlite3_stmt *st = conn_stmt(w, SQL_SNAPSHOT_SAVE, false, err);
+    if (!st)
+        return err ? err->code : EDDY_EIO;
+    sqlite3_bind_text(st, 1, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_int(st, 3, schema_version);
+    sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, taken_us);
+    return step_done(w, st, err, "saving a snapshot");
+}
+
+static int sqlite_snapshot_load(void *impl, const char *stream_id,
+                                int64_t *version, int *schema_version,
+                                char **state, eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    conn *c = NULL;
+    int rc = reader_get(im, &c, err);
+    if (rc != EDDY_OK)
+        return rc;
+    sqlite3_stmt *st = conn_stmt(c, SQL_SNAPSHOT_LOAD, false, err);
+    if (!st) {
+        rc = err ? err->code : EDDY_EIO;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, stream_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        *version = sqlite3_column_int64(st, 0);
+        *schema_version = sqlite3_column_int(st, 1);
+        *state = eddyi_strdup((const char *)sqlite3_column_text(st, 2));
+        if (!*state)
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    } else if (s == SQLITE_DONE) {
+        rc = eddyi_error(err, EDDY_ENOTFOUND, "stream %s has no snapshot",
+                         stream_id);
+    } else {
+        rc = db_error(c->db, s, err, "loading a snapshot");
+    }
+    sqlite3_reset(st);
+out:
+    reader_put(im, c);
+    return rc;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+void eddyi_rows_clear(eddyi_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        eddy_event_unref(rows[i].event);
+        free(rows[i].stream_id);
+        rows[i].event = NULL;
+        rows[i].stream_id = NULL;
+    }
+}
+
+/* Builds the page query for `spec` into a malloc'd string. */
+static char *page_sql(const eddyi_read_spec *spec)
+{
+    size_t cap = 512 + spec->type_count * 4;
+    char *sql = malloc(cap);
+    if (!sql)
+        return NULL;
+    const char *key = spec->stream_id ? "stream_version" : "position";
+    size_t n = (size_t)snprintf(
+        sql, cap,
+        "SELECT position, stream_id, stream_version, recorded_us, payload "
+        "FROM events WHERE %s %s %s ?",
+        spec->stream_id ? "stream_id = ? AND" : "", key,
+        spec->descending ? "<=" : ">=");
+    if (spec->type_count) {
+        n += (size_t)snprintf(sql + n, cap - n, " AND type IN (");
+        for (size_t i = 0; i < spec->type_count; i++)
+            n += (size_t)snprintf(sql + n, cap - n, i ? ",?" : "?");
+        n += (size_t)snprintf(sql + n, cap - n, ")");
+    }
+    if (spec->from_time_us)
+        n += (size_t)snprintf(sql + n, cap - n, " AND time_us >= ?");
+    if (spec->to_time_us)
+        n += (size_t)snprintf(sql + n, cap - n, " AND time_us < ?");
+    if (spec->min_position)
+        n += (size_t)snprintf(sql + n, cap - n, " AND position >= ?");
+    if (spec->max_position)
+        n += (size_t)snprintf(sql + n, cap - n, " AND position <= ?");
+    snprintf(sql + n, cap - n, " ORDER BY %s %s LIMIT ?", key,
+             spec->descending ? "DESC" : "ASC");
+    return sql;
+}
+
+static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
+                            int64_t start_key, size_t max_rows,
+                            size_t max_bytes, eddyi_row *rows, size_t *n,
+                            eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    *n = 0;
+    char *sql = page_sql(spec);
+    if (!sql)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    conn *c = NULL;
+    int rc = reader_get(im, &c, err);
+    if (rc != EDDY_OK) {
+        free(sql);
+        return rc;
+    }
+    sqlite3_stmt *st = conn_stmt(c, sql, true, err);
+    free(sql);
+    if (!st) {
+        rc = err ? err->code : EDDY_EIO;
+        goto out;
+    }
+    int k = 1;
+    if (spec->stream_id)
+        sqlite3_bind_text(st, k++, spec->stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, k++, start_key);
+    for (size_t i = 0; i < spec->type_count; i++)
+        sqlite3_bind_text(st, k++, spec->types[i], -1, SQLITE_STATIC);
+    if (spec->from_time_us)
+        sqlite3_bind_int64(st, k++, spec->from_time_us);
+    if (spec->to_time_us)
+        sqlite3_bind_int64(st, k++, spec->to_time_us);
+    if (spec->min_position)
+        sqlite3_bind_int64(st, k++, spec->min_position);
+    if (spec->max_position)
+        sqlite3_bind_int64(st, k++, spec->max_position);
+    sqlite3_bind_int64(st, k++, (sqlite3_int64)max_rows);
+    size_t bytes = 0;
+    int s;
+    while (*n < max_rows && bytes < max_bytes &&
+           (s = sqlite3_step(st)) == SQLITE_ROW) {
+        eddyi_row *r = &rows[*n];
+        r->position = sqlite3_column_int64(st, 0);
+        r->stream_version = sqlite3_column_int64(st, 2);
+        r->recorded_us = sqlite3_column_int64(st, 3);
+        const char *payload = (const char *)sqlite3_column_text(st, 4);
+        size_t plen = (size_t)sqlite3_column_bytes(st, 4);
+        eddy_error derr = {0};
+        r->event = eddy_event_decode(payload ? payload : "", plen, &derr);
+        if (!r->event) {
+            rc = eddyi_error(err, EDDY_EPARSE,
+                             "stored event at position %lld cannot be "
+                             "decoded: %s",
+                             (long long)r->position, derr.message);
+            break;
+        }
+        r->stream_id = eddyi_strdup((const char *)sqlite3_column_text(st, 1));
+        if (!r->stream_id) {
+            eddy_event_unref(r->event);
+            r->event = NULL;
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            break;
+        }
+        bytes += plen;
+        (*n)++;
+    }
+    if (rc == EDDY_OK && *n < max_rows && bytes < max_bytes && s != SQLITE_DONE)
+        rc = db_error(c->db, s, err, "reading events");
+    sqlite3_reset(st);
+    if (rc != EDDY_OK) {
+        eddyi_rows_clear(rows, *n);
+        *n = 0;
+    }
+out:
+    reader_put(im, c);
+    return rc;
+}
+
+/* Runs a one-integer query on a reader. */
+static int reader_int(sqlite_impl *im, const char *sql, const char *bind,
+                      int64_t *out, eddy_error *err)
+{
+    conn *c = NULL;
+    int rc = reader_get(im, &c, err);
+    if (rc != EDDY_OK)
+        return rc;
+    sqlite3_stmt *st = conn_stmt(c, sql, false, err);
+    if (!st) {
+        rc = err ? err->code : EDDY_EIO;
+        goto out;
+    }
+    if (bind)
+        sqlite3_bind_text(st, 1, bind, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (s == SQLITE_DONE)
+        *out = 0;
+    else
+        rc = db_error(c->db, s, err, sql);
+    sqlite3_reset(st);
+out:
+    reader_put(im, c);
+    return rc;
+}
+
+static const char SQL_HEAD[] = "SELECT COALESCE(MAX(position), 0) FROM events";
+static const char SQL_STREAM_COUNT[] = "SELECT count(*) FROM streams";
+static const char SQL_SNAPSHOT_COUNT[] = "SELECT count(*) FROM snapshots";
+static const char SQL_SCHEMA[] =
+    "SELECT value FROM meta WHERE key = 'eddy_schema_version'";
+static const char SQL_STREAMS_PAGE[] =
+    "SELECT stream_id, version FROM streams WHERE stream_id > ?1 "
+    "ORDER BY stream_id LIMIT ?2";
+
+static int sqlite_head(void *impl, int64_t *head, eddy_error *err)
+{
+    return reader_int(impl, SQL_HEAD, NULL, head, err);
+}
+
+static int sqlite_stream_version(void *impl, const char *stream_id,
+                                 int64_t *version, eddy_error *err)
+{
+    return reader_int(impl, SQL_STREAM_VERSION, stream_id, version, err);
+}
+
+static int sqlite_streams_page(void *impl, const char *after, size_t max,
+                               char **ids, int64_t *versions, size_t *n,
+                               eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    *n = 0;
+    conn *c = NULL;
+    int rc = reader_get(im, &c, err);
+    if (rc != EDDY_OK)
+        return rc;
+    sqlite3_stmt *st = conn_stmt(c, SQL_STREAMS_PAGE, false, err);
+    if (!st) {
+        rc = err ? err->code : EDDY_EIO;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int s;
+    while (*n < max && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        ids[*n] = eddyi_strdup((const char *)sqlite3_column_text(st, 0));
+        if (!ids[*n]) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            break;
+        }
+        versions[*n] = sqlite3_column_int64(st, 1);
+        (*n)++;
+    }
+    if (rc == EDDY_OK && *n < max && s != SQLITE_DONE)
+        rc = db_error(c->db, s, err, "listing streams");
+    sqlite3_reset(st);
+    if (rc != EDDY_OK) {
+        for (size_t i = 0; i < *n; i++)
+            free(ids[i]);
+        *n = 0;
+    }
+out:
+    reader_put(im, c);
+    return rc;
+}
+
+static int64_t file_size(const char *path, const char *suffix)
+{
+    char buf[4096];
+    if ((size_t)snprintf(buf, sizeof buf, "%s%s", path, suffix) >= sizeof buf)
+        return -1;
+    struct stat sb;
+    return stat(buf, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+static int sqlite_info(void *impl, eddy_store_info *info, eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    int64_t schema = 0;
+    int rc;
+    if ((rc = reader_int(im, SQL_HEAD, NULL, &info->head, err)) != EDDY_OK ||
+        (rc = reader_int(im, SQL_STREAM_COUNT, NULL, &info->stream_count,
+                         err)) != EDDY_OK ||
+        (rc = reader_int(im, SQL_SNAPSHOT_COUNT, NULL, &info->snapshot_count,
+                         err)) != EDDY_OK ||
+        (rc = reader_int(im, SQL_SCHEMA, NULL, &schema, err)) != EDDY_OK)
+        return rc;
+    info->event_count = info->head; /* positions are gap-free */
+    info->schema_version = (int)schema;
+    int64_t db = file_size(im->path, ""), wal = file_size(im->path, "-wal");
+    info->file_bytes = db < 0 || wal < 0 ? -1 : db + wal;
+    return EDDY_OK;
+}
+
+const eddyi_backend eddyi_sqlite_backend = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .write_begin = sqlite_write_begin,
+    .write_commit = sqlite_write_commit,
+    .write_rollback = sqlite_write_rollback,
+    .savepoint = sqlite_savepoint,
+    .savepoint_release = sqlite_savepoint_release,
+    .savepoint_rollback = sqlite_savepoint_rollback,
+    .append = sqlite_append,
+    .snapshot_save = sqlite_snapshot_save,
+    .write_native = sqlite_write_native,
+    .read_page = sqlite_read_page,
+    .head = sqlite_head,
+    .stream_version = sqlite_stream_version,
+    .streams_page = sqlite_streams_page,
+    .snapshot_load = sqlite_snapshot_load,
+    .info = sqlite_info,
+};

@@ -1,0 +1,730 @@
+/*
+ * src/store/store.c - the backend-independent front of the event store:
+ * opening by URL, argument checks and hooks, event encoding, the group
+ * commit writer thread and its job queue, and head notification.
+ *
+ * Group commit: callers queue jobs and sleep on their own condition
+ * variable; the one writer thread takes every queued job (up to
+ * max_batch_events events), runs them in one transaction, each in its own
+ * savepoint, commits once, then wakes the callers and the live waiters.
+ * While the writer is busy committing (fsync), new jobs pile up and go into
+ * the next transaction together: batching comes from load, not from a timer.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/internal.h"
+#include "store_impl.h"
+
+struct eddyi_job {
+    eddyi_write_fn fn;
+    void *arg;
+    size_t weight; /* events, for batch limits */
+    int rc;
+    eddy_error err;
+    bool done;
+    pthread_cond_t cond;                 /* synchronous jobs */
+    void (*finish)(eddyi_job *job);      /* asynchronous jobs: NULL = sync */
+    eddyi_job *next;
+};
+
+struct eddyi_txn {
+    eddy_store *store;
+    int64_t now_us;
+};
+
+/* ---- URL -------------------------------------------------------------- */
+
+/* Picks the backend from the URL; `*location` points into `url`. */
+static const eddyi_backend *backend_for(const char *url, const char **location,
+                                        eddy_error *err)
+{
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        *location = url + 7;
+        if (strncmp(*location, "//", 2) == 0) /* sqlite:///abs/path */
+            *location += 2;
+        return &eddyi_sqlite_backend;
+    }
+    /* A scheme is letters, digits, '+', '-', '.' then "://" or ':' with no
+     * '/' before it; anything else is a bare path. */
+    const char *colon = strchr(url, ':');
+    if (colon && colon != url && !memchr(url, '/', (size_t)(colon - url))) {
+        size_t n = (size_t)(colon - url);
+        bool scheme = n > 1; /* "C:" style single letters are paths */
+        for (size_t i = 0; i < n && scheme; i++) {
+            char c = url[i];
+            scheme = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+        }
+        if (scheme) {
+            eddyi_error(err, EDDY_EUNSUPPORTED,
+                        "store URL scheme \"%.*s\" is not supported "
+                        "(supported: sqlite:PATH or a bare path)",
+                        (int)(n > 64 ? 64 : n), url);
+            return NULL;
+        }
+    }
+    *location = url;
+    return &eddyi_sqlite_backend;
+}
+
+/* ---- writer ----------------------------------------------------------- */
+
+static void finish_job(eddy_store *s, eddyi_job *job)
+{
+    if (job->finish) {
+        job->done = true;
+        job->finish(job); /* frees the job */
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    job->done = true;
+    pthread_cond_signal(&job->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void run_batch(eddy_store *s, eddyi_job *jobs)
+{
+    const eddyi_backend *b = s->backend;
+    eddyi_txn txn = {.store = s, .now_us = eddy_now_us()};
+    eddy_error berr = {0};
+    int rc = b->write_begin(s->impl, &berr);
+    if (rc != EDDY_OK) {
+        for (eddyi_job *j = jobs; j; j = j->next) {
+            j->rc = rc;
+            j->err = berr;
+        }
+    } else {
+        bool any_ok = false;
+        for (eddyi_job *j = jobs; j; j = j->next) {
+            j->rc = b->savepoint(s->impl, &j->err);
+            if (j->rc != EDDY_OK)
+                continue;
+            j->rc = j->fn(&txn, j->arg, &j->err);
+            if (j->rc != EDDY_OK && j->err.code == EDDY_OK)
+                eddyi_error(&j->err, j->rc, "write job failed: %s",
+                            eddy_strerror(j->rc));
+            if (j->rc == EDDY_OK)
+                j->rc = b->savepoint_release(s->impl, &j->err);
+            else
+                b->savepoint_rollback(s->impl);
+            any_ok |= j->rc == EDDY_OK;
+        }
+        rc = any_ok ? b->write_commit(s->impl, &berr) : EDDY_OK;
+        if (!any_ok)
+            b->write_rollback(s->impl);
+        if (rc != EDDY_OK) {
+            b->write_rollback(s->impl);
+            EDDYI_LOG(EDDY_LOG_ERROR, "store", "group commit failed: %s",
+                      berr.message);
+            for (eddyi_job *j = jobs; j; j = j->next) {
+                if (j->rc == EDDY_OK) {
+                    j->rc = rc;
+                    j->err = berr;
+                }
+            }
+        }
+        if (any_ok && rc == EDDY_OK) {
+            int64_t head = 0;
+            if (b->head(s->impl, &head, NULL) == EDDY_OK) {
+                pthread_mutex_lock(&s->mu);
+                if (head > s->head)
+                    s->head = head;
+                pthread_cond_broadcast(&s->head_cond);
+                pthread_mutex_unlock(&s->mu);
+            }
+        }
+    }
+    while (jobs) {
+        eddyi_job *next = jobs->next;
+        finish_job(s, jobs);
+        jobs = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    eddy_store *s = arg;
+    size_t limit = s->opts.max_batch_events;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->queue_head && !s->stopping)
+            pthread_cond_wait(&s->queue_cond, &s->mu);
+        if (!s->queue_head)
+            break; /* stopping and drained */
+        /* Take the first job whatever its size, then more while they fit. */
+        eddyi_job *first = s->queue_head, *last = first;
+        size_t total = first->weight;
+        while (last->next && total + last->next->weight <= limit) {
+            last = last->next;
+            total += last->weight;
+        }
+        s->queue_head = last->next;
+        if (!s->queue_head)
+            s->queue_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, first);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Queues `job`; EDDY_ESTATE when the store cannot take writes. */
+static int submit(eddy_store *s, eddyi_job *job, eddy_error *err)
+{
+    if (s->opts.read_only)
+        return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return eddyi_error(err, EDDY_ESTATE, "the store is closing");
+    }
+    job->next = NULL;
+    if (s->queue_tail)
+        s->queue_tail->next = job;
+    else
+        s->queue_head = job;
+    s->queue_tail = job;
+    pthread_cond_signal(&s->queue_cond);
+    pthread_mutex_unlock(&s->mu);
+    return EDDY_OK;
+}
+
+/* Runs a synchronous job and waits for its commit. */
+static int run_sync(eddy_store *s, eddyi_write_fn fn, void *arg, size_t weight,
+                    eddy_error *err)
+{
+    eddyi_job job = {.fn = fn, .arg = arg, .weight = weight};
+    if (pthread_cond_init(&job.cond, NULL) != 0)
+        return eddyi_error(err, EDDY_ENOMEM, "cannot create a condition");
+    int rc = submit(s, &job, err);
+    if (rc == EDDY_OK) {
+        pthread_mutex_lock(&s->mu);
+        while (!job.done)
+            pthread_cond_wait(&job.cond, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        rc = job.rc;
+        if (rc != EDDY_OK && err)
+            *err = job.err;
+    }
+    pthread_cond_destroy(&job.cond);
+    return rc;
+}
+
+int eddyi_store_write(eddy_store *s, eddyi_write_fn fn, void *arg,
+                      eddy_error *err)
+{
+    if (!s || !fn)
+        return eddyi_error(err, EDDY_EINVAL, "store and job are required");
+    return run_sync(s, fn, arg, 1, err);
+}
+
+void *eddyi_txn_sqlite(eddyi_txn *txn)
+{
+    const eddyi_backend *b = txn->store->backend;
+    return b->write_native ? b->write_native(txn->store->impl) : NULL;
+}
+
+int64_t eddyi_txn_now_us(const eddyi_txn *txn) { return txn->now_us; }
+
+eddy_store *eddyi_txn_store(const eddyi_txn *txn) { return txn->store; }
+
+/* ---- open / close ----------------------------------------------------- */
+
+eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
+                            eddy_error *err)
+{
+    if (!url || !*url) {
+        eddyi_error(err, EDDY_EINVAL, "store URL is empty");
+        return NULL;
+    }
+    const char *location = NULL;
+    const eddyi_backend *b = backend_for(url, &location, err);
+    if (!b)
+        return NULL;
+    if (!*location) {
+        eddyi_error(err, EDDY_EINVAL, "store URL \"%s\" has no path", url);
+        return NULL;
+    }
+    eddy_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        eddyi_error(err, EDDY_ENOMEM, "out of memory opening %s", url);
+        return NULL;
+    }
+    if (opts)
+        s->opts = *opts;
+    if (s->opts.sync != EDDY_SYNC_FULL && s->opts.sync != EDDY_SYNC_NORMAL &&
+        s->opts.sync != EDDY_SYNC_OFF) {
+        eddyi_error(err, EDDY_EINVAL, "unknown sync mode %d", (int)s->opts.sync);
+        free(s);
+        return NULL;
+    }
+    if (!s->opts.max_event_bytes)
+        s->opts.max_event_bytes = EDDY_STORE_DEFAULT_MAX_EVENT_BYTES;
+    if (!s->opts.max_batch_events)
+        s->opts.max_batch_events = EDDY_STORE_DEFAULT_MAX_BATCH_EVENTS;
+    if (s->opts.busy_timeout_ms <= 0)
+        s->opts.busy_timeout_ms = EDDY_STORE_DEFAULT_BUSY_TIMEOUT_MS;
+    s->backend = b;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->queue_cond, NULL);
+    pthread_cond_init(&s->head_cond, NULL);
+
+    if (b->open(location, &s->opts, &s->impl, err) != EDDY_OK)
+        goto fail;
+    if (b->head(s->impl, &s->head, err) != EDDY_OK)
+        goto fail;
+    if (!s->opts.read_only) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+            eddyi_error(err, EDDY_ENOMEM, "cannot start the store writer");
+            goto fail;
+        }
+        s->writer_started = true;
+    }
+    return s;
+fail:
+    if (s->impl)
+        b->close(s->impl);
+    pthread_cond_destroy(&s->head_cond);
+    pthread_cond_destroy(&s->queue_cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    return NULL;
+}
+
+void eddy_store_close(eddy_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->queue_cond);
+    pthread_cond_broadcast(&s->head_cond);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_started)
+        pthread_join(s->writer, NULL);
+    s->backend->close(s->impl);
+    pthread_cond_destroy(&s->head_cond);
+    pthread_cond_destroy(&s->queue_cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- append ----------------------------------------------------------- */
+
+int eddyi_stream_id_check(const char *stream_id, eddy_error *err)
+{
+    if (!stream_id)
+        return eddyi_error(err, EDDY_EINVAL, "stream id is NULL");
+    size_t n = strlen(stream_id);
+    if (n == 0)
+        return eddyi_error(err, EDDY_EINVAL, "stream id is empty");
+    if (!eddyi_utf8_valid(stream_id, n))
+        return eddyi_error(err, EDDY_EINVAL, "stream id is not valid UTF-8");
+    return EDDY_OK;
+}
+
+static void pending_free(eddyi_pending *p, size_t count, bool unref)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free(p[i].payload);
+        if (unref)
+            eddy_event_unref(p[i].event);
+    }
+    free(p);
+}
+
+/*
+ * Checks the arguments of an append, runs the check hook and encodes every
+ * event once. Returns EDDY_OK and a new array (pending_free), or an error
+ * with nothing allocated.
+ */
+static int prepare(eddy_store *s, const char *stream_id, int64_t expected,
+                   eddy_event *const *events, size_t count,
+                   eddyi_pending **out, eddy_error *err)
+{
+    int rc = eddyi_stream_id_check(stream_id, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (expected < 0 && expected != EDDY_EXPECT_ANY &&
+        expected != EDDY_EXPECT_EXISTS)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: invalid expected version %lld",
+                           stream_id, (long long)expected);
+    if (!events || count == 0)
+        return eddyi_error(err, EDDY_EINVAL, "stream %s: no events to append",
+                           stream_id);
+    eddyi_pending *p = calloc(count, sizeof *p);
+    if (!p)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    size_t i = 0;
+    for (; i < count; i++) {
+        eddy_event *ev = events[i];
+        if (!ev) {
+            rc = eddyi_error(err, EDDY_EINVAL,
+                             "stream %s: event %zu of the append is NULL",
+                             stream_id, i);
+            goto fail;
+        }
+        const char *type = eddy_event_type(ev);
+        if (!type || !*type || !eddyi_utf8_valid(type, strlen(type))) {
+            rc = eddyi_error(err, EDDY_EINVAL,
+                             "event %s: type is empty or not valid UTF-8",
+                             eddy_event_id(ev));
+            goto fail;
+        }
+        if (s->opts.check) {
+            eddy_error cerr = {0};
+            rc = s->opts.check(ev, s->opts.check_user, &cerr);
+            if (rc != EDDY_OK) {
+                if (err) {
+                    *err = cerr;
+                    if (err->code == EDDY_OK)
+                        eddyi_error(err, rc, "event %s rejected by the check hook",
+                                    eddy_event_id(ev));
+                }
+                goto fail;
+            }
+        }
+        p[i].event = ev;
+        p[i].payload = eddy_event_encode(ev, &p[i].len);
+        if (!p[i].payload) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory encoding event %s",
+                             eddy_event_id(ev));
+            goto fail;
+        }
+        if (p[i].len > s->opts.max_event_bytes) {
+            rc = eddyi_error(err, EDDY_ETOOBIG,
+                             "event %s is %zu bytes, the limit is %zu",
+                             eddy_event_id(ev), p[i].len,
+                             s->opts.max_event_bytes);
+            i++;
+            goto fail;
+        }
+    }
+    *out = p;
+    return EDDY_OK;
+fail:
+    pending_free(p, i, false);
+    return rc;
+}
+
+typedef struct append_req {
+    eddyi_job job; /* first: an async request is freed through its job */
+    eddy_store *store;
+    char *stream_id;
+    int64_t expected;
+    eddyi_pending *pending;
+    size_t count;
+    eddy_append_result result;
+    eddy_append_fn done; /* async only */
+    void *user;
+} append_req;
+
+static int append_job(eddyi_txn *txn, void *arg, eddy_error *err)
+{
+    append_req *r = arg;
+    eddy_store *s = txn->store;
+    return s->backend->append(s->impl, r->stream_id, r->expected, r->pending,
+                              r->count, txn->now_us, &r->result, err);
+}
+
+int eddy_store_append(eddy_store *s, const char *stream_id,
+                      int64_t expected_version, eddy_event *const *events,
+                      size_t count, eddy_append_result *result,
+                      eddy_error *err)
+{
+    if (!s)
+        return eddyi_error(err, EDDY_EINVAL, "store is NULL");
+    if (s->opts.read_only)
+        return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    append_req r = {.store = s, .expected = expected_version, .count = count};
+    int rc = prepare(s, stream_id, expected_version, events, count, &r.pending,
+                     err);
+    if (rc != EDDY_OK)
+        return rc;
+    r.stream_id = (char *)stream_id; /* borrowed: we wait for the job */
+    rc = run_sync(s, append_job, &r, count, err);
+    if (rc == EDDY_OK && result)
+        *result = r.result;
+    pending_free(r.pending, count, false);
+    return rc;
+}
+
+static void append_async_finish(eddyi_job *job)
+{
+    append_req *r = (append_req *)job;
+    r->done(job->rc, job->rc == EDDY_OK ? &r->result : NULL, &job->err,
+            r->user);
+    pending_free(r->pending, r->count, true);
+    free(r->stream_id);
+    free(r);
+}
+
+int eddy_store_append_async(eddy_store *s, const char *stream_id,
+                            int64_t expected_version,
+                            eddy_event *const *events, size_t count,
+                            eddy_append_fn done, void *user, eddy_error *err)
+{
+    if (!s || !done)
+        return eddyi_error(err, EDDY_EINVAL, "store and callback are required");
+    if (s->opts.read_only)
+        return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    append_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    int rc = prepare(s, stream_id, expected_version, events, count,
+                     &r->pending, err);
+    if (rc != EDDY_OK) {
+        free(r);
+        return rc;
+    }
+    r->stream_id = eddyi_strdup(stream_id);
+    if (!r->stream_id) {
+        pending_free(r->pending, count, false);
+        free(r);
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++)
+        eddy_event_ref(r->pending[i].event);
+    r->store = s;
+    r->expected = expected_version;
+    r->count = count;
+    r->done = done;
+    r->user = user;
+    r->job.fn = append_job;
+    r->job.arg = r;
+    r->job.weight = count;
+    r->job.finish = append_async_finish;
+    rc = submit(s, &r->job, err);
+    if (rc != EDDY_OK) {
+        pending_free(r->pending, count, true);
+        free(r->stream_id);
+        free(r);
+    }
+    return rc;
+}
+
+int eddyi_txn_append(eddyi_txn *txn, const char *stream_id,
+                     int64_t expected_version, eddy_event *const *events,
+                     size_t count, eddy_append_result *result,
+                     eddy_error *err)
+{
+    eddy_store *s = txn->store;
+    eddyi_pending *p = NULL;
+    int rc = prepare(s, stream_id, expected_version, events, count, &p, err);
+    if (rc != EDDY_OK)
+        return rc;
+    eddy_append_result res = {0};
+    rc = s->backend->append(s->impl, stream_id, expected_version, p, count,
+                            txn->now_us, &res, err);
+    if (rc == EDDY_OK && result)
+        *result = res;
+    pending_free(p, count, false);
+    return rc;
+}
+
+/* ---- snapshots -------------------------------------------------------- */
+
+typedef struct snapshot_req {
+    const char *stream_id;
+    int64_t version;
+    int schema_version;
+    const char *state;
+} snapshot_req;
+
+static int snapshot_job(eddyi_txn *txn, void *arg, eddy_error *err)
+{
+    snapshot_req *r = arg;
+    eddy_store *s = txn->store;
+    return s->backend->snapshot_save(s->impl, r->stream_id, r->version,
+                                     r->schema_version, r->state, txn->now_us,
+                                     err);
+}
+
+int eddy_store_snapshot_save(eddy_store *s, const char *stream_id,
+                             int64_t version, int schema_version,
+                             json_t *state, eddy_error *err)
+{
+    if (!s)
+        return eddyi_error(err, EDDY_EINVAL, "store is NULL");
+    int rc = eddyi_stream_id_check(stream_id, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (!state)
+        return eddyi_error(err, EDDY_EINVAL, "stream %s: snapshot state is NULL",
+                           stream_id);
+    if (version < 1)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: snapshot version %lld must be >= 1",
+                           stream_id, (long long)version);
+    char *text = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: snapshot state cannot be serialised",
+                           stream_id);
+    snapshot_req r = {stream_id, version, schema_version, text};
+    rc = run_sync(s, snapshot_job, &r, 1, err);
+    free(text);
+    return rc;
+}
+
+int eddy_store_snapshot_load(eddy_store *s, const char *stream_id,
+                             int64_t *version, int *schema_version,
+                             json_t **state, eddy_error *err)
+{
+    if (!s || !version || !schema_version || !state)
+        return eddyi_error(err, EDDY_EINVAL, "snapshot_load: NULL argument");
+    int rc = eddyi_stream_id_check(stream_id, err);
+    if (rc != EDDY_OK)
+        return rc;
+    int64_t v = 0;
+    int sv = 0;
+    char *text = NULL;
+    rc = s->backend->snapshot_load(s->impl, stream_id, &v, &sv, &text, err);
+    if (rc != EDDY_OK)
+        return rc;
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    free(text);
+    if (!j)
+        return eddyi_error(err, EDDY_EPARSE,
+                           "stream %s: stored snapshot at version %lld is not "
+                           "JSON: %s", stream_id, (long long)v, jerr.text);
+    *version = v;
+    *schema_version = sv;
+    *state = j;
+    return EDDY_OK;
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+int eddy_store_head(eddy_store *s, int64_t *head, eddy_error *err)
+{
+    if (!s || !head)
+        return eddyi_error(err, EDDY_EINVAL, "store_head: NULL argument");
+    return s->backend->head(s->impl, head, err);
+}
+
+int eddy_store_stream_version(eddy_store *s, const char *stream_id,
+                              int64_t *version, eddy_error *err)
+{
+    if (!s || !version)
+        return eddyi_error(err, EDDY_EINVAL, "stream_version: NULL argument");
+    int rc = eddyi_stream_id_check(stream_id, err);
+    if (rc != EDDY_OK)
+        return rc;
+    return s->backend->stream_version(s->impl, stream_id, version, err);
+}
+
+int eddy_store_streams(eddy_store *s, const char *after_stream_id,
+                       size_t limit, eddy_stream_fn fn, void *user,
+                       eddy_error *err)
+{
+    if (!s || !fn)
+        return eddyi_error(err, EDDY_EINVAL, "store_streams: NULL argument");
+    enum { PAGE = 256 };
+    char *ids[PAGE];
+    int64_t versions[PAGE];
+    char *after = after_stream_id ? eddyi_strdup(after_stream_id) : NULL;
+    if (after_stream_id && !after)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    size_t seen = 0;
+    int rc = EDDY_OK;
+    for (;;) {
+        size_t want = PAGE, n = 0;
+        if (limit && limit - seen < want)
+            want = limit - seen;
+        if (want == 0)
+            break;
+        rc = s->backend->streams_page(s->impl, after, want, ids, versions, &n,
+                                      err);
+        if (rc != EDDY_OK || n == 0)
+            break;
+        size_t i = 0;
+        for (; i < n && rc == EDDY_OK; i++)
+            rc = fn(ids[i], versions[i], user);
+        free(after);
+        after = ids[i - 1];
+        for (size_t k = 0; k < n; k++)
+            if (k != i - 1)
+                free(ids[k]);
+        seen += n;
+        if (rc != EDDY_OK || n < want)
+            break;
+    }
+    free(after);
+    return rc;
+}
+
+int eddy_store_info_get(eddy_store *s, eddy_store_info *info, eddy_error *err)
+{
+    if (!s || !info)
+        return eddyi_error(err, EDDY_EINVAL, "store_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    snprintf(info->backend, sizeof info->backend, "%s", s->backend->name);
+    info->sync = s->opts.sync;
+    return s->backend->info(s->impl, info, err);
+}
+
+/* ---- waiting for commits ---------------------------------------------- */
+
+/* Polls the backend at most this often for appends by other processes. */
+#define EDDYI_FOREIGN_POLL_MS 1000
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int eddy_store_wait(eddy_store *s, int64_t after_position, int timeout_ms,
+                    int64_t *head)
+{
+    if (!s)
+        return EDDY_EINVAL;
+    struct timespec end;
+    int64_t start_ms = eddy_now_us() / 1000;
+    int rc = EDDY_OK;
+    pthread_mutex_lock(&s->mu);
+    while (s->head <= after_position && !s->stopping) {
+        int slice = EDDYI_FOREIGN_POLL_MS;
+        if (timeout_ms >= 0) {
+            int64_t left = timeout_ms - (eddy_now_us() / 1000 - start_ms);
+            if (left <= 0) {
+                rc = EDDY_ETIMEDOUT;
+                break;
+            }
+            if (left < slice)
+                slice = (int)left;
+        }
+        deadline_after(&end, slice);
+        int w = pthread_cond_timedwait(&s->head_cond, &s->mu, &end);
+        if (w == ETIMEDOUT && s->head <= after_position && !s->stopping) {
+            /* Another process may have appended: look at the file. */
+            pthread_mutex_unlock(&s->mu);
+            int64_t h = 0;
+            int hrc = s->backend->head(s->impl, &h, NULL);
+            pthread_mutex_lock(&s->mu);
+            if (hrc == EDDY_OK && h > s->head)
+                s->head = h;
+        }
+    }
+    if (rc == EDDY_OK && s->head <= after_position && s->stopping)
+        rc = EDDY_ESTOPPED;
+    if (head)
+        *head = s->head;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/*
+ * src/store/store_impl.h - the layout of eddy_store, shared by the store's
+ * own source files (store.c, cursor.c, subscription.c). Not for other layers:
+ * they use store_internal.h.
+ */
+#ifndef EDDY_SRC_STORE_STORE_IMPL_H
+#define EDDY_SRC_STORE_STORE_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "backend.h"
+#include "store_internal.h"
+
+typedef struct eddyi_job eddyi_job;
+
+struct eddy_store {
+    const eddyi_backend *backend;
+    void *impl;
+    eddy_store_options opts; /* defaults filled in */
+
+    pthread_mutex_t mu;      /* guards everything below */
+    pthread_cond_t queue_cond; /* writer: jobs queued or stopping */
+    pthread_cond_t head_cond;  /* waiters: head moved or stopping */
+    eddyi_job *queue_head, *queue_tail;
+    bool stopping;
+    bool writer_started;
+    int64_t head;            /* last committed position known here */
+    pthread_t writer;
+};
+
+/* Page sizes of cursors: rows per read, and payload bytes per read. */
+#define EDDYI_PAGE_ROWS 256
+#define EDDYI_PAGE_BYTES ((size_t)4 << 20)
+
+/* Opens a cursor over `spec` (taken on success: the cursor frees its
+ * strings). Used by the public read calls and by subscriptions. */
+int eddyi_cursor_open(eddy_store *s, eddyi_read_spec *spec,
+                      int64_t start_key, size_t limit, eddy_cursor **out,
+                      eddy_error *err);
+
+/* Frees the strings of a spec. */
+void eddyi_read_spec_clear(eddyi_read_spec *spec);
+
+/* Copies `count` type strings into spec->types (EDDY_EINVAL for a NULL or
+ * empty type). */
+int eddyi_read_spec_set_types(eddyi_read_spec *spec, const char *const *types,
+                              size_t count, eddy_error *err);
+
+/* Validates a stream id: non-NULL, non-empty, valid UTF-8. */
+int eddyi_stream_id_check(const char *stream_id, eddy_error *err);
+
+#endif
