@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The README's example program, compiled exactly as the README says: against
+# an installed eddy (here: installed into a temporary prefix) with pkg-config.
+# Usage: readme_example.sh EDDY_BINARY TESTDATA_DIR
+set -euo pipefail
+eddy_bin=$1
+build_dir=$(dirname "$eddy_bin")
+src_dir=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+fail() { echo "readme_example: $*" >&2; exit 1; }
+
+# The program is the README's first ```c block.
+awk '/^```c$/ {on=1; next} /^```$/ && on {exit} on {print}' "$src_dir/README.md" > "$tmp/hello.c"
+[ -s "$tmp/hello.c" ] || fail "no C example found in README.md"
+
+cmake --install "$build_dir" --prefix "$tmp/prefix" > "$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log"; fail "cmake --install failed"; }
+export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-gnu/pkgconfig"
+pkg-config --exists eddy || fail "pkg-config does not find the installed eddy.pc"
+
+# A sanitizer build installs a sanitized library: the program needs the same
+# runtime to link against it.
+san=$(sed -n 's/^EDDY_SANITIZE:STRING=//p' "$build_dir/CMakeCache.txt")
+extra=()
+[ -n "$san" ] && extra=(-fsanitize="$san")
+
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Wno-unused-parameter -Werror "${extra[@]}" "$tmp/hello.c" \
+   $(pkg-config --cflags --libs eddy) -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/hello" ||
+  fail "the README example does not compile against the installed library"
+out=$("$tmp/hello") || fail "the README example exited non-zero"
+echo "$out"
+grep -q "welcome mail to ada@example.org" <<<"$out" || fail "no welcome mail line"
+grep -q "audit: mail.sent" <<<"$out" || fail "the follow-up event was not handled"
+echo "readme_example: ok"
