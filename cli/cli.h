@@ -31,6 +31,8 @@ char *cli_read_file(const char *path, size_t *len);
 int cli_is_help(const char *arg);
 
 int cmd_events(int argc, char **argv);
+/* `eddy schema validate` and the schema family (cli/cmd_schema.c). */
+int cmd_schema(int argc, char **argv);
 /* `eddy events check`: dispatched by cmd_events (cli/cmd_events.c). */
 int cmd_events_check(int argc, char **argv);
 /* `eddy events list`, `eddy streams`, `eddy store`, `eddy append`
@@ -39,5 +41,8 @@ int cmd_events_list(int argc, char **argv);
 int cmd_streams(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_append(int argc, char **argv);
+/* `eddy dlq` (cli/cmd_dlq.c) and `eddy stats` (cli/cmd_stats.c). */
+int cmd_dlq(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

@@ -9,9 +9,12 @@
 
 const struct cli_command cli_commands[] = {
     {"events", "check and list events (CloudEvents JSON)", cmd_events},
+    {"schema", "validate JSON against a JSON Schema (draft-07)", cmd_schema},
     {"append", "append events to a stream of the store", cmd_append},
     {"streams", "show a stream of the store", cmd_streams},
     {"store", "show information about the store", cmd_store},
+    {"dlq", "list, show, redrive and purge dead letters", cmd_dlq},
+    {"stats", "subscriptions' checkpoints, lag, retries, dead letters; outbox", cmd_stats},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,510 @@
+/*
+ * bench/store.c - the event store's throughput and the repository's load
+ * time, against a raw-SQLite baseline measured in the same run.
+ *
+ *   store [DIR]     DIR: where the temporary stores go (default: $TMPDIR or
+ *                   /tmp); every case, the baseline included, uses it.
+ *
+ * Cases (each figure is the median of RUNS runs; a run stops at its event
+ * budget or after RUN_SECONDS, whichever comes first):
+ *   append      batches of 1, 10, 100, 1000 events; 1 and 4 appender
+ *               threads (each on its own stream, with the expected version
+ *               checked); sync full (durable) and normal (relaxed)
+ *   raw-sqlite  the same rows (pre-encoded payloads) inserted with a
+ *               prepared statement, one transaction per batch, into a file
+ *               the store created (same schema, same pragmas), one thread
+ *   read        the global log, front to back
+ *   load        aggregates of 10, 1,000 and 100,000 events, with and without
+ *               snapshots (every 100 events)
+ * The last line is `store/raw-sqlite append ratio: R` for batches of 100,
+ * one thread, durable.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "eddy/eddy.h"
+#include "eddy/es.h"
+
+#define RUNS 5
+#define RUN_SECONDS 0.5
+#define MAX_THREADS 4
+
+static char bench_dir[512];
+static int file_seq;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(const char *what, const char *msg)
+{
+    fprintf(stderr, "bench/store: %s: %s\n", what, msg);
+    exit(1);
+}
+
+static void fresh_path(char *buf, size_t size, const char *tag)
+{
+    snprintf(buf, size, "%s/%s-%d.db", bench_dir, tag, file_seq++);
+}
+
+static void remove_db(const char *path)
+{
+    char p[600];
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        unlink(p);
+    }
+}
+
+static eddy_store *open_store(const char *path, eddy_sync_mode sync)
+{
+    char url[620];
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    eddy_store_options o = {0};
+    o.sync = sync;
+    eddy_error err = {0};
+    eddy_store *s = eddy_store_open(url, &o, &err);
+    if (!s)
+        die(url, err.message);
+    return s;
+}
+
+/* A typical small event: ~200 bytes of CloudEvents JSON. */
+static eddy_event **make_events(size_t n, const char *subject)
+{
+    eddy_event **evs = malloc(n * sizeof *evs);
+    if (!evs)
+        die("make_events", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        eddy_error err = {0};
+        evs[i] = eddy_event_newf("account.credited", "bench", subject, &err,
+                                 "{s:I, s:s, s:f}", "seq", (json_int_t)i, "note",
+                                 "salary for march", "amount", 12.5);
+        if (!evs[i])
+            die("eddy_event_newf", err.message);
+    }
+    return evs;
+}
+
+/* Events per run for a batch size (per case, split between the threads). */
+static size_t budget(size_t batch)
+{
+    switch (batch) {
+    case 1: return 3000;
+    case 10: return 12000;
+    case 100: return 40000;
+    default: return 60000;
+    }
+}
+
+/* ---- append through the store ------------------------------------------------ */
+
+struct appender {
+    eddy_store *store;
+    char stream[32];
+    eddy_event **evs;
+    size_t n, batch, done;
+    double deadline;
+};
+
+static void *appender_main(void *arg)
+{
+    struct appender *a = arg;
+    int64_t version = 0;
+    for (size_t i = 0; i + a->batch <= a->n && now_s() < a->deadline; i += a->batch) {
+        eddy_append_result res;
+        eddy_error err = {0};
+        if (eddy_store_append(a->store, a->stream, version, a->evs + i, a->batch, &res,
+                              &err) != EDDY_OK)
+            die("eddy_store_append", err.message);
+        version = res.stream_version;
+        a->done += a->batch;
+    }
+    return NULL;
+}
+
+/* One run: events per second appended by `threads` threads. */
+static double append_run(eddy_sync_mode sync, int threads, size_t batch)
+{
+    char path[600];
+    fresh_path(path, sizeof path, "append");
+    eddy_store *s = open_store(path, sync);
+    struct appender a[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    size_t per = budget(batch) / (size_t)threads;
+    per -= per % batch;
+    for (int t = 0; t < threads; t++) {
+        a[t] = (struct appender){.store = s, .n = per, .batch = batch};
+        snprintf(a[t].stream, sizeof a[t].stream, "account-%d", t);
+        a[t].evs = make_events(per, a[t].stream);
+    }
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+        a[t].deadline = t0 + RUN_SECONDS;
+        if (pthread_create(&th[t], NULL, appender_main, &a[t]) != 0)
+            die("pthread_create", strerror(errno));
+    }
+    size_t total = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        total += a[t].done;
+    }
+    double elapsed = now_s() - t0;
+    for (int t = 0; t < threads; t++)
+        eddy_event_array_free(a[t].evs, per);
+    eddy_store_close(s);
+    remove_db(path);
+    return (double)total / elapsed;
+}
+
+/* ---- the raw SQLite baseline --------------------------------------------------- */
+
+static void sql_ok(sqlite3 *db, int rc, const char *what)
+{
+    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        die(what, sqlite3_errmsg(db));
+}
+
+/*
+ * The rows the store would write, inserted directly: the file is created by
+ * the store (so the schema and its indexes are identical), then written with
+ * the store's pragmas (WAL, the same synchronous level), one prepared
+ * statement, one transaction per batch, and the stream's version row
+ * upserted once per batch as the store does. Payloads are encoded before
+ * the clock starts: the baseline is SQLite's cost alone.
+ */
+static double raw_run(eddy_sync_mode sync, size_t batch)
+{
+    char path[600];
+    fresh_path(path, sizeof path, "raw");
+    eddy_store_close(open_store(path, sync));
+
+    size_t n = budget(batch);
+    n -= n % batch;
+    eddy_event **evs = make_events(n, "account-0");
+    char **payload = malloc(n * sizeof *payload);
+    size_t *plen = malloc(n * sizeof *plen);
+    if (!payload || !plen)
+        die("raw", "out of memory");
+    for (size_t i = 0; i < n; i++)
+        payload[i] = eddy_event_encode(evs[i], &plen[i]);
+
+    sqlite3 *db;
+    sql_ok(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                                 NULL),
+           path);
+    static const char *sync_sql[] = {"PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
+                                     "PRAGMA synchronous=OFF"};
+    sql_ok(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), "wal");
+    sql_ok(db, sqlite3_exec(db, sync_sql[sync], NULL, NULL, NULL), "synchronous");
+    sqlite3_stmt *ins, *up, *begin, *commit;
+    sql_ok(db,
+           sqlite3_prepare_v2(db,
+                              "INSERT INTO events(id, stream_id, stream_version, type, "
+                              "time_us, recorded_us, payload) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                              -1, &ins, NULL),
+           "prepare insert");
+    sql_ok(db,
+           sqlite3_prepare_v2(db,
+                              "INSERT INTO streams(stream_id, version) VALUES(?1, ?2) "
+                              "ON CONFLICT(stream_id) DO UPDATE SET version = "
+                              "excluded.version",
+                              -1, &up, NULL),
+           "prepare upsert");
+    sql_ok(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL), "begin");
+    sql_ok(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL), "commit");
+
+    double t0 = now_s(), deadline = t0 + RUN_SECONDS;
+    size_t done = 0;
+    for (size_t i = 0; i + batch <= n && now_s() < deadline; i += batch) {
+        sql_ok(db, sqlite3_step(begin), "BEGIN");
+        sqlite3_reset(begin);
+        int64_t recorded = eddy_now_us();
+        for (size_t k = i; k < i + batch; k++) {
+            sqlite3_bind_text(ins, 1, eddy_event_id(evs[k]), -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 2, "account-0", -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ins, 3, (sqlite3_int64)k + 1);
+            sqlite3_bind_text(ins, 4, eddy_event_type(evs[k]), -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ins, 5, eddy_event_time(evs[k]));
+            sqlite3_bind_int64(ins, 6, recorded);
+            sqlite3_bind_text(ins, 7, payload[k], (int)plen[k], SQLITE_STATIC);
+            sql_ok(db, sqlite3_step(ins), "INSERT");
+            sqlite3_reset(ins);
+        }
+        sqlite3_bind_text(up, 1, "account-0", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 2, (sqlite3_int64)(i + batch));
+        sql_ok(db, sqlite3_step(up), "UPSERT");
+        sqlite3_reset(up);
+        sql_ok(db, sqlite3_step(commit), "COMMIT");
+        sqlite3_reset(commit);
+        done += batch;
+    }
+    double elapsed = now_s() - t0;
+    sqlite3_finalize(ins);
+    sqlite3_finalize(up);
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    sqlite3_close(db);
+    for (size_t i = 0; i < n; i++)
+        free(payload[i]);
+    free(payload);
+    free(plen);
+    eddy_event_array_free(evs, n);
+    remove_db(path);
+    return (double)done / elapsed;
+}
+
+/* Per-event CPU cost of encoding (what the store does and the baseline
+ * does not): events per second of eddy_event_encode alone. */
+static double encode_rate(void)
+{
+    size_t n = 20000;
+    eddy_event **evs = make_events(n, "account-0");
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        free(eddy_event_encode(evs[i], NULL));
+    double rate = (double)n / (now_s() - t0);
+    eddy_event_array_free(evs, n);
+    return rate;
+}
+
+/* ---- the aggregate ------------------------------------------------------------ */
+
+struct account {
+    int64_t credits;
+    double balance;
+};
+
+static int account_apply(void *state, const eddy_event *ev, eddy_error *err)
+{
+    struct account *a = state;
+    const json_t *amount = json_object_get(eddy_event_data(ev), "amount");
+    a->credits++;
+    a->balance += json_number_value(amount);
+    return EDDY_OK;
+}
+
+static json_t *account_snapshot(const void *state)
+{
+    const struct account *a = state;
+    return json_pack("{s:I, s:f}", "credits", (json_int_t)a->credits, "balance",
+                     a->balance);
+}
+
+static int account_restore(void *state, const json_t *snap, eddy_error *err)
+{
+    struct account *a = state;
+    json_int_t credits;
+    if (json_unpack((json_t *)snap, "{s:I, s:F}", "credits", &credits, "balance",
+                    &a->balance) != 0)
+        return EDDY_EINVAL;
+    a->credits = credits;
+    return EDDY_OK;
+}
+
+static const eddy_aggregate_type account_plain = {
+    .name = "account",
+    .state_size = sizeof(struct account),
+    .apply = account_apply,
+};
+
+static const eddy_aggregate_type account_snap = {
+    .name = "account",
+    .state_size = sizeof(struct account),
+    .apply = account_apply,
+    .snapshot = account_snapshot,
+    .restore = account_restore,
+    .snapshot_schema_version = 1,
+    .snapshot_every = 100,
+};
+
+static int credit(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+{
+    return eddy_aggregate_raise(agg, err, "account.credited", "{s:f}", "amount", 12.5);
+}
+
+/* Writes aggregate `id` with `len` events: all but the last 5 appended
+ * directly, the last 5 through the repository, which snapshots when a
+ * multiple of 100 is crossed. */
+static void populate(eddy_store *s, eddy_repository *snap_repo, const char *id, size_t len)
+{
+    char stream[64];
+    eddy_repository_stream_id(snap_repo, id, stream, sizeof stream);
+    size_t direct = len - 5;
+    for (size_t i = 0; i < direct; i += 1000) {
+        size_t k = direct - i < 1000 ? direct - i : 1000;
+        eddy_event **evs = make_events(k, id);
+        eddy_error err = {0};
+        if (eddy_store_append(s, stream, EDDY_EXPECT_ANY, evs, k, NULL, &err) != EDDY_OK)
+            die("populate", err.message);
+        eddy_event_array_free(evs, k);
+    }
+    for (int i = 0; i < 5; i++) {
+        eddy_error err = {0};
+        if (eddy_repository_execute(snap_repo, id, credit, NULL, 1, NULL, &err) != EDDY_OK)
+            die("populate execute", err.message);
+    }
+}
+
+static double load_ms(eddy_repository *repo, const char *id, size_t len, int reps)
+{
+    double v[32];
+    for (int r = 0; r < reps; r++) {
+        eddy_error err = {0};
+        double t0 = now_s();
+        eddy_aggregate *agg = eddy_repository_load(repo, id, &err);
+        v[r] = (now_s() - t0) * 1e3;
+        if (!agg)
+            die("load", err.message);
+        if ((size_t)eddy_aggregate_version(agg) != len ||
+            ((struct account *)eddy_aggregate_state(agg))->credits != (int64_t)len)
+            die("load", "wrong state");
+        eddy_aggregate_free(agg);
+    }
+    return median(v, reps);
+}
+
+/* ---- machine ------------------------------------------------------------------- */
+
+static void print_machine(void)
+{
+    char model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                char *colon = strchr(line, ':');
+                if (colon) {
+                    snprintf(model, sizeof model, "%s", colon + 2);
+                    model[strcspn(model, "\n")] = '\0';
+                }
+                break;
+            }
+        fclose(f);
+    }
+    struct utsname u;
+    uname(&u);
+    printf("machine: nproc %ld, CPU %s, %s %s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
+           u.sysname, u.release);
+    printf("eddy %s, SQLite %s, stores in %s, median of %d runs, <= %.1f s per run\n\n",
+           eddy_version(), sqlite3_libversion(), bench_dir, RUNS, RUN_SECONDS);
+}
+
+int main(int argc, char **argv)
+{
+    const char *base = argc > 1 ? argv[1] : getenv("TMPDIR");
+    snprintf(bench_dir, sizeof bench_dir, "%s/eddy-bench-store-XXXXXX",
+             base && *base ? base : "/tmp");
+    if (!mkdtemp(bench_dir))
+        die(bench_dir, strerror(errno));
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    print_machine();
+
+    static const size_t batches[] = {1, 10, 100, 1000};
+    static const eddy_sync_mode syncs[] = {EDDY_SYNC_FULL, EDDY_SYNC_NORMAL};
+    static const char *sync_names[] = {"full (durable)", "normal (relaxed)"};
+    double ratio_store = 0, ratio_raw = 0;
+
+    printf("append throughput, events/s\n");
+    printf("%-18s %-8s %7s %12s %12s %12s\n", "sync", "threads", "batch", "store",
+           "raw-sqlite", "store/raw");
+    for (int si = 0; si < 2; si++)
+        for (size_t bi = 0; bi < 4; bi++) {
+            /* Store and baseline runs alternate, so that a drift of the
+             * disk's speed during the run weighs on both alike. */
+            double raw[RUNS], one[RUNS], four[RUNS];
+            for (int r = 0; r < RUNS; r++) {
+                raw[r] = raw_run(syncs[si], batches[bi]);
+                one[r] = append_run(syncs[si], 1, batches[bi]);
+                four[r] = append_run(syncs[si], MAX_THREADS, batches[bi]);
+            }
+            double raw_med = median(raw, RUNS), one_med = median(one, RUNS);
+            printf("%-18s %-8d %7zu %12.0f %12.0f %12.2f\n", sync_names[si], 1,
+                   batches[bi], one_med, raw_med, one_med / raw_med);
+            printf("%-18s %-8d %7zu %12.0f %12s %12s\n", sync_names[si], MAX_THREADS,
+                   batches[bi], median(four, RUNS), "-", "-");
+            if (si == 0 && batches[bi] == 100) {
+                ratio_store = one_med;
+                ratio_raw = raw_med;
+            }
+        }
+    printf("eddy_event_encode alone: %.0f events/s\n\n", encode_rate());
+
+    /* The aggregate store: 10, 1,000 and 100,000 events; read it whole too. */
+    char path[600];
+    fresh_path(path, sizeof path, "agg");
+    eddy_store *s = open_store(path, EDDY_SYNC_NORMAL);
+    eddy_error err = {0};
+    eddy_repository *plain = eddy_repository_new(s, &account_plain, &err);
+    eddy_repository *snap = eddy_repository_new(s, &account_snap, &err);
+    if (!plain || !snap)
+        die("repository", err.message);
+    static const size_t lens[] = {10, 1000, 100000};
+    static const char *ids[] = {"a10", "a1000", "a100000"};
+    for (int i = 0; i < 3; i++)
+        populate(s, snap, ids[i], lens[i]);
+
+    int64_t head = 0;
+    eddy_store_head(s, &head, &err);
+    double rv[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        eddy_cursor *cur;
+        eddy_record rec;
+        int64_t seen = 0;
+        double t0 = now_s();
+        if (eddy_store_read_all(s, 1, 0, &cur, &err) != EDDY_OK)
+            die("read_all", err.message);
+        int rc;
+        while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0)
+            seen++;
+        rv[r] = (double)seen / (now_s() - t0);
+        eddy_cursor_free(cur);
+        if (rc < 0 || seen != head)
+            die("read_all", rc < 0 ? err.message : "short read");
+    }
+    printf("read the global log (%" PRId64 " events): %.0f events/s\n\n", head,
+           median(rv, RUNS));
+
+    printf("aggregate load time, ms (median)\n");
+    printf("%-10s %16s %16s\n", "events", "no snapshots", "snapshot/100");
+    for (int i = 0; i < 3; i++) {
+        /* A snapshot load takes microseconds: many repetitions steady it. */
+        double without = load_ms(plain, ids[i], lens[i], lens[i] >= 100000 ? 3 : 15);
+        double with = load_ms(snap, ids[i], lens[i], 31);
+        printf("%-10zu %16.3f %16.3f\n", lens[i], without, with);
+    }
+    eddy_repository_free(plain);
+    eddy_repository_free(snap);
+    eddy_store_close(s);
+    remove_db(path);
+    rmdir(bench_dir);
+
+    printf("\nstore/raw-sqlite append ratio: %.2f\n", ratio_store / ratio_raw);
+    return 0;
+}

@@ -1,0 +1,733 @@
+/*
+ * cli/cmd_store.c - the commands over an event store:
+ *   eddy events list   query the global log (JSON lines or a table)
+ *   eddy streams       show one stream, or list the streams
+ *   eddy store info    counts, head position, size, schema version
+ *   eddy append        append events from --data or from standard input
+ *
+ * Every command takes --store URL; the default is $EDDY_STORE, else
+ * "sqlite:eddy.db". Reading commands open the store read-only, so they never
+ * create a file by mistake.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eddy/eddy.h"
+
+#define DEFAULT_STORE_URL "sqlite:eddy.db"
+#define DEFAULT_SOURCE "eddy-cli"
+
+static const char *store_url(const char *opt)
+{
+    if (opt)
+        return opt;
+    const char *env = getenv("EDDY_STORE");
+    return env && *env ? env : DEFAULT_STORE_URL;
+}
+
+static eddy_store *open_store(const char *url, bool read_only)
+{
+    eddy_store_options opts = {0};
+    opts.read_only = read_only;
+    eddy_error err = {0};
+    eddy_store *s = eddy_store_open(url, &opts, &err);
+    if (!s)
+        cli_fail(1, "cannot open store %s: %s", url, err.message);
+    return s;
+}
+
+/* Parses a non-negative decimal integer; false on anything else. */
+static bool parse_count(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- eddy events list ------------------------------------------------------ */
+
+static void list_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy events list [--store URL] [--type T]... [--since TIME]\n"
+            "                        [--until TIME] [--stream ID] [--from POSITION]\n"
+            "                        [--limit N] [--format jsonl|table]\n\n"
+            "Prints the store's events in global-position order, oldest first.\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            "  --type T           only events of type T (repeat for several)\n"
+            "  --since TIME       only events whose time is at or after TIME (RFC 3339)\n"
+            "  --until TIME       only events whose time is before TIME (RFC 3339)\n"
+            "  --stream ID        only the events of stream ID\n"
+            "  --from POSITION    start at global position POSITION (inclusive)\n"
+            "  --limit N          at most N events\n"
+            "  --format FORMAT    jsonl (default): one CloudEvents JSON event per line;\n"
+            "                     table: position, stream, version, time, type, id\n\n"
+            "exit status: 0 success, 1 store or read error, 2 usage error.\n",
+            DEFAULT_STORE_URL);
+}
+
+int cmd_events_list(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"type", required_argument, NULL, 't'},
+        {"since", required_argument, NULL, 'S'},
+        {"until", required_argument, NULL, 'U'},
+        {"stream", required_argument, NULL, 'i'},
+        {"from", required_argument, NULL, 'f'},
+        {"limit", required_argument, NULL, 'n'},
+        {"format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL, *format = "jsonl";
+    const char **types = NULL;
+    eddy_query q = {0};
+    eddy_store *s = NULL;
+    eddy_cursor *cur = NULL;
+    int status = 2, opt;
+    int64_t n;
+
+    types = calloc((size_t)argc + 1, sizeof *types);
+    if (!types)
+        return cli_fail(1, "out of memory");
+    q.types = types;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 't':
+            if (!*optarg) {
+                cli_fail(2, "events list: --type needs a non-empty type");
+                goto done;
+            }
+            types[q.type_count++] = optarg;
+            break;
+        case 'S':
+        case 'U':
+            if (eddy_time_parse(optarg, opt == 'S' ? &q.from_time_us : &q.to_time_us) !=
+                EDDY_OK) {
+                cli_fail(2, "events list: --%s: '%s' is not an RFC 3339 time",
+                         opt == 'S' ? "since" : "until", optarg);
+                goto done;
+            }
+            break;
+        case 'i': q.stream_id = optarg; break;
+        case 'f':
+            if (!parse_count(optarg, &q.min_position)) {
+                cli_fail(2, "events list: --from: '%s' is not a position", optarg);
+                goto done;
+            }
+            break;
+        case 'n':
+            if (!parse_count(optarg, &n) || n == 0) {
+                cli_fail(2, "events list: --limit: '%s' is not a positive count", optarg);
+                goto done;
+            }
+            q.limit = (size_t)n;
+            break;
+        case 'F': format = optarg; break;
+        case 'h':
+            list_usage(stdout);
+            status = 0;
+            goto done;
+        default:
+            cli_fail(2, "events list: bad option '%s' (see 'eddy events list --help')",
+                     argv[optind - 1]);
+            goto done;
+        }
+    }
+    if (optind < argc) {
+        cli_fail(2, "events list: unexpected argument '%s'", argv[optind]);
+        goto done;
+    }
+    bool table = strcmp(format, "table") == 0;
+    if (!table && strcmp(format, "jsonl") != 0) {
+        cli_fail(2, "events list: --format: '%s' is not jsonl or table", format);
+        goto done;
+    }
+    status = 1;
+    url = store_url(url);
+    s = open_store(url, true);
+    if (!s)
+        goto done;
+    eddy_error err = {0};
+    if (eddy_store_query(s, &q, &cur, &err) != EDDY_OK) {
+        status = cli_fail(err.code == EDDY_EINVAL ? 2 : 1, "events list: %s", err.message);
+        goto done;
+    }
+    if (table)
+        printf("%-10s %-24s %-8s %-27s %-24s %s\n", "POSITION", "STREAM", "VERSION",
+               "TIME", "TYPE", "ID");
+    eddy_record rec;
+    int rc;
+    while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
+        if (table) {
+            char when[EDDY_TIME_STRLEN] = "-";
+            if (eddy_event_time(rec.event))
+                eddy_time_format(eddy_event_time(rec.event), when, sizeof when);
+            printf("%-10" PRId64 " %-24s %-8" PRId64 " %-27s %-24s %s\n", rec.position,
+                   rec.stream_id, rec.stream_version, when, eddy_event_type(rec.event),
+                   eddy_event_id(rec.event));
+        } else {
+            size_t len;
+            char *text = eddy_event_encode(rec.event, &len);
+            if (!text) {
+                cli_fail(1, "events list: out of memory");
+                goto done;
+            }
+            fwrite(text, 1, len, stdout);
+            fputc('\n', stdout);
+            free(text);
+        }
+    }
+    if (rc < 0) {
+        cli_fail(1, "events list: %s", err.message);
+        goto done;
+    }
+    if (fflush(stdout) != 0) {
+        cli_fail(1, "events list: cannot write: %s", strerror(errno));
+        goto done;
+    }
+    status = 0;
+done:
+    eddy_cursor_free(cur);
+    eddy_store_close(s);
+    free(types);
+    return status;
+}
+
+/* ---- eddy streams ---------------------------------------------------------- */
+
+static void streams_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy streams show ID [--store URL] [--format table|jsonl]\n"
+            "       eddy streams list [--store URL]\n\n"
+            "show: prints stream ID, one event per line with its version (table:\n"
+            "version, position, time, type, id; jsonl: CloudEvents JSON).\n"
+            "list: prints every stream id with its current version.\n"
+            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "exit status: 0 success, 1 no such stream or store error, 2 usage error.\n",
+            DEFAULT_STORE_URL);
+}
+
+static int print_stream_row(const char *stream_id, int64_t version, void *user)
+{
+    (void)user;
+    printf("%-40s %" PRId64 "\n", stream_id, version);
+    return 0;
+}
+
+int cmd_streams(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL, *format = "table";
+    int opt;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'F': format = optarg; break;
+        case 'h': streams_usage(stdout); return 0;
+        default:
+            return cli_fail(2, "streams: bad option '%s' (see 'eddy streams --help')",
+                            argv[optind - 1]);
+        }
+    }
+    /* Options may also follow the subcommand: parse the rest again. */
+    if (optind >= argc) {
+        streams_usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[optind];
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
+    const char *id = NULL;
+    optind = 0;
+    while ((opt = getopt_long(sub_argc, sub_argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'F': format = optarg; break;
+        case 'h': streams_usage(stdout); return 0;
+        default:
+            return cli_fail(2, "streams: bad option '%s' (see 'eddy streams --help')",
+                            sub_argv[optind - 1]);
+        }
+    }
+    bool show = strcmp(sub, "show") == 0;
+    if (!show && strcmp(sub, "list") != 0)
+        return cli_fail(2, "streams: unknown subcommand '%s' (show or list)", sub);
+    if (show) {
+        if (optind + 1 != sub_argc)
+            return cli_fail(2, "streams show: expected one stream ID");
+        id = sub_argv[optind];
+    } else if (optind != sub_argc) {
+        return cli_fail(2, "streams list: unexpected argument '%s'", sub_argv[optind]);
+    }
+    bool table = strcmp(format, "table") == 0;
+    if (!table && strcmp(format, "jsonl") != 0)
+        return cli_fail(2, "streams: --format: '%s' is not table or jsonl", format);
+
+    url = store_url(url);
+    eddy_store *s = open_store(url, true);
+    if (!s)
+        return 1;
+    eddy_error err = {0};
+    int status = 1;
+    eddy_cursor *cur = NULL;
+    if (!show) {
+        if (eddy_store_streams(s, NULL, 0, print_stream_row, NULL, &err) != EDDY_OK) {
+            cli_fail(1, "streams list: %s", err.message);
+            goto done;
+        }
+        status = 0;
+        goto done;
+    }
+    int64_t version;
+    if (eddy_store_stream_version(s, id, &version, &err) != EDDY_OK) {
+        cli_fail(1, "streams show: %s", err.message);
+        goto done;
+    }
+    if (version == 0) {
+        cli_fail(1, "streams show: no stream '%s' in %s", id, url);
+        goto done;
+    }
+    if (eddy_store_read_stream(s, id, 1, EDDY_FORWARD, 0, &cur, &err) != EDDY_OK) {
+        cli_fail(1, "streams show: %s", err.message);
+        goto done;
+    }
+    if (table)
+        printf("stream %s: version %" PRId64 "\n%-8s %-10s %-27s %-24s %s\n", id, version,
+               "VERSION", "POSITION", "TIME", "TYPE", "ID");
+    eddy_record rec;
+    int rc;
+    while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
+        if (table) {
+            char when[EDDY_TIME_STRLEN] = "-";
+            if (eddy_event_time(rec.event))
+                eddy_time_format(eddy_event_time(rec.event), when, sizeof when);
+            printf("%-8" PRId64 " %-10" PRId64 " %-27s %-24s %s\n", rec.stream_version,
+                   rec.position, when, eddy_event_type(rec.event),
+                   eddy_event_id(rec.event));
+        } else {
+            char *text = eddy_event_encode(rec.event, NULL);
+            if (!text) {
+                cli_fail(1, "streams show: out of memory");
+                goto done;
+            }
+            printf("%s\n", text);
+            free(text);
+        }
+    }
+    if (rc < 0) {
+        cli_fail(1, "streams show: %s", err.message);
+        goto done;
+    }
+    status = 0;
+done:
+    eddy_cursor_free(cur);
+    eddy_store_close(s);
+    if (fflush(stdout) != 0 && status == 0)
+        status = cli_fail(1, "streams: cannot write: %s", strerror(errno));
+    return status;
+}
+
+/* ---- eddy store info --------------------------------------------------------- */
+
+static void store_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy store info [--store URL]\n\n"
+            "Prints the store's backend, schema version, number of events, streams\n"
+            "and snapshots, head (last global) position, size on disk and sync mode.\n"
+            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "exit status: 0 success, 1 store error, 2 usage error.\n",
+            DEFAULT_STORE_URL);
+}
+
+int cmd_store(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL;
+    int opt;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'h': store_usage(stdout); return 0;
+        default:
+            return cli_fail(2, "store: bad option '%s' (see 'eddy store --help')",
+                            argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        store_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[optind], "info") != 0)
+        return cli_fail(2, "store: unknown subcommand '%s' (see 'eddy store --help')",
+                        argv[optind]);
+    if (optind + 1 < argc)
+        return cli_fail(2, "store info: unexpected argument '%s'", argv[optind + 1]);
+    url = store_url(url);
+    eddy_store *s = open_store(url, true);
+    if (!s)
+        return 1;
+    eddy_store_info info;
+    eddy_error err = {0};
+    int rc = eddy_store_info_get(s, &info, &err);
+    eddy_store_close(s);
+    if (rc != EDDY_OK)
+        return cli_fail(1, "store info: %s", err.message);
+    static const char *const sync_names[] = {"full", "normal", "off"};
+    printf("store:           %s\n"
+           "backend:         %s\n"
+           "schema version:  %d\n"
+           "events:          %" PRId64 "\n"
+           "streams:         %" PRId64 "\n"
+           "snapshots:       %" PRId64 "\n"
+           "head position:   %" PRId64 "\n",
+           url, info.backend, info.schema_version, info.event_count, info.stream_count,
+           info.snapshot_count, info.head);
+    if (info.file_bytes >= 0)
+        printf("size:            %" PRId64 " bytes\n", info.file_bytes);
+    else
+        printf("size:            unknown\n");
+    printf("sync:            %s\n",
+           (unsigned)info.sync < 3 ? sync_names[info.sync] : "unknown");
+    return fflush(stdout) == 0 ? 0 : cli_fail(1, "store info: cannot write");
+}
+
+/* ---- eddy append ------------------------------------------------------------ */
+
+static void append_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy append [--store URL] --stream ID [--type T] [--source S]\n"
+            "                   [--expected-version V] [--data JSON]\n\n"
+            "Appends one event with --data, or else one event per line of standard\n"
+            "input: each line is a CloudEvents JSON event (an object with\n"
+            "\"specversion\"; its own type and source are kept) or bare data (any\n"
+            "other JSON value; the event gets --type, --source and subject = ID).\n"
+            "Blank lines are skipped. For every event acknowledged durable, as soon\n"
+            "as it is, prints one line:\n"
+            "  STREAM_VERSION GLOBAL_POSITION EVENT_ID\n"
+            "  --store URL             the store (default: $EDDY_STORE, else %s)\n"
+            "  --stream ID             the stream to append to (required)\n"
+            "  --type T                the type of bare-data events\n"
+            "  --source S              their source (default: %s)\n"
+            "  --expected-version V    the stream's version before the first event:\n"
+            "                          N (0: the stream must not exist), any (default),\n"
+            "                          exists; event k of the input then expects V+k-1\n"
+            "  --data JSON             the data of the one event to append\n\n"
+            "A line that cannot be read or appended is reported as \"line N: ERROR\"\n"
+            "and stops the input; events acknowledged before stay stored.\n"
+            "exit status: 0 all appended, 1 an event was refused (conflict, bad\n"
+            "line, store error), 2 usage error.\n",
+            DEFAULT_STORE_URL, DEFAULT_SOURCE);
+}
+
+/* How the events to append are built and which version each expects. */
+struct append_spec {
+    const char *stream;
+    const char *type;
+    const char *source;
+    int64_t expected; /* EDDY_EXPECT_* or a version */
+};
+
+/* The expected version of the k-th event (0-based) of the input. */
+static int64_t expected_for(const struct append_spec *sp, int64_t k)
+{
+    return sp->expected >= 0 ? sp->expected + k : sp->expected;
+}
+
+/*
+ * Builds the event for one input value: a CloudEvents object (it has
+ * "specversion") as it is, anything else as the data of a new event.
+ * Returns a new event or NULL with `err` filled.
+ */
+static eddy_event *event_from_value(const struct append_spec *sp, json_t *value,
+                                    eddy_error *err)
+{
+    if (json_is_object(value) && json_object_get(value, "specversion"))
+        return eddy_event_from_json(value, err);
+    if (!sp->type) {
+        eddy_error_clear(err);
+        err->code = EDDY_EINVAL;
+        snprintf(err->message, sizeof err->message,
+                 "bare data needs --type (or give a CloudEvents event)");
+        return NULL;
+    }
+    eddy_event_init init = {
+        .type = sp->type, .source = sp->source, .subject = sp->stream, .data = value};
+    return eddy_event_new(&init, err);
+}
+
+static void print_ack(const eddy_append_result *res, const eddy_event *ev)
+{
+    printf("%" PRId64 " %" PRId64 " %s\n", res->stream_version, res->last_position,
+           eddy_event_id(ev));
+    fflush(stdout);
+}
+
+static int append_one(eddy_store *s, const struct append_spec *sp, const char *data)
+{
+    json_error_t jerr;
+    json_t *value = json_loads(data, JSON_DECODE_ANY, &jerr);
+    if (!value)
+        return cli_fail(1, "append: --data: %s (column %d)", jerr.text, jerr.column);
+    eddy_error err = {0};
+    eddy_event *ev = event_from_value(sp, value, &err);
+    json_decref(value);
+    if (!ev)
+        return cli_fail(1, "append: --data: %s", err.message);
+    eddy_append_result res;
+    int rc = eddy_store_append(s, sp->stream, expected_for(sp, 0), &ev, 1, &res, &err);
+    if (rc == EDDY_OK)
+        print_ack(&res, ev);
+    eddy_event_unref(ev);
+    return rc == EDDY_OK ? 0 : cli_fail(1, "append: %s", err.message);
+}
+
+/*
+ * Appending standard input: the reading thread decodes lines and queues them
+ * with eddy_store_append_async (up to WINDOW in flight, so many lines share
+ * one group commit); a printer thread waits for the oldest in-flight append
+ * and prints its acknowledgement the moment it is durable, in input order.
+ */
+enum { WINDOW = 512 };
+
+struct inflight {
+    struct stdin_appender *app;
+    long line;
+    eddy_event *ev;
+    bool done;
+    int rc;
+    eddy_append_result res;
+    char message[EDDY_ERROR_MESSAGE_MAX];
+};
+
+struct stdin_appender {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct inflight slots[WINDOW];
+    uint64_t oldest, next; /* slots [oldest, next) are in flight */
+    bool input_done;       /* the reader submits nothing more */
+    bool failed;           /* an append was refused */
+};
+
+static void on_appended(int rc, const eddy_append_result *result, const eddy_error *err,
+                        void *user)
+{
+    struct inflight *f = user;
+    pthread_mutex_lock(&f->app->mu);
+    f->rc = rc;
+    if (rc == EDDY_OK)
+        f->res = *result;
+    else
+        snprintf(f->message, sizeof f->message, "%s",
+                 err && err->message[0] ? err->message : eddy_strerror(rc));
+    f->done = true;
+    pthread_cond_broadcast(&f->app->cv);
+    pthread_mutex_unlock(&f->app->mu);
+}
+
+static void *printer_main(void *arg)
+{
+    struct stdin_appender *app = arg;
+    pthread_mutex_lock(&app->mu);
+    for (;;) {
+        while (app->oldest == app->next && !app->input_done)
+            pthread_cond_wait(&app->cv, &app->mu);
+        if (app->oldest == app->next)
+            break;
+        struct inflight *f = &app->slots[app->oldest % WINDOW];
+        while (!f->done)
+            pthread_cond_wait(&app->cv, &app->mu);
+        pthread_mutex_unlock(&app->mu);
+        if (f->rc == EDDY_OK)
+            print_ack(&f->res, f->ev);
+        else
+            cli_fail(1, "line %ld: %s", f->line, f->message);
+        eddy_event_unref(f->ev);
+        pthread_mutex_lock(&app->mu);
+        if (f->rc != EDDY_OK)
+            app->failed = true;
+        app->oldest++;
+        pthread_cond_broadcast(&app->cv);
+    }
+    pthread_mutex_unlock(&app->mu);
+    return NULL;
+}
+
+static bool blank(const char *s)
+{
+    for (; *s; s++)
+        if (!strchr(" \t\r\n", *s))
+            return false;
+    return true;
+}
+
+static int append_stdin(eddy_store *s, const struct append_spec *sp)
+{
+    struct stdin_appender *app = calloc(1, sizeof *app);
+    if (!app)
+        return cli_fail(1, "append: out of memory");
+    pthread_mutex_init(&app->mu, NULL);
+    pthread_cond_init(&app->cv, NULL);
+    pthread_t printer;
+    if (pthread_create(&printer, NULL, printer_main, app) != 0) {
+        pthread_cond_destroy(&app->cv);
+        pthread_mutex_destroy(&app->mu);
+        free(app);
+        return cli_fail(1, "append: cannot start a thread");
+    }
+    int status = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    int64_t submitted = 0;
+    while (getline(&line, &cap, stdin) != -1) {
+        lineno++;
+        if (blank(line))
+            continue;
+        eddy_error err = {0};
+        json_error_t jerr;
+        json_t *value = json_loads(line, JSON_DECODE_ANY, &jerr);
+        if (!value) {
+            status = cli_fail(1, "line %ld: %s (column %d)", lineno, jerr.text, jerr.column);
+            break;
+        }
+        eddy_event *ev = event_from_value(sp, value, &err);
+        json_decref(value);
+        if (!ev) {
+            status = cli_fail(1, "line %ld: %s", lineno, err.message);
+            break;
+        }
+        /* Wait for room in the window, and stop once anything failed. */
+        pthread_mutex_lock(&app->mu);
+        while (app->next - app->oldest == WINDOW && !app->failed)
+            pthread_cond_wait(&app->cv, &app->mu);
+        bool failed = app->failed;
+        struct inflight *f = &app->slots[app->next % WINDOW];
+        if (!failed)
+            *f = (struct inflight){.app = app, .line = lineno, .ev = ev};
+        pthread_mutex_unlock(&app->mu);
+        if (failed) {
+            eddy_event_unref(ev);
+            status = 1;
+            break;
+        }
+        int rc = eddy_store_append_async(s, sp->stream, expected_for(sp, submitted), &ev,
+                                         1, on_appended, f, &err);
+        if (rc != EDDY_OK) {
+            eddy_event_unref(ev);
+            status = cli_fail(1, "line %ld: %s", lineno, err.message);
+            break;
+        }
+        submitted++;
+        pthread_mutex_lock(&app->mu);
+        app->next++;
+        pthread_cond_broadcast(&app->cv);
+        pthread_mutex_unlock(&app->mu);
+    }
+    if (status == 0 && ferror(stdin))
+        status = cli_fail(1, "line %ld: cannot read standard input", lineno + 1);
+    free(line);
+    pthread_mutex_lock(&app->mu);
+    app->input_done = true;
+    pthread_cond_broadcast(&app->cv);
+    pthread_mutex_unlock(&app->mu);
+    pthread_join(printer, NULL);
+    if (app->failed)
+        status = 1;
+    pthread_cond_destroy(&app->cv);
+    pthread_mutex_destroy(&app->mu);
+    free(app);
+    return status;
+}
+
+int cmd_append(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"stream", required_argument, NULL, 'i'},
+        {"type", required_argument, NULL, 't'},
+        {"source", required_argument, NULL, 'o'},
+        {"expected-version", required_argument, NULL, 'e'},
+        {"data", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct append_spec sp = {.source = DEFAULT_SOURCE, .expected = EDDY_EXPECT_ANY};
+    const char *url = NULL, *data = NULL;
+    int opt;
+    optind = 0;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'i': sp.stream = optarg; break;
+        case 't': sp.type = optarg; break;
+        case 'o': sp.source = optarg; break;
+        case 'd': data = optarg; break;
+        case 'e':
+            if (strcmp(optarg, "any") == 0)
+                sp.expected = EDDY_EXPECT_ANY;
+            else if (strcmp(optarg, "exists") == 0)
+                sp.expected = EDDY_EXPECT_EXISTS;
+            else if (strcmp(optarg, "no-stream") == 0)
+                sp.expected = EDDY_EXPECT_NO_STREAM;
+            else if (!parse_count(optarg, &sp.expected))
+                return cli_fail(2,
+                                "append: --expected-version: '%s' is not a version, "
+                                "any, exists or no-stream",
+                                optarg);
+            break;
+        case 'h': append_usage(stdout); return 0;
+        default:
+            return cli_fail(2, "append: bad option '%s' (see 'eddy append --help')",
+                            argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_fail(2, "append: unexpected argument '%s'", argv[optind]);
+    if (!sp.stream || !*sp.stream)
+        return cli_fail(2, "append: --stream ID is required");
+    if (sp.type && !*sp.type)
+        return cli_fail(2, "append: --type must not be empty");
+    if (!*sp.source)
+        return cli_fail(2, "append: --source must not be empty");
+
+    url = store_url(url);
+    eddy_store *s = open_store(url, false);
+    if (!s)
+        return 1;
+    int status = data ? append_one(s, &sp, data) : append_stdin(s, &sp);
+    eddy_store_close(s);
+    return status;
+}
