@@ -1,0 +1,346 @@
+/*
+ * cli/cmd_dlq.c - `eddy dlq`: inspect and redrive the dead-letter store.
+ *
+ *   eddy dlq list   [--store URL] [--handler H] [--format table|jsonl]
+ *   eddy dlq show   ID [--store URL]
+ *   eddy dlq retry  ID|--all [--store URL] [--handler H]
+ *   eddy dlq delete ID [--store URL]
+ *   eddy dlq purge  [--store URL] [--handler H]
+ *
+ * Over the library's DLQ API (eddy/durable.h). The dead-letter tables are
+ * read through the store's writer, so the store is opened for writing; it
+ * is first opened read-only to make sure it exists: these commands never
+ * create a store file. `retry` only marks dead letters for redrive: the
+ * running durable subscription of their handler redelivers them and deletes
+ * each one only after its handler succeeded.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eddy/durable.h"
+#include "eddy/eddy.h"
+
+#define DEFAULT_STORE_URL "sqlite:eddy.db"
+
+static void dlq_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy dlq list   [--store URL] [--handler H] [--format table|jsonl]\n"
+            "       eddy dlq show   ID [--store URL]\n"
+            "       eddy dlq retry  ID|--all [--store URL] [--handler H]\n"
+            "       eddy dlq delete ID [--store URL]\n"
+            "       eddy dlq purge  [--store URL] [--handler H]\n\n"
+            "The dead letters of durable subscriptions: events whose handler failed\n"
+            "its last attempt.\n"
+            "  list     one line per dead letter, oldest first (jsonl: one JSON object\n"
+            "           per line, with the event)\n"
+            "  show     every detail of dead letter ID, and its event\n"
+            "  retry    mark dead letter ID (or --all, of --handler H or of every\n"
+            "           handler) for redrive: the running subscription of its handler\n"
+            "           redelivers it and deletes it only after the handler succeeds\n"
+            "  delete   delete dead letter ID for good\n"
+            "  purge    delete every dead letter of --handler H (default: of every\n"
+            "           handler) for good\n"
+            "  --store URL    the store (default: $EDDY_STORE, else %s)\n"
+            "  --handler H    only the dead letters of handler (subscription) H\n\n"
+            "exit status: 0 success, 1 store error or no such dead letter,\n"
+            "2 usage error.\n",
+            DEFAULT_STORE_URL);
+}
+
+static const char *store_url(const char *opt)
+{
+    if (opt)
+        return opt;
+    const char *env = getenv("EDDY_STORE");
+    return env && *env ? env : DEFAULT_STORE_URL;
+}
+
+/* Opens an EXISTING store for writing (the DLQ is read through the
+ * writer): a read-only open first refuses a missing or foreign file. */
+static eddy_store *open_existing(const char *url)
+{
+    eddy_error err = {0};
+    eddy_store_options ro = {.read_only = true};
+    eddy_store *s = eddy_store_open(url, &ro, &err);
+    if (!s) {
+        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return NULL;
+    }
+    eddy_store_close(s);
+    s = eddy_store_open(url, NULL, &err);
+    if (!s)
+        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
+    return s;
+}
+
+static bool parse_id(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v <= 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static const char *time_text(int64_t us, char *buf, size_t size)
+{
+    if (us <= 0 || !eddy_time_format(us, buf, size))
+        snprintf(buf, size, "-");
+    return buf;
+}
+
+/* Copies `s` into `buf` on one line, cut to `width` characters with "...". */
+static const char *one_line(const char *s, char *buf, size_t width)
+{
+    size_t i = 0;
+    for (; s && s[i] && i < width; i++)
+        buf[i] = (s[i] == '\n' || s[i] == '\r' || s[i] == '\t') ? ' ' : s[i];
+    buf[i] = '\0';
+    if (s && s[i] && width >= 3) {
+        /* Back off to a UTF-8 character boundary before the ellipsis. */
+        size_t j = width - 3;
+        while (j > 0 && ((unsigned char)buf[j] & 0xC0) == 0x80)
+            j--;
+        memcpy(buf + j, "...", 4);
+    }
+    return buf;
+}
+
+/* ---- list ------------------------------------------------------------------- */
+
+typedef struct list_ctx {
+    bool jsonl;
+    size_t count;
+    int status;
+} list_ctx;
+
+static json_t *dead_letter_json(const eddy_dead_letter *dl)
+{
+    char first[64], last[64];
+    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i, s:s, s:i, s:s, s:s}",
+                          "id", (json_int_t)dl->id,
+                          "handler", dl->handler,
+                          "position", (json_int_t)dl->position,
+                          "status", dl->status,
+                          "error", dl->error ? dl->error : "",
+                          "error_code", dl->error_code,
+                          "error_name", eddy_errname(dl->error_code),
+                          "attempts", dl->attempts,
+                          "first_failure", time_text(dl->first_failure_us, first,
+                                                     sizeof first),
+                          "last_failure", time_text(dl->last_failure_us, last,
+                                                    sizeof last));
+    if (o && dl->event)
+        json_object_set_new(o, "event", eddy_event_to_json(dl->event));
+    return o;
+}
+
+static int list_one(const eddy_dead_letter *dl, void *user)
+{
+    list_ctx *c = user;
+    if (c->jsonl) {
+        json_t *o = dead_letter_json(dl);
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text) {
+            c->status = cli_fail(1, "out of memory");
+            return 1;
+        }
+        puts(text);
+        free(text);
+    } else {
+        char last[64], err[49];
+        printf("%-6" PRId64 " %-20s %9" PRId64 " %8d  %-7s %-27s %-24s %s\n",
+               dl->id, dl->handler, dl->position, dl->attempts, dl->status,
+               time_text(dl->last_failure_us, last, sizeof last),
+               dl->event ? eddy_event_type(dl->event) : "?",
+               one_line(dl->error, err, sizeof err - 1));
+    }
+    c->count++;
+    return 0;
+}
+
+static int dlq_list(eddy_store *s, const char *handler, const char *format)
+{
+    list_ctx c = {.jsonl = strcmp(format, "jsonl") == 0};
+    if (!c.jsonl)
+        printf("%-6s %-20s %9s %8s  %-7s %-27s %-24s %s\n", "ID", "HANDLER",
+               "POSITION", "ATTEMPTS", "STATUS", "LAST FAILURE", "TYPE", "ERROR");
+    eddy_error err = {0};
+    int rc = eddy_dlq_list(s, handler, list_one, &c, &err);
+    if (c.status)
+        return c.status;
+    if (rc != EDDY_OK)
+        return cli_fail(1, "dlq list: %s", err.message);
+    if (!c.jsonl)
+        fprintf(stderr, "%zu dead letter%s\n", c.count, c.count == 1 ? "" : "s");
+    return 0;
+}
+
+/* ---- show ------------------------------------------------------------------- */
+
+static int dlq_show(eddy_store *s, int64_t id)
+{
+    eddy_dead_letter *dl = NULL;
+    eddy_error err = {0};
+    int rc = eddy_dlq_get(s, id, &dl, &err);
+    if (rc == EDDY_ENOTFOUND)
+        return cli_fail(1, "dlq show: no dead letter %" PRId64, id);
+    if (rc != EDDY_OK)
+        return cli_fail(1, "dlq show: %s", err.message);
+    char first[64], last[64];
+    printf("id:             %" PRId64 "\n", dl->id);
+    printf("handler:        %s\n", dl->handler);
+    printf("status:         %s\n", dl->status);
+    printf("position:       %" PRId64 "\n", dl->position);
+    printf("attempts:       %d\n", dl->attempts);
+    printf("error:          %s (%s)\n", dl->error ? dl->error : "",
+           eddy_errname(dl->error_code));
+    printf("first failure:  %s\n",
+           time_text(dl->first_failure_us, first, sizeof first));
+    printf("last failure:   %s\n", time_text(dl->last_failure_us, last, sizeof last));
+    if (dl->event) {
+        printf("event id:       %s\n", eddy_event_id(dl->event));
+        printf("event type:     %s\n", eddy_event_type(dl->event));
+        json_t *j = eddy_event_to_json(dl->event);
+        char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+        json_decref(j);
+        if (!text) {
+            eddy_dead_letter_free(dl);
+            return cli_fail(1, "out of memory");
+        }
+        printf("event:\n%s\n", text);
+        free(text);
+    }
+    eddy_dead_letter_free(dl);
+    return 0;
+}
+
+/* ---- the subcommand ---------------------------------------------------------- */
+
+int cmd_dlq(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"handler", required_argument, NULL, 'H'},
+        {"format", required_argument, NULL, 'F'},
+        {"all", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        dlq_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *action = argv[1];
+    if (strcmp(action, "list") && strcmp(action, "show") &&
+        strcmp(action, "retry") && strcmp(action, "delete") &&
+        strcmp(action, "purge")) {
+        cli_fail(2, "dlq: unknown action \"%s\"", action);
+        dlq_usage(stderr);
+        return 2;
+    }
+    const char *url = NULL, *handler = NULL, *format = "table";
+    bool all = false;
+    int opt;
+    optind = 0;
+    opterr = 0;
+    /* argv + 1: getopt sees the action as the program name. */
+    while ((opt = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': url = optarg; break;
+        case 'H':
+            if (!*optarg)
+                return cli_fail(2, "dlq: --handler needs a name");
+            handler = optarg;
+            break;
+        case 'F':
+            if (strcmp(optarg, "table") && strcmp(optarg, "jsonl"))
+                return cli_fail(2, "dlq: --format must be table or jsonl, "
+                                "not \"%s\"", optarg);
+            format = optarg;
+            break;
+        case 'a': all = true; break;
+        case 'h': dlq_usage(stdout); return 0;
+        default:
+            cli_fail(2, "dlq %s: unknown or incomplete option \"%s\"", action,
+                     (argv + 1)[optind - 1]);
+            return 2;
+        }
+    }
+    char **rest = argv + 1 + optind;
+    int nrest = argc - 1 - optind;
+    bool wants_id = !strcmp(action, "show") || !strcmp(action, "delete") ||
+                    (!strcmp(action, "retry") && !all);
+    int64_t id = 0;
+    if (wants_id) {
+        if (nrest != 1)
+            return cli_fail(2, "dlq %s: expected one dead-letter ID%s", action,
+                            strcmp(action, "retry") ? "" : " or --all");
+        if (!parse_id(rest[0], &id))
+            return cli_fail(2, "dlq %s: \"%s\" is not a dead-letter ID "
+                            "(a positive integer)", action, rest[0]);
+    } else if (nrest != 0) {
+        return cli_fail(2, "dlq %s: unexpected argument \"%s\"", action, rest[0]);
+    }
+    if (all && strcmp(action, "retry"))
+        return cli_fail(2, "dlq %s: --all only applies to retry", action);
+    if (handler && (!strcmp(action, "show") || !strcmp(action, "delete") ||
+                    (!strcmp(action, "retry") && !all)))
+        return cli_fail(2, "dlq %s: --handler does not apply to one ID", action);
+    if (strcmp(format, "table") && strcmp(action, "list"))
+        return cli_fail(2, "dlq %s: --format only applies to list", action);
+
+    url = store_url(url);
+    eddy_store *s = open_existing(url);
+    if (!s)
+        return 1;
+    eddy_error err = {0};
+    int status = 0, rc;
+    size_t count = 0;
+    if (!strcmp(action, "list")) {
+        status = dlq_list(s, handler, format);
+    } else if (!strcmp(action, "show")) {
+        status = dlq_show(s, id);
+    } else if (!strcmp(action, "retry") && !all) {
+        rc = eddy_dlq_retry(s, id, &err);
+        if (rc == EDDY_ENOTFOUND)
+            status = cli_fail(1, "dlq retry: no dead letter %" PRId64, id);
+        else if (rc != EDDY_OK)
+            status = cli_fail(1, "dlq retry: %s", err.message);
+        else
+            printf("dead letter %" PRId64 " marked for redrive\n", id);
+    } else if (!strcmp(action, "retry")) {
+        rc = eddy_dlq_retry_all(s, handler, &count, &err);
+        if (rc != EDDY_OK)
+            status = cli_fail(1, "dlq retry: %s", err.message);
+        else
+            printf("%zu dead letter%s marked for redrive\n", count,
+                   count == 1 ? "" : "s");
+    } else if (!strcmp(action, "delete")) {
+        rc = eddy_dlq_delete(s, id, &err);
+        if (rc == EDDY_ENOTFOUND)
+            status = cli_fail(1, "dlq delete: no dead letter %" PRId64, id);
+        else if (rc != EDDY_OK)
+            status = cli_fail(1, "dlq delete: %s", err.message);
+        else
+            printf("dead letter %" PRId64 " deleted\n", id);
+    } else { /* purge */
+        rc = eddy_dlq_purge(s, handler, &count, &err);
+        if (rc != EDDY_OK)
+            status = cli_fail(1, "dlq purge: %s", err.message);
+        else
+            printf("%zu dead letter%s deleted\n", count, count == 1 ? "" : "s");
+    }
+    eddy_store_close(s);
+    return status;
+}
