@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
   sqlite3
+  libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
 )
 
 missing=()

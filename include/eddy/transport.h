@@ -1,0 +1,401 @@
+/*
+ * eddy/transport.h - publishing and consuming events across processes and
+ * machines, on real engines: Redis (Streams or Pub/Sub, through hiredis),
+ * Kafka (librdkafka), NATS JetStream (nats.c), and an in-process engine for
+ * tests.
+ *
+ * ONE INTERFACE, CHOSEN BY URL
+ *
+ *   mem:                 in-process (a named engine: mem:NAME; "mem:" is the
+ *                        default one). Nothing survives the process.
+ *   redis://HOST:PORT    Redis Streams with consumer groups (the default);
+ *   redis://HOST:PORT?mode=pubsub
+ *                        Redis Pub/Sub (at-most-once, see below).
+ *   kafka://HOST:PORT[,HOST:PORT...]
+ *                        Kafka; other query parameters (?acks=all&...) are
+ *                        passed to librdkafka as configuration properties.
+ *   nats://HOST:PORT     NATS JetStream.
+ *
+ * WIRE FORMAT: CloudEvents 1.0. Binary mode (attributes as headers, data as
+ * the payload) where the engine has headers: Kafka (ce_id, ce_type, ...,
+ * key = subject) and NATS (Ce-Id, Ce-Type, ... per the CloudEvents NATS
+ * binding). Structured JSON elsewhere: Redis stream entries carry the fields
+ * "event" (the CloudEvents JSON) and "key" (the subject); Pub/Sub messages
+ * are the CloudEvents JSON.
+ *
+ * TOPICS: one topic per event type, "<prefix><type>". The default prefix is
+ * the engine's convention: "events." for Redis stream keys and channels,
+ * "events-" for Kafka topics, "events." for NATS subjects (all in one
+ * JetStream stream named EDDY_EVENTS covering "events.>"), "events." for mem.
+ * eddy_transport_options.topic_prefix overrides it.
+ *
+ * PARTITION KEY: the event's subject (the aggregate id); an event without a
+ * subject uses its id.
+ *
+ * WHAT EACH ENGINE GUARANTEES
+ *
+ *   mem            at-least-once within the process: an unacknowledged
+ *                  delivery is redelivered (to any member of the group) after
+ *                  ack_wait_ms, or after a nack's delay. Order: one log per
+ *                  topic; with ONE member per group every event of a topic
+ *                  (so of a key) arrives in publish order, until a nack or a
+ *                  timeout makes a redelivery. With several members, per-key
+ *                  order is NOT guaranteed.
+ *   redis streams  at-least-once. publish returns once XADD answered
+ *                  (durable as the server's persistence settings make it:
+ *                  appendfsync always for no loss on a server crash). Each
+ *                  topic is one stream (XADD MAXLEN ~ stream_maxlen trims the
+ *                  oldest entries: an entry trimmed before a group read it is
+ *                  lost to that group). Groups read with XREADGROUP, ack with
+ *                  XACK; a member's entries left pending longer than
+ *                  ack_wait_ms (it crashed, or nacked) are taken over with
+ *                  XAUTOCLAIM by a live member. Order: with ONE member per
+ *                  group, publish order per topic (so per key) until a
+ *                  redelivery; with several members entries are spread over
+ *                  them and per-key order is NOT guaranteed.
+ *   redis pubsub   at-most-once: a message published while no subscriber is
+ *                  connected, or while one is reconnecting, is lost for it.
+ *                  Every subscriber receives every message (groups do not
+ *                  share load); ack and nack do nothing; no redelivery.
+ *                  Publish order per channel holds.
+ *   kafka          at-least-once. Idempotent producer (no duplicates or
+ *                  reordering from producer retries); publish returns once
+ *                  the broker acknowledged (acks=all). Key = subject, so one
+ *                  key is one partition and per-key order holds for every
+ *                  group, whatever the number of members (a partition has
+ *                  one member at a time); a redelivery after a nack or a
+ *                  crash replays from the last committed offset. Offsets are
+ *                  committed only after the handler succeeded.
+ *   nats           at-least-once. JetStream publish returns once the stream
+ *                  stored the message. Durable pull consumer per group;
+ *                  ack / nak with delay; unacknowledged messages are
+ *                  redelivered after ack_wait_ms. Order: one subject per
+ *                  type; with ONE member per group publish order per subject
+ *                  until a redelivery; with several members per-key order is
+ *                  NOT guaranteed.
+ *
+ * Every engine: after max_deliveries unsuccessful deliveries an event is
+ * dead-lettered (the dead_letter callback runs) and acknowledged so that it
+ * does not loop. A message that cannot be decoded, or that is larger than
+ * max_message_bytes, is dead-lettered at once with the reason, never handed
+ * to the handler, never a crash. Consumers must be idempotent (or
+ * deduplicate by event id, as the bridge below does): at-least-once means a
+ * crash between the handler and the ack redelivers.
+ *
+ * THREADING: eddy_transport_publish / publish_async / subscribe are
+ * thread-safe. Each subscription runs one thread of its own that calls the
+ * handler, one delivery at a time. eddy_transport_close must be called once
+ * no other call is in progress and after every subscription is freed.
+ */
+#ifndef EDDY_TRANSPORT_H
+#define EDDY_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy/error.h"
+#include "eddy/event.h"
+#include "eddy/outbox.h"
+#include "eddy/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct eddy_transport eddy_transport;
+typedef struct eddy_transport_sub eddy_transport_sub;
+typedef struct eddy_delivery eddy_delivery;
+
+#define EDDY_TRANSPORT_DEFAULT_MAX_MESSAGE_BYTES ((size_t)1 << 20) /* 1 MiB */
+#define EDDY_TRANSPORT_DEFAULT_RECONNECT_INITIAL_MS 100
+#define EDDY_TRANSPORT_DEFAULT_RECONNECT_MAX_MS 5000
+#define EDDY_TRANSPORT_DEFAULT_TIMEOUT_MS 5000
+#define EDDY_TRANSPORT_DEFAULT_STREAM_MAXLEN 1000000
+#define EDDY_TRANSPORT_DEFAULT_ACK_WAIT_MS 30000
+#define EDDY_TRANSPORT_DEFAULT_MAX_DELIVERIES 5
+#define EDDY_TRANSPORT_DEFAULT_NACK_DELAY_MS 1000
+#define EDDY_TRANSPORT_DEFAULT_GROUP "eddy"
+
+/* What publish does while the connection to the engine is down. */
+typedef enum eddy_disconnected_policy {
+    /* Fail at once with EDDY_ECONNECT ("redis 127.0.0.1:6379: not
+     * connected: ..."). The default. */
+    EDDY_DISCONNECTED_FAIL = 0,
+    /* Wait for the connection instead of failing: a synchronous publish
+     * reconnects (with backoff) and sends again for up to timeout_ms
+     * (then EDDY_ETIMEDOUT; a message whose answer was lost may be sent
+     * twice: at-least-once); asynchronous publishes queue, in order, up to
+     * buffer_max messages (then EDDY_EFULL) while the transport waits.
+     * Queued messages are lost if the process exits before they are sent;
+     * their callbacks report every outcome, so nothing is dropped
+     * silently. */
+    EDDY_DISCONNECTED_BUFFER = 1
+} eddy_disconnected_policy;
+
+/*
+ * Transport options; the zero value gives the defaults. Copied by
+ * eddy_transport_open. Engine-specific settings go in the URL's query.
+ */
+typedef struct eddy_transport_options {
+    const char *topic_prefix;    /* NULL: the engine's ("events." /
+                                    "events-") */
+    size_t max_message_bytes;    /* largest encoded event published or
+                                    accepted; 0: ..._MAX_MESSAGE_BYTES */
+    int connect_timeout_ms;      /* 0: ..._TIMEOUT_MS */
+    int timeout_ms;              /* longest wait for an engine's answer to
+                                    one publish; 0: ..._TIMEOUT_MS */
+    int reconnect_initial_ms;    /* first delay before reconnecting, then
+                                    doubled; 0: ..._RECONNECT_INITIAL_MS */
+    int reconnect_max_ms;        /* 0: ..._RECONNECT_MAX_MS */
+    eddy_disconnected_policy disconnected; /* default: FAIL */
+    size_t buffer_max;           /* messages kept while disconnected with
+                                    EDDY_DISCONNECTED_BUFFER; 0: 10000 */
+    long long stream_maxlen;     /* Redis: XADD MAXLEN ~ N; 0:
+                                    ..._STREAM_MAXLEN; < 0: no cap */
+} eddy_transport_options;
+
+/*
+ * Opens a transport to the engine named by `url` (borrowed; see the table
+ * above). Connects (or checks the connection) before returning, so a
+ * server that is not there fails here.
+ * Returns a new transport (destructor: eddy_transport_close), or NULL with
+ * `err`: EDDY_EINVAL (malformed URL, unknown scheme or mode, bad options:
+ * the message names it), EDDY_ECONNECT (the engine could not be reached:
+ * the message names host, port and the engine's reason), EDDY_ENOMEM.
+ * Thread-safe.
+ */
+eddy_transport *eddy_transport_open(const char *url,
+                                    const eddy_transport_options *opts,
+                                    eddy_error *err);
+
+/*
+ * Closes the connection(s), waits for asynchronous publishes in flight (up
+ * to timeout_ms; those that did not complete get EDDY_ESTOPPED in their
+ * callback) and frees the transport. Every subscription must have been
+ * freed before. NULL does nothing.
+ */
+void eddy_transport_close(eddy_transport *t);
+
+/* The engine's name: "mem", "redis", "kafka" or "nats". Never NULL. */
+const char *eddy_transport_engine(const eddy_transport *t);
+
+/*
+ * Writes the topic (stream key, channel, Kafka topic, NATS subject) used
+ * for events of `type` into `buf` (`size` bytes, NUL-terminated).
+ * Returns EDDY_OK, EDDY_EINVAL (NULL/empty type) or EDDY_ETOOBIG (buffer
+ * too small). Thread-safe.
+ */
+int eddy_transport_topic(const eddy_transport *t, const char *type,
+                         char *buf, size_t size);
+
+/*
+ * Publishes `ev` (borrowed) to its type's topic, keyed by its subject, and
+ * returns once the engine acknowledged it (Redis: XADD / PUBLISH answered;
+ * Kafka: delivery report; NATS: JetStream ack; mem: appended).
+ * Errors: EDDY_EINVAL (NULL argument), EDDY_ETOOBIG (the encoded event is
+ * larger than max_message_bytes: "event ID is N bytes, the limit is M"),
+ * EDDY_ECONNECT (not connected, with the FAIL policy), EDDY_EFULL (the
+ * disconnected buffer is full), EDDY_ETIMEDOUT, EDDY_EIO (the engine
+ * refused it; its message), EDDY_ESTOPPED (closing). An error means the
+ * event may or may not have been stored (a lost answer): publishing again
+ * is at-least-once. Thread-safe.
+ */
+int eddy_transport_publish(eddy_transport *t, const eddy_event *ev,
+                           eddy_error *err);
+
+/*
+ * Called once an asynchronous publish is acknowledged (rc = EDDY_OK) or
+ * failed (rc = the error, `err` says why). `ev` and `err` are borrowed for
+ * the call. Runs on a thread of the transport (never inside the
+ * publish_async call itself); it must be quick and must not call
+ * eddy_transport_close or eddy_transport_flush.
+ */
+typedef void (*eddy_publish_done_fn)(int rc, const eddy_event *ev,
+                                     const eddy_error *err, void *user);
+
+/*
+ * Starts publishing `ev` (a reference is taken until `done` ran) and
+ * returns at once. On EDDY_OK, `done` (may be NULL) runs exactly once
+ * later; on an error return it never runs. Errors as for publish for what
+ * is known at once (EDDY_EINVAL, EDDY_ETOOBIG, EDDY_ECONNECT, EDDY_EFULL,
+ * EDDY_ESTOPPED). Thread-safe.
+ */
+int eddy_transport_publish_async(eddy_transport *t, const eddy_event *ev,
+                                 eddy_publish_done_fn done, void *user,
+                                 eddy_error *err);
+
+/*
+ * Waits until every asynchronous publish started before the call has
+ * completed (its callback ran), or `timeout_ms` passed (EDDY_ETIMEDOUT).
+ * Thread-safe; must not be called from a done callback or a handler.
+ */
+int eddy_transport_flush(eddy_transport *t, int timeout_ms, eddy_error *err);
+
+/* ---- consuming -------------------------------------------------------- */
+
+/*
+ * A handler: receives one event (borrowed; eddy_event_ref it to keep it)
+ * and its delivery (borrowed for the call). It settles the delivery either
+ * explicitly (eddy_delivery_ack / eddy_delivery_nack) or by its return
+ * value: 0 = ack, anything else = nack with the subscription's nack delay.
+ * The decision takes effect when the handler returns (an explicit call wins
+ * over the return value). Runs on the subscription's thread; must not stop
+ * or free its own subscription, nor close the transport.
+ */
+typedef int (*eddy_transport_handler_fn)(eddy_delivery *d,
+                                         const eddy_event *ev, void *user);
+
+/* Why and what was dead-lettered. Plain data, borrowed for the callback. */
+typedef struct eddy_transport_dead_letter {
+    const eddy_event *event;  /* the event, or NULL if it could not be
+                                 decoded */
+    const char *raw;          /* the message as received (payload; for
+                                 binary mode the data), may be NULL */
+    size_t raw_len;
+    const char *topic;        /* where it was read from */
+    const char *reason;       /* "handler failed 5 times: <its error>",
+                                 "malformed: type: missing",
+                                 "oversized: 2000000 bytes, limit 1048576" */
+    uint32_t deliveries;      /* delivery attempts so far (>= 1) */
+} eddy_transport_dead_letter;
+
+/*
+ * Called when a message is dead-lettered, just before it is acknowledged so
+ * that it does not loop. Runs on the subscription's thread. NULL in the
+ * options: the dead letter is logged at warn level (component "transport")
+ * and acknowledged.
+ */
+typedef void (*eddy_transport_dead_letter_fn)(const eddy_transport_dead_letter *dl, void *user);
+
+/* Subscription options. Zero value + types + handler gives the defaults.
+ * Copied by eddy_transport_subscribe (the strings and the array). */
+typedef struct eddy_transport_sub_options {
+    const char *const *types;  /* event types to receive (exact names);
+                                  at least one */
+    size_t type_count;
+    const char *group;         /* consumer group (members share the load);
+                                  NULL: EDDY_TRANSPORT_DEFAULT_GROUP */
+    const char *consumer;      /* this member's name, unique in the group;
+                                  NULL: generated (host-pid-random) */
+    eddy_transport_handler_fn handler;   /* required */
+    void *user;                /* passed to handler and dead_letter */
+    int ack_wait_ms;           /* a delivery not settled after this long
+                                  (its member died) is redelivered;
+                                  0: ..._ACK_WAIT_MS */
+    int max_deliveries;        /* deliveries before dead letter;
+                                  0: ..._MAX_DELIVERIES */
+    int nack_delay_ms;         /* redelivery delay after a handler error;
+                                  0: ..._NACK_DELAY_MS; < 0: no delay */
+    eddy_transport_dead_letter_fn dead_letter;     /* NULL: log and drop */
+    bool from_latest;          /* a NEW group starts after the messages
+                                  already stored; default (false): from the
+                                  oldest one the engine keeps. An existing
+                                  group resumes where it was. */
+    size_t batch;              /* messages fetched per read; 0: 64 */
+} eddy_transport_sub_options;
+
+/*
+ * Subscribes to the topics of `o->types` as a member of `o->group`, and
+ * starts the subscription's thread. The group (Redis XGROUP, NATS durable
+ * consumer, Kafka group) and, where the engine needs it, the topic or
+ * stream are created if missing. The handler runs on the subscription's
+ * thread, which may start delivering before this call returns (never on
+ * the calling thread, and never if the call fails).
+ * On success `*out` is a new subscription (stop: eddy_transport_sub_stop;
+ * destructor: eddy_transport_sub_free). Errors: EDDY_EINVAL (no types, an
+ * empty type, no handler, bad numbers), EDDY_ECONNECT, EDDY_EIO (the engine
+ * refused to create the group; its message), EDDY_ENOMEM.
+ * Thread-safe.
+ */
+int eddy_transport_subscribe(eddy_transport *t,
+                             const eddy_transport_sub_options *o,
+                             eddy_transport_sub **out, eddy_error *err);
+
+/*
+ * Stops the subscription: a handler in progress finishes and its delivery
+ * is settled, nothing more is fetched, the thread is joined. Deliveries
+ * fetched but not yet handled stay unacknowledged (the engine redelivers
+ * them to another member after ack_wait_ms). Returns EDDY_OK. Idempotent;
+ * must not be called from the subscription's own handler.
+ */
+int eddy_transport_sub_stop(eddy_transport_sub *sub, eddy_error *err);
+
+/* Stops (as eddy_transport_sub_stop) and frees. NULL does nothing. */
+void eddy_transport_sub_free(eddy_transport_sub *sub);
+
+/* What a subscription has done since it started. Plain data. */
+typedef struct eddy_transport_sub_stats {
+    uint64_t delivered;      /* handler calls */
+    uint64_t acked;
+    uint64_t nacked;
+    uint64_t dead_lettered;
+    uint64_t reconnects;     /* connections re-established */
+} eddy_transport_sub_stats;
+
+/* Copies the subscription's counters into `*out`. Thread-safe. */
+void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
+                                  eddy_transport_sub_stats *out);
+
+/* ---- settling a delivery (from inside its handler) --------------------- */
+
+/* Acknowledges the delivery: it will not be delivered again to the group. */
+void eddy_delivery_ack(eddy_delivery *d);
+
+/*
+ * Refuses the delivery: it is delivered again (to any member of the group)
+ * after `delay_ms` (0: as soon as possible), unless this was its last
+ * allowed delivery, in which case it is dead-lettered.
+ */
+void eddy_delivery_nack(eddy_delivery *d, int delay_ms);
+
+/* The delivery attempt, 1 for the first delivery. */
+uint32_t eddy_delivery_attempt(const eddy_delivery *d);
+
+/* The topic the event was read from (borrowed for the handler call). */
+const char *eddy_delivery_topic(const eddy_delivery *d);
+
+/* ---- bridging --------------------------------------------------------- */
+
+/*
+ * An outbox publisher (eddy/outbox.h) over `t` (borrowed: it must outlive
+ * every relay using the publisher; close is NULL). publish() is
+ * eddy_transport_publish(t, ev); the row's destination is ignored (the
+ * topic follows the event type). Cannot fail.
+ */
+eddy_publisher eddy_transport_publisher(eddy_transport *t);
+
+typedef struct eddy_transport_bridge eddy_transport_bridge;
+
+/*
+ * Feeds events received from `t` into the local store `s` (both borrowed;
+ * they must outlive the bridge): a subscription (options `o`; its handler
+ * must be NULL, the bridge sets it; `user` goes to `dead_letter` only)
+ * whose handler appends each
+ * received event to the store, to the stream named by its subject (its id
+ * when it has none) with EDDY_EXPECT_ANY, and acknowledges it once the
+ * append is durable. The store skips an event already stored with the same
+ * id and content, so a redelivery is stored once; local durable
+ * subscriptions on the store then give the same retry, dead-letter and
+ * idempotency behaviour as for local events. A failed append nacks (the
+ * engine redelivers); a duplicate id with different content is
+ * dead-lettered.
+ * Returns EDDY_OK with `*out` a new bridge (destructor:
+ * eddy_transport_bridge_free), or the errors of eddy_transport_subscribe.
+ * Thread-safe.
+ */
+int eddy_transport_bridge_start(eddy_transport *t, eddy_store *s,
+                                const eddy_transport_sub_options *o,
+                                eddy_transport_bridge **out, eddy_error *err);
+
+/* The bridge's subscription (borrowed), for its statistics. */
+eddy_transport_sub *eddy_transport_bridge_sub(eddy_transport_bridge *b);
+
+/* Stops the bridge's subscription and frees the bridge. NULL does
+ * nothing. */
+void eddy_transport_bridge_free(eddy_transport_bridge *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDDY_TRANSPORT_H */

@@ -1,0 +1,180 @@
+/*
+ * src/transport/transport_impl.h - the table every transport backend
+ * implements, and the helpers the front (transport.c) gives them. Not
+ * public.
+ *
+ * One file per engine: mem.c, redis.c, kafka.c, nats.c. Each defines one
+ *
+ *     const eddyi_transport_ops eddyi_transport_<engine>_ops = { ... };
+ *
+ * and the front lists them in its scheme table; the front never tests which
+ * backend it has.
+ *
+ * Division of work:
+ *   front  parses the URL, resolves option defaults, validates arguments,
+ *          names topics, copies subscription options, runs handlers and
+ *          decides ack / nack / dead letter (eddyi_transport_dispatch),
+ *          gives an asynchronous publish to backends without one (a queue
+ *          and one thread, started when first needed), counts statistics.
+ *   backend  talks to the engine: publish, fetch, ack, nack, redelivery,
+ *          reconnection, its own thread per subscription.
+ */
+#ifndef EDDY_SRC_TRANSPORT_IMPL_H
+#define EDDY_SRC_TRANSPORT_IMPL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy/transport.h"
+
+/* The URL, split. Every string is owned by the transport. */
+typedef struct eddyi_url {
+    char *scheme;      /* "redis" (lower-case, without ':') */
+    char *authority;   /* "127.0.0.1:6379" or "h1:9092,h2:9092"; "" if none */
+    char *path;        /* after the authority, before '?': "/0", "name"
+                          (for "mem:name"), "" if none */
+    size_t nparams;    /* query parameters, in order, percent-decoded */
+    char **keys;
+    char **values;
+} eddyi_url;
+
+typedef struct eddyi_async_queue eddyi_async_queue;
+
+struct eddy_transport {
+    const struct eddyi_transport_ops *ops;
+    void *state;                    /* the backend's */
+    eddyi_url url;
+    eddy_transport_options opts;    /* defaults resolved; topic_prefix
+                                       points to `prefix` */
+    char *prefix;
+    eddyi_async_queue *async;       /* the front's async publisher, when the
+                                       backend has none; NULL until used */
+};
+
+struct eddy_transport_sub {
+    eddy_transport *t;
+    eddy_transport_sub_options o;   /* defaults resolved; the strings and
+                                       `types` point to the copies below */
+    char **types;
+    char **topics;                  /* topic of types[i] */
+    size_t ntopics;
+    char *group;
+    char *consumer;
+    void *state;                    /* the backend's */
+    bool stopped;
+    _Atomic uint64_t delivered, acked, nacked, dead_lettered, reconnects;
+};
+
+typedef struct eddyi_transport_ops {
+    const char *engine;          /* "redis" */
+    const char *default_prefix;  /* "events." */
+
+    /* Connects. Reads t->url and t->opts, sets t->state. Returns EDDY_OK or
+     * an error with `err` filled (then close is not called). */
+    int (*open)(eddy_transport *t, eddy_error *err);
+    /* Disconnects and frees t->state. Every subscription is freed. */
+    void (*close)(eddy_transport *t);
+
+    /* Synchronous publish of `ev` to `topic` (already computed), key =
+     * eddyi_transport_key(ev). Arguments already checked. Thread-safe. */
+    int (*publish)(eddy_transport *t, const eddy_event *ev, const char *topic,
+                   eddy_error *err);
+
+    /* Native asynchronous publish (NULL: the front queues and calls
+     * publish on a thread of its own). Contract of
+     * eddy_transport_publish_async. */
+    int (*publish_async)(eddy_transport *t, const eddy_event *ev,
+                         const char *topic, eddy_publish_done_fn done,
+                         void *user, eddy_error *err);
+    /* Waits for the native async publishes (NULL when publish_async is). */
+    int (*flush)(eddy_transport *t, int timeout_ms, eddy_error *err);
+
+    /* Creates the group etc., sets sub->state, starts the subscription's
+     * thread, which fetches and calls eddyi_transport_dispatch for each
+     * message. On failure nothing runs and sub->state is untouched. */
+    int (*subscribe)(eddy_transport_sub *sub, eddy_error *err);
+    /* Stops fetching, waits for the handler in progress, joins the thread.
+     * Called once. */
+    void (*sub_stop)(eddy_transport_sub *sub);
+    /* Frees sub->state (after sub_stop). */
+    void (*sub_free)(eddy_transport_sub *sub);
+} eddyi_transport_ops;
+
+extern const eddyi_transport_ops eddyi_transport_mem_ops;
+extern const eddyi_transport_ops eddyi_transport_redis_ops;
+extern const eddyi_transport_ops eddyi_transport_kafka_ops;
+extern const eddyi_transport_ops eddyi_transport_nats_ops;
+
+/* ---- helpers for backends (transport.c) -------------------------------- */
+
+/* The value of query parameter `key` in the transport's URL, or NULL. */
+const char *eddyi_url_param(const eddy_transport *t, const char *key);
+
+/* The partition key of `ev`: its subject, or its id if it has none.
+ * Borrowed from the event. */
+const char *eddyi_transport_key(const eddy_event *ev);
+
+/*
+ * Encodes `ev` as CloudEvents JSON (malloc'd, `*len` bytes) for structured
+ * mode, or returns NULL with `err`: EDDY_ETOOBIG when larger than
+ * max_message_bytes ("event ID is N bytes, the limit is M"), EDDY_ENOMEM.
+ */
+char *eddyi_transport_encode(const eddy_transport *t, const eddy_event *ev,
+                             size_t *len, eddy_error *err);
+
+/*
+ * Decodes a structured-mode message. On failure (too large, malformed) the
+ * message is dead-lettered through eddyi_transport_dead_letter with the
+ * reason, and NULL is returned: the caller acknowledges it.
+ */
+eddy_event *eddyi_transport_decode(eddy_transport_sub *sub, const char *raw,
+                                   size_t len, const char *topic,
+                                   uint32_t attempt);
+
+/* How the backend must settle a delivery. */
+typedef enum eddyi_settle {
+    EDDYI_SETTLE_ACK = 0,   /* acknowledge (handled, or dead-lettered) */
+    EDDYI_SETTLE_NACK = 1   /* deliver again after *delay_ms */
+} eddyi_settle;
+
+/*
+ * Handles one decoded event: if `attempt` exceeds max_deliveries it is
+ * dead-lettered without calling the handler; otherwise the handler runs and
+ * its decision is returned; a nack on the last allowed attempt
+ * dead-letters it ("handler failed N times: ...") and returns ACK.
+ * `raw` (may be NULL) is passed on to a dead letter. `*delay_ms` receives
+ * the redelivery delay for NACK (>= 0). Counts statistics.
+ */
+eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
+                                      const eddy_event *ev, const char *topic,
+                                      uint32_t attempt, const char *raw,
+                                      size_t raw_len, int *delay_ms);
+
+/* Dead-letters a message (calls the dead_letter callback, or logs). The
+ * caller then acknowledges it. `ev` may be NULL. */
+void eddyi_transport_dead_letter(eddy_transport_sub *sub,
+                                 const eddy_event *ev, const char *raw,
+                                 size_t raw_len, const char *topic,
+                                 const char *reason, uint32_t attempt);
+
+/* The subscription a delivery belongs to (for the bridge). */
+eddy_transport_sub *eddyi_delivery_sub(eddy_delivery *d);
+
+/* Counts one re-established connection in the subscription's stats. */
+void eddyi_transport_sub_reconnected(eddy_transport_sub *sub);
+
+/* Test hook: appends `len` raw bytes (copied) to a mem transport's
+ * `topic` as if a producer had sent them (malformed or oversized messages).
+ * EDDY_EINVAL if `t` is not a mem transport. */
+int eddyi_transport_mem_inject(eddy_transport *t, const char *topic,
+                               const char *raw, size_t len, eddy_error *err);
+
+/* Milliseconds of a monotonic clock. */
+int64_t eddyi_transport_now_ms(void);
+
+/* Sleeps `ms` milliseconds (interrupted early is fine). */
+void eddyi_transport_sleep_ms(int ms);
+
+#endif /* EDDY_SRC_TRANSPORT_IMPL_H */
