@@ -1,0 +1,322 @@
+/*
+ * eddy/durable.h - durable subscriptions: checkpointed handlers with
+ * retries, dead letters and idempotency.
+ *
+ * WHICH SUBSCRIPTION IS WHICH
+ *
+ *   eddy_bus_subscribe (eddy/bus.h)   in memory, AT-MOST-ONCE: events queued
+ *                                     in the bus are lost if the process dies.
+ *   eddy_durable_start (this header)  reads the store from a checkpoint kept
+ *                                     in the store, then follows live appends:
+ *                                     nothing is skipped across crashes and
+ *                                     restarts. Delivery is AT-LEAST-ONCE;
+ *                                     the mode says what the handler's
+ *                                     effects get:
+ *
+ *   EDDY_DELIVERY_AT_LEAST_ONCE  The handler may run again for an event it
+ *       already handled (a crash before the checkpoint moved past it). Its
+ *       effects must be idempotent, or acceptable twice.
+ *   EDDY_DELIVERY_INBOX  Each (handler name, event id) is claimed atomically
+ *       in the store's inbox (one INSERT ... ON CONFLICT, no check-then-mark
+ *       race) before the handler runs, and marked done after it succeeds.
+ *       Never two concurrent runs of one event, never a run after a
+ *       recorded success; but a crash after the handler's side effect and
+ *       before "done" is committed re-runs it on restart (at-least-once for
+ *       that window). Good for effects outside the store (e-mail, HTTP).
+ *   EDDY_DELIVERY_TRANSACTIONAL  The handler runs inside the store's write
+ *       transaction (eddy_txn): its own writes (eddy_txn_sqlite), its
+ *       follow-up events, its inbox row and the checkpoint commit together
+ *       or not at all. EXACTLY-ONCE effects for everything it writes to the
+ *       store. Effects outside the store are not covered (use INBOX).
+ *
+ * FOLLOW-UP EVENTS. eddy_ctx_publish / eddy_ctx_publish_init in a durable
+ * handler append the follow-up to the store (stream: its subject, else its
+ * type; expected version ANY), with correlation and causation filled in.
+ * TRANSACTIONAL: in the handler's transaction (exactly once). The other
+ * modes append at once, so a re-run (retry, crash) may append the follow-up
+ * again under a new id: consumers of such follow-ups deduplicate (INBOX).
+ * eddy_ctx_bus() is NULL in a durable handler.
+ *
+ * ORDER AND RETRIES
+ *
+ * Events are spread over worker threads by partition key (the subject, else
+ * the id); events with one key are handled in store order. A failing event
+ * is parked and retried on a timer with exponential backoff (no sleeping in
+ * a handler): events with the same key wait behind it, other keys keep
+ * flowing. Attempt counts and due times are stored with the checkpoint, so
+ * a restart continues where it stopped. After the last attempt (or an error
+ * the policy says is not retryable) the event goes to the dead-letter store
+ * (eddy_dlq_*) and the key moves on. A dead letter is removed only after a
+ * redrive made the handler succeed.
+ *
+ * COSTS. Each INBOX event takes two store commits (claim, done) and each
+ * TRANSACTIONAL event one (shared with concurrent writers by group commit);
+ * a running subscription also runs one small write job every 200 ms to look
+ * for dead letters marked for redrive. Inbox rows are never pruned.
+ *
+ * STORE TABLES. The subscriptions keep their state in the store file, in
+ * tables created on first use: eddy_checkpoints, eddy_retries,
+ * eddy_dead_letters, eddy_inbox. They are written through the store's
+ * writer (group commit); a handler must not write to them itself.
+ *
+ * THREADING. eddy_durable_* calls are thread-safe unless said otherwise; a
+ * subscription runs its handler on its own worker threads (TRANSACTIONAL:
+ * on the store's writer thread). One subscription name runs at most once
+ * per store handle at a time; do not run one name from two processes.
+ */
+#ifndef EDDY_DURABLE_H
+#define EDDY_DURABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "eddy/bus.h"
+#include "eddy/error.h"
+#include "eddy/event.h"
+#include "eddy/metrics.h"
+#include "eddy/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct eddy_durable eddy_durable;
+
+/* The store's open write transaction, as a transactional handler sees it.
+ * Valid only during the handler call. */
+typedef struct eddy_txn eddy_txn;
+
+typedef enum eddy_delivery_mode {
+    EDDY_DELIVERY_AT_LEAST_ONCE = 0,
+    EDDY_DELIVERY_INBOX = 1,
+    EDDY_DELIVERY_TRANSACTIONAL = 2
+} eddy_delivery_mode;
+
+/* Where a subscription without a stored checkpoint starts. */
+typedef enum eddy_start_from {
+    EDDY_START_BEGINNING = 0, /* every event in the store (default) */
+    EDDY_START_END = 1        /* only events appended after the start */
+} eddy_start_from;
+
+/*
+ * A transactional handler: as eddy_handler_fn, plus `txn`, the store's open
+ * write transaction (borrowed for the call). It runs ON THE STORE'S WRITER
+ * THREAD, inside a savepoint: it must be quick, must not call blocking
+ * store functions (eddy_store_append, eddy_store_snapshot_save, ...) nor
+ * stop its subscription, and must only write through `txn`. Returning an
+ * error rolls back everything it wrote. eddy_ctx_publish appends the
+ * follow-up inside the same transaction.
+ */
+typedef int (*eddy_txn_handler_fn)(eddy_ctx *ctx, const eddy_event *ev,
+                                   eddy_txn *txn, void *user);
+
+/* Says whether error `code` (a handler's return value) is worth retrying.
+ * Runs on a worker thread; must be quick. */
+typedef bool (*eddy_retryable_fn)(int code, void *user);
+
+/*
+ * Retry policy; the zero value gives the defaults. The delay before retry n
+ * (n = 1 after the first failure) is
+ *     min(max_delay_ms, initial_delay_ms * multiplier^(n-1)) * (1 - jitter*r)
+ * with r uniform in [0, 1): jitter only shortens a delay, never beyond the
+ * cap.
+ */
+typedef struct eddy_retry_policy {
+    unsigned max_attempts;     /* handler calls per event, first included;
+                                  0: 5; 1: no retry */
+    unsigned initial_delay_ms; /* 0: 100 */
+    double multiplier;         /* 0: 2.0; must be >= 1 */
+    unsigned max_delay_ms;     /* 0: 30000 */
+    double jitter;             /* 0: 0.2; negative: none; at most 1 */
+    /* NULL: every error is retryable except EDDY_EINVAL, EDDY_EPARSE and
+     * EDDY_ESCHEMA (a malformed event fails the same way every time). */
+    eddy_retryable_fn retryable;
+    void *retryable_user;
+} eddy_retry_policy;
+
+/* Options of a durable subscription; zero values give the defaults.
+ * Copied by eddy_durable_start (`user`, `metrics` and the predicate's user
+ * are kept as pointers: they must outlive the subscription). */
+typedef struct eddy_durable_options {
+    const char *name;    /* required: the handler's name, unique per store;
+                            the key of its checkpoint, inbox rows and dead
+                            letters */
+    const char *pattern; /* as eddy_bus_subscribe: "x.y", "x.*" or "*";
+                            NULL: "*" */
+    eddy_delivery_mode mode;
+    eddy_handler_fn handler;         /* AT_LEAST_ONCE and INBOX */
+    eddy_txn_handler_fn txn_handler; /* TRANSACTIONAL */
+    void *user;                      /* passed to the handler */
+    unsigned workers;                /* worker threads; 0: 4 */
+    size_t max_in_flight;            /* events read and not yet completed
+                                        (parked ones included); reading
+                                        pauses at this bound; 0: 4096 */
+    eddy_retry_policy retry;
+    unsigned checkpoint_every;       /* persist after this many completed
+                                        events; 0: 100 */
+    unsigned checkpoint_interval_ms; /* ... or this long; 0: 200 */
+    eddy_start_from start_from;
+    eddy_metrics *metrics;           /* NULL: no metrics. Else per (name,
+                                        event type): begin/end, retried,
+                                        dead-lettered; and the gauge
+                                        eddy_subscription_lag_events
+                                        {subscription="name"} */
+    const char *source;              /* source of follow-up events; NULL:
+                                        the name */
+} eddy_durable_options;
+
+/*
+ * Starts durable subscription `opts->name`: creates its tables if needed,
+ * loads its checkpoint and pending retries, then delivers every event after
+ * the checkpoint (catch-up) and follows live appends, until stopped.
+ * Returns a running subscription (destructor: eddy_durable_free), or NULL
+ * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
+ * handler for the mode, bad policy: the message names it), EDDY_EEXIST
+ * (that name already runs on this store handle), EDDY_ESTATE (read-only or
+ * closing store), EDDY_ENOMEM, or a store error. On failure no handler ever
+ * runs. The handler is never called from inside this call. Thread-safe.
+ */
+eddy_durable *eddy_durable_start(eddy_store *store,
+                                 const eddy_durable_options *opts,
+                                 eddy_error *err);
+
+/*
+ * Stops reading, lets the workers finish the handler calls in progress and
+ * the queued events that are not parked, persists the final checkpoint and
+ * joins the threads. Parked events stay in the store (their retry rows) and
+ * resume at the next start. Returns EDDY_OK, or the error that stopped the
+ * subscription (a store read error) or that the final checkpoint write
+ * failed with (`err` filled). Idempotent. Must not be called from the
+ * subscription's own handler. Thread-safe.
+ */
+int eddy_durable_stop(eddy_durable *d, eddy_error *err);
+
+/* Stops (as eddy_durable_stop) and frees. NULL does nothing. */
+void eddy_durable_free(eddy_durable *d);
+
+/*
+ * The subscription's checkpoint: the highest position P such that every
+ * event at or below P was handled, skipped (pattern, or already done per
+ * the inbox) or dead-lettered. May be ahead of the value persisted in the
+ * store by up to one checkpoint batch. Thread-safe.
+ */
+int64_t eddy_durable_checkpoint(const eddy_durable *d);
+
+/*
+ * Waits until the checkpoint reaches `position` (>= position), or
+ * `timeout_ms` passes (< 0: no limit), then persists the checkpoint.
+ * Returns EDDY_OK, EDDY_ETIMEDOUT, or EDDY_ESTOPPED if the subscription
+ * ended before. Thread-safe; not from the subscription's handler.
+ */
+int eddy_durable_wait_idle(eddy_durable *d, int64_t position, int timeout_ms);
+
+/*
+ * Redelivers dead letter `id` of this subscription to its handler now, on
+ * the calling thread (TRANSACTIONAL: in a write job), once. On success the
+ * dead letter is deleted (for TRANSACTIONAL, in the handler's transaction);
+ * on failure it stays, status "dead", attempts + 1, with the new error.
+ * Returns EDDY_OK, the handler's error (`err` holds its message),
+ * EDDY_ENOTFOUND (no such dead letter of this subscription) or a store
+ * error. Thread-safe; not from the subscription's own handler.
+ */
+int eddy_durable_redrive(eddy_durable *d, int64_t id, eddy_error *err);
+
+/* ---- inside a transactional handler ----------------------------------- */
+
+/* The store's SQLite write connection (NULL for other backends), valid for
+ * the handler call. Use it for the handler's own tables; statements must be
+ * finalized before the handler returns. */
+sqlite3 *eddy_txn_sqlite(eddy_txn *txn);
+
+/*
+ * Appends `count` events to `stream_id` inside the handler's transaction,
+ * with the checks and results of eddy_store_append; they commit or roll
+ * back with the handler. `events` borrowed. Returns as eddy_store_append.
+ */
+int eddy_txn_append(eddy_txn *txn, const char *stream_id,
+                    int64_t expected_version, eddy_event *const *events,
+                    size_t count, eddy_append_result *result,
+                    eddy_error *err);
+
+/* ---- the dead-letter store -------------------------------------------- */
+
+/* A dead letter's status. */
+#define EDDY_DLQ_DEAD "dead"       /* parked for inspection */
+#define EDDY_DLQ_REDRIVE "redrive" /* marked for the running subscription
+                                      to redeliver */
+
+/*
+ * A dead letter: a read-only view. Strings and `event` are borrowed from
+ * whoever gave the view (the list callback: for the call; eddy_dlq_get:
+ * until eddy_dead_letter_free).
+ */
+typedef struct eddy_dead_letter {
+    int64_t id;               /* the dead letter's id (1, 2, ...) */
+    const char *handler;      /* the subscription / handler name */
+    eddy_event *event;        /* the event that failed */
+    int64_t position;         /* its global position */
+    int error_code;           /* the last error code */
+    const char *error;        /* the last error message */
+    int attempts;             /* handler calls that failed */
+    int64_t first_failure_us; /* microseconds since the epoch */
+    int64_t last_failure_us;
+    const char *status;       /* EDDY_DLQ_DEAD or EDDY_DLQ_REDRIVE */
+} eddy_dead_letter;
+
+/* Called for each dead letter; `dl` is borrowed for the call. Return
+ * non-zero to stop the walk (that value is returned). */
+typedef int (*eddy_dead_letter_fn)(const eddy_dead_letter *dl, void *user);
+
+/*
+ * Calls `fn` for the dead letters of `handler` (NULL: every handler), oldest
+ * id first. The rows are read first, then `fn` runs on the calling thread
+ * with no store lock held (it may call other eddy_dlq_* functions).
+ * Returns EDDY_OK, `fn`'s non-zero value, or a store error (EDDY_ESTATE on
+ * a read-only store: the dead-letter tables are read through the writer).
+ * Thread-safe.
+ */
+int eddy_dlq_list(eddy_store *store, const char *handler,
+                  eddy_dead_letter_fn fn, void *user, eddy_error *err);
+
+/*
+ * Loads dead letter `id` into `*out` (destructor: eddy_dead_letter_free).
+ * Returns EDDY_OK, EDDY_ENOTFOUND or a store error. Thread-safe.
+ */
+int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
+                 eddy_error *err);
+
+/* Frees a dead letter from eddy_dlq_get. NULL does nothing. */
+void eddy_dead_letter_free(eddy_dead_letter *dl);
+
+/*
+ * Marks dead letter `id` for redrive: the running durable subscription of
+ * its handler (in this process or another one on the same store file; or
+ * the next one to start) redelivers it within about 200 ms, deletes it if
+ * the handler succeeds and puts it back to "dead" (attempts + 1, new error)
+ * if not. It is never deleted before a success. Redrive ignores per-key
+ * order: the key moved on when the event was dead-lettered. Returns EDDY_OK, EDDY_ENOTFOUND or a store
+ * error. Thread-safe.
+ */
+int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err);
+
+/* Marks every "dead" dead letter of `handler` (NULL: all) for redrive;
+ * `*count` (may be NULL) receives how many. Thread-safe. */
+int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
+                       eddy_error *err);
+
+/* Deletes dead letter `id` for good. Returns EDDY_OK, EDDY_ENOTFOUND or a
+ * store error. Thread-safe. */
+int eddy_dlq_delete(eddy_store *store, int64_t id, eddy_error *err);
+
+/* Deletes every dead letter of `handler` (NULL: all); `*count` (may be
+ * NULL) receives how many. Thread-safe. */
+int eddy_dlq_purge(eddy_store *store, const char *handler, size_t *count,
+                   eddy_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDDY_DURABLE_H */
