@@ -79,13 +79,7 @@ int eddy_command_sendf(eddy_command_bus *cb, const char *name,
                        const char *correlation_id, const char *causation_id,
                        eddy_error *err, const char *fmt, ...);
 
-/*
- * Derives a stable id from `base` and `salt`: a name-based UUID (version 5,
- * SHA-1, RFC 9562) of "base/salt". The same inputs give the same id in every
- * process, so a handler that names its events this way makes a re-run of
- * the same command idempotent. Writes 36 characters and a NUL. Thread-safe.
- */
-void eddy_id_derive(const char *base, const char *salt, char out[37]);
+/* eddy_id_derive (eddy/event.h) makes such stable ids. */
 
 #ifdef __cplusplus
 }

@@ -117,3 +117,32 @@ void eddy_uuid7(char out[EDDY_UUID_STRLEN])
     memcpy(u + 9, rnd + 3, 7);
     uuid_unparse_lower(u, out);
 }
+
+void eddy_id_derive(const char *base, const char *salt, char out[37])
+{
+    /* A fixed namespace of eddy's own, so derived ids never collide with
+     * another application's version-5 ids of the same names. */
+    static const uuid_t eddy_ns = {0x65, 0x64, 0x64, 0x79, 0x2d, 0x69, 0x44, 0x73,
+                                   0x9e, 0x2a, 0x31, 0x70, 0x6b, 0x5c, 0x11, 0x07};
+    base = base ? base : "";
+    salt = salt ? salt : "";
+    size_t nb = strlen(base), ns = strlen(salt);
+    char stack[512];
+    char *name = nb + ns + 1 <= sizeof stack ? stack : malloc(nb + ns + 1);
+    uuid_t id;
+    if (!name) {
+        /* Out of memory for a huge name: hash the parts in two steps, which
+         * still gives a stable id (it can't fail, as the header promises). */
+        uuid_t inner;
+        uuid_generate_sha1(inner, eddy_ns, base, nb);
+        uuid_generate_sha1(id, inner, salt, ns);
+    } else {
+        memcpy(name, base, nb);
+        name[nb] = '/';
+        memcpy(name + nb + 1, salt, ns);
+        uuid_generate_sha1(id, eddy_ns, name, nb + ns + 1);
+        if (name != stack)
+            free(name);
+    }
+    uuid_unparse_lower(id, out);
+}

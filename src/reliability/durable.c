@@ -33,6 +33,7 @@
 #include "../core/ctx_internal.h"
 #include "../core/internal.h"
 #include "reliability_internal.h"
+#include "../observe/observe_internal.h"
 
 #define DEFAULT_WORKERS 4
 #define DEFAULT_MAX_IN_FLIGHT 4096
@@ -1364,6 +1365,11 @@ static int load_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_schema(db, err);
+    /* Record who handles what, for `eddy graph` (a projection or saga of
+     * this name has recorded itself already and keeps its record). */
+    if (rc == EDDY_OK)
+        rc = eddyi_subscription_record_db(db, d->name, d->pattern, "handler",
+                                          eddyi_txn_now_us(txn), err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_prepare(db, &st, err,
                                "SELECT position FROM eddy_checkpoints "

@@ -308,6 +308,11 @@ void eddy_store_close(eddy_store *s)
     if (s->writer_started)
         pthread_join(s->writer, NULL);
     s->backend->close(s->impl);
+    while (s->append_hooks) { /* hooks nobody removed */
+        struct eddyi_append_hook *h = s->append_hooks;
+        s->append_hooks = h->next;
+        free(h);
+    }
     pthread_cond_destroy(&s->head_cond);
     pthread_cond_destroy(&s->queue_cond);
     pthread_mutex_destroy(&s->mu);
@@ -427,12 +432,96 @@ typedef struct append_req {
     void *user;
 } append_req;
 
+/* ---- append hooks (store_internal.h) ---------------------------------- */
+
+/* Runs the hooks after a successful append, inside its savepoint. */
+static int run_append_hooks(eddyi_txn *txn, const char *stream_id,
+                            const eddyi_pending *p, size_t count,
+                            eddy_error *err)
+{
+    eddy_store *s = txn->store;
+    if (!s->append_hooks)
+        return EDDY_OK;
+    eddy_event *stack[16];
+    eddy_event **evs = count <= 16 ? stack : malloc(count * sizeof *evs);
+    if (!evs)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        evs[i] = p[i].event;
+    int rc = EDDY_OK;
+    for (struct eddyi_append_hook *h = s->append_hooks; h && rc == EDDY_OK;
+         h = h->next)
+        rc = h->fn(txn, stream_id, evs, count, h->user, err);
+    if (evs != stack)
+        free(evs);
+    return rc;
+}
+
+struct hook_req {
+    struct eddyi_append_hook *add; /* taken by the job on success */
+    eddyi_append_hook_fn fn;
+    void *user;
+    bool found;
+};
+
+static int hook_job(eddyi_txn *txn, void *arg, eddy_error *err)
+{
+    struct hook_req *r = arg;
+    eddy_store *s = txn->store;
+    EDDYI_UNUSED(err);
+    if (r->add) {
+        r->add->next = s->append_hooks;
+        s->append_hooks = r->add;
+        r->add = NULL;
+        return EDDY_OK;
+    }
+    for (struct eddyi_append_hook **pp = &s->append_hooks; *pp;
+         pp = &(*pp)->next) {
+        if ((*pp)->fn == r->fn && (*pp)->user == r->user) {
+            struct eddyi_append_hook *h = *pp;
+            *pp = h->next;
+            free(h);
+            r->found = true;
+            break;
+        }
+    }
+    return EDDY_OK;
+}
+
+int eddyi_store_add_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
+                                void *user, eddy_error *err)
+{
+    if (!s || !fn)
+        return eddyi_error(err, EDDY_EINVAL, "store and hook are required");
+    struct hook_req r = {.add = calloc(1, sizeof *r.add)};
+    if (!r.add)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    r.add->fn = fn;
+    r.add->user = user;
+    int rc = eddyi_store_write(s, hook_job, &r, err);
+    free(r.add); /* NULL unless the job did not run */
+    return rc;
+}
+
+int eddyi_store_remove_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
+                                   void *user)
+{
+    struct hook_req r = {.fn = fn, .user = user};
+    if (!s || eddyi_store_write(s, hook_job, &r, NULL) != EDDY_OK)
+        return EDDY_ENOTFOUND;
+    return r.found ? EDDY_OK : EDDY_ENOTFOUND;
+}
+
 static int append_job(eddyi_txn *txn, void *arg, eddy_error *err)
 {
     append_req *r = arg;
     eddy_store *s = txn->store;
-    return s->backend->append(s->impl, r->stream_id, r->expected, r->pending,
-                              r->count, txn->now_us, &r->result, err);
+    int rc = s->backend->append(s->impl, r->stream_id, r->expected,
+                                r->pending, r->count, txn->now_us, &r->result,
+                                err);
+    if (rc == EDDY_OK)
+        rc = run_append_hooks(txn, r->stream_id, r->pending, r->count, err);
+    return rc;
 }
 
 int eddy_store_append(eddy_store *s, const char *stream_id,
@@ -524,6 +613,8 @@ int eddyi_txn_append(eddyi_txn *txn, const char *stream_id,
     eddy_append_result res = {0};
     rc = s->backend->append(s->impl, stream_id, expected_version, p, count,
                             txn->now_us, &res, err);
+    if (rc == EDDY_OK)
+        rc = run_append_hooks(txn, stream_id, p, count, err);
     if (rc == EDDY_OK && result)
         *result = res;
     pending_free(p, count, false);

@@ -14,6 +14,13 @@
 
 typedef struct eddyi_job eddyi_job;
 
+/* One append hook (store_internal.h); a list changed by write jobs. */
+struct eddyi_append_hook {
+    struct eddyi_append_hook *next;
+    eddyi_append_hook_fn fn;
+    void *user;
+};
+
 struct eddy_store {
     const eddyi_backend *backend;
     void *impl;
@@ -27,6 +34,7 @@ struct eddy_store {
     bool writer_started;
     int64_t head;            /* last committed position known here */
     pthread_t writer;
+    struct eddyi_append_hook *append_hooks; /* writer thread only */
 };
 
 /* Page sizes of cursors: rows per read, and payload bytes per read. */

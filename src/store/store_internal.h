@@ -55,4 +55,27 @@ int64_t eddyi_txn_now_us(const eddyi_txn *txn);
 /* The store a transaction belongs to. */
 eddy_store *eddyi_txn_store(const eddyi_txn *txn);
 
+/*
+ * An append hook (added for inline projections, src/cqrs/projection.c):
+ * runs on the writer thread inside the transaction of every successful
+ * append through this store handle (eddy_store_append, _append_async,
+ * eddyi_txn_append), right after the events were written, with those
+ * events (borrowed; `count` >= 1). Also called when every event of the
+ * append was already stored (an idempotent retry), so a hook must
+ * deduplicate by event id itself. Returning an error fails the append
+ * (its savepoint is rolled back). Must be quick; must not block.
+ */
+typedef int (*eddyi_append_hook_fn)(eddyi_txn *txn, const char *stream_id,
+                                    eddy_event *const *events, size_t count,
+                                    void *user, eddy_error *err);
+
+/* Adds / removes hook (fn, user). Each change is made by a write job, so an
+ * append either sees the hook or not. Add returns EDDY_OK, EDDY_ENOMEM or
+ * the store's EDDY_ESTATE; remove returns EDDY_OK or EDDY_ENOTFOUND.
+ * Thread-safe; not from the writer thread. */
+int eddyi_store_add_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
+                                void *user, eddy_error *err);
+int eddyi_store_remove_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
+                                   void *user);
+
 #endif

@@ -1,0 +1,155 @@
+/*
+ * cli/cmd_projections.c - `eddy projections list` and
+ * `eddy projections rebuild NAME`.
+ *
+ * list shows what running systems recorded in the store (name, pattern,
+ * mode, state, checkpoint, lag = head - checkpoint). rebuild can only
+ * rebuild projections whose definition this program knows: the example
+ * order domain registers its OrderReadModel (orders_register_projections);
+ * an unknown name is an error naming it and listing the known ones.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eddy/eddy.h"
+#include "orders/orders.h"
+
+#define DEFAULT_STORE_URL "sqlite:eddy.db"
+
+static const char *store_url(const char *opt)
+{
+    if (opt)
+        return opt;
+    const char *env = getenv("EDDY_STORE");
+    return env && *env ? env : DEFAULT_STORE_URL;
+}
+
+static int usage(FILE *out, int status)
+{
+    fprintf(out,
+            "usage: eddy projections list [--store URL]\n"
+            "       eddy projections rebuild NAME [--store URL]\n\n"
+            "list     the projections recorded in the store: name, mode, state\n"
+            "         (running, stopped, rebuilding), checkpoint and lag (events\n"
+            "         of the store after the checkpoint).\n"
+            "rebuild  clears the read model of projection NAME and replays the\n"
+            "         whole store into it (stop the programs running it first).\n"
+            "         Progress: a bar on a terminal, else a line every 10%%.\n"
+            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "exit status: 0 success, 1 store error or unknown projection,\n"
+            "2 usage error.\n",
+            DEFAULT_STORE_URL);
+    return status;
+}
+
+static int print_row(const eddy_projection_info *info, void *user)
+{
+    int *rows = user;
+    if ((*rows)++ == 0)
+        printf("%-24s %-7s %-11s %12s %10s  %s\n", "NAME", "MODE", "STATE",
+               "CHECKPOINT", "LAG", "PATTERN");
+    printf("%-24s %-7s %-11s %12" PRId64 " %10" PRId64 "  %s\n", info->name,
+           info->mode, info->state, info->checkpoint, info->lag,
+           info->pattern);
+    return 0;
+}
+
+struct progress {
+    bool tty;
+    int last_decile;
+};
+
+static void on_progress(int64_t done, int64_t total, void *user)
+{
+    struct progress *p = user;
+    int pct = total > 0 ? (int)(done * 100 / total) : 100;
+    if (p->tty) {
+        char bar[21];
+        int fill = pct / 5;
+        for (int i = 0; i < 20; i++)
+            bar[i] = i < fill ? '#' : ' ';
+        bar[20] = '\0';
+        fprintf(stderr, "\r[%s] %3d%% %" PRId64 "/%" PRId64 " events", bar,
+                pct, done, total);
+        fflush(stderr);
+    } else if (pct / 10 > p->last_decile || done == 0) {
+        p->last_decile = pct / 10;
+        fprintf(stderr, "rebuild: %d%% (%" PRId64 "/%" PRId64 " events)\n",
+                pct, done, total);
+    }
+}
+
+int cmd_projections(int argc, char **argv)
+{
+    const char *url = NULL;
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    if (argc < 2 || cli_is_help(argv[1]))
+        return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
+    const char *sub = argv[1];
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "s:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            url = optarg;
+            break;
+        case 'h':
+            return usage(stdout, 0);
+        default:
+            return usage(stderr, 2);
+        }
+    }
+    url = store_url(url);
+    eddy_error err = {0};
+    if (strcmp(sub, "list") == 0) {
+        if (optind != argc)
+            return usage(stderr, 2);
+        eddy_store *s = eddy_store_open(url, NULL, &err);
+        if (!s)
+            return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        int rows = 0;
+        int rc = eddy_projection_list(s, print_row, &rows, &err);
+        eddy_store_close(s);
+        if (rc != EDDY_OK)
+            return cli_fail(1, "listing projections: %s", err.message);
+        if (rows == 0)
+            printf("no projections recorded in %s\n", url);
+        return 0;
+    }
+    if (strcmp(sub, "rebuild") == 0) {
+        if (optind != argc - 1)
+            return usage(stderr, 2);
+        const char *name = argv[optind];
+        orders_register_projections();
+        const eddy_projection_def *def = eddy_projection_find_def(name);
+        if (!def)
+            return cli_fail(1, "unknown projection \"%s\": this eddy can "
+                            "rebuild only the projections it knows (%s)",
+                            name, ORDERS_PROJECTION);
+        eddy_store *s = eddy_store_open(url, NULL, &err);
+        if (!s)
+            return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        struct progress p = {.tty = isatty(STDERR_FILENO) != 0,
+                             .last_decile = -1};
+        int rc = eddy_projection_rebuild(s, def, on_progress, &p, &err);
+        if (p.tty)
+            fputc('\n', stderr);
+        int64_t head = 0;
+        eddy_store_head(s, &head, NULL);
+        eddy_store_close(s);
+        if (rc != EDDY_OK)
+            return cli_fail(1, "rebuilding %s: %s", name, err.message);
+        printf("rebuilt %s: replayed %" PRId64 " events\n", name, head);
+        return 0;
+    }
+    fprintf(stderr, "eddy projections: unknown subcommand \"%s\"\n", sub);
+    return usage(stderr, 2);
+}
