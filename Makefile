@@ -21,7 +21,7 @@ build: deps
 	$(CMAKE) --build build -j $(JOBS)
 
 demo: build
-	./build/examples/hello_bus
+	./build/eddy demo
 
 # Address + undefined-behaviour sanitizers over every test, then the
 # concurrency tests again under ThreadSanitizer.

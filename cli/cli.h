@@ -30,6 +30,8 @@ char *cli_read_file(const char *path, size_t *len);
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);
 
+/* `eddy demo`: the order system of examples/orders/ (cli/cmd_demo.c). */
+int cmd_demo(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 /* `eddy schema validate` and the schema family (cli/cmd_schema.c). */
 int cmd_schema(int argc, char **argv);
@@ -44,5 +46,11 @@ int cmd_append(int argc, char **argv);
 /* `eddy dlq` (cli/cmd_dlq.c) and `eddy stats` (cli/cmd_stats.c). */
 int cmd_dlq(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+/* `eddy projections`, `eddy sagas`, `eddy trace`, `eddy graph`
+ * (cli/cmd_projections.c, cmd_sagas.c, cmd_trace.c, cmd_graph.c). */
+int cmd_projections(int argc, char **argv);
+int cmd_sagas(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
 
 #endif

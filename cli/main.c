@@ -8,6 +8,7 @@
 #include "eddy/eddy.h"
 
 const struct cli_command cli_commands[] = {
+    {"demo", "run the order system end to end and check its invariants", cmd_demo},
     {"events", "check and list events (CloudEvents JSON)", cmd_events},
     {"schema", "validate JSON against a JSON Schema (draft-07)", cmd_schema},
     {"append", "append events to a stream of the store", cmd_append},
@@ -15,6 +16,10 @@ const struct cli_command cli_commands[] = {
     {"store", "show information about the store", cmd_store},
     {"dlq", "list, show, redrive and purge dead letters", cmd_dlq},
     {"stats", "subscriptions' checkpoints, lag, retries, dead letters; outbox", cmd_stats},
+    {"projections", "list projections; rebuild a read model from the store", cmd_projections},
+    {"sagas", "list saga instances; show one with its commands and timeouts", cmd_sagas},
+    {"trace", "print the causal tree of a flow (event, correlation or subject id)", cmd_trace},
+    {"graph", "print who publishes and who handles which event type (dot, mermaid)", cmd_graph},
     {NULL, NULL, NULL},
 };
 

@@ -99,7 +99,10 @@ int eddy_bus_start(eddy_bus *bus);
  * event has been handled. Called from inside one of the bus's handlers it
  * cannot wait for itself: it stops accepting, returns EDDY_OK at once, and
  * the drain completes in the background (eddy_bus_free waits for it).
- * Publishing after stop fails with EDDY_ESTOPPED. Thread-safe; idempotent.
+ * Publishing after stop fails with EDDY_ESTOPPED, except for follow-ups
+ * that the bus's own handlers publish while it drains: those are accepted
+ * and drained too (so handlers that always publish another event would keep
+ * the drain from ending). Thread-safe; idempotent.
  */
 int eddy_bus_stop(eddy_bus *bus);
 
@@ -160,7 +163,10 @@ int eddy_bus_publish_batch(eddy_bus *bus, eddy_event *const *events,
  */
 int eddy_bus_dispatch(eddy_bus *bus, eddy_event *ev);
 
-/* Events queued and not yet handled, over all workers. Thread-safe. */
+/* Events queued and not yet handled (an event counts until every matching
+ * handler has returned), over all workers. Exact when nothing is published
+ * or handled meanwhile; while the bus works, an approximate snapshot.
+ * Thread-safe. */
 size_t eddy_bus_pending(const eddy_bus *bus);
 
 /* ---- inside a handler --------------------------------------------------- */

@@ -146,6 +146,11 @@ typedef struct eddy_durable_options {
                             letters */
     const char *pattern; /* as eddy_bus_subscribe: "x.y", "x.*" or "*";
                             NULL: "*" */
+    const char *const *types; /* and, if type_count > 0, only these exact
+                                 types (copied); others are skipped at
+                                 once, without a handler call, an inbox
+                                 row or a write */
+    size_t type_count;
     eddy_delivery_mode mode;
     eddy_handler_fn handler;         /* AT_LEAST_ONCE and INBOX */
     eddy_txn_handler_fn txn_handler; /* TRANSACTIONAL */

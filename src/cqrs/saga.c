@@ -1032,9 +1032,24 @@ eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
 
     if (eddyi_store_write(store, schema_job_run, sg, err) != EDDY_OK)
         goto fail;
+    /* Only the saga's own types reach it: every other event is skipped by
+     * the subscription without a write job or an inbox row. */
+    size_t ntypes = def->start_count + def->handled_count + 1;
+    const char **types = calloc(ntypes, sizeof *types);
+    if (!types) {
+        eddyi_error(err, EDDY_ENOMEM, "out of memory starting saga %s", def->name);
+        goto fail;
+    }
+    for (size_t i = 0; i < def->start_count; i++)
+        types[i] = def->start_types[i];
+    for (size_t i = 0; i < def->handled_count; i++)
+        types[def->start_count + i] = def->handled_types[i];
+    types[ntypes - 1] = EDDY_SAGA_TIMEOUT_TYPE;
     eddy_durable_options o = {
         .name = def->name,
         .pattern = "*",
+        .types = types,
+        .type_count = ntypes,
         .mode = EDDY_DELIVERY_TRANSACTIONAL,
         .txn_handler = handle_event,
         .user = sg,
@@ -1042,6 +1057,7 @@ eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
         .retry = {.max_attempts = sg->opts.event_max_attempts},
     };
     sg->durable = eddy_durable_start(store, &o, err);
+    free(types); /* copied by the subscription */
     if (!sg->durable)
         goto fail;
     if (pthread_create(&sg->dispatcher, NULL, dispatcher_main, sg) != 0) {

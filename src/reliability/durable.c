@@ -107,6 +107,8 @@ struct eddy_durable {
     eddy_store *store;
     char *name;
     char *pattern;
+    char **types;     /* exact-type filter (NULL: none) */
+    size_t ntypes;
     char *source;
     enum pattern_kind kind;
     size_t prefix_len;
@@ -274,6 +276,13 @@ static int pattern_parse(eddy_durable *d, const char *pattern,
 
 static bool pattern_matches(const eddy_durable *d, const char *type)
 {
+    if (d->ntypes) {
+        size_t i = 0;
+        while (i < d->ntypes && strcmp(d->types[i], type) != 0)
+            i++;
+        if (i == d->ntypes)
+            return false;
+    }
     switch (d->kind) {
     case PAT_ALL:
         return true;
@@ -1552,6 +1561,26 @@ eddy_durable *eddy_durable_start(eddy_store *store,
         goto oom;
     if (pattern_parse(d, d->pattern, err) != EDDY_OK)
         goto fail;
+    if (opts->type_count) {
+        if (!opts->types) {
+            eddyi_error(err, EDDY_EINVAL, "durable subscription \"%s\": "
+                        "type_count without types", d->name);
+            goto fail;
+        }
+        d->types = calloc(opts->type_count, sizeof *d->types);
+        if (!d->types)
+            goto oom;
+        for (; d->ntypes < opts->type_count; d->ntypes++) {
+            const char *t = opts->types[d->ntypes];
+            if (!t || !*t) {
+                eddyi_error(err, EDDY_EINVAL, "durable subscription \"%s\": "
+                            "types[%zu] is empty", d->name, d->ntypes);
+                goto fail;
+            }
+            if (!(d->types[d->ntypes] = eddyi_strdup(t)))
+                goto oom;
+        }
+    }
     d->mode = opts->mode;
     d->handler = opts->handler;
     d->txn_handler = opts->txn_handler;
@@ -1689,6 +1718,9 @@ fail:
         free(d->workers);
         free(d->name);
         free(d->pattern);
+        for (size_t i = 0; i < d->ntypes; i++)
+            free(d->types[i]);
+        free(d->types);
         free(d->source);
         free(d);
     }
@@ -1795,6 +1827,9 @@ void eddy_durable_free(eddy_durable *d)
     free(d->workers);
     free(d->name);
     free(d->pattern);
+    for (size_t i = 0; i < d->ntypes; i++)
+        free(d->types[i]);
+    free(d->types);
     free(d->source);
     free(d);
 }

@@ -1,0 +1,41 @@
+/*
+ * examples/orders/events.c - building the domain's events and appending a
+ * command's result exactly once.
+ */
+#include <string.h>
+
+#include "orders/orders.h"
+
+eddy_event *orders_event_new(const char *type, const char *source,
+                             const char *subject, const char *id,
+                             const char *correlation_id,
+                             const char *causation_id, json_t *data,
+                             eddy_error *err)
+{
+    eddy_event_init init = {
+        .type = type,
+        .source = source,
+        .subject = subject,
+        .id = id,
+        .dataversion = strcmp(type, ORDERS_USER_REGISTERED) == 0
+                           ? ORDERS_USER_VERSION
+                           : ORDERS_VERSION,
+        .data = data,
+        .correlation_id = correlation_id,
+        .causation_id = causation_id,
+    };
+    return eddy_event_new(&init, err);
+}
+
+int orders_append_once(eddy_store *store, const char *stream,
+                       eddy_event *ev, eddy_error *err)
+{
+    eddy_error e = {0};
+    int rc = eddy_store_append(store, stream, EDDY_EXPECT_ANY, &ev, 1, NULL,
+                               &e);
+    if (rc == EDDY_EDUPLICATE)
+        return EDDY_OK;
+    if (rc != EDDY_OK && err)
+        *err = e;
+    return rc;
+}

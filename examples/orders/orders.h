@@ -1,0 +1,244 @@
+/*
+ * examples/orders/orders.h - the specification's order domain, built on
+ * eddy's public API only (#include <eddy/eddy.h>).
+ *
+ *   UserService.register_user    -> user.registered (2.0)   stream user-<id>
+ *   EmailNotificationHandler     user.registered  -> welcome mail
+ *                                order.confirmed  -> confirmation mail
+ *                                (TRANSACTIONAL durable subscriptions that
+ *                                insert into the sent_mail table: exactly
+ *                                once per event)
+ *   OrderService.place_order     -> OrderAggregate.place -> order.placed
+ *                                                           stream order-<id>
+ *   OrderProcessingSaga          order.placed -> ProcessPayment;
+ *                                payment.processed -> ReserveInventory;
+ *                                payment.failed -> CancelOrder(payment_failed);
+ *                                inventory.reserved -> ConfirmOrder;
+ *                                inventory.reservation.failed ->
+ *                                  RefundPayment, CancelOrder(out_of_stock);
+ *                                timeout -> CancelOrder(timeout) (+ refund /
+ *                                  release of whatever succeeded late)
+ *   PaymentService               ProcessPayment -> payment.requested; its
+ *                                durable subscription simulates the payment
+ *                                provider (latency, failure rate) and
+ *                                appends payment.processed / payment.failed
+ *                                (stream payment-<order id>)
+ *   InventoryService             ReserveInventory -> inventory.reservation.
+ *                                requested; its TRANSACTIONAL subscription
+ *                                decrements the stock table and appends
+ *                                inventory.reserved, or appends
+ *                                inventory.reservation.failed, in ONE store
+ *                                transaction (stream inventory-<order id>)
+ *   OrderReadModel               a projection into the order_read_model
+ *                                table
+ *
+ * Every event has subject = the order (or user, or product) id, so all
+ * events of one order share a partition key and are handled in order.
+ * Event ids of command results are derived from the command id
+ * (eddy_id_derive), so re-running a command appends nothing new.
+ */
+#ifndef EDDY_EXAMPLES_ORDERS_H
+#define EDDY_EXAMPLES_ORDERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <eddy/eddy.h>
+
+/* ---- event types ---------------------------------------------------------- */
+
+#define ORDERS_USER_REGISTERED "user.registered"
+#define ORDERS_ORDER_PLACED "order.placed"
+#define ORDERS_ORDER_CONFIRMED "order.confirmed"
+#define ORDERS_ORDER_CANCELLED "order.cancelled"
+#define ORDERS_PAYMENT_REQUESTED "payment.requested"
+#define ORDERS_PAYMENT_PROCESSED "payment.processed"
+#define ORDERS_PAYMENT_FAILED "payment.failed"
+#define ORDERS_PAYMENT_REFUNDED "payment.refunded"
+#define ORDERS_RESERVATION_REQUESTED "inventory.reservation.requested"
+#define ORDERS_INVENTORY_RESERVED "inventory.reserved"
+#define ORDERS_RESERVATION_FAILED "inventory.reservation.failed"
+#define ORDERS_STOCK_ADDED "inventory.stock.added"
+#define ORDERS_RELEASE_REQUESTED "inventory.release.requested"
+#define ORDERS_INVENTORY_RELEASED "inventory.released"
+
+/* The version every event of the domain is written with (user.registered:
+ * ORDERS_USER_VERSION). */
+#define ORDERS_VERSION "1.0"
+#define ORDERS_USER_VERSION "2.0"
+
+/* Cancellation reasons (order.cancelled data.reason). */
+#define ORDERS_REASON_PAYMENT "payment_failed"
+#define ORDERS_REASON_STOCK "out_of_stock"
+#define ORDERS_REASON_TIMEOUT "timeout"
+
+/* Commands. */
+#define ORDERS_CMD_PROCESS_PAYMENT "ProcessPayment"
+#define ORDERS_CMD_RESERVE_INVENTORY "ReserveInventory"
+#define ORDERS_CMD_CONFIRM_ORDER "ConfirmOrder"
+#define ORDERS_CMD_CANCEL_ORDER "CancelOrder"
+#define ORDERS_CMD_REFUND_PAYMENT "RefundPayment"
+#define ORDERS_CMD_RELEASE_INVENTORY "ReleaseInventory"
+
+/* Names of the domain's subscriptions, projection and saga. */
+#define ORDERS_SUB_PAYMENT "payment-service"
+#define ORDERS_SUB_INVENTORY "inventory-service"
+#define ORDERS_SUB_WELCOME_MAIL "email-welcome"
+#define ORDERS_SUB_CONFIRM_MAIL "email-confirmation"
+#define ORDERS_PROJECTION "order_read_model"
+#define ORDERS_SAGA "order_processing"
+
+/* Ids are at most this long (the schemas say maxLength 63). */
+#define ORDERS_ID_MAX 64
+
+/* ---- schemas (schemas.c) ---------------------------------------------------- */
+
+/*
+ * A new registry holding the draft-07 schema of every event type of the
+ * domain (user.registered 1.0 and 2.0) and the user.registered 1.0 -> 2.0
+ * upcaster. Free with eddy_schema_registry_free. NULL with `err` filled on
+ * failure.
+ */
+eddy_schema_registry *orders_schemas_new(eddy_error *err);
+
+/* The number of (type, version) schemas orders_schemas_new registers. */
+size_t orders_schema_count(void);
+
+/* ---- events (events.c) ---------------------------------------------------- */
+
+/*
+ * Builds an event of the domain: `type`, `source`, `subject`, dataversion
+ * (ORDERS_USER_VERSION for user.registered, else ORDERS_VERSION), `id`
+ * (NULL: a new UUIDv7), the given correlation / causation ids (may be NULL)
+ * and `data` (borrowed). Returns a new event or NULL with `err` filled.
+ */
+eddy_event *orders_event_new(const char *type, const char *source,
+                             const char *subject, const char *id,
+                             const char *correlation_id,
+                             const char *causation_id, json_t *data,
+                             eddy_error *err);
+
+/*
+ * Appends one event to `stream` and treats "already stored" as success:
+ * events whose ids are derived from a command id are appended again when
+ * the command is re-run; the same id with other content (a later time)
+ * comes back as EDDY_EDUPLICATE, which means the command had already taken
+ * effect. Returns EDDY_OK or the append's error.
+ */
+int orders_append_once(eddy_store *store, const char *stream,
+                       eddy_event *ev, eddy_error *err);
+
+/* ---- the order aggregate (order.c) -------------------------------------- */
+
+typedef enum orders_status {
+    ORDERS_NONE = 0,
+    ORDERS_PENDING,
+    ORDERS_CONFIRMED,
+    ORDERS_CANCELLED
+} orders_status;
+
+/* "PENDING", "CONFIRMED", "CANCELLED" (NONE: "NONE"). */
+const char *orders_status_name(orders_status s);
+
+/* The OrderAggregate type (stream "order-<id>"). */
+extern const eddy_aggregate_type orders_order_type;
+
+/* ---- the application -------------------------------------------------------- */
+
+/* Settings of the simulated world. Plain data. */
+typedef struct orders_config {
+    double payment_failure_rate; /* 0..1 */
+    unsigned payment_latency_us; /* simulated provider latency (max) */
+    uint64_t seed;               /* outcomes derive from it and the ids */
+    unsigned workers;            /* worker threads per subscription */
+    int saga_timeout_ms;         /* a saga waiting longer cancels */
+} orders_config;
+
+/* The running domain: services, handlers, projection and saga on one store. */
+typedef struct orders_app orders_app;
+
+/*
+ * Builds the domain on `store` (borrowed; must outlive the app) and starts
+ * its subscriptions, projection and saga. Returns NULL with `err` filled.
+ * Destructor: orders_app_free (stops everything).
+ */
+orders_app *orders_app_start(eddy_store *store, const orders_config *cfg,
+                             eddy_error *err);
+
+/* Stops every subscription and frees the app. NULL does nothing. */
+void orders_app_free(orders_app *app);
+
+/*
+ * Stops the subscriptions, the saga and the projection (persisting their
+ * checkpoints) without freeing. Returns the first error. Idempotent.
+ */
+int orders_app_stop(orders_app *app, eddy_error *err);
+
+/* UserService.register_user: appends user.registered 2.0 to user-<id>
+ * (expected: no stream). Thread-safe. */
+int orders_register_user(orders_app *app, const char *user_id,
+                         const char *email, const char *full_name,
+                         eddy_error *err);
+
+/* InventoryService: adds `quantity` units of `product_id` to the stock (an
+ * inventory.stock.added event the inventory subscription applies). */
+int orders_add_stock(orders_app *app, const char *product_id, long quantity,
+                     eddy_error *err);
+
+/*
+ * OrderService.place_order: runs OrderAggregate.place on order `order_id`
+ * (EDDY_EEXIST if it already exists) with `items` (borrowed: an array of
+ * {product_id, quantity, price}). The amount is the sum of price*quantity.
+ * Thread-safe.
+ */
+int orders_place_order(orders_app *app, const char *order_id,
+                       const char *customer_id, json_t *items,
+                       eddy_error *err);
+
+/*
+ * Waits until the saga (events and commands), every subscription and the
+ * projection have handled every event up to the store's head, and the head
+ * no longer moves (handling appends more). Saga deadlines are not waited
+ * for. Returns EDDY_OK, EDDY_ETIMEDOUT or a store error.
+ */
+int orders_app_wait_idle(orders_app *app, int timeout_ms);
+
+/* Dead letters of the domain's subscriptions (all handlers), or -1 on a
+ * store error. */
+long orders_dead_letters(eddy_store *store);
+
+/* ---- the read model (read_model.c) ---------------------------------------- */
+
+/* Registers the OrderReadModel projection definition with the library's
+ * registry of known projections, so `eddy projections rebuild
+ * order_read_model` can rebuild it. Idempotent. */
+void orders_register_projections(void);
+
+/* ---- the demo driver (demo.c) --------------------------------------------- */
+
+/* What `eddy demo` runs; see cmd_demo.c for the defaults. Plain data. */
+typedef struct orders_demo_options {
+    const char *store_url;  /* NULL: a fresh file in a temporary directory */
+    bool keep;              /* keep the temporary store */
+    unsigned users;
+    unsigned long orders;
+    long stock;             /* units per product; < 0: from --orders */
+    unsigned producers;     /* threads placing orders */
+    double rate;            /* orders placed per second; 0: as fast as the
+                               producers can */
+    int timeout_s;          /* for every order to finish */
+    orders_config cfg;
+} orders_demo_options;
+
+/*
+ * Runs the demo: opens the store (schemas checked on append, user.registered
+ * upcast on read), seeds stock and users, places the orders from several
+ * threads, waits for every order's saga, prints the summary and the
+ * invariant checks to `out` (a progress bar on stderr). Returns the exit
+ * status: 0 when every invariant holds, 1 otherwise (or on an error).
+ */
+int orders_demo_run(const orders_demo_options *opts, FILE *out);
+
+#endif

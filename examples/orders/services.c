@@ -1,0 +1,598 @@
+/*
+ * examples/orders/services.c - the services of the order domain and the
+ * command handlers the saga's commands reach.
+ *
+ *   UserService       register_user -> user.registered
+ *   OrderService      place_order (OrderAggregate); ConfirmOrder, CancelOrder
+ *   PaymentService    ProcessPayment -> payment.requested; a durable
+ *                     subscription plays the payment provider; RefundPayment
+ *   InventoryService  ReserveInventory / ReleaseInventory -> requests that a
+ *                     TRANSACTIONAL subscription applies to the stock table
+ *   EmailNotificationHandler  welcome and confirmation mails (sent_mail)
+ *
+ * Command handlers run on the saga's dispatcher thread: they only append
+ * (quickly) and derive their events' ids from the command id, so a command
+ * sent twice (at-least-once) stores its event once.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "orders/internal.h"
+
+/* ---- simulated randomness ------------------------------------------------- */
+
+uint64_t orders_hash(uint64_t seed, const char *text)
+{
+    uint64_t h = 1469598103934665603ULL ^ seed; /* FNV-1a, seeded */
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    /* splitmix64 finaliser: spreads FNV's weak low bits */
+    h += 0x9e3779b97f4a7c15ULL;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+double orders_unit(uint64_t h)
+{
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static int set_err(eddy_error *err, int code, const char *fmt, const char *a)
+{
+    if (err) {
+        err->code = code;
+        snprintf(err->message, sizeof err->message, fmt, a ? a : "?");
+    }
+    return code;
+}
+
+/* Builds `type` for order `order_id` with `data` (taken), id derived from
+ * the command id, and appends it once to "<prefix>-<order_id>". */
+static int append_result(eddy_store *store, const char *prefix,
+                         const char *source, const char *type,
+                         const char *order_id, const eddy_command *cmd,
+                         json_t *data, eddy_error *err)
+{
+    char id[37], stream[ORDERS_ID_MAX + 32];
+    if (!data)
+        return set_err(err, EDDY_ENOMEM, "%s: out of memory", type);
+    eddy_id_derive(cmd->id, type, id);
+    snprintf(stream, sizeof stream, "%s-%s", prefix, order_id);
+    eddy_event *ev = orders_event_new(type, source, order_id, id,
+                                      cmd->correlation_id, cmd->id, data, err);
+    json_decref(data);
+    if (!ev)
+        return err && err->code ? err->code : EDDY_ENOMEM;
+    int rc = orders_append_once(store, stream, ev, err);
+    eddy_event_unref(ev);
+    return rc;
+}
+
+/* ---- UserService / OrderService ------------------------------------------- */
+
+int orders_register_user(orders_app *app, const char *user_id,
+                         const char *email, const char *full_name,
+                         eddy_error *err)
+{
+    char stream[ORDERS_ID_MAX + 8];
+    snprintf(stream, sizeof stream, "user-%s", user_id);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "user_id", user_id,
+                             "email", email, "full_name", full_name,
+                             "registration_source", "demo");
+    if (!data)
+        return set_err(err, EDDY_EINVAL, "user %s: bad fields", user_id);
+    eddy_event *ev = orders_event_new(ORDERS_USER_REGISTERED, "user-service",
+                                      user_id, NULL, NULL, NULL, data, err);
+    json_decref(data);
+    if (!ev)
+        return err && err->code ? err->code : EDDY_ENOMEM;
+    int rc = eddy_store_append(app->store, stream, EDDY_EXPECT_NO_STREAM, &ev,
+                               1, NULL, err);
+    eddy_event_unref(ev);
+    return rc;
+}
+
+int orders_add_stock(orders_app *app, const char *product_id, long quantity,
+                     eddy_error *err)
+{
+    char stream[ORDERS_ID_MAX + 16];
+    snprintf(stream, sizeof stream, "product-%s", product_id);
+    json_t *data = json_pack("{s:s, s:I}", "product_id", product_id,
+                             "quantity", (json_int_t)quantity);
+    eddy_event *ev = data ? orders_event_new(ORDERS_STOCK_ADDED,
+                                             "inventory-service", product_id,
+                                             NULL, NULL, NULL, data, err)
+                          : NULL;
+    json_decref(data);
+    if (!ev)
+        return err && err->code ? err->code : EDDY_ENOMEM;
+    int rc = eddy_store_append(app->store, stream, EDDY_EXPECT_ANY, &ev, 1,
+                               NULL, err);
+    eddy_event_unref(ev);
+    return rc;
+}
+
+int orders_place_order(orders_app *app, const char *order_id,
+                       const char *customer_id, json_t *items,
+                       eddy_error *err)
+{
+    char event_id[EDDY_UUID_STRLEN];
+    eddy_uuid7(event_id); /* also the flow's correlation id */
+    orders_place_args args = {.customer_id = customer_id, .items = items,
+                              .event_id = event_id};
+    return eddy_repository_execute(app->orders, order_id, orders_cmd_place,
+                                   &args, 3, NULL, err);
+}
+
+static const char *order_id_of(const eddy_command *cmd, eddy_error *err)
+{
+    const char *order_id = NULL;
+    if (!cmd->data ||
+        json_unpack(cmd->data, "{s:s}", "order_id", &order_id) != 0) {
+        set_err(err, EDDY_EINVAL, "%s without order_id", cmd->name);
+        return NULL;
+    }
+    return order_id;
+}
+
+static int on_confirm_order(const eddy_command *cmd, void *user,
+                            eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id = order_id_of(cmd, err);
+    if (!order_id)
+        return EDDY_EINVAL;
+    return eddy_repository_execute(app->orders, order_id, orders_cmd_confirm,
+                                   (void *)cmd, 5, NULL, err);
+}
+
+static int on_cancel_order(const eddy_command *cmd, void *user,
+                           eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id = order_id_of(cmd, err);
+    if (!order_id)
+        return EDDY_EINVAL;
+    return eddy_repository_execute(app->orders, order_id, orders_cmd_cancel,
+                                   (void *)cmd, 5, NULL, err);
+}
+
+/* ---- PaymentService ----------------------------------------------------------- */
+
+static int on_process_payment(const eddy_command *cmd, void *user,
+                              eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id, *customer_id;
+    double amount;
+    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:s, s:F}", "order_id",
+                                  &order_id, "customer_id", &customer_id,
+                                  "amount", &amount) != 0)
+        return set_err(err, EDDY_EINVAL, "%s without order_id, customer_id "
+                       "and amount", cmd->name);
+    json_t *data = json_pack("{s:s, s:s, s:f}", "order_id", order_id,
+                             "customer_id", customer_id, "amount", amount);
+    return append_result(app->store, "payment", "payment-service",
+                         ORDERS_PAYMENT_REQUESTED, order_id, cmd, data, err);
+}
+
+static int on_refund_payment(const eddy_command *cmd, void *user,
+                             eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id, *payment_id;
+    double amount;
+    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:s, s:F}", "order_id",
+                                  &order_id, "payment_id", &payment_id,
+                                  "amount", &amount) != 0)
+        return set_err(err, EDDY_EINVAL, "%s without order_id, payment_id "
+                       "and amount", cmd->name);
+    json_t *data = json_pack("{s:s, s:s, s:f}", "payment_id", payment_id,
+                             "order_id", order_id, "amount", amount);
+    return append_result(app->store, "payment", "payment-service",
+                         ORDERS_PAYMENT_REFUNDED, order_id, cmd, data, err);
+}
+
+/*
+ * The payment provider, simulated: a latency and an outcome drawn from the
+ * seed and the order id (so a re-delivery decides the same way), then
+ * payment.processed or payment.failed, with an id derived from the request.
+ * Runs on the payment subscription's workers, several orders at once.
+ */
+static int on_payment_requested(eddy_ctx *ctx, const eddy_event *ev,
+                                void *user)
+{
+    orders_app *app = user;
+    const char *order_id;
+    double amount;
+    eddy_error err = {0};
+    if (eddy_event_unpack(ev, &err, "{s:s, s:F}", "order_id", &order_id,
+                          "amount", &amount) != EDDY_OK)
+        return eddy_ctx_fail(ctx, EDDY_EINVAL, "%s", err.message);
+    uint64_t h = orders_hash(app->cfg.seed, order_id);
+    if (app->cfg.payment_latency_us > 0) {
+        long us = (long)(orders_unit(orders_hash(h, "latency")) *
+                         app->cfg.payment_latency_us);
+        struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+    }
+    bool ok = orders_unit(h) >= app->cfg.payment_failure_rate;
+    const char *type = ok ? ORDERS_PAYMENT_PROCESSED : ORDERS_PAYMENT_FAILED;
+    char payment_id[37], id[37], stream[ORDERS_ID_MAX + 16];
+    eddy_id_derive(eddy_event_id(ev), "payment", payment_id);
+    eddy_id_derive(eddy_event_id(ev), type, id);
+    json_t *data = ok ? json_pack("{s:s, s:s, s:f, s:s}", "payment_id",
+                                  payment_id, "order_id", order_id, "amount",
+                                  amount, "status", "captured")
+                      : json_pack("{s:s, s:f, s:s}", "order_id", order_id,
+                                  "amount", amount, "reason", "card declined");
+    eddy_event *out = data ? orders_event_new(type, "payment-service",
+                                              order_id, id,
+                                              eddy_event_correlation_id(ev),
+                                              eddy_event_id(ev), data, &err)
+                           : NULL;
+    json_decref(data);
+    if (!out)
+        return eddy_ctx_fail(ctx, EDDY_ENOMEM, "%s", err.message);
+    snprintf(stream, sizeof stream, "payment-%s", order_id);
+    int rc = orders_append_once(app->store, stream, out, &err);
+    eddy_event_unref(out);
+    if (rc != EDDY_OK)
+        return eddy_ctx_fail(ctx, rc, "%s %s: %s", type, order_id, err.message);
+    return EDDY_OK;
+}
+
+/* ---- InventoryService ------------------------------------------------------- */
+
+static int on_reserve_inventory(const eddy_command *cmd, void *user,
+                                eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id;
+    json_t *items;
+    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:o}", "order_id",
+                                  &order_id, "items", &items) != 0)
+        return set_err(err, EDDY_EINVAL, "%s without order_id and items",
+                       cmd->name);
+    json_t *data = json_pack("{s:s, s:O}", "order_id", order_id, "items",
+                             items);
+    return append_result(app->store, "inventory", "inventory-service",
+                         ORDERS_RESERVATION_REQUESTED, order_id, cmd, data,
+                         err);
+}
+
+static int on_release_inventory(const eddy_command *cmd, void *user,
+                                eddy_error *err)
+{
+    orders_app *app = user;
+    const char *order_id;
+    json_t *items;
+    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:o}", "order_id",
+                                  &order_id, "items", &items) != 0)
+        return set_err(err, EDDY_EINVAL, "%s without order_id and items",
+                       cmd->name);
+    json_t *data = json_pack("{s:s, s:O}", "order_id", order_id, "items",
+                             items);
+    return append_result(app->store, "inventory", "inventory-service",
+                         ORDERS_RELEASE_REQUESTED, order_id, cmd, data, err);
+}
+
+int orders_sql(sqlite3 *db, eddy_error *err, sqlite3_stmt **keep,
+                const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return set_err(err, EDDY_EIO, "prepare: %s", sqlite3_errmsg(db));
+    va_list ap;
+    va_start(ap, types);
+    for (int i = 0; types[i]; i++) {
+        if (types[i] == 't')
+            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+                              SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    if (keep) { /* the caller steps it */
+        *keep = st;
+        return EDDY_OK;
+    }
+    int s = sqlite3_step(st);
+    int rc = (s == SQLITE_DONE || s == SQLITE_ROW)
+                 ? EDDY_OK
+                 : set_err(err, EDDY_EIO, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static const char STOCK_TABLE[] =
+    "CREATE TABLE IF NOT EXISTS stock("
+    " product_id TEXT PRIMARY KEY,"
+    " quantity INTEGER NOT NULL CHECK (quantity >= 0))";
+
+/* The quantity of `product` in stock (0 when unknown), or -1 on error. */
+static int64_t stock_of(sqlite3 *db, const char *product, eddy_error *err)
+{
+    sqlite3_stmt *st;
+    if (orders_sql(db, err, &st, "SELECT quantity FROM stock WHERE product_id = ?1",
+             "t", product) != EDDY_OK)
+        return -1;
+    int s = sqlite3_step(st);
+    int64_t q = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (s != SQLITE_ROW && s != SQLITE_DONE) {
+        set_err(err, EDDY_EIO, "stock: %s", sqlite3_errmsg(db));
+        q = -1;
+    }
+    sqlite3_finalize(st);
+    return q;
+}
+
+/* Appends `type` with `data` (taken) to inventory-<order_id> in the txn,
+ * id derived from the request event. */
+static int txn_result(eddy_txn *txn, const eddy_event *req, const char *type,
+                      const char *order_id, json_t *data, eddy_error *err)
+{
+    char id[37], stream[ORDERS_ID_MAX + 16];
+    eddy_id_derive(eddy_event_id(req), type, id);
+    snprintf(stream, sizeof stream, "inventory-%s", order_id);
+    eddy_event *ev = data ? orders_event_new(type, "inventory-service",
+                                             order_id, id,
+                                             eddy_event_correlation_id(req),
+                                             eddy_event_id(req), data, err)
+                          : NULL;
+    json_decref(data);
+    if (!ev)
+        return err && err->code ? err->code : EDDY_ENOMEM;
+    int rc = eddy_txn_append(txn, stream, EDDY_EXPECT_ANY, &ev, 1, NULL, err);
+    eddy_event_unref(ev);
+    return rc;
+}
+
+/*
+ * The InventoryService, in the store's write transaction: stock changes and
+ * the resulting event commit together with the subscription's checkpoint,
+ * exactly once. The writer thread is the only writer, so checking every
+ * line and then decrementing cannot race; CHECK (quantity >= 0) stands
+ * guard anyway.
+ */
+static int on_inventory_event(eddy_ctx *ctx, const eddy_event *ev,
+                              eddy_txn *txn, void *user)
+{
+    (void)user;
+    const char *type = eddy_event_type(ev);
+    sqlite3 *db = eddy_txn_sqlite(txn);
+    eddy_error err = {0};
+    const char *order_id, *product;
+    json_t *items, *item;
+    json_int_t qty;
+    size_t i;
+    if (!db)
+        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "inventory needs SQLite");
+    if (orders_sql(db, &err, NULL, STOCK_TABLE, "") != EDDY_OK)
+        goto fail;
+    if (strcmp(type, ORDERS_STOCK_ADDED) == 0) {
+        if (eddy_event_unpack(ev, &err, "{s:s, s:I}", "product_id", &product,
+                              "quantity", &qty) != EDDY_OK)
+            goto fail;
+        if (orders_sql(db, &err, NULL,
+                 "INSERT INTO stock(product_id, quantity) VALUES(?1, ?2) "
+                 "ON CONFLICT(product_id) DO UPDATE SET quantity = quantity + ?2",
+                 "ti", product, (int64_t)qty) != EDDY_OK)
+            goto fail;
+        return EDDY_OK;
+    }
+    bool reserve = strcmp(type, ORDERS_RESERVATION_REQUESTED) == 0;
+    bool release = strcmp(type, ORDERS_RELEASE_REQUESTED) == 0;
+    if (!reserve && !release)
+        return EDDY_OK; /* its own results, which it does not react to */
+    if (eddy_event_unpack(ev, &err, "{s:s, s:o}", "order_id", &order_id,
+                          "items", &items) != EDDY_OK)
+        goto fail;
+    if (reserve) {
+        json_array_foreach(items, i, item) {
+            if (json_unpack(item, "{s:s, s:I}", "product_id", &product,
+                            "quantity", &qty) != 0) {
+                set_err(&err, EDDY_EINVAL, "order %s: bad item", order_id);
+                goto fail;
+            }
+            int64_t have = stock_of(db, product, &err);
+            if (have < 0)
+                goto fail;
+            if (have < qty) {
+                json_t *data = json_pack("{s:s, s:s, s:I, s:I}", "order_id",
+                                         order_id, "product_id", product,
+                                         "requested", qty, "available",
+                                         (json_int_t)have);
+                if (txn_result(txn, ev, ORDERS_RESERVATION_FAILED, order_id,
+                               data, &err) != EDDY_OK)
+                    goto fail;
+                return EDDY_OK;
+            }
+        }
+    }
+    json_array_foreach(items, i, item) {
+        if (json_unpack(item, "{s:s, s:I}", "product_id", &product,
+                        "quantity", &qty) != 0) {
+            set_err(&err, EDDY_EINVAL, "order %s: bad item", order_id);
+            goto fail;
+        }
+        if (orders_sql(db, &err, NULL,
+                 reserve ? "UPDATE stock SET quantity = quantity - ?2 "
+                           "WHERE product_id = ?1"
+                         : "UPDATE stock SET quantity = quantity + ?2 "
+                           "WHERE product_id = ?1",
+                 "ti", product, (int64_t)qty) != EDDY_OK)
+            goto fail;
+    }
+    json_t *data = json_pack("{s:s, s:o}", "order_id", order_id, "items",
+                             json_deep_copy(items)); /* not the event's own */
+    if (txn_result(txn, ev, reserve ? ORDERS_INVENTORY_RESERVED
+                                    : ORDERS_INVENTORY_RELEASED,
+                   order_id, data, &err) != EDDY_OK)
+        goto fail;
+    return EDDY_OK;
+fail:
+    return eddy_ctx_fail(ctx, err.code ? err.code : EDDY_EIO, "%s %s: %s",
+                         type, eddy_event_id(ev), err.message);
+}
+
+/* ---- EmailNotificationHandler ----------------------------------------------- */
+
+static const char MAIL_TABLES[] =
+    "CREATE TABLE IF NOT EXISTS sent_mail("
+    " id INTEGER PRIMARY KEY,"
+    " kind TEXT NOT NULL,"          /* 'welcome' or 'order_confirmation' */
+    " recipient TEXT NOT NULL,"
+    " about TEXT NOT NULL,"         /* the user or order id */
+    " event_id TEXT NOT NULL UNIQUE,"
+    " sent_us INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS mail_recipients("
+    " user_id TEXT PRIMARY KEY, email TEXT NOT NULL, full_name TEXT NOT NULL)";
+
+static int mail_tables(sqlite3 *db, eddy_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, MAIL_TABLES, NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, EDDY_EIO, "sent_mail: %s", msg);
+        sqlite3_free(msg);
+        return EDDY_EIO;
+    }
+    return EDDY_OK;
+}
+
+/* Welcome mail: remembers the address for later mails and "sends" one. */
+static int on_user_registered(eddy_ctx *ctx, const eddy_event *ev,
+                              eddy_txn *txn, void *user)
+{
+    (void)user;
+    sqlite3 *db = eddy_txn_sqlite(txn);
+    eddy_error err = {0};
+    const char *user_id, *email, *name;
+    if (!db)
+        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "mail needs SQLite");
+    if (eddy_event_unpack(ev, &err, "{s:s, s:s, s:s}", "user_id", &user_id,
+                          "email", &email, "full_name", &name) != EDDY_OK ||
+        mail_tables(db, &err) != EDDY_OK ||
+        orders_sql(db, &err, NULL,
+             "INSERT INTO mail_recipients(user_id, email, full_name) "
+             "VALUES(?1, ?2, ?3) ON CONFLICT(user_id) DO UPDATE SET "
+             "email = excluded.email, full_name = excluded.full_name",
+             "ttt", user_id, email, name) != EDDY_OK ||
+        orders_sql(db, &err, NULL,
+             "INSERT INTO sent_mail(kind, recipient, about, event_id, sent_us) "
+             "VALUES('welcome', ?1, ?2, ?3, ?4)",
+             "ttti", email, user_id, eddy_event_id(ev), eddy_now_us()) != EDDY_OK)
+        return eddy_ctx_fail(ctx, err.code ? err.code : EDDY_EIO, "%s",
+                             err.message);
+    return EDDY_OK;
+}
+
+/* Confirmation mail, to the customer's registered address. */
+static int on_order_confirmed(eddy_ctx *ctx, const eddy_event *ev,
+                              eddy_txn *txn, void *user)
+{
+    (void)user;
+    sqlite3 *db = eddy_txn_sqlite(txn);
+    eddy_error err = {0};
+    const char *order_id, *customer_id;
+    if (!db)
+        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "mail needs SQLite");
+    if (eddy_event_unpack(ev, &err, "{s:s, s:s}", "order_id", &order_id,
+                          "customer_id", &customer_id) != EDDY_OK ||
+        mail_tables(db, &err) != EDDY_OK)
+        return eddy_ctx_fail(ctx, err.code ? err.code : EDDY_EIO, "%s",
+                             err.message);
+    sqlite3_stmt *st;
+    if (orders_sql(db, &err, &st,
+             "INSERT INTO sent_mail(kind, recipient, about, event_id, sent_us) "
+             "SELECT 'order_confirmation', email, ?1, ?2, ?3 "
+             "FROM mail_recipients WHERE user_id = ?4",
+             "ttit", order_id, eddy_event_id(ev), eddy_now_us(),
+             customer_id) != EDDY_OK)
+        return eddy_ctx_fail(ctx, EDDY_EIO, "%s", err.message);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE)
+        return eddy_ctx_fail(ctx, EDDY_EIO, "sent_mail: %s", sqlite3_errmsg(db));
+    if (sqlite3_changes(db) != 1) /* retried: the welcome mail may lag */
+        return eddy_ctx_fail(ctx, EDDY_ENOTFOUND,
+                             "order %s: no address for customer %s", order_id,
+                             customer_id);
+    return EDDY_OK;
+}
+
+/* ---- wiring ------------------------------------------------------------------ */
+
+int orders_services_register(orders_app *app, eddy_error *err)
+{
+    static const struct {
+        const char *name;
+        eddy_command_handler_fn fn;
+    } handlers[] = {
+        {ORDERS_CMD_PROCESS_PAYMENT, on_process_payment},
+        {ORDERS_CMD_REFUND_PAYMENT, on_refund_payment},
+        {ORDERS_CMD_RESERVE_INVENTORY, on_reserve_inventory},
+        {ORDERS_CMD_RELEASE_INVENTORY, on_release_inventory},
+        {ORDERS_CMD_CONFIRM_ORDER, on_confirm_order},
+        {ORDERS_CMD_CANCEL_ORDER, on_cancel_order},
+    };
+    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
+        int rc = eddy_command_bus_register(app->commands, handlers[i].name,
+                                           handlers[i].fn, app, err);
+        if (rc != EDDY_OK)
+            return rc;
+    }
+    return EDDY_OK;
+}
+
+int orders_services_start(orders_app *app, eddy_error *err)
+{
+    eddy_durable_options o = {
+        .name = ORDERS_SUB_INVENTORY,
+        .pattern = "inventory.*",
+        .mode = EDDY_DELIVERY_TRANSACTIONAL,
+        .txn_handler = on_inventory_event,
+        .user = app,
+        .workers = app->cfg.workers,
+    };
+    if (!(app->inventory = eddy_durable_start(app->store, &o, err)))
+        return err && err->code ? err->code : EDDY_EIO;
+    o = (eddy_durable_options){
+        .name = ORDERS_SUB_WELCOME_MAIL,
+        .pattern = ORDERS_USER_REGISTERED,
+        .mode = EDDY_DELIVERY_TRANSACTIONAL,
+        .txn_handler = on_user_registered,
+        .user = app,
+        .workers = app->cfg.workers,
+    };
+    if (!(app->welcome_mail = eddy_durable_start(app->store, &o, err)))
+        return err && err->code ? err->code : EDDY_EIO;
+    o = (eddy_durable_options){
+        .name = ORDERS_SUB_CONFIRM_MAIL,
+        .pattern = ORDERS_ORDER_CONFIRMED,
+        .mode = EDDY_DELIVERY_TRANSACTIONAL,
+        .txn_handler = on_order_confirmed,
+        .user = app,
+        .workers = app->cfg.workers,
+    };
+    if (!(app->confirm_mail = eddy_durable_start(app->store, &o, err)))
+        return err && err->code ? err->code : EDDY_EIO;
+    o = (eddy_durable_options){
+        .name = ORDERS_SUB_PAYMENT,
+        .pattern = ORDERS_PAYMENT_REQUESTED,
+        .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
+        .handler = on_payment_requested,
+        .user = app,
+        .workers = app->cfg.workers,
+    };
+    if (!(app->payment = eddy_durable_start(app->store, &o, err)))
+        return err && err->code ? err->code : EDDY_EIO;
+    return EDDY_OK;
+}
