@@ -428,6 +428,7 @@ static int sub_run(eddy_bus *bus, struct sub *s, const eddy_event *ev,
     ctx.ev = ev;
     ctx.dispatch = dispatch;
     ctx.host = NULL;
+    ctx.followups = 0;
     ctx.message[0] = '\0';
     eddy_ctx *outer = tls_ctx;
     tls_ctx = &ctx;
