@@ -470,7 +470,7 @@ int eddy_transport_publish_async(eddy_transport *t, const eddy_event *ev,
         return rc;
     if (t->ops->publish_async)
         return t->ops->publish_async(t, ev, topic, done, user, err);
-    eddyi_async_queue *q;
+    eddyi_async_queue *q = NULL;
     if ((rc = async_queue_get(t, &q, err)) != EDDY_OK)
         return rc;
     async_item *it = calloc(1, sizeof *it);
