@@ -54,13 +54,13 @@
 #include "eddy/bus.h"
 #include "ctx_internal.h"
 #include "internal.h"
+#include "pattern.h"
 
 #define BUS_DEFAULT_WORKERS 4u
 #define BUS_MAX_WORKERS 256u
 #define BUS_DEFAULT_CAPACITY 8192u
 #define BUS_MAX_CAPACITY ((size_t)1 << 30)
 #define BUS_MAX_NAME 256u
-#define BUS_MAX_PATTERN 1024u
 #define BUS_CACHELINE 64
 
 /* How long an idle worker polls before parking (about 30 us with the ~30 ns
@@ -81,14 +81,11 @@
 
 enum bus_state { BUS_NEW = 0, BUS_RUNNING = 1, BUS_STOPPING = 2 };
 
-enum sub_kind { SUB_EXACT, SUB_PREFIX, SUB_ALL };
-
 struct sub {
     atomic_uint refs;       /* one per table that lists it */
     atomic_bool removed;    /* set by unsubscribe before it waits */
     atomic_uint inflight;   /* eddy_bus_dispatch calls running it */
-    enum sub_kind kind;
-    size_t prefix_len;      /* SUB_PREFIX: length of "order." */
+    eddyi_pattern match;    /* parsed `pattern` */
     char *pattern;
     char *name;
     eddy_handler_fn fn;
@@ -333,16 +330,7 @@ static struct subtab *bus_subs_get(eddy_bus *bus, unsigned *gen)
 
 static bool sub_matches(const struct sub *s, const char *type)
 {
-    switch (s->kind) {
-    case SUB_ALL:
-        return true;
-    case SUB_EXACT:
-        return strcmp(type, s->pattern) == 0;
-    case SUB_PREFIX:
-        return strncmp(type, s->pattern, s->prefix_len) == 0 &&
-               type[s->prefix_len] != '\0';
-    }
-    return false;
+    return eddyi_pattern_match(&s->match, s->pattern, type);
 }
 
 /* True when some subscription's pattern matches `type`. */
@@ -355,45 +343,6 @@ static bool bus_has_match(eddy_bus *bus, const char *type)
         found = sub_matches(t->subs[i], type);
     pthread_rwlock_unlock(&bus->subs_lock);
     return found;
-}
-
-/* Checks a pattern: "*", "a.b.c", or "a.b.*"; no other '*', no spaces or
- * control characters, valid UTF-8. */
-static int pattern_check(const char *pattern, enum sub_kind *kind,
-                         size_t *prefix_len, eddy_error *err)
-{
-    size_t len = strlen(pattern);
-    if (len == 0)
-        return eddyi_error(err, EDDY_EINVAL, "pattern: empty");
-    if (len > BUS_MAX_PATTERN)
-        return eddyi_error(err, EDDY_EINVAL, "pattern: longer than %u bytes",
-                           BUS_MAX_PATTERN);
-    if (!eddyi_utf8_valid(pattern, len))
-        return eddyi_error(err, EDDY_EINVAL, "pattern: not valid UTF-8");
-    if (strcmp(pattern, "*") == 0) {
-        *kind = SUB_ALL;
-        *prefix_len = 0;
-        return EDDY_OK;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)pattern[i];
-        if (c <= 0x20 || c == 0x7f)
-            return eddyi_error(err, EDDY_EINVAL,
-                               "pattern \"%s\": space or control character "
-                               "at offset %zu", pattern, i);
-        if (c == '*' && !(i == len - 1 && i >= 2 && pattern[i - 1] == '.'))
-            return eddyi_error(err, EDDY_EINVAL,
-                               "pattern \"%s\": '*' is only allowed alone or "
-                               "as a final \".*\" after a prefix", pattern);
-    }
-    if (pattern[len - 1] == '*') {
-        *kind = SUB_PREFIX;
-        *prefix_len = len - 1; /* keep the dot: "order." */
-    } else {
-        *kind = SUB_EXACT;
-        *prefix_len = 0;
-    }
-    return EDDY_OK;
 }
 
 static int name_check(const char *name, eddy_error *err)
@@ -773,9 +722,8 @@ int eddy_bus_subscribe(eddy_bus *bus, const char *pattern, const char *name,
         return eddyi_error(err, EDDY_EINVAL,
                            "subscribe: bus, pattern, name and handler are "
                            "required");
-    enum sub_kind kind = SUB_EXACT;
-    size_t prefix_len = 0;
-    int rc = pattern_check(pattern, &kind, &prefix_len, err);
+    eddyi_pattern match;
+    int rc = eddyi_pattern_parse(pattern, &match, err);
     if (rc != EDDY_OK)
         return rc;
     if ((rc = name_check(name, err)) != EDDY_OK)
@@ -788,8 +736,7 @@ int eddy_bus_subscribe(eddy_bus *bus, const char *pattern, const char *name,
     atomic_init(&s->refs, 1);
     atomic_init(&s->removed, false);
     atomic_init(&s->inflight, 0);
-    s->kind = kind;
-    s->prefix_len = prefix_len;
+    s->match = match;
     s->pattern = eddyi_strdup(pattern);
     s->name = eddyi_strdup(name);
     s->fn = fn;

@@ -9,12 +9,7 @@
 
 #include "eddy/error.h"
 
-/* Checks an event-type pattern: "x.y", "x.*" or "*" (`what` names the
- * owner in the message). */
-int eddyi_pattern_check(const char *pattern, const char *what,
-                        eddy_error *err);
-
-/* True when event type `type` matches pattern (as eddy_bus_subscribe). */
-bool eddyi_pattern_match(const char *pattern, const char *type);
+/* Event-type patterns: see src/core/pattern.h. */
+#include "../core/pattern.h"
 
 #endif

@@ -64,38 +64,6 @@ struct eddy_projection {
     struct eddy_projection *next; /* the running list */
 };
 
-/* ---- patterns (shared with saga.c) ---------------------------------------- */
-
-int eddyi_pattern_check(const char *pattern, const char *what,
-                        eddy_error *err)
-{
-    if (!pattern || !*pattern)
-        return eddyi_error(err, EDDY_EINVAL, "%s: empty pattern", what);
-    if (strcmp(pattern, "*") == 0)
-        return EDDY_OK;
-    const char *star = strchr(pattern, '*');
-    size_t n = strlen(pattern);
-    if (!star)
-        return EDDY_OK;
-    if (star != pattern + n - 1 || n < 3 || pattern[n - 2] != '.')
-        return eddyi_error(err, EDDY_EINVAL,
-                           "%s: bad pattern \"%s\" (use \"x.y\", \"x.*\" or "
-                           "\"*\")", what, pattern);
-    return EDDY_OK;
-}
-
-bool eddyi_pattern_match(const char *pattern, const char *type)
-{
-    if (!pattern || strcmp(pattern, "*") == 0)
-        return true;
-    if (!type)
-        return false;
-    size_t n = strlen(pattern);
-    if (n >= 2 && pattern[n - 1] == '*' && pattern[n - 2] == '.')
-        return strncmp(pattern, type, n - 1) == 0;
-    return strcmp(pattern, type) == 0;
-}
-
 /* ---- the running list and the registry ------------------------------------ */
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -198,7 +166,12 @@ static int check_def(const eddy_projection_def *def, bool need_reset,
                            def->name, (int)def->mode);
     char what[300];
     snprintf(what, sizeof what, "projection \"%s\"", def->name);
-    return eddyi_pattern_check(def->pattern ? def->pattern : "*", what, err);
+    eddyi_pattern parsed;
+    eddy_error perr = {0};
+    int rc = eddyi_pattern_parse(def->pattern ? def->pattern : "*", &parsed, &perr);
+    if (rc != EDDY_OK)
+        eddyi_error(err, rc, "%s: %.400s", what, perr.message);
+    return rc;
 }
 
 static const char *mode_name(eddy_projection_mode m)
@@ -382,7 +355,7 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
         eddy_record rec;
         int n;
         while ((n = eddy_cursor_next(c, &rec, err)) > 0) {
-            evs[j.count++] = eddyi_pattern_match(pattern,
+            evs[j.count++] = eddyi_pattern_match_text(pattern,
                                                  eddy_event_type(rec.event))
                                  ? eddy_event_ref(rec.event)
                                  : NULL;
@@ -424,7 +397,7 @@ static int inline_hook(eddyi_txn *txn, const char *stream_id,
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     for (size_t i = 0; rc == EDDY_OK && i < count; i++)
-        if (eddyi_pattern_match(p->pattern, eddy_event_type(events[i])))
+        if (eddyi_pattern_match_text(p->pattern, eddy_event_type(events[i])))
             rc = apply_once(txn, db, p->def, events[i], true, err);
     return rc;
 }
@@ -459,7 +432,7 @@ static int arm_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
         last = sqlite3_column_int64(st, 0);
         const char *type = (const char *)sqlite3_column_text(st, 1);
-        if (!eddyi_pattern_match(p->pattern, type))
+        if (!eddyi_pattern_match_text(p->pattern, type))
             continue;
         const char *payload = (const char *)sqlite3_column_text(st, 2);
         eddy_event *ev = eddy_event_decode(

@@ -32,6 +32,7 @@
 
 #include "../core/ctx_internal.h"
 #include "../core/internal.h"
+#include "../core/pattern.h"
 #include "reliability_internal.h"
 #include "../observe/observe_internal.h"
 
@@ -101,7 +102,6 @@ struct slot {
     bool done;
 };
 
-enum pattern_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX };
 
 struct eddy_durable {
     eddy_store *store;
@@ -110,8 +110,7 @@ struct eddy_durable {
     char **types;     /* exact-type filter (NULL: none) */
     size_t ntypes;
     char *source;
-    enum pattern_kind kind;
-    size_t prefix_len;
+    eddyi_pattern match; /* parsed `pattern` */
     eddy_delivery_mode mode;
     eddy_handler_fn handler;
     eddy_txn_handler_fn txn_handler;
@@ -242,38 +241,6 @@ static int64_t backoff_us(const eddy_durable *d, int n, uint64_t *rng)
     return (int64_t)(ms * 1000.0);
 }
 
-static int pattern_parse(eddy_durable *d, const char *pattern,
-                         eddy_error *err)
-{
-    size_t len = strlen(pattern);
-    if (len == 0)
-        return eddyi_error(err, EDDY_EINVAL, "pattern: empty");
-    if (!eddyi_utf8_valid(pattern, len))
-        return eddyi_error(err, EDDY_EINVAL, "pattern: not valid UTF-8");
-    if (strcmp(pattern, "*") == 0) {
-        d->kind = PAT_ALL;
-        return EDDY_OK;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)pattern[i];
-        if (c <= 0x20 || c == 0x7f)
-            return eddyi_error(err, EDDY_EINVAL,
-                               "pattern \"%s\": space or control character "
-                               "at offset %zu", pattern, i);
-        if (c == '*' && !(i == len - 1 && i >= 2 && pattern[i - 1] == '.'))
-            return eddyi_error(err, EDDY_EINVAL,
-                               "pattern \"%s\": '*' is only allowed alone or "
-                               "as a final \".*\" after a prefix", pattern);
-    }
-    if (pattern[len - 1] == '*') {
-        d->kind = PAT_PREFIX;
-        d->prefix_len = len - 1; /* keeps the dot */
-    } else {
-        d->kind = PAT_EXACT;
-    }
-    return EDDY_OK;
-}
-
 static bool pattern_matches(const eddy_durable *d, const char *type)
 {
     if (d->ntypes) {
@@ -283,16 +250,7 @@ static bool pattern_matches(const eddy_durable *d, const char *type)
         if (i == d->ntypes)
             return false;
     }
-    switch (d->kind) {
-    case PAT_ALL:
-        return true;
-    case PAT_EXACT:
-        return strcmp(type, d->pattern) == 0;
-    case PAT_PREFIX:
-        return strncmp(type, d->pattern, d->prefix_len) == 0 &&
-               type[d->prefix_len] != '\0';
-    }
-    return false;
+    return eddyi_pattern_match(&d->match, d->pattern, type);
 }
 
 static eddy_metrics_series *series_of(const eddy_durable *d,
@@ -1559,7 +1517,7 @@ eddy_durable *eddy_durable_start(eddy_store *store,
     d->source = eddyi_strdup(opts->source ? opts->source : opts->name);
     if (!d->name || !d->pattern || !d->source)
         goto oom;
-    if (pattern_parse(d, d->pattern, err) != EDDY_OK)
+    if (eddyi_pattern_parse(d->pattern, &d->match, err) != EDDY_OK)
         goto fail;
     if (opts->type_count) {
         if (!opts->types) {
