@@ -80,7 +80,12 @@ static const char SCHEMA_SQL[] =
     "  fired INTEGER NOT NULL DEFAULT 0,"
     "  correlation_id TEXT,"
     "  causation_id TEXT,"
-    "  PRIMARY KEY(saga_type, saga_id, name)) WITHOUT ROWID;";
+    "  PRIMARY KEY(saga_type, saga_id, name)) WITHOUT ROWID;"
+    /* The timer asks for the earliest unfired deadlines of a saga type:
+     * without this index that is a scan and a sort of every open deadline,
+     * on the writer thread, growing with the number of running sagas. */
+    "CREATE INDEX IF NOT EXISTS eddy_saga_timeouts_due"
+    "  ON eddy_saga_timeouts(saga_type, fired, deadline_us);";
 
 static int saga_schema(sqlite3 *db, eddy_error *err)
 {
