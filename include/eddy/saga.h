@@ -157,6 +157,11 @@ typedef struct eddy_saga_options {
      * events with the same subject keep their store order: use it only when
      * an instance's events all have one subject (e.g. the order id). */
     unsigned workers;
+    /* Threads sending commands; 0: 4. An instance's commands are always
+     * sent one after another, in order; different instances' commands are
+     * sent in parallel (a command handler usually waits for a durable
+     * commit). At most 16. */
+    unsigned dispatchers;
 } eddy_saga_options;
 
 /*

@@ -7,10 +7,12 @@
  *     handle_event runs on the store's writer thread and, in one
  *     transaction, loads the instance, calls on_event, saves the instance,
  *     inserts the queued commands and sets / deletes timeouts;
- *   - the dispatcher: sends 'pending' commands in seq order through the
- *     command bus, one instance at a time in order; a failure blocks that
- *     instance with exponential backoff, others go on; a success is marked
- *     'sent' (after the send: at-least-once);
+ *   - the dispatcher: reads a page of 'pending' commands and sends them
+ *     through the command bus in parallel lanes (instances hashed to lanes,
+ *     so each instance's commands go one after another, in seq order); a
+ *     failure blocks that instance with exponential backoff, others go on;
+ *     the page's outcomes are recorded in one commit, successes as 'sent'
+ *     (after the send: at-least-once);
  *   - the timer: in one write job, appends a saga.timeout event for every
  *     due deadline and flags the row fired; the event reaches the saga like
  *     any other, which deletes the row when it handles it.
@@ -35,6 +37,7 @@
 #define DEFAULT_RETRY_MAX_MS 30000
 #define DISPATCH_POLL_MS 200
 #define DISPATCH_PAGE 256
+#define DISPATCH_MAX_LANES 16
 #define MESSAGE_MAX 400
 
 static const char SCHEMA_SQL[] =
@@ -664,39 +667,47 @@ static int64_t backoff_fail(eddy_saga *sg, const char *saga_id, int64_t now)
 
 /* One pass: sends what is due. Returns the number still pending and sets
  * `*next_due_us` to the earliest backoff due time (0: none). */
-static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
+/*
+ * One lane of a dispatch pass: the commands of the instances that hash to
+ * it, in `seq` order. Lanes run in parallel (a command handler typically
+ * waits for a durable commit, so sending one command at a time would make
+ * the whole saga type wait on one fsync after another); an instance's
+ * commands all fall in one lane, so they are still sent in order.
+ */
+struct lane {
+    eddy_saga *sg;
+    struct pending_cmd *rows;
+    size_t *idx;     /* indexes into rows, ascending */
+    size_t n;
+    size_t left;     /* out: commands left pending */
+    int64_t next_due_us; /* out: the earliest backoff to wait for (0: none) */
+};
+
+static void lane_send(struct lane *l)
 {
-    struct fetch_job j = {.type = sg->def->name};
-    eddy_error e = {0};
-    size_t left = 0;
-    *next_due_us = 0;
-    if (eddyi_store_write(sg->store, fetch_job_run, &j, &e) != EDDY_OK) {
-        EDDYI_LOG(EDDY_LOG_WARN, "saga", "%s: reading commands: %s",
-                  sg->def->name, e.message);
-        left = 1;
-        goto done;
-    }
+    eddy_saga *sg = l->sg;
     /* Instances blocked in this pass (a failure or a backoff): their later
      * commands wait, in order. */
-    char **blocked = calloc(j.count + 1, sizeof *blocked);
+    char **blocked = calloc(l->n + 1, sizeof *blocked);
     size_t nblocked = 0;
-    for (size_t i = 0; i < j.count; i++) {
-        struct pending_cmd *p = &j.rows[i];
+    for (size_t x = 0; x < l->n; x++) {
+        struct pending_cmd *p = &l->rows[l->idx[x]];
         bool skip = false;
         for (size_t k = 0; k < nblocked && !skip; k++)
             skip = strcmp(blocked[k], p->saga_id) == 0;
         int64_t now = eddy_now_us();
+        pthread_mutex_lock(&sg->mu); /* backoffs are shared by the lanes */
         struct backoff *b = backoff_find(sg, p->saga_id);
-        if (!skip && b && b->next_at_us > now) {
-            skip = true;
-            if (!*next_due_us || b->next_at_us < *next_due_us)
-                *next_due_us = b->next_at_us;
-        }
-        pthread_mutex_lock(&sg->mu);
+        int64_t next_at = b ? b->next_at_us : 0;
         bool stop = sg->stop;
         pthread_mutex_unlock(&sg->mu);
+        if (!skip && next_at > now) {
+            skip = true;
+            if (!l->next_due_us || next_at < l->next_due_us)
+                l->next_due_us = next_at;
+        }
         if (skip || stop || !blocked) {
-            left++;
+            l->left++;
             bool listed = false;
             for (size_t k = 0; k < nblocked && !listed; k++)
                 listed = strcmp(blocked[k], p->saga_id) == 0;
@@ -716,9 +727,11 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
         int rc = eddy_command_send(sg->commands, &cmd, &ce);
         json_decref(data);
         if (rc != EDDY_OK) {
+            pthread_mutex_lock(&sg->mu);
             int64_t due = backoff_fail(sg, p->saga_id, eddy_now_us());
-            if (!*next_due_us || due < *next_due_us)
-                *next_due_us = due;
+            pthread_mutex_unlock(&sg->mu);
+            if (!l->next_due_us || due < l->next_due_us)
+                l->next_due_us = due;
             EDDYI_LOG(EDDY_LOG_WARN, "saga", "%s %s: command %s (%s) "
                       "failed, attempt %d: %s", sg->def->name, p->saga_id,
                       p->name, p->id, p->attempts + 1,
@@ -727,12 +740,85 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
             p->error = eddyi_strdup(ce.message[0] ? ce.message
                                                   : eddy_strerror(rc));
             blocked[nblocked++] = p->saga_id;
-            left++;
+            l->left++;
         } else {
             p->outcome = 1;
+            pthread_mutex_lock(&sg->mu);
             backoff_clear(sg, p->saga_id);
+            pthread_mutex_unlock(&sg->mu);
         }
     }
+    free(blocked);
+}
+
+/* The lane of a saga instance: FNV-1a of its id. */
+static unsigned lane_of(const char *saga_id, unsigned nlanes)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)saga_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % nlanes;
+}
+
+static void *lane_main(void *arg)
+{
+    lane_send(arg);
+    return NULL;
+}
+
+static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
+{
+    struct fetch_job j = {.type = sg->def->name};
+    eddy_error e = {0};
+    size_t left = 0;
+    *next_due_us = 0;
+    if (eddyi_store_write(sg->store, fetch_job_run, &j, &e) != EDDY_OK) {
+        EDDYI_LOG(EDDY_LOG_WARN, "saga", "%s: reading commands: %s",
+                  sg->def->name, e.message);
+        left = 1;
+        goto done;
+    }
+    unsigned nlanes = sg->opts.dispatchers ? sg->opts.dispatchers : 4;
+    if (nlanes > DISPATCH_MAX_LANES)
+        nlanes = DISPATCH_MAX_LANES;
+    size_t *idx = calloc(j.count + 1, sizeof *idx);
+    if (!idx) {
+        /* Nothing was sent: the whole page is tried again next pass. */
+        left = j.count + 1;
+        goto done;
+    }
+    /* A counting sort of the page's rows into lanes, keeping seq order. */
+    size_t start[DISPATCH_MAX_LANES + 1] = {0}, fill[DISPATCH_MAX_LANES];
+    for (size_t i = 0; i < j.count; i++)
+        start[lane_of(j.rows[i].saga_id, nlanes) + 1]++;
+    for (unsigned l = 0; l < nlanes; l++)
+        start[l + 1] += start[l];
+    memcpy(fill, start, sizeof fill);
+    for (size_t i = 0; i < j.count; i++)
+        idx[fill[lane_of(j.rows[i].saga_id, nlanes)]++] = i;
+    struct lane lanes[DISPATCH_MAX_LANES];
+    pthread_t threads[DISPATCH_MAX_LANES];
+    bool started[DISPATCH_MAX_LANES] = {false};
+    for (unsigned l = 0; l < nlanes; l++) {
+        lanes[l] = (struct lane){.sg = sg, .rows = j.rows, .idx = idx + start[l],
+                                 .n = start[l + 1] - start[l]};
+        if (l > 0 && lanes[l].n)
+            started[l] = pthread_create(&threads[l], NULL, lane_main, &lanes[l]) == 0;
+    }
+    /* Lane 0 runs on this thread, and so does any lane whose thread could
+     * not be started. */
+    for (unsigned l = 0; l < nlanes; l++)
+        if (lanes[l].n && !started[l])
+            lane_send(&lanes[l]);
+    for (unsigned l = 0; l < nlanes; l++) {
+        if (started[l])
+            pthread_join(threads[l], NULL);
+        left += lanes[l].left;
+        if (lanes[l].next_due_us &&
+            (!*next_due_us || lanes[l].next_due_us < *next_due_us))
+            *next_due_us = lanes[l].next_due_us;
+    }
+    free(idx);
     struct mark_job mj = {.rows = j.rows, .count = j.count};
     if (j.count && eddyi_store_write(sg->store, mark_job_run, &mj, &e) !=
                        EDDY_OK) {
@@ -741,7 +827,6 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
                   sg->def->name, e.message);
         left++;
     }
-    free(blocked);
     if (j.count == DISPATCH_PAGE)
         left++; /* maybe more */
 done:
