@@ -139,8 +139,8 @@ int eddy_bus_unsubscribe(eddy_bus *bus, const char *name);
  * Queues `ev` for every matching handler; the bus takes its own reference
  * (the caller keeps its own). Returns EDDY_OK once queued, EDDY_EFULL (fail
  * policy, queue full), EDDY_ESTOPPED (bus stopped or not started).
- * An event no handler matches is dropped with a warning in the log, and the
- * call returns EDDY_OK. From inside a handler publishing never blocks (it
+ * An event no handler matches is dropped with a warning in the log (written
+ * by the worker that takes it from the queue), and the call returns EDDY_OK. From inside a handler publishing never blocks (it
  * would risk waiting on its own worker): a full queue gives EDDY_EFULL.
  * Thread-safe.
  */

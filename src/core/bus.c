@@ -333,18 +333,6 @@ static bool sub_matches(const struct sub *s, const char *type)
     return eddyi_pattern_match(&s->match, s->pattern, type);
 }
 
-/* True when some subscription's pattern matches `type`. */
-static bool bus_has_match(eddy_bus *bus, const char *type)
-{
-    bool found = false;
-    pthread_rwlock_rdlock(&bus->subs_lock);
-    const struct subtab *t = bus->subs;
-    for (size_t i = 0; i < t->count && !found; i++)
-        found = sub_matches(t->subs[i], type);
-    pthread_rwlock_unlock(&bus->subs_lock);
-    return found;
-}
-
 static int name_check(const char *name, eddy_error *err)
 {
     size_t len = strlen(name);
@@ -403,10 +391,12 @@ static void worker_handle(struct worker *w, eddy_event *ev)
     }
     const struct subtab *t = w->tab;
     const char *type = eddy_event_type(ev);
+    bool matched = false;
     for (size_t i = 0; i < t->count; i++) {
         struct sub *s = t->subs[i];
         if (!sub_matches(s, type))
             continue;
+        matched = true;
         /* Announce, then look: unsubscribe does the opposite (see top). */
         atomic_store_explicit(&w->hazard, s, memory_order_seq_cst);
         if (!atomic_load_explicit(&s->removed, memory_order_seq_cst) &&
@@ -414,6 +404,11 @@ static void worker_handle(struct worker *w, eddy_event *ev)
             sub_run(bus, s, ev, false);
         atomic_store_explicit(&w->hazard, NULL, memory_order_release);
     }
+    /* Said here rather than at publish, so that publishing never looks at
+     * the subscription table: the worker has it cached already. */
+    if (EDDYI_UNLIKELY(!matched))
+        EDDYI_LOG(EDDY_LOG_WARN, "bus", "no subscriber for %s (event %s)",
+                  type, eddy_event_id(ev));
 }
 
 /*
@@ -963,12 +958,6 @@ static int bus_publish(eddy_bus *bus, eddy_event *ev, bool nonblock)
         rc = EDDY_ESTOPPED;
         goto out;
     }
-    if (EDDYI_UNLIKELY(!bus_has_match(bus, eddy_event_type(ev)))) {
-        EDDYI_LOG(EDDY_LOG_WARN, "bus", "no subscriber for %s (event %s)",
-                  eddy_event_type(ev), eddy_event_id(ev));
-        rc = EDDY_OK;
-        goto out;
-    }
     struct worker *w = bus_pick(bus, ev);
     rc = bus_push(bus, w, ev, nonblock);
     if (rc == EDDY_OK)
@@ -1009,11 +998,6 @@ int eddy_bus_publish_batch(eddy_bus *bus, eddy_event *const *events,
     }
     for (; done < count; done++) {
         eddy_event *ev = events[done];
-        if (!bus_has_match(bus, eddy_event_type(ev))) {
-            EDDYI_LOG(EDDY_LOG_WARN, "bus", "no subscriber for %s (event %s)",
-                      eddy_event_type(ev), eddy_event_id(ev));
-            continue;
-        }
         struct worker *w = bus_pick(bus, ev);
         unsigned wi = (unsigned)(w - bus->workers);
         rc = bus_push(bus, w, ev, nonblock);
