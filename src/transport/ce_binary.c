@@ -96,29 +96,6 @@ static bool needs_percent(unsigned char c)
     return c <= 0x20 || c >= 0x7f || c == '"' || c == '%';
 }
 
-static char *percent_encode(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        n += needs_percent(*p) ? 3 : 1;
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (needs_percent(*p)) {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        } else {
-            out[o++] = (char)*p;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -223,12 +200,7 @@ void eddyi_ce_binary_clear(eddyi_ce_binary *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->count; i++) {
-        free(b->names[i]);
-        free(b->values[i]);
-    }
-    free(b->names);
-    free(b->values);
+    free(b->arena);
     free(b->payload);
     memset(b, 0, sizeof *b);
 }
@@ -241,82 +213,122 @@ size_t eddyi_ce_binary_size(const eddyi_ce_binary *b)
     return n;
 }
 
-/* The canonical text of an attribute value (string, boolean, integer). */
-static char *value_text(const json_t *v)
+/* One header before it is written into the arena: the name is `prefix`
+ * (may be "") followed by `name`; the value is `len` bytes of `value`,
+ * percent-encoded when `pct`. */
+typedef struct header_src {
+    const char *prefix, *name;
+    const char *value;
+    size_t len;
+    bool pct;
+} header_src;
+
+/* Bytes `v` takes once percent-encoded (or not). */
+static size_t value_size(const char *v, size_t len, bool percent)
 {
-    char buf[32];
-    if (json_is_string(v))
-        return eddyi_strdup(json_string_value(v));
-    if (json_is_true(v))
-        return eddyi_strdup("true");
-    if (json_is_false(v))
-        return eddyi_strdup("false");
-    if (json_is_integer(v)) {
-        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return eddyi_strdup(buf);
-    }
-    return NULL;
+    if (!percent)
+        return len;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += needs_percent((unsigned char)v[i]) ? 3 : 1;
+    return n;
 }
 
+/* Writes `v` (percent-encoded or not) at `out`; returns the end. */
+static char *value_write(char *out, const char *v, size_t len, bool percent)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!percent) {
+        memcpy(out, v, len);
+        return out + len;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (needs_percent(c)) {
+            *out++ = '%';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
+        } else {
+            *out++ = (char)c;
+        }
+    }
+    return out;
+}
+
+#define STACK_HEADERS 24
+
+/*
+ * The headers come straight from the event's accessors (not through its
+ * JSON object) and go into one allocation: every publish runs this, so it
+ * avoids an allocation per header.
+ */
 int eddyi_ce_binary_encode(const eddy_event *ev, const char *prefix,
                            const char *types_header, bool percent,
                            eddyi_ce_binary *out, eddy_error *err)
 {
     memset(out, 0, sizeof *out);
+    const json_t *exts = eddy_event_extensions(ev);
+    size_t next = json_object_size(exts);
+    size_t cap = 12 + next;
+    header_src stack_src[STACK_HEADERS];
+    char stack_numbers[STACK_HEADERS][24];
+    header_src *src = cap <= STACK_HEADERS ? stack_src
+                                           : malloc(cap * sizeof *src);
+    char(*numbers)[24] = next <= STACK_HEADERS
+                             ? stack_numbers
+                             : malloc(next * sizeof *numbers);
+    char *types = NULL;
     int rc = EDDY_ENOMEM;
-    json_t *obj = eddy_event_to_json(ev);
-    char *text = NULL, *types = NULL;
-    if (!obj)
+    if (!src || !numbers)
         goto nomem;
-    size_t cap = json_object_size(obj) + 1; /* + the types header */
-    out->names = calloc(cap ? cap : 1, sizeof *out->names);
-    out->values = calloc(cap ? cap : 1, sizeof *out->values);
-    if (!out->names || !out->values)
-        goto nomem;
-
+    size_t n = 0;
+    char tbuf[EDDY_TIME_STRLEN];
+    const char *attrs[][2] = {
+        {"specversion", "1.0"},
+        {"id", eddy_event_id(ev)},
+        {"source", eddy_event_source(ev)},
+        {"type", eddy_event_type(ev)},
+        {"time", eddy_event_time(ev) != 0
+                     ? eddy_time_format(eddy_event_time(ev), tbuf, sizeof tbuf)
+                     : NULL},
+        {"subject", eddy_event_subject(ev)},
+        {"dataschema", eddy_event_dataschema(ev)},
+        {"dataversion", eddy_event_dataversion(ev)},
+        {"correlationid", eddy_event_correlation_id(ev)},
+        {"causationid", eddy_event_causation_id(ev)},
+    };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (attrs[i][1])
+            src[n++] = (header_src){prefix, attrs[i][0], attrs[i][1],
+                                    strlen(attrs[i][1]), percent};
+    /* content-type and the types header are ASCII tokens, never
+     * percent-encoded. */
     const char *ct = eddy_event_datacontenttype(ev);
+    if (ct)
+        src[n++] = (header_src){"", CT_HEADER, ct, strlen(ct), false};
     const char *key;
     json_t *value;
-    json_object_foreach(obj, key, value) {
-        if (strcmp(key, "data") == 0 || strcmp(key, "data_base64") == 0)
-            continue;
-        if ((json_is_boolean(value) && !list_append(&types, key, "b")) ||
-            (json_is_integer(value) && !list_append(&types, key, "i")))
-            goto nomem;
-        text = value_text(value);
-        if (!text) {
-            if (!json_is_string(value) && !json_is_boolean(value) &&
-                !json_is_integer(value)) {
-                rc = eddyi_error(err, EDDY_EINVAL,
-                                 "%s: attribute of an unsupported JSON type",
-                                 key);
-                goto fail;
-            }
-            goto nomem;
-        }
-        size_t nlen = strlen(prefix) + strlen(key) + 1;
-        char *name = strcmp(key, "datacontenttype") == 0
-                         ? eddyi_strdup(CT_HEADER)
-                         : malloc(nlen);
-        if (!name)
-            goto nomem;
-        if (strcmp(key, "datacontenttype") != 0)
-            snprintf(name, nlen, "%s%s", prefix, key);
-        out->names[out->count] = name;
-        if (percent) {
-            out->values[out->count] = percent_encode(text);
-            free(text);
-            text = NULL;
-            if (!out->values[out->count]) {
-                free(name);
-                out->names[out->count] = NULL;
+    size_t k = 0;
+    json_object_foreach((json_t *)exts, key, value) {
+        const char *text;
+        if (json_is_string(value)) {
+            text = json_string_value(value);
+        } else if (json_is_boolean(value)) {
+            text = json_is_true(value) ? "true" : "false";
+            if (!list_append(&types, key, "b"))
                 goto nomem;
-            }
+        } else if (json_is_integer(value)) {
+            snprintf(numbers[k], sizeof numbers[k], "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(value));
+            text = numbers[k++];
+            if (!list_append(&types, key, "i"))
+                goto nomem;
         } else {
-            out->values[out->count] = text;
-            text = NULL;
+            rc = eddyi_error(err, EDDY_EINVAL,
+                             "%s: extension of an unsupported JSON type", key);
+            goto fail;
         }
-        out->count++;
+        src[n++] = (header_src){prefix, key, text, strlen(text), percent};
     }
 
     const json_t *data = eddy_event_data(ev);
@@ -342,24 +354,45 @@ int eddyi_ce_binary_encode(const eddy_event *ev, const char *prefix,
         if (!out->payload || !list_append(&types, "data", "b"))
             goto nomem;
     }
-    if (types) {
-        out->names[out->count] = eddyi_strdup(types_header);
-        if (!out->names[out->count])
-            goto nomem;
-        out->values[out->count++] = types;
-        types = NULL;
+    if (types)
+        src[n++] = (header_src){"", types_header, types, strlen(types), false};
+
+    /* One block: names[n], values[n], then the strings. */
+    size_t bytes = 2 * n * sizeof(char *);
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(src[i].prefix) + strlen(src[i].name) + 1 +
+                 value_size(src[i].value, src[i].len, src[i].pct) + 1;
+    out->arena = malloc(bytes ? bytes : 1);
+    if (!out->arena)
+        goto nomem;
+    out->names = (char **)(void *)out->arena;
+    out->values = out->names + n;
+    char *w = (char *)(out->values + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = strlen(src[i].prefix), nlen = strlen(src[i].name);
+        out->names[i] = w;
+        memcpy(w, src[i].prefix, plen);
+        memcpy(w + plen, src[i].name, nlen + 1);
+        w += plen + nlen + 1;
+        out->values[i] = w;
+        w = value_write(w, src[i].value, src[i].len, src[i].pct);
+        *w++ = '\0';
     }
-    json_decref(obj);
-    return EDDY_OK;
+    out->count = n;
+    rc = EDDY_OK;
+    goto out;
 
 nomem:
-    eddyi_error(err, EDDY_ENOMEM, "out of memory encoding event %s",
-                eddy_event_id(ev));
+    rc = eddyi_error(err, EDDY_ENOMEM, "out of memory encoding event %s",
+                     eddy_event_id(ev));
 fail:
-    free(text);
-    free(types);
-    json_decref(obj);
     eddyi_ce_binary_clear(out);
+out:
+    free(types);
+    if (numbers && numbers != stack_numbers)
+        free(numbers);
+    if (src && src != stack_src)
+        free(src);
     return rc;
 }
 
