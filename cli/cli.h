@@ -32,6 +32,8 @@ int cli_is_help(const char *arg);
 
 /* `eddy demo`: the order system of examples/orders/ (cli/cmd_demo.c). */
 int cmd_demo(int argc, char **argv);
+/* `eddy service NAME`: one service of the order system (cli/cmd_service.c). */
+int cmd_service(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 /* `eddy schema validate` and the schema family (cli/cmd_schema.c). */
 int cmd_schema(int argc, char **argv);

@@ -15,7 +15,8 @@ static void demo_usage(FILE *out)
             "usage: eddy demo [--store URL] [--users N] [--orders N]\n"
             "                 [--payment-failure-rate P] [--stock N] [--seed S]\n"
             "                 [--workers W] [--producers N] [--payment-latency-us US]\n"
-            "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n\n"
+            "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
+            "                 [--transport URL [--kill SERVICE]]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
             "orders are placed (OrderAggregate), the OrderProcessingSaga drives\n"
             "payment (simulated), inventory reservation (stock table), the\n"
@@ -38,7 +39,13 @@ static void demo_usage(FILE *out)
             "                            as possible, so latency includes the backlog)\n"
             "  --saga-timeout-ms MS      an order unanswered this long is cancelled\n"
             "                            (reason timeout; default 120000)\n"
-            "  --timeout S               give up waiting for the orders (default 600)\n");
+            "  --timeout S               give up waiting for the orders (default 600)\n"
+            "  --transport URL           run the five services (orders, payment,\n"
+            "                            inventory, email, saga) as separate processes\n"
+            "                            ('eddy service'), each with its own store,\n"
+            "                            talking through redis://, nats://, kafka://\n"
+            "  --kill SERVICE            with --transport: SIGKILL that service once\n"
+            "                            30%% of the orders finished, then restart it\n");
 }
 
 /* Parses a number for option `name`; 0 on success, else a usage error. */
@@ -86,6 +93,10 @@ int cmd_demo(int argc, char **argv)
         int rc = 0;
         if (strcmp(a, "--store") == 0) {
             o.store_url = val;
+        } else if (strcmp(a, "--transport") == 0) {
+            o.transport = val;
+        } else if (strcmp(a, "--kill") == 0) {
+            o.kill = val;
         } else if (strcmp(a, "--users") == 0) {
             if (!(rc = number(a, val, 1, 9999, &v)))
                 o.users = (unsigned)v;
@@ -125,5 +136,10 @@ int cmd_demo(int argc, char **argv)
         if (rc)
             return rc;
     }
+    if (o.kill && !o.transport)
+        return cli_fail(2, "demo: --kill needs --transport");
+    if (o.transport && o.store_url)
+        return cli_fail(2, "demo: --store and --transport exclude each other "
+                        "(with --transport every service has its own store)");
     return orders_demo_run(&o, stdout);
 }

@@ -9,6 +9,7 @@
 
 const struct cli_command cli_commands[] = {
     {"demo", "run the order system end to end and check its invariants", cmd_demo},
+    {"service", "run one service of the order system as a process (see demo --transport)", cmd_service},
     {"events", "check and list events (CloudEvents JSON)", cmd_events},
     {"schema", "validate JSON against a JSON Schema (draft-07)", cmd_schema},
     {"append", "append events to a stream of the store", cmd_append},

@@ -230,7 +230,7 @@ static void test_migrate_v1(void **state)
         fail_msg("open v1: %s", err.message);
     eddy_store_info info;
     assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
-    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.schema_version, EDDYI_SQLITE_SCHEMA_VERSION);
     assert_int_equal(info.head, 1);
     eddy_cursor *c = NULL;
     eddy_record rec;
@@ -252,7 +252,17 @@ static void test_migrate_v1(void **state)
                                    "name IN ('events_by_type', 'events_by_time')"),
                      2);
     assert_int_equal(raw_int(path, "SELECT value FROM meta WHERE "
-                                   "key = 'eddy_schema_version'"), 2);
+                                   "key = 'eddy_schema_version'"),
+                     EDDYI_SQLITE_SCHEMA_VERSION);
+    /* v3: the tables of the layers above the store came with the upgrade. */
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE "
+                                   "type = 'table' AND name IN ("
+                                   "'eddy_checkpoints', 'eddy_retries', "
+                                   "'eddy_dead_letters', 'eddy_inbox', "
+                                   "'eddy_outbox', 'eddy_projections', "
+                                   "'eddy_sagas', 'eddy_saga_commands', "
+                                   "'eddy_saga_timeouts', 'eddy_subscriptions')"),
+                     10);
     /* Now the read-only open works, and refuses writes. */
     s = eddy_store_open(path, &ro, &err);
     assert_non_null(s);
@@ -307,8 +317,11 @@ static void test_refuse_foreign_and_newer(void **state)
     eddy_store_close(s);
     raw_exec(newer, "UPDATE meta SET value = 7 WHERE key = 'eddy_schema_version';"
                     "PRAGMA journal_mode = DELETE;");
-    assert_refused(newer, EDDY_EVERSION,
-                   "has store schema version 7, this eddy supports up to 2");
+    char expect[96];
+    snprintf(expect, sizeof expect,
+             "has store schema version 7, this eddy supports up to %d",
+             EDDYI_SQLITE_SCHEMA_VERSION);
+    assert_refused(newer, EDDY_EVERSION, expect);
 
     /* Read-only on a missing file: not found, nothing created. */
     char *missing = new_path("missing");

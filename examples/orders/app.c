@@ -39,11 +39,13 @@ orders_app *orders_app_start(eddy_store *store, const orders_config *cfg,
     if (orders_services_register(app, err) != EDDY_OK ||
         orders_services_start(app, err) != EDDY_OK)
         goto fail;
-    if (!(app->read_model = eddy_projection_start(store, &orders_read_model_def,
+    if (ORDERS_RUNS(app, ORDERS_PART_ORDERS) &&
+        !(app->read_model = eddy_projection_start(store, &orders_read_model_def,
                                                   err)))
         goto fail;
     eddy_saga_options so = {.event_max_attempts = 10};
-    if (!(app->saga = eddy_saga_start(store, &app->saga_def, app->commands,
+    if (ORDERS_RUNS(app, ORDERS_PART_SAGA) &&
+        !(app->saga = eddy_saga_start(store, &app->saga_def, app->commands,
                                       &so, err)))
         goto fail;
     return app;
@@ -66,7 +68,7 @@ int orders_app_stop(orders_app *app, eddy_error *err)
             *err = e;
     }
     eddy_durable *subs[] = {app->payment, app->inventory, app->welcome_mail,
-                            app->confirm_mail};
+                            app->confirm_mail, app->order_requests};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
         if (subs[i] && (r = eddy_durable_stop(subs[i], &e)) != EDDY_OK && !rc) {
             rc = r;
@@ -92,6 +94,7 @@ void orders_app_free(orders_app *app)
     eddy_durable_free(app->inventory);
     eddy_durable_free(app->welcome_mail);
     eddy_durable_free(app->confirm_mail);
+    eddy_durable_free(app->order_requests);
     eddy_projection_free(app->read_model);
     eddy_command_bus_free(app->commands);
     eddy_repository_free(app->orders);

@@ -53,6 +53,16 @@ static void order_id(unsigned long i, char *buf, size_t size)
     snprintf(buf, size, "o%07lu", i);
 }
 
+size_t orders_products(void)
+{
+    return NPRODUCTS;
+}
+
+const char *orders_product_id(size_t i)
+{
+    return i < NPRODUCTS ? PRODUCTS[i].id : NULL;
+}
+
 /* ---- producers ----------------------------------------------------------------- */
 
 struct producer {
@@ -91,6 +101,12 @@ static json_t *order_items(uint64_t seed, unsigned long i, unsigned users,
         }
     }
     return items;
+}
+
+json_t *orders_demo_items(uint64_t seed, unsigned long i, unsigned users,
+                          char *customer, size_t size)
+{
+    return order_items(seed, i, users, customer, size);
 }
 
 static void *producer_main(void *arg)
@@ -229,7 +245,11 @@ static void stock_move(struct fold *f, const eddy_event *ev, int sign)
     }
 }
 
-static int fold_store(eddy_store *store, struct fold *f, eddy_error *err)
+/* Folds the events of `store` whose type is one of `types` (NULL: every
+ * type): with one store per service, each type is folded from the store of
+ * the service that produced it, so nothing is counted twice. */
+static int fold_store(eddy_store *store, const char *const *types,
+                      size_t ntypes, struct fold *f, eddy_error *err)
 {
     eddy_cursor *c;
     eddy_record rec;
@@ -241,6 +261,11 @@ static int fold_store(eddy_store *store, struct fold *f, eddy_error *err)
         const char *type = eddy_event_type(ev);
         struct order_fold *o;
         f->events++;
+        bool wanted = !types;
+        for (size_t t = 0; !wanted && t < ntypes; t++)
+            wanted = strcmp(type, types[t]) == 0;
+        if (!wanted)
+            continue;
         if (strcmp(type, ORDERS_STOCK_ADDED) == 0) {
             const char *pid = NULL;
             json_int_t q = 0;
@@ -330,10 +355,13 @@ static const char *sqlite_path(const char *url)
 }
 
 /* Compares the handlers' tables with the fold: stock, mails, read model. */
-static void check_tables(struct checks *c, sqlite3 *db, const struct fold *f,
-                         unsigned long confirmed, unsigned users)
+static void check_tables(struct checks *c, sqlite3 *stock_db,
+                         sqlite3 *mail_db, sqlite3 *rm_db,
+                         const struct fold *f, unsigned long confirmed,
+                         unsigned users)
 {
     sqlite3_stmt *st = NULL;
+    sqlite3 *db = stock_db;
     /* stock */
     long table[NPRODUCTS], expect[NPRODUCTS];
     bool known[NPRODUCTS] = {false};
@@ -377,6 +405,7 @@ static void check_tables(struct checks *c, sqlite3 *db, const struct fold *f,
           (int)(NPRODUCTS - (size_t)bad), NPRODUCTS);
 
     /* mails: exactly one confirmation per confirmed order, one welcome per user */
+    db = mail_db;
     unsigned long good = 0, mails = 0, welcome = 0, stray = 0;
     if (sqlite3_prepare_v2(db, "SELECT kind, about, count(*) FROM sent_mail "
                            "GROUP BY kind, about", -1, &st, NULL) == SQLITE_OK) {
@@ -407,6 +436,7 @@ static void check_tables(struct checks *c, sqlite3 *db, const struct fold *f,
           "every user got exactly one welcome mail (%lu/%u)", welcome, users);
 
     /* the read model against the fold */
+    db = rm_db;
     unsigned long rows = 0, same = 0;
     if (sqlite3_prepare_v2(db, "SELECT order_id, customer_id, status, total, "
                            "item_count, created_at, confirmed_at, cancelled_at, "
@@ -462,6 +492,112 @@ static int fail_status(FILE *out, const char *what, const eddy_error *e)
     return 1;
 }
 
+int orders_demo_report(const orders_demo_options *opts,
+                       const orders_demo_inputs *r, FILE *out)
+{
+    eddy_error err = {0};
+    struct fold f = {0};
+    int status = 1;
+    f.norders = opts->orders;
+    if (!(f.orders = calloc(opts->orders ? opts->orders : 1, sizeof *f.orders))) {
+        fprintf(stderr, "eddy demo: out of memory\n");
+        goto done;
+    }
+    for (size_t k = 0; k < r->nsources; k++)
+        if (fold_store(r->sources[k].store, r->sources[k].types,
+                       r->sources[k].ntypes, &f, &err) != EDDY_OK) {
+            status = fail_status(out, "reading the store", &err);
+            goto done;
+        }
+
+    /* figures */
+    unsigned long n_placed = 0, confirmed = 0, cancelled = 0, ended = 0;
+    unsigned long by_reason[3] = {0}, refunds = 0, paid_cancelled = 0;
+    unsigned long refund_ok = 0;
+    int64_t *lat = calloc(opts->orders ? opts->orders : 1, sizeof *lat);
+    size_t nlat = 0;
+    if (!lat) {
+        fprintf(stderr, "eddy demo: out of memory\n");
+        goto done;
+    }
+    for (unsigned long i = 0; i < f.norders; i++) {
+        struct order_fold *o = &f.orders[i];
+        n_placed += o->placed;
+        confirmed += o->confirmations == 1;
+        cancelled += o->cancellations == 1;
+        refunds += (unsigned long)o->refunds;
+        bool one_end = o->placed && o->confirmations + o->cancellations == 1;
+        ended += one_end;
+        if (o->cancellations == 1) {
+            by_reason[strcmp(o->reason, ORDERS_REASON_PAYMENT) == 0 ? 0
+                      : strcmp(o->reason, ORDERS_REASON_STOCK) == 0 ? 1 : 2]++;
+            paid_cancelled += o->payments > 0;
+        }
+        /* a refund exactly when the order was paid and then cancelled */
+        refund_ok += (o->payments > 0 && o->cancellations == 1) ? o->refunds == 1
+                                                                : o->refunds == 0;
+        if (one_end)
+            lat[nlat++] = (o->confirmations ? o->confirmed_us : o->cancelled_us) -
+                          o->placed_us;
+    }
+    qsort(lat, nlat, sizeof *lat, cmp_i64);
+    double secs = (double)(r->t1 - r->t0) / 1e6;
+    if (secs <= 0)
+        secs = 1e-6;
+
+    long welcome = 0, confirm_mails = 0;
+    sqlite3 *db = r->mail_db;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT sum(kind = 'welcome'), sum(kind = "
+                           "'order_confirmation') FROM sent_mail", -1, &st,
+                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        welcome = (long)sqlite3_column_int64(st, 0);
+        confirm_mails = (long)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+
+    fprintf(out, "\n");
+    fprintf(out, "orders placed       %lu\n", n_placed);
+    fprintf(out, "  confirmed         %lu\n", confirmed);
+    fprintf(out, "  cancelled         %lu (payment_failed %lu, out_of_stock %lu, "
+            "timeout %lu)\n", cancelled, by_reason[0], by_reason[1], by_reason[2]);
+    fprintf(out, "refunds             %lu\n", refunds);
+    fprintf(out, "mails sent          %ld (welcome %ld, order confirmation %ld)\n",
+            welcome + confirm_mails, welcome, confirm_mails);
+    fprintf(out, "events stored       %lld\n", (long long)f.events);
+    fprintf(out, "dead letters        %ld\n", r->dead);
+    fprintf(out, "throughput          %.1f orders/s, %.1f events/s (%.2f s)\n",
+            (double)r->finished / secs, (double)r->events_during / secs, secs);
+    if (nlat)
+        fprintf(out, "latency per order   p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+                lat[(nlat - 1) / 2] / 1e3, lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e3,
+                lat[nlat - 1] / 1e3);
+    free(lat);
+    fprintf(out, "\ninvariants\n");
+    struct checks c = {.out = out};
+    check(&c, r->finished_ok,
+          "every order finished within %d s and the handlers went idle",
+          opts->timeout_s);
+    check(&c, n_placed == opts->orders && ended == opts->orders &&
+                  confirmed + cancelled == opts->orders && f.other_orders == 0,
+          "every order ends CONFIRMED or CANCELLED, exactly once (%lu/%lu)",
+          ended, opts->orders);
+    check(&c, refund_ok == f.norders && refunds == paid_cancelled,
+          "refunds (%lu) equal orders paid then cancelled (%lu)", refunds,
+          paid_cancelled);
+    check_tables(&c, r->stock_db, r->mail_db, r->rm_db, &f, confirmed,
+                 opts->users);
+    check(&c, r->dead == 0, "no dead letters (%ld)", r->dead);
+    check(&c, r->running == 0, "no saga instance left running (%lu)",
+          r->running);
+    status = c.failed ? 1 : 0;
+    fprintf(out, "%s\n", c.failed ? "some invariants FAILED" : "all invariants hold");
+
+done:
+    fold_free(&f);
+    return status;
+}
+
 int orders_demo_run(const orders_demo_options *opts, FILE *out)
 {
     eddy_error err = {0};
@@ -473,7 +609,6 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     orders_app *app = NULL;
     eddy_store_subscription *sub = NULL;
     struct producer *prod = NULL;
-    struct fold f = {0};
     sqlite3 *db = NULL;
     int status = 1;
     bool made_dir = false;
@@ -485,6 +620,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     long stock = opts->stock >= 0 ? opts->stock
                                   : (long)((opts->orders * 9 + 19) / 20);
 
+    if (opts->transport)
+        return orders_remote_demo_run(opts, out);
     if (!url) {
         if (!mkdtemp(dir)) {
             fprintf(stderr, "eddy demo: cannot create a temporary directory: %s\n",
@@ -643,108 +780,28 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         fail_status(out, "stopping the order domain", &err);
     long dead = orders_dead_letters(store);
 
-    f.norders = opts->orders;
-    if (!(f.orders = calloc(opts->orders ? opts->orders : 1, sizeof *f.orders))) {
-        fprintf(stderr, "eddy demo: out of memory\n");
-        goto done;
-    }
-    if (fold_store(store, &f, &err) != EDDY_OK) {
-        status = fail_status(out, "reading the store", &err);
-        goto done;
-    }
-
-    /* figures */
-    unsigned long n_placed = 0, confirmed = 0, cancelled = 0, ended = 0;
-    unsigned long by_reason[3] = {0}, refunds = 0, paid_cancelled = 0;
-    unsigned long refund_ok = 0;
-    int64_t *lat = calloc(opts->orders ? opts->orders : 1, sizeof *lat);
-    size_t nlat = 0;
-    if (!lat) {
-        fprintf(stderr, "eddy demo: out of memory\n");
-        goto done;
-    }
-    for (unsigned long i = 0; i < f.norders; i++) {
-        struct order_fold *o = &f.orders[i];
-        n_placed += o->placed;
-        confirmed += o->confirmations == 1;
-        cancelled += o->cancellations == 1;
-        refunds += (unsigned long)o->refunds;
-        bool one_end = o->placed && o->confirmations + o->cancellations == 1;
-        ended += one_end;
-        if (o->cancellations == 1) {
-            by_reason[strcmp(o->reason, ORDERS_REASON_PAYMENT) == 0 ? 0
-                      : strcmp(o->reason, ORDERS_REASON_STOCK) == 0 ? 1 : 2]++;
-            paid_cancelled += o->payments > 0;
+    {
+        orders_demo_source src = {.store = store};
+        orders_demo_inputs in = {
+            .sources = &src, .nsources = 1,
+            .finished_ok = !timed_out && producer_rc == EDDY_OK && idle == EDDY_OK,
+            .finished = finished, .t0 = t0, .t1 = t1,
+            .events_during = head2 - head1, .dead = dead, .running = running,
+        };
+        const char *file = sqlite_path(url);
+        if (sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+            fprintf(stderr, "eddy demo: cannot read %s: %s\n", file,
+                    db ? sqlite3_errmsg(db) : "out of memory");
+            goto done;
         }
-        /* a refund exactly when the order was paid and then cancelled */
-        refund_ok += (o->payments > 0 && o->cancellations == 1) ? o->refunds == 1
-                                                                : o->refunds == 0;
-        if (one_end)
-            lat[nlat++] = (o->confirmations ? o->confirmed_us : o->cancelled_us) -
-                          o->placed_us;
+        sqlite3_busy_timeout(db, 5000);
+        in.stock_db = in.mail_db = in.rm_db = db;
+        status = orders_demo_report(opts, &in, out);
     }
-    qsort(lat, nlat, sizeof *lat, cmp_i64);
-    double secs = (double)(t1 - t0) / 1e6;
-    if (secs <= 0)
-        secs = 1e-6;
-
-    const char *file = sqlite_path(url);
-    long welcome = 0, confirm_mails = 0;
-    if (sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(stderr, "eddy demo: cannot read %s: %s\n", file,
-                db ? sqlite3_errmsg(db) : "out of memory");
-        free(lat);
-        goto done;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT sum(kind = 'welcome'), sum(kind = "
-                           "'order_confirmation') FROM sent_mail", -1, &st,
-                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        welcome = (long)sqlite3_column_int64(st, 0);
-        confirm_mails = (long)sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-
-    fprintf(out, "\n");
-    fprintf(out, "orders placed       %lu\n", n_placed);
-    fprintf(out, "  confirmed         %lu\n", confirmed);
-    fprintf(out, "  cancelled         %lu (payment_failed %lu, out_of_stock %lu, "
-            "timeout %lu)\n", cancelled, by_reason[0], by_reason[1], by_reason[2]);
-    fprintf(out, "refunds             %lu\n", refunds);
-    fprintf(out, "mails sent          %ld (welcome %ld, order confirmation %ld)\n",
-            welcome + confirm_mails, welcome, confirm_mails);
-    fprintf(out, "events stored       %lld\n", (long long)f.events);
-    fprintf(out, "dead letters        %ld\n", dead);
-    fprintf(out, "throughput          %.1f orders/s, %.1f events/s (%.2f s)\n",
-            (double)finished / secs, (double)(head2 - head1) / secs, secs);
-    if (nlat)
-        fprintf(out, "latency per order   p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-                lat[(nlat - 1) / 2] / 1e3, lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e3,
-                lat[nlat - 1] / 1e3);
-    free(lat);
-    fprintf(out, "\ninvariants\n");
-    struct checks c = {.out = out};
-    check(&c, !timed_out && producer_rc == EDDY_OK && idle == EDDY_OK,
-          "every order finished within %d s and the handlers went idle",
-          opts->timeout_s);
-    check(&c, n_placed == opts->orders && ended == opts->orders &&
-                  confirmed + cancelled == opts->orders && f.other_orders == 0,
-          "every order ends CONFIRMED or CANCELLED, exactly once (%lu/%lu)",
-          ended, opts->orders);
-    check(&c, refund_ok == f.norders && refunds == paid_cancelled,
-          "refunds (%lu) equal orders paid then cancelled (%lu)", refunds,
-          paid_cancelled);
-    check_tables(&c, db, &f, confirmed, opts->users);
-    check(&c, dead == 0, "no dead letters (%ld)", dead);
-    check(&c, running == 0, "no saga instance left running (%lu)", running);
-    status = c.failed ? 1 : 0;
-    fprintf(out, "%s\n", c.failed ? "some invariants FAILED" : "all invariants hold");
 
 done:
     if (db)
         sqlite3_close(db);
-    fold_free(&f);
     free(prod);
     eddy_store_subscription_free(sub);
     orders_app_free(app);

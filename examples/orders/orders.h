@@ -64,6 +64,15 @@
 #define ORDERS_RELEASE_REQUESTED "inventory.release.requested"
 #define ORDERS_INVENTORY_RELEASED "inventory.released"
 
+/* Requests to the OrderService, used only when the services run as separate
+ * processes (`eddy service`): the saga's ConfirmOrder / CancelOrder and the
+ * driver's place_order cross the transport as events that the orders
+ * service's subscription turns into OrderAggregate commands. Data:
+ * {order_id, reason?} / {order_id, customer_id, items}. */
+#define ORDERS_PLACE_REQUESTED "order.placement.requested"
+#define ORDERS_CONFIRM_REQUESTED "order.confirmation.requested"
+#define ORDERS_CANCEL_REQUESTED "order.cancellation.requested"
+
 /* The version every event of the domain is written with (user.registered:
  * ORDERS_USER_VERSION). */
 #define ORDERS_VERSION "1.0"
@@ -154,7 +163,17 @@ typedef struct orders_config {
     uint64_t seed;               /* outcomes derive from it and the ids */
     unsigned workers;            /* worker threads per subscription */
     int saga_timeout_ms;         /* a saga waiting longer cancels */
+    unsigned parts;              /* ORDERS_PART_* started by this process;
+                                    0: every part (the in-process demo) */
 } orders_config;
+
+/* The parts of the domain, one per `eddy service NAME`. */
+#define ORDERS_PART_ORDERS 1u    /* OrderAggregate commands + read model */
+#define ORDERS_PART_PAYMENT 2u   /* the payment provider */
+#define ORDERS_PART_INVENTORY 4u /* the stock */
+#define ORDERS_PART_EMAIL 8u     /* welcome and confirmation mails */
+#define ORDERS_PART_SAGA 16u     /* OrderProcessingSaga and its commands */
+#define ORDERS_PART_ALL 31u
 
 /* The running domain: services, handlers, projection and saga on one store. */
 typedef struct orders_app orders_app;
@@ -229,6 +248,10 @@ typedef struct orders_demo_options {
     double rate;            /* orders placed per second; 0: as fast as the
                                producers can */
     int timeout_s;          /* for every order to finish */
+    const char *transport;  /* NULL: in process; else a transport URL: the
+                               five services run as child processes */
+    const char *kill;       /* with transport: SIGKILL this service once
+                               mid-run and restart it (NULL: none) */
     orders_config cfg;
 } orders_demo_options;
 
@@ -240,5 +263,37 @@ typedef struct orders_demo_options {
  * status: 0 when every invariant holds, 1 otherwise (or on an error).
  */
 int orders_demo_run(const orders_demo_options *opts, FILE *out);
+
+/* ---- one service as a process (service.c, remote.c) ----------------------- */
+
+/* What `eddy service NAME` runs. Plain data. */
+typedef struct orders_service_options {
+    const char *name;       /* orders, payment, inventory, email or saga */
+    const char *transport;  /* transport URL */
+    const char *store_url;  /* this service's own store */
+    const char *group_prefix; /* NULL: consumer group NAME, read from the
+                               oldest event the engine keeps; else group
+                               "<prefix>NAME", a new one starting at the
+                               latest event (a run of its own, as the demo
+                               does, ignoring earlier runs' events) */
+    orders_config cfg;      /* parts is set from the name */
+} orders_service_options;
+
+/* The ORDERS_PART_* of service `name`, or 0 for an unknown name. */
+unsigned orders_service_part(const char *name);
+
+/*
+ * Runs one service until SIGTERM or SIGINT: opens its store and the
+ * transport, starts its part of the domain, a bridge that appends the event
+ * types it reacts to (consumer group = the service name) and a forwarder
+ * that publishes the events it produces, prints "ready NAME" on `out`, then
+ * waits for the signal and stops everything. Returns the exit status (0 on
+ * a clean stop, 1 with the reason on stderr).
+ */
+int orders_service_run(const orders_service_options *opts, FILE *out);
+
+/* `eddy demo --transport URL`: the five services as child processes of the
+ * program at `self` (argv[0] of `eddy`); see orders_demo_run. */
+int orders_remote_demo_run(const orders_demo_options *opts, FILE *out);
 
 #endif

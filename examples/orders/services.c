@@ -142,6 +142,26 @@ static const char *order_id_of(const eddy_command *cmd, eddy_error *err)
     return order_id;
 }
 
+/*
+ * ConfirmOrder / CancelOrder sent by a saga whose process does not hold the
+ * OrderAggregate (`eddy service saga`): the command becomes a request event
+ * (id derived from the command id, so a re-sent command stores it once)
+ * that reaches the orders service through the transport, where
+ * on_order_request runs the aggregate with the same command id.
+ */
+static int request_order_change(orders_app *app, const eddy_command *cmd,
+                                const char *type, const char *order_id,
+                                eddy_error *err)
+{
+    json_t *data = json_deep_copy(cmd->data);
+    if (data && json_object_set_new(data, "command_id", json_string(cmd->id)) != 0) {
+        json_decref(data);
+        data = NULL;
+    }
+    return append_result(app->store, "orderreq", "order-service", type,
+                         order_id, cmd, data, err);
+}
+
 static int on_confirm_order(const eddy_command *cmd, void *user,
                             eddy_error *err)
 {
@@ -149,6 +169,9 @@ static int on_confirm_order(const eddy_command *cmd, void *user,
     const char *order_id = order_id_of(cmd, err);
     if (!order_id)
         return EDDY_EINVAL;
+    if (!ORDERS_RUNS(app, ORDERS_PART_ORDERS))
+        return request_order_change(app, cmd, ORDERS_CONFIRM_REQUESTED,
+                                    order_id, err);
     return eddy_repository_execute(app->orders, order_id, orders_cmd_confirm,
                                    (void *)cmd, 5, NULL, err);
 }
@@ -160,6 +183,9 @@ static int on_cancel_order(const eddy_command *cmd, void *user,
     const char *order_id = order_id_of(cmd, err);
     if (!order_id)
         return EDDY_EINVAL;
+    if (!ORDERS_RUNS(app, ORDERS_PART_ORDERS))
+        return request_order_change(app, cmd, ORDERS_CANCEL_REQUESTED,
+                                    order_id, err);
     return eddy_repository_execute(app->orders, order_id, orders_cmd_cancel,
                                    (void *)cmd, 5, NULL, err);
 }
@@ -528,6 +554,60 @@ static int on_order_confirmed(eddy_ctx *ctx, const eddy_event *ev,
     return EDDY_OK;
 }
 
+/* ---- OrderService requests (services in separate processes) ------------------ */
+
+/*
+ * Runs the OrderAggregate command a request event asks for (at-least-once
+ * delivery): placement derives order.placed's id from the request id and
+ * takes "already exists" as done (a redelivered request); confirmation and
+ * cancellation rebuild the saga's command (same id, so the same derived
+ * event id) and are no-ops when already applied (orders_cmd_confirm/cancel).
+ */
+static int on_order_request(eddy_ctx *ctx, const eddy_event *ev, void *user)
+{
+    orders_app *app = user;
+    const char *type = eddy_event_type(ev);
+    const char *order_id = NULL, *command_id = NULL, *customer_id = NULL;
+    json_t *items = NULL;
+    eddy_error err = {0};
+    int rc;
+    if (strcmp(type, ORDERS_PLACE_REQUESTED) == 0) {
+        if (eddy_event_unpack(ev, &err, "{s:s, s:s, s:o}", "order_id",
+                              &order_id, "customer_id", &customer_id,
+                              "items", &items) != EDDY_OK)
+            return eddy_ctx_fail(ctx, EDDY_EINVAL, "%s", err.message);
+        char event_id[EDDY_UUID_STRLEN];
+        eddy_id_derive(eddy_event_id(ev), ORDERS_ORDER_PLACED, event_id);
+        orders_place_args args = {.customer_id = customer_id, .items = items,
+                                  .event_id = event_id};
+        rc = eddy_repository_execute(app->orders, order_id, orders_cmd_place,
+                                     &args, 5, NULL, &err);
+        if (rc == EDDY_EEXIST)
+            rc = EDDY_OK; /* placed by an earlier delivery of this request */
+    } else {
+        bool confirm = strcmp(type, ORDERS_CONFIRM_REQUESTED) == 0;
+        if (!confirm && strcmp(type, ORDERS_CANCEL_REQUESTED) != 0)
+            return EDDY_OK;
+        if (eddy_event_unpack(ev, &err, "{s:s, s:s}", "order_id", &order_id,
+                              "command_id", &command_id) != EDDY_OK)
+            return eddy_ctx_fail(ctx, EDDY_EINVAL, "%s", err.message);
+        eddy_command cmd = {
+            .name = confirm ? ORDERS_CMD_CONFIRM_ORDER : ORDERS_CMD_CANCEL_ORDER,
+            .id = command_id,
+            .data = (json_t *)eddy_event_data(ev), /* only read */
+            .correlation_id = eddy_event_correlation_id(ev),
+            .causation_id = eddy_event_id(ev),
+        };
+        rc = eddy_repository_execute(app->orders, order_id,
+                                     confirm ? orders_cmd_confirm
+                                             : orders_cmd_cancel,
+                                     &cmd, 5, NULL, &err);
+    }
+    if (rc != EDDY_OK)
+        return eddy_ctx_fail(ctx, rc, "%s %s: %s", type, order_id, err.message);
+    return EDDY_OK;
+}
+
 /* ---- wiring ------------------------------------------------------------------ */
 
 int orders_services_register(orders_app *app, eddy_error *err)
@@ -554,45 +634,64 @@ int orders_services_register(orders_app *app, eddy_error *err)
 
 int orders_services_start(orders_app *app, eddy_error *err)
 {
-    eddy_durable_options o = {
-        .name = ORDERS_SUB_INVENTORY,
-        .pattern = "inventory.*",
-        .mode = EDDY_DELIVERY_TRANSACTIONAL,
-        .txn_handler = on_inventory_event,
-        .user = app,
-        .workers = app->cfg.workers,
-    };
-    if (!(app->inventory = eddy_durable_start(app->store, &o, err)))
-        return err && err->code ? err->code : EDDY_EIO;
-    o = (eddy_durable_options){
-        .name = ORDERS_SUB_WELCOME_MAIL,
-        .pattern = ORDERS_USER_REGISTERED,
-        .mode = EDDY_DELIVERY_TRANSACTIONAL,
-        .txn_handler = on_user_registered,
-        .user = app,
-        .workers = app->cfg.workers,
-    };
-    if (!(app->welcome_mail = eddy_durable_start(app->store, &o, err)))
-        return err && err->code ? err->code : EDDY_EIO;
-    o = (eddy_durable_options){
-        .name = ORDERS_SUB_CONFIRM_MAIL,
-        .pattern = ORDERS_ORDER_CONFIRMED,
-        .mode = EDDY_DELIVERY_TRANSACTIONAL,
-        .txn_handler = on_order_confirmed,
-        .user = app,
-        .workers = app->cfg.workers,
-    };
-    if (!(app->confirm_mail = eddy_durable_start(app->store, &o, err)))
-        return err && err->code ? err->code : EDDY_EIO;
-    o = (eddy_durable_options){
-        .name = ORDERS_SUB_PAYMENT,
-        .pattern = ORDERS_PAYMENT_REQUESTED,
-        .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
-        .handler = on_payment_requested,
-        .user = app,
-        .workers = app->cfg.workers,
-    };
-    if (!(app->payment = eddy_durable_start(app->store, &o, err)))
-        return err && err->code ? err->code : EDDY_EIO;
+    eddy_durable_options o;
+    if (app->cfg.parts != 0 && (app->cfg.parts & ORDERS_PART_ORDERS)) {
+        o = (eddy_durable_options){
+            .name = "order-service-requests",
+            .pattern = "order.*",
+            .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
+            .handler = on_order_request,
+            .user = app,
+            .workers = app->cfg.workers,
+        };
+        if (!(app->order_requests = eddy_durable_start(app->store, &o, err)))
+            return err && err->code ? err->code : EDDY_EIO;
+    }
+    if (ORDERS_RUNS(app, ORDERS_PART_INVENTORY)) {
+        o = (eddy_durable_options){
+            .name = ORDERS_SUB_INVENTORY,
+            .pattern = "inventory.*",
+            .mode = EDDY_DELIVERY_TRANSACTIONAL,
+            .txn_handler = on_inventory_event,
+            .user = app,
+            .workers = app->cfg.workers,
+        };
+        if (!(app->inventory = eddy_durable_start(app->store, &o, err)))
+            return err && err->code ? err->code : EDDY_EIO;
+    }
+    if (ORDERS_RUNS(app, ORDERS_PART_EMAIL)) {
+        o = (eddy_durable_options){
+            .name = ORDERS_SUB_WELCOME_MAIL,
+            .pattern = ORDERS_USER_REGISTERED,
+            .mode = EDDY_DELIVERY_TRANSACTIONAL,
+            .txn_handler = on_user_registered,
+            .user = app,
+            .workers = app->cfg.workers,
+        };
+        if (!(app->welcome_mail = eddy_durable_start(app->store, &o, err)))
+            return err && err->code ? err->code : EDDY_EIO;
+        o = (eddy_durable_options){
+            .name = ORDERS_SUB_CONFIRM_MAIL,
+            .pattern = ORDERS_ORDER_CONFIRMED,
+            .mode = EDDY_DELIVERY_TRANSACTIONAL,
+            .txn_handler = on_order_confirmed,
+            .user = app,
+            .workers = app->cfg.workers,
+        };
+        if (!(app->confirm_mail = eddy_durable_start(app->store, &o, err)))
+            return err && err->code ? err->code : EDDY_EIO;
+    }
+    if (ORDERS_RUNS(app, ORDERS_PART_PAYMENT)) {
+        o = (eddy_durable_options){
+            .name = ORDERS_SUB_PAYMENT,
+            .pattern = ORDERS_PAYMENT_REQUESTED,
+            .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
+            .handler = on_payment_requested,
+            .user = app,
+            .workers = app->cfg.workers,
+        };
+        if (!(app->payment = eddy_durable_start(app->store, &o, err)))
+            return err && err->code ? err->code : EDDY_EIO;
+    }
     return EDDY_OK;
 }

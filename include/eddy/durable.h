@@ -55,8 +55,8 @@
  * for dead letters marked for redrive. Inbox rows are never pruned.
  *
  * STORE TABLES. The subscriptions keep their state in the store file, in
- * tables created on first use: eddy_checkpoints, eddy_retries,
- * eddy_dead_letters, eddy_inbox. They are written through the store's
+ * tables that are part of the store's schema: eddy_checkpoints,
+ * eddy_retries, eddy_dead_letters, eddy_inbox. They are written through the store's
  * writer (group commit); a handler must not write to them itself.
  *
  * THREADING. eddy_durable_* calls are thread-safe unless said otherwise; a

@@ -28,7 +28,7 @@
  * pattern, mode, state, updated_us)` (state 'running', 'stopped',
  * 'rebuilding') and in `eddy_subscriptions` (kind 'projection', for
  * `eddy graph`); checkpoints are in eddy_checkpoints (eddy/durable.h).
- * They are created on first use. SQLite backend only.
+ * They are part of the store file's schema. SQLite backend only.
  *
  * THREADING. Every function here is thread-safe. `setup`, `apply` and
  * `reset` run on the store's writer thread inside a write transaction: they

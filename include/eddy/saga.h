@@ -63,7 +63,7 @@
  * finished: its pending timeouts are deleted and later events skip it (the
  * commands it queued are still sent).
  *
- * STORE TABLES (created on first use; SQLite backend only):
+ * STORE TABLES (part of the store file's schema; SQLite backend only):
  *   eddy_sagas(type, id, status, result, state, version, correlation_id,
  *              created_us, updated_us)  status 'running'|'completed'|'failed'
  *   eddy_saga_commands(id, seq, saga_type, saga_id, name, data,

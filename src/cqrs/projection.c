@@ -39,14 +39,6 @@
 
 #define DEFAULT_BATCH 500
 
-static const char SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS eddy_projections("
-    "  name TEXT PRIMARY KEY,"
-    "  pattern TEXT NOT NULL,"
-    "  mode TEXT NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  updated_us INTEGER NOT NULL) WITHOUT ROWID;";
-
 static const char UPSERT_CHECKPOINT[] =
     "INSERT INTO eddy_checkpoints(name, position, updated_us) "
     "VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET "
@@ -207,11 +199,6 @@ static int setup_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3_stmt *st = NULL;
     int64_t now = eddyi_txn_now_us(txn);
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
-    if (rc == EDDY_OK && sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, NULL) !=
-                             SQLITE_OK)
-        rc = eddyi_rel_sqlerr(db, "creating eddy_projections", err);
     if (rc == EDDY_OK && def->setup)
         rc = def->setup((eddy_txn *)txn, def->user, err);
     if (rc == EDDY_OK && j->reset) {
@@ -645,11 +632,6 @@ static int list_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
-    if (rc == EDDY_OK && sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, NULL) !=
-                             SQLITE_OK)
-        rc = eddyi_rel_sqlerr(db, "creating eddy_projections", err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_prepare(db, &st, err,
                                "SELECT coalesce(max(position), 0) FROM events",

@@ -40,65 +40,6 @@
 #define DISPATCH_MAX_LANES 16
 #define MESSAGE_MAX 400
 
-static const char SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS eddy_sagas("
-    "  type TEXT NOT NULL,"
-    "  id TEXT NOT NULL,"
-    "  status TEXT NOT NULL,"
-    "  result TEXT NOT NULL DEFAULT '',"
-    "  state TEXT NOT NULL,"
-    "  version INTEGER NOT NULL,"
-    "  correlation_id TEXT,"
-    "  created_us INTEGER NOT NULL,"
-    "  updated_us INTEGER NOT NULL,"
-    "  PRIMARY KEY(type, id)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS eddy_sagas_by_id ON eddy_sagas(id);"
-    "CREATE TABLE IF NOT EXISTS eddy_saga_commands("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  id TEXT NOT NULL UNIQUE,"
-    "  saga_type TEXT NOT NULL,"
-    "  saga_id TEXT NOT NULL,"
-    "  name TEXT NOT NULL,"
-    "  data TEXT,"
-    "  correlation_id TEXT,"
-    "  causation_id TEXT,"
-    "  state TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL DEFAULT 0,"
-    "  last_error TEXT NOT NULL DEFAULT '',"
-    "  created_us INTEGER NOT NULL,"
-    "  sent_us INTEGER);"
-    "CREATE INDEX IF NOT EXISTS eddy_saga_commands_pending"
-    "  ON eddy_saga_commands(saga_type, state, seq);"
-    "CREATE INDEX IF NOT EXISTS eddy_saga_commands_by_saga"
-    "  ON eddy_saga_commands(saga_id);"
-    "CREATE INDEX IF NOT EXISTS eddy_saga_commands_by_causation"
-    "  ON eddy_saga_commands(causation_id);"
-    "CREATE INDEX IF NOT EXISTS eddy_saga_commands_by_correlation"
-    "  ON eddy_saga_commands(correlation_id);"
-    "CREATE TABLE IF NOT EXISTS eddy_saga_timeouts("
-    "  saga_type TEXT NOT NULL,"
-    "  saga_id TEXT NOT NULL,"
-    "  name TEXT NOT NULL,"
-    "  deadline_us INTEGER NOT NULL,"
-    "  fired INTEGER NOT NULL DEFAULT 0,"
-    "  correlation_id TEXT,"
-    "  causation_id TEXT,"
-    "  PRIMARY KEY(saga_type, saga_id, name)) WITHOUT ROWID;"
-    /* The timer asks for the earliest unfired deadlines of a saga type:
-     * without this index that is a scan and a sort of every open deadline,
-     * on the writer thread, growing with the number of running sagas. */
-    "CREATE INDEX IF NOT EXISTS eddy_saga_timeouts_due"
-    "  ON eddy_saga_timeouts(saga_type, fired, deadline_us);";
-
-static int saga_schema(sqlite3 *db, eddy_error *err)
-{
-    int rc = eddyi_rel_schema(db, err);
-    if (rc == EDDY_OK && sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, NULL) !=
-                             SQLITE_OK)
-        rc = eddyi_rel_sqlerr(db, "creating the saga tables", err);
-    return rc;
-}
-
 /* A timeout change queued by on_event. */
 struct tmo_op {
     char *name;
@@ -994,8 +935,6 @@ static int schema_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK)
-        rc = saga_schema(db, err);
-    if (rc == EDDY_OK)
         rc = eddyi_subscription_record_db(db, sg->def->name, sg->pattern,
                                           "saga", eddyi_txn_now_us(txn), err);
     return rc;
@@ -1311,8 +1250,6 @@ static int query_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = saga_schema(db, err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_prepare(
             db, &st, err,

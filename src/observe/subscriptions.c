@@ -9,13 +9,6 @@
 #include "../reliability/reliability_internal.h"
 #include "observe_internal.h"
 
-static const char SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS eddy_subscriptions("
-    "  name TEXT PRIMARY KEY,"
-    "  pattern TEXT NOT NULL,"
-    "  kind TEXT NOT NULL,"
-    "  updated_us INTEGER NOT NULL) WITHOUT ROWID;";
-
 int eddyi_subscription_record_db(sqlite3 *db, const char *name,
                                  const char *pattern, const char *kind,
                                  int64_t now_us, eddy_error *err)
@@ -23,8 +16,6 @@ int eddyi_subscription_record_db(sqlite3 *db, const char *name,
     if (!name || !*name || !kind || !*kind)
         return eddyi_error(err, EDDY_EINVAL,
                            "subscription record: name and kind required");
-    if (sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK)
-        return eddyi_rel_sqlerr(db, "creating eddy_subscriptions", err);
     return eddyi_rel_exec(db, NULL, err,
                           "INSERT INTO eddy_subscriptions(name, pattern, kind,"
                           " updated_us) VALUES(?1, ?2, ?3, ?4) "

@@ -3,9 +3,8 @@
  * publish / handle graph of a system (eddy_graph_*), read from the store.
  *
  * Both read through a write job on the writer's connection (the store
- * gives other layers no read connection, and the tables they read may
- * have to be created). The correlation lookup uses the expression index
- * eddy_events_by_correlation, created on first use.
+ * gives other layers no read connection). The correlation lookup uses the
+ * expression index eddy_events_by_correlation (store migration 3).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -192,11 +191,6 @@ static int collect_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc != EDDY_OK)
         return rc;
-    if (sqlite3_exec(db,
-                     "CREATE INDEX IF NOT EXISTS eddy_events_by_correlation "
-                     "ON events(" CORR_EXPR ")",
-                     NULL, NULL, NULL) != SQLITE_OK)
-        return eddyi_rel_sqlerr(db, "creating the correlation index", err);
     /* An event id: its correlation, or itself. */
     rc = query_text(db, &corr, err,
                     "SELECT coalesce(" CORR_EXPR ", id) FROM events "

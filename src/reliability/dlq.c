@@ -1,10 +1,9 @@
 /*
  * src/reliability/dlq.c - the dead-letter store (eddy_dlq_*) and the
- * reliability tables' schema and SQLite helpers.
+ * SQLite helpers of the reliability layer.
  *
  * Every call here runs through the store's writer (eddyi_store_write): the
- * tables may not exist yet (they are created on first use) and the store
- * exposes no read connection to other layers. Listing pages through the
+ * store exposes no read connection to other layers. Listing pages through the
  * table in jobs of DLQ_PAGE rows and calls the user's callback between
  * jobs, never on the writer thread.
  */
@@ -20,58 +19,12 @@
 
 /* ---- schema and helpers --------------------------------------------------- */
 
-static const char SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS eddy_checkpoints("
-    "  name TEXT PRIMARY KEY,"
-    "  position INTEGER NOT NULL,"
-    "  updated_us INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS eddy_retries("
-    "  subscription TEXT NOT NULL,"
-    "  position INTEGER NOT NULL,"
-    "  event_id TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL,"
-    "  first_failure_us INTEGER NOT NULL,"
-    "  last_failure_us INTEGER NOT NULL,"
-    "  next_at_us INTEGER NOT NULL,"
-    "  error_code INTEGER NOT NULL,"
-    "  last_error TEXT NOT NULL,"
-    "  PRIMARY KEY(subscription, position)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS eddy_dead_letters("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  subscription TEXT NOT NULL,"
-    "  position INTEGER NOT NULL,"
-    "  event_id TEXT NOT NULL,"
-    "  event_type TEXT NOT NULL,"
-    "  payload TEXT NOT NULL,"
-    "  error_code INTEGER NOT NULL,"
-    "  error TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL,"
-    "  first_failure_us INTEGER NOT NULL,"
-    "  last_failure_us INTEGER NOT NULL,"
-    "  status TEXT NOT NULL DEFAULT 'dead',"
-    "  UNIQUE(subscription, position));"
-    "CREATE INDEX IF NOT EXISTS eddy_dead_letters_by_status"
-    "  ON eddy_dead_letters(subscription, status);"
-    "CREATE TABLE IF NOT EXISTS eddy_inbox("
-    "  handler TEXT NOT NULL,"
-    "  event_id TEXT NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  updated_us INTEGER NOT NULL,"
-    "  PRIMARY KEY(handler, event_id)) WITHOUT ROWID;";
-
 int eddyi_rel_sqlerr(sqlite3 *db, const char *what, eddy_error *err)
 {
     int code = sqlite3_errcode(db);
     int ec = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? EDDY_EBUSY
                                                             : EDDY_EIO;
     return eddyi_error(err, ec, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-int eddyi_rel_schema(sqlite3 *db, eddy_error *err)
-{
-    if (sqlite3_exec(db, SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK)
-        return eddyi_rel_sqlerr(db, "creating the reliability tables", err);
-    return EDDY_OK;
 }
 
 int eddyi_rel_db(eddyi_txn *txn, sqlite3 **db, eddy_error *err)
@@ -244,8 +197,6 @@ static int list_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
     if (rc != EDDY_OK)
         return rc;
     if (j->handler)
@@ -324,8 +275,6 @@ static int get_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3_stmt *st = NULL;
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
-    if (rc == EDDY_OK)
         rc = eddyi_rel_prepare(db, &st, err,
                                "SELECT " DL_COLUMNS " FROM eddy_dead_letters "
                                "WHERE id = ?1 AND (?2 IS NULL OR "
@@ -392,8 +341,6 @@ static int update_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     struct update_job *j = arg;
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
     if (rc != EDDY_OK)
         return rc;
     if (strcmp(j->types, "i") == 0)

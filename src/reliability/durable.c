@@ -1330,8 +1330,6 @@ static int load_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
     int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_schema(db, err);
     /* Record who handles what, for `eddy graph` (a projection or saga of
      * this name has recorded itself already and keeps its record). */
     if (rc == EDDY_OK)

@@ -18,8 +18,8 @@
  * That is what lets the relay mark a published range sent with one UPDATE
  * over [first, last] without missing or wrongly marking a row.
  *
- * The table is created with CREATE TABLE IF NOT EXISTS the first time a job
- * needs it; it belongs in a versioned store migration eventually.
+ * The table is part of the store file's schema (store migration 3,
+ * src/store/sqlite_schema.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,22 +33,6 @@
 
 #include "../core/internal.h"
 #include "../store/store_internal.h"
-
-static const char SQL_SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS eddy_outbox("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  position INTEGER NOT NULL,"    /* the event's global position */
-    "  event_id TEXT NOT NULL,"
-    "  destination TEXT NOT NULL,"
-    "  payload TEXT NOT NULL,"        /* CloudEvents JSON, as stored */
-    "  created_us INTEGER NOT NULL,"
-    "  sent_us INTEGER,"              /* NULL until published */
-    "  attempts INTEGER NOT NULL DEFAULT 0,"
-    "  UNIQUE(event_id, destination));"
-    "CREATE INDEX IF NOT EXISTS eddy_outbox_unsent ON eddy_outbox(seq) "
-    "  WHERE sent_us IS NULL;"
-    "CREATE INDEX IF NOT EXISTS eddy_outbox_sent ON eddy_outbox(sent_us) "
-    "  WHERE sent_us IS NOT NULL;";
 
 /* Queues one stored event; a row already queued for the destination (a
  * retried append) is left alone. */
@@ -106,29 +90,13 @@ static sqlite3 *txn_db(eddyi_txn *txn, eddy_error *err)
     return db;
 }
 
-/*
- * Prepares `sql` on the writer's connection, creating the outbox table
- * first when the statement cannot be prepared without it. Returns EDDY_OK
- * with `*st` (finalize it), or an error with `*st` NULL.
- */
+/* Prepares `sql` on the writer's connection. Returns EDDY_OK with `*st`
+ * (finalize it), or an error with `*st` NULL. */
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st,
                    eddy_error *err)
 {
     *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) == SQLITE_OK)
-        return EDDY_OK;
-    sqlite3_finalize(*st);
-    *st = NULL;
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, SQL_SCHEMA, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        int code = eddyi_error(err, code_for(rc),
-                               "outbox: cannot create eddy_outbox: %s",
-                               msg ? msg : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        return code;
-    }
-    rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
     if (rc != SQLITE_OK) {
         int code = sql_error(db, rc, err, "prepare");
         sqlite3_finalize(*st);
@@ -681,19 +649,7 @@ static void *relay_main(void *arg)
 static int start_check(eddyi_txn *txn, void *arg, eddy_error *err)
 {
     EDDYI_UNUSED(arg);
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, SQL_SCHEMA, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        int code = eddyi_error(err, code_for(rc),
-                               "outbox: cannot create eddy_outbox: %s",
-                               msg ? msg : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        return code;
-    }
-    return EDDY_OK;
+    return txn_db(txn, err) ? EDDY_OK : EDDY_EUNSUPPORTED;
 }
 
 eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
@@ -732,8 +688,8 @@ eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
                     "the limit of 100000", o.page_rows);
         return NULL;
     }
-    /* Creates the table now, and surfaces a read-only or non-SQLite store
-     * as an error of this call rather than of the thread. */
+    /* Surfaces a read-only or non-SQLite store as an error of this call
+     * rather than of the thread. */
     if (eddyi_store_write(s, start_check, NULL, err) != EDDY_OK)
         return NULL;
 

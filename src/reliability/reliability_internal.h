@@ -2,9 +2,9 @@
  * src/reliability/reliability_internal.h - what durable.c and dlq.c share:
  * the reliability tables and small SQLite helpers. Not public.
  *
- * The tables are created with CREATE TABLE IF NOT EXISTS inside the first
- * write job that needs them. TODO(store): make them a versioned store
- * migration (src/store/sqlite_schema.c) so `eddy store info` knows them.
+ * The tables (eddy_checkpoints, eddy_retries, eddy_dead_letters,
+ * eddy_inbox, eddy_outbox) are part of the store file's schema: store
+ * migration 3 in src/store/sqlite_schema.c creates them.
  */
 #ifndef EDDY_SRC_RELIABILITY_INTERNAL_H
 #define EDDY_SRC_RELIABILITY_INTERNAL_H
@@ -14,9 +14,6 @@
 
 #include "eddy/durable.h"
 #include "../store/store_internal.h"
-
-/* Creates the reliability tables if missing. Writer thread only. */
-int eddyi_rel_schema(sqlite3 *db, eddy_error *err);
 
 /* The SQLite write connection of a job, or EDDY_EUNSUPPORTED for other
  * backends (`*db` NULL). */
