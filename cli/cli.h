@@ -27,6 +27,13 @@ int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 
  * NUL-terminated buffer. Returns NULL with a message on stderr on failure. */
 char *cli_read_file(const char *path, size_t *len);
 
+/* The store URL a command uses when --store is not given. */
+#define CLI_DEFAULT_STORE_URL "sqlite:eddy.db"
+
+/* The store URL to use: `opt` (the --store value) if not NULL, else
+ * $EDDY_STORE if set and non-empty, else CLI_DEFAULT_STORE_URL. */
+const char *cli_store_url(const char *opt);
+
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);
 

@@ -26,7 +26,6 @@
 #include "eddy/durable.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 
 static void dlq_usage(FILE *out)
 {
@@ -51,15 +50,7 @@ static void dlq_usage(FILE *out)
             "  --handler H    only the dead letters of handler (subscription) H\n\n"
             "exit status: 0 success, 1 store error or no such dead letter,\n"
             "2 usage error.\n",
-            DEFAULT_STORE_URL);
-}
-
-static const char *store_url(const char *opt)
-{
-    if (opt)
-        return opt;
-    const char *env = getenv("EDDY_STORE");
-    return env && *env ? env : DEFAULT_STORE_URL;
+            CLI_DEFAULT_STORE_URL);
 }
 
 /* Opens an EXISTING store for writing (the DLQ is read through the
@@ -300,7 +291,7 @@ int cmd_dlq(int argc, char **argv)
     if (strcmp(format, "table") && strcmp(action, "list"))
         return cli_fail(2, "dlq %s: --format only applies to list", action);
 
-    url = store_url(url);
+    url = cli_store_url(url);
     eddy_store *s = open_existing(url);
     if (!s)
         return 1;

@@ -11,7 +11,6 @@
 #include "cli.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 
 static int usage(FILE *out, int status)
 {
@@ -24,7 +23,7 @@ static int usage(FILE *out, int status)
             "  --store URL      the store (default: $EDDY_STORE, else %s)\n"
             "  --format FORMAT  dot (Graphviz, default) or mermaid\n\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
     return status;
 }
 
@@ -63,10 +62,7 @@ int cmd_graph(int argc, char **argv)
     }
     if (optind != argc)
         return usage(stderr, 2);
-    if (!url) {
-        const char *env = getenv("EDDY_STORE");
-        url = env && *env ? env : DEFAULT_STORE_URL;
-    }
+    url = cli_store_url(url);
     eddy_error err = {0};
     eddy_store *s = eddy_store_open(url, NULL, &err);
     if (!s)

@@ -19,15 +19,6 @@
 #include "eddy/eddy.h"
 #include "orders/orders.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
-
-static const char *store_url(const char *opt)
-{
-    if (opt)
-        return opt;
-    const char *env = getenv("EDDY_STORE");
-    return env && *env ? env : DEFAULT_STORE_URL;
-}
 
 static int usage(FILE *out, int status)
 {
@@ -43,7 +34,7 @@ static int usage(FILE *out, int status)
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 store error or unknown projection,\n"
             "2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
     return status;
 }
 
@@ -107,7 +98,7 @@ int cmd_projections(int argc, char **argv)
             return usage(stderr, 2);
         }
     }
-    url = store_url(url);
+    url = cli_store_url(url);
     eddy_error err = {0};
     if (strcmp(sub, "list") == 0) {
         if (optind != argc)

@@ -12,7 +12,6 @@
 #include "cli.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 
 static int usage(FILE *out, int status)
 {
@@ -27,7 +26,7 @@ static int usage(FILE *out, int status)
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 no such saga or store error, 2 usage "
             "error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
     return status;
 }
 
@@ -122,10 +121,7 @@ int cmd_sagas(int argc, char **argv)
         default: return usage(stderr, 2);
         }
     }
-    if (!url) {
-        const char *env = getenv("EDDY_STORE");
-        url = env && *env ? env : DEFAULT_STORE_URL;
-    }
+    url = cli_store_url(url);
     bool list = strcmp(sub, "list") == 0, show = strcmp(sub, "show") == 0;
     if (!list && !show) {
         fprintf(stderr, "eddy sagas: unknown subcommand \"%s\"\n", sub);

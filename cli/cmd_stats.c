@@ -25,7 +25,6 @@
 #include "cli.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 
 static void stats_usage(FILE *out)
 {
@@ -37,7 +36,7 @@ static void stats_usage(FILE *out)
             "  --store URL      the store (default: $EDDY_STORE, else %s)\n"
             "  --format FORMAT  table (default) or prometheus (text exposition 0.0.4)\n\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
 }
 
 /* One durable subscription's figures. */
@@ -376,10 +375,7 @@ int cmd_stats(int argc, char **argv)
     }
     if (optind < argc)
         return cli_fail(2, "stats: unexpected argument \"%s\"", argv[optind]);
-    if (!url) {
-        const char *env = getenv("EDDY_STORE");
-        url = env && *env ? env : DEFAULT_STORE_URL;
-    }
+    url = cli_store_url(url);
 
     report r = {0};
     eddy_error err = {0};

@@ -21,16 +21,7 @@
 #include "cli.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 #define DEFAULT_SOURCE "eddy-cli"
-
-static const char *store_url(const char *opt)
-{
-    if (opt)
-        return opt;
-    const char *env = getenv("EDDY_STORE");
-    return env && *env ? env : DEFAULT_STORE_URL;
-}
 
 static eddy_store *open_store(const char *url, bool read_only)
 {
@@ -74,7 +65,7 @@ static void list_usage(FILE *out)
             "  --format FORMAT    jsonl (default): one CloudEvents JSON event per line;\n"
             "                     table: position, stream, version, time, type, id\n\n"
             "exit status: 0 success, 1 store or read error, 2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
 }
 
 int cmd_events_list(int argc, char **argv)
@@ -159,7 +150,7 @@ int cmd_events_list(int argc, char **argv)
         goto done;
     }
     status = 1;
-    url = store_url(url);
+    url = cli_store_url(url);
     s = open_store(url, true);
     if (!s)
         goto done;
@@ -221,7 +212,7 @@ static void streams_usage(FILE *out)
             "list: prints every stream id with its current version.\n"
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 no such stream or store error, 2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
 }
 
 static int print_stream_row(const char *stream_id, int64_t version, void *user)
@@ -287,7 +278,7 @@ int cmd_streams(int argc, char **argv)
     if (!table && strcmp(format, "jsonl") != 0)
         return cli_fail(2, "streams: --format: '%s' is not table or jsonl", format);
 
-    url = store_url(url);
+    url = cli_store_url(url);
     eddy_store *s = open_store(url, true);
     if (!s)
         return 1;
@@ -361,7 +352,7 @@ static void store_usage(FILE *out)
             "and snapshots, head (last global) position, size on disk and sync mode.\n"
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
 }
 
 int cmd_store(int argc, char **argv)
@@ -393,7 +384,7 @@ int cmd_store(int argc, char **argv)
                         argv[optind]);
     if (optind + 1 < argc)
         return cli_fail(2, "store info: unexpected argument '%s'", argv[optind + 1]);
-    url = store_url(url);
+    url = cli_store_url(url);
     eddy_store *s = open_store(url, true);
     if (!s)
         return 1;
@@ -448,7 +439,7 @@ static void append_usage(FILE *out)
             "and stops the input; events acknowledged before stay stored.\n"
             "exit status: 0 all appended, 1 an event was refused (conflict, bad\n"
             "line, store error), 2 usage error.\n",
-            DEFAULT_STORE_URL, DEFAULT_SOURCE);
+            CLI_DEFAULT_STORE_URL, DEFAULT_SOURCE);
 }
 
 /* How the events to append are built and which version each expects. */
@@ -723,7 +714,7 @@ int cmd_append(int argc, char **argv)
     if (!*sp.source)
         return cli_fail(2, "append: --source must not be empty");
 
-    url = store_url(url);
+    url = cli_store_url(url);
     eddy_store *s = open_store(url, false);
     if (!s)
         return 1;

@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "eddy/eddy.h"
 
-#define DEFAULT_STORE_URL "sqlite:eddy.db"
 
 static int usage(FILE *out, int status)
 {
@@ -23,7 +22,7 @@ static int usage(FILE *out, int status)
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 not found or store error, 2 usage "
             "error.\n",
-            DEFAULT_STORE_URL);
+            CLI_DEFAULT_STORE_URL);
     return status;
 }
 
@@ -45,10 +44,7 @@ int cmd_trace(int argc, char **argv)
     }
     if (optind != argc - 1)
         return usage(stderr, 2);
-    if (!url) {
-        const char *env = getenv("EDDY_STORE");
-        url = env && *env ? env : DEFAULT_STORE_URL;
-    }
+    url = cli_store_url(url);
     eddy_error err = {0};
     eddy_store *s = eddy_store_open(url, NULL, &err);
     if (!s)

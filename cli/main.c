@@ -35,6 +35,14 @@ int cli_fail(int status, const char *fmt, ...)
     return status;
 }
 
+const char *cli_store_url(const char *opt)
+{
+    if (opt)
+        return opt;
+    const char *env = getenv("EDDY_STORE");
+    return env && *env ? env : CLI_DEFAULT_STORE_URL;
+}
+
 int cli_is_help(const char *arg)
 {
     return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);

@@ -289,7 +289,8 @@ int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
                 strerror(errno));
         return 1;
     }
-    snprintf(r.group_prefix, sizeof r.group_prefix, "%s-", r.dir + 5);
+    /* "eddy-demo-XXXXXX-": the temporary directory names the run. */
+    snprintf(r.group_prefix, sizeof r.group_prefix, "%.40s-", r.dir + 5);
     snprintf(r.args[0], sizeof r.args[0], "%llu", (unsigned long long)opts->cfg.seed);
     snprintf(r.args[1], sizeof r.args[1], "%.17g", opts->cfg.payment_failure_rate);
     snprintf(r.args[2], sizeof r.args[2], "%u", opts->cfg.payment_latency_us);
