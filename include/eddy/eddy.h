@@ -52,6 +52,7 @@
 #include "eddy/projection.h"
 #include "eddy/saga.h"
 #include "eddy/trace.h"
+#include "eddy/transport.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -34,4 +34,23 @@ out=$("$tmp/hello") || fail "the README example exited non-zero"
 echo "$out"
 grep -q "welcome mail to ada@example.org" <<<"$out" || fail "no welcome mail line"
 grep -q "audit: mail.sent" <<<"$out" || fail "the follow-up event was not handled"
+
+# The same program through the installed CMake package.
+mkdir -p "$tmp/cmake-user"
+cp "$tmp/hello.c" "$tmp/cmake-user/"
+cat > "$tmp/cmake-user/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.25)
+project(hello C)
+find_package(eddy REQUIRED)
+add_executable(hello hello.c)
+target_link_libraries(hello PRIVATE eddy::eddy)
+CMAKE
+flags=""
+[ -n "$san" ] && flags="-fsanitize=$san"
+cmake -S "$tmp/cmake-user" -B "$tmp/cmake-user/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+      -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" > "$tmp/cmake-user.log" 2>&1 &&
+  cmake --build "$tmp/cmake-user/build" >> "$tmp/cmake-user.log" 2>&1 ||
+  { cat "$tmp/cmake-user.log"; fail "find_package(eddy) does not build the README example"; }
+"$tmp/cmake-user/build/hello" | grep -q "welcome mail to ada@example.org" ||
+  fail "the README example built through find_package(eddy) does not run"
 echo "readme_example: ok"
