@@ -234,8 +234,10 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     eddy_event_unref(p->ev);
     free(p);
     pthread_mutex_lock(&ks->mu);
-    ks->inflight--;
-    pthread_cond_broadcast(&ks->cv);
+    /* Only a flush waits on `inflight`, and only for zero: waking it for
+     * every report would cost a context switch per message. */
+    if (--ks->inflight == 0)
+        pthread_cond_broadcast(&ks->cv);
     pthread_mutex_unlock(&ks->mu);
 }
 
@@ -373,8 +375,8 @@ static int kafka_publish_async(eddy_transport *t, const eddy_event *ev,
     int rc = kafka_produce(t, ev, topic, p, err);
     if (rc != EDDY_OK) {
         pthread_mutex_lock(&ks->mu);
-        ks->inflight--;
-        pthread_cond_broadcast(&ks->cv);
+        if (--ks->inflight == 0)
+            pthread_cond_broadcast(&ks->cv);
         pthread_mutex_unlock(&ks->mu);
         eddy_event_unref(p->ev);
         free(p);
