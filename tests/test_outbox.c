@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -691,13 +693,7 @@ static int setup_dir(void **state)
     return 0;
 }
 
-static int remove_dir(void **state)
-{
-    (void)state;
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+EDDYT_RMTREE_TEARDOWN(remove_dir, tmpdir)
 
 int main(void)
 {

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -359,13 +361,7 @@ static int setup_dir(void **state)
     return 0;
 }
 
-static int remove_dir(void **state)
-{
-    (void)state;
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+EDDYT_RMTREE_TEARDOWN(remove_dir, tmpdir)
 
 int main(void)
 {

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -316,13 +318,7 @@ static int setup_dir(void **state)
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
-static int remove_dir(void **state)
-{
-    (void)state;
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+EDDYT_RMTREE_TEARDOWN(remove_dir, tmpdir)
 
 int main(void)
 {

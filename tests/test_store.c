@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_util.h"
 #include <sqlite3.h>
 
 #include "eddy/eddy.h"
@@ -348,9 +350,7 @@ static void test_refuse_foreign_and_newer(void **state)
 
 static int rm_dir(void)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
+    return eddyt_rmtree(tmpdir);
 }
 
 int main(void)

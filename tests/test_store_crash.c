@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_util.h"
 #include <sqlite3.h>
 
 #include "eddy/eddy.h"
@@ -264,9 +266,6 @@ int main(void)
         cmocka_unit_test(test_sigkill_rounds),
     };
     int failed = cmocka_run_group_tests_name("store crash", tests, NULL, NULL);
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    eddyt_rmtree(tmpdir); /* reports its own failure */
     return failed ? 1 : 0;
 }

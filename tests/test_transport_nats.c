@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_util.h"
 #include <nats/nats.h>
 #include <pthread.h>
 
@@ -404,9 +406,6 @@ out:
     natsOptions_Destroy(o);
     nats_CloseAndWait(2000);
     servers("stop", NULL, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_transport_nats: could not remove %s\n", dir);
+    eddyt_rmtree(dir); /* reports its own failure */
     return failed ? 1 : 0;
 }

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_util.h"
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
@@ -316,9 +318,6 @@ int main(void)
     };
     failed += cmocka_run_group_tests_name("transport_redis", tests, NULL, NULL);
     servers("stop", 0);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    eddyt_rmtree(dir); /* reports its own failure */
     return failed ? 1 : 0;
 }
