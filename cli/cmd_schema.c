@@ -3,21 +3,29 @@
  * and `eddy schema validate`.
  *
  * `schema` only dispatches: each sub-subcommand is one line in
- * schema_commands[] and one static function here (a later `eddy schema
- * check FILE --type T --version V`, validating events against a registry,
- * is one more line and one more function).
+ * schema_commands[] and one static function here. `eddy schema check FILE
+ * --type T --version V` validates events (or bare data) against the schema
+ * registered for (T, V) in a registry: the order system's, or one loaded
+ * from a directory of TYPE@VERSION.json files.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "eddy/eddy.h"
+#include "orders/orders.h"
 
 static int schema_validate(int argc, char **argv);
+static int schema_check(int argc, char **argv);
 
 static const struct cli_command schema_commands[] = {
     {"validate", "validate a JSON document against a JSON Schema (draft-07)", schema_validate},
+    {"check", "validate events (or data) against a registered schema (type, version)",
+     schema_check},
     {NULL, NULL, NULL},
 };
 
@@ -121,5 +129,399 @@ done:
     json_decref(data);
     free(text);
     eddy_schema_free(schema);
+    return status;
+}
+
+/* ---- eddy schema check ----------------------------------------------------- */
+
+static void check_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: eddy schema check [FILE|-] --type TYPE --version VERSION\n"
+            "                         [--schemas DIR]\n\n"
+            "Validates events read from FILE (default: standard input) against\n"
+            "the JSON Schema registered for (TYPE, VERSION). FILE holds one\n"
+            "CloudEvents 1.0 JSON event (an object with \"specversion\"), a batch\n"
+            "(an array of events), JSON lines (one event per non-empty line), or\n"
+            "bare data: any other JSON value (e.g. an object without\n"
+            "\"specversion\"), validated directly as the data.\n\n"
+            "Each event is first decoded as a CloudEvent (strictly, as `eddy events\n"
+            "check` does); then its data is validated against the schema of\n"
+            "(TYPE, VERSION), whatever the event's own type and dataversion: when\n"
+            "they differ from TYPE / VERSION (or it has no dataversion), that is\n"
+            "reported as a mismatch error. An event without data is validated as\n"
+            "null; binary data (data_base64) cannot be validated and is an error.\n\n"
+            "options:\n"
+            "  --type TYPE        the event type whose schema is used (required)\n"
+            "  --version VERSION  its dataversion, a dotted number: \"2.0\" (required)\n"
+            "  --schemas DIR      load the schemas from DIR: every file named\n"
+            "                     TYPE@VERSION.json (e.g. user.registered@2.0.json)\n"
+            "                     is registered for (TYPE, VERSION); other *.json\n"
+            "                     names are an error, files not ending in .json\n"
+            "                     and hidden files are skipped. Default: the\n"
+            "                     schemas of the order system that `eddy demo` runs.\n\n"
+            "output, one line per event (per error for an invalid one):\n"
+            "  ok ID\n"
+            "  invalid ID: /email: format email expected, got \"x@\"\n"
+            "  invalid ID: type mismatch: event is order.placed, checked against "
+            "user.registered 2.0\n"
+            "  invalid WHERE: MESSAGE   (not a CloudEvent; WHERE: event, [INDEX]\n"
+            "                            or line N)\n"
+            "ID is \"data\" for bare data.\n\n"
+            "exit status: 0 all valid, 1 some invalid, 2 usage error, unreadable,\n"
+            "malformed or empty input, bad schemas directory, or no schema\n"
+            "registered for (TYPE, VERSION) (the message lists the type's\n"
+            "registered versions).\n");
+}
+
+/* What one `schema check` run validates against, and how it went. */
+typedef struct check_run {
+    const eddy_schema *schema; /* borrowed from the registry */
+    const char *type;          /* --type */
+    const char *version;       /* --version */
+    int status;                /* 0 all valid so far, 1 some invalid */
+    bool failed;               /* validation itself failed (out of memory) */
+} check_run;
+
+/* eddy_schema_error_fn: one "invalid LABEL: MESSAGE" line per error. */
+static int print_invalid(const char *path, const char *keyword, const char *message, void *user)
+{
+    (void)path;
+    (void)keyword;
+    printf("invalid %s: %s\n", (const char *)user, message);
+    return 0;
+}
+
+/* Validates `data` (NULL: JSON null) against the run's schema, every error on
+ * its own line prefixed by `label`. Returns true when valid. */
+static bool check_data(check_run *run, const char *label, const json_t *data)
+{
+    json_t *null_data = NULL;
+    if (!data)
+        data = null_data = json_null();
+    eddy_error err;
+    eddy_error_clear(&err);
+    int rc = eddy_schema_validate_all(run->schema, data, print_invalid, (void *)label, NULL,
+                                      &err);
+    json_decref(null_data);
+    if (rc == EDDY_OK)
+        return true;
+    if (rc != EDDY_ESCHEMA) {
+        cli_fail(2, "schema check: %s: validation failed: %s", label, err.message);
+        run->failed = true;
+    }
+    return false;
+}
+
+/* Checks one JSON value as a CloudEvent, then its data against the schema;
+ * prints the verdict. `where` names the value when it is not a CloudEvent.
+ * Updates run->status. */
+static void check_event(check_run *run, const json_t *value, const char *where)
+{
+    eddy_error err;
+    eddy_error_clear(&err);
+    eddy_event *ev = eddy_event_from_json(value, &err);
+    if (!ev) {
+        printf("invalid %s: %s\n", where, err.message);
+        run->status = 1;
+        return;
+    }
+    const char *id = eddy_event_id(ev);
+    bool ok = true;
+    if (strcmp(eddy_event_type(ev), run->type) != 0) {
+        printf("invalid %s: type mismatch: event is %s, checked against %s %s\n", id,
+               eddy_event_type(ev), run->type, run->version);
+        ok = false;
+    }
+    const char *version = eddy_event_dataversion(ev);
+    if (!version) {
+        printf("invalid %s: dataversion mismatch: event has none, checked against %s %s\n", id,
+               run->type, run->version);
+        ok = false;
+    } else if (eddy_schema_version_cmp(version, run->version) != 0) {
+        printf("invalid %s: dataversion mismatch: event is %s, checked against %s %s\n", id,
+               version, run->type, run->version);
+        ok = false;
+    }
+    if (eddy_event_data_base64(ev)) {
+        printf("invalid %s: binary data (data_base64) cannot be validated against a JSON "
+               "schema\n",
+               id);
+        ok = false;
+    } else if (!check_data(run, id, eddy_event_data(ev))) {
+        ok = false;
+    }
+    if (ok)
+        printf("ok %s\n", id);
+    else
+        run->status = 1;
+    eddy_event_unref(ev);
+}
+
+/* True when the line [p, p + n) holds only blanks. */
+static bool line_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r", p[i]))
+            return false;
+    return true;
+}
+
+/* The first non-blank line of `text`: start in *p, length in *n. False when
+ * there is none. */
+static bool first_line(const char *text, size_t len, const char **p, size_t *n)
+{
+    const char *q = text, *end = text + len;
+    while (q < end) {
+        const char *nl = memchr(q, '\n', (size_t)(end - q));
+        const char *eol = nl ? nl : end;
+        if (!line_blank(q, (size_t)(eol - q))) {
+            *p = q;
+            *n = (size_t)(eol - q);
+            return true;
+        }
+        q = eol + 1;
+    }
+    return false;
+}
+
+/* JSON lines: every non-blank line is one event. */
+static void check_lines(check_run *run, const char *text, size_t len)
+{
+    size_t lineno = 0;
+    const char *p = text, *end = text + len;
+    while (p < end && !run->failed) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        size_t n = (size_t)(eol - p);
+        lineno++;
+        if (!line_blank(p, n)) {
+            char where[32];
+            snprintf(where, sizeof where, "line %zu", lineno);
+            json_error_t jerr;
+            json_t *value = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+            if (value) {
+                check_event(run, value, where);
+                json_decref(value);
+            } else {
+                printf("invalid %s: JSON parse error at column %d: %s\n", where, jerr.column,
+                       jerr.text);
+                run->status = 1;
+            }
+        }
+        p = eol + 1;
+    }
+}
+
+/* Loads every DIR/TYPE@VERSION.json into a new registry. Returns NULL with
+ * the reason on stderr. */
+static eddy_schema_registry *load_schemas_dir(const char *dir)
+{
+    struct dirent **names = NULL;
+    int count = scandir(dir, &names, NULL, alphasort);
+    if (count < 0) {
+        cli_fail(2, "schema check: --schemas %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    eddy_schema_registry *reg = eddy_schema_registry_new();
+    char *path = NULL;
+    size_t loaded = 0;
+    eddy_error err;
+    eddy_error_clear(&err);
+    if (!reg) {
+        cli_fail(2, "schema check: out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < count; i++) {
+        const char *name = names[i]->d_name;
+        size_t len = strlen(name);
+        if (name[0] == '.' || len < 5 || strcmp(name + len - 5, ".json") != 0)
+            continue;
+        size_t dlen = strlen(dir);
+        free(path);
+        path = malloc(dlen + 1 + len + 1);
+        if (!path) {
+            cli_fail(2, "schema check: out of memory");
+            goto fail;
+        }
+        memcpy(path, dir, dlen);
+        path[dlen] = '/';
+        memcpy(path + dlen + 1, name, len + 1);
+        const char *at = strrchr(name, '@');
+        size_t stem = len - 5;
+        if (!at || at == name || (size_t)(at - name) + 1 >= stem) {
+            cli_fail(2, "schema check: %s: not named TYPE@VERSION.json", path);
+            goto fail;
+        }
+        size_t tlen = (size_t)(at - name);
+        char *type = strndup(name, tlen);
+        char *version = strndup(at + 1, stem - tlen - 1);
+        int rc = type && version ? eddy_schema_registry_add_file(reg, type, version, path, &err)
+                                 : EDDY_ENOMEM;
+        free(type);
+        free(version);
+        if (rc != EDDY_OK) {
+            cli_fail(2, "schema check: %s: %s", path,
+                     rc == EDDY_ENOMEM && !err.message[0] ? "out of memory" : err.message);
+            goto fail;
+        }
+        loaded++;
+    }
+    if (loaded == 0) {
+        cli_fail(2, "schema check: --schemas %s: no TYPE@VERSION.json schema files", dir);
+        goto fail;
+    }
+    free(path);
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    return reg;
+fail:
+    free(path);
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    eddy_schema_registry_free(reg);
+    return NULL;
+}
+
+/* Explains on stderr that `reg` has no schema for (type, version), listing
+ * the type's registered versions. The registry has no listing call, so this
+ * asks eddy_schema_registry_validate_event about a probe event of (type,
+ * version): it names the versions that exist, or passes when the type has
+ * no schema at all. Returns 2. */
+static int unknown_schema(const eddy_schema_registry *reg, const char *type,
+                          const char *version, const char *origin)
+{
+    eddy_error err;
+    eddy_error_clear(&err);
+    eddy_event_init init = {.type = type, .source = "eddy-schema-check", .id = "probe",
+                            .dataversion = version};
+    eddy_event *probe = eddy_event_new(&init, &err);
+    if (!probe)
+        return cli_fail(2, "schema check: no schema registered for %s %s in %s (%s)", type,
+                        version, origin, err.message);
+    int rc = eddy_schema_registry_validate_event(reg, probe, &err);
+    eddy_event_unref(probe);
+    if (rc == EDDY_OK)
+        return cli_fail(2, "schema check: type %s has no schema in %s", type, origin);
+    return cli_fail(2, "schema check: %s (in %s)", err.message, origin);
+}
+
+/* Matches option `name` at argv[*i], as "--name VALUE" or "--name=VALUE".
+ * Returns 1 and sets *value (advancing *i past a separate value), 0 when
+ * argv[*i] is another argument, -1 when the value is missing. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static int schema_check(int argc, char **argv)
+{
+    const char *path = NULL, *type = NULL, *version = NULL, *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            check_usage(stdout);
+            return 0;
+        }
+        static const char *const names[] = {"--type", "--version", "--schemas"};
+        const char **slots[] = {&type, &version, &dir};
+        int matched = 0;
+        for (size_t k = 0; k < 3 && !matched; k++) {
+            matched = option_value(argc, argv, &i, names[k], slots[k]);
+            if (matched < 0)
+                return cli_fail(2, "schema check: %s needs a value (see --help)", names[k]);
+            if (matched && (*slots[k])[0] == '\0')
+                return cli_fail(2, "schema check: %s must not be empty", names[k]);
+        }
+        if (matched)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return cli_fail(2, "schema check: unknown option '%s' (see --help)", argv[i]);
+        if (path)
+            return cli_fail(2, "schema check: one FILE at most (see --help)");
+        path = argv[i];
+    }
+    if (!type || !version)
+        return cli_fail(2, "schema check: --type and --version are required (see --help)");
+
+    int status = 2;
+    char *text = NULL;
+    json_t *root = NULL;
+    eddy_error err;
+    eddy_error_clear(&err);
+    const char *origin = dir ? dir : "the order system's schemas";
+    eddy_schema_registry *reg = dir ? load_schemas_dir(dir) : orders_schemas_new(&err);
+    if (!reg) {
+        if (!dir)
+            cli_fail(2, "schema check: order system schemas: %s", err.message);
+        goto done;
+    }
+    check_run run = {.schema = eddy_schema_registry_get(reg, type, version),
+                     .type = type,
+                     .version = version};
+    if (!run.schema) {
+        unknown_schema(reg, type, version, origin);
+        goto done;
+    }
+
+    size_t len = 0;
+    text = cli_read_file(path, &len);
+    if (!text)
+        goto done; /* cli_read_file printed why */
+    const char *input = path && strcmp(path, "-") != 0 ? path : "standard input";
+    json_error_t jerr;
+    root = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (root && json_is_array(root)) {
+        for (size_t i = 0; i < json_array_size(root) && !run.failed; i++) {
+            char where[32];
+            snprintf(where, sizeof where, "[%zu]", i);
+            check_event(&run, json_array_get(root, i), where);
+        }
+        /* an empty batch is a valid batch, with nothing to print */
+    } else if (root && json_is_object(root) && json_object_get(root, "specversion")) {
+        check_event(&run, root, "event");
+    } else if (root) {
+        if (check_data(&run, "data", root))
+            printf("ok data\n");
+        else
+            run.status = 1;
+    } else {
+        const char *line;
+        size_t n;
+        if (!first_line(text, len, &line, &n)) {
+            cli_fail(2, "schema check: no events in %s", input);
+            goto done;
+        }
+        json_t *probe = json_loadb(line, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        if (!probe) {
+            /* Not JSON lines either: the whole document is malformed. */
+            cli_fail(2, "schema check: %s: line %d, column %d: %s", input, jerr.line,
+                     jerr.column, jerr.text);
+            goto done;
+        }
+        json_decref(probe);
+        check_lines(&run, text, len);
+    }
+    if (run.failed)
+        goto done;
+    status = run.status;
+done:
+    json_decref(root);
+    free(text);
+    eddy_schema_registry_free(reg);
     return status;
 }
