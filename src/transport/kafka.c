@@ -387,30 +387,8 @@ static int kafka_publish_async(eddy_transport *t, const eddy_event *ev,
 static int kafka_flush(eddy_transport *t, int timeout_ms, eddy_error *err)
 {
     kafka_state *ks = t->state;
-    int64_t deadline = eddyi_transport_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
-    int rc = EDDY_OK;
-    pthread_mutex_lock(&ks->mu);
-    while (ks->inflight) {
-        int64_t left = deadline - eddyi_transport_now_ms();
-        if (left <= 0) {
-            rc = eddyi_error(err, EDDY_ETIMEDOUT, "flush: %zu kafka publishes "
-                             "still pending after %d ms", ks->inflight,
-                             timeout_ms);
-            break;
-        }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        if (left > 100)
-            left = 100;
-        until.tv_nsec += (long)left * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ks->cv, &ks->mu, &until);
-    }
-    pthread_mutex_unlock(&ks->mu);
-    return rc;
+    return eddyi_transport_wait_drained(&ks->mu, &ks->cv, &ks->inflight,
+                                        timeout_ms, "kafka", err);
 }
 
 /* ---- open / close --------------------------------------------------------- */

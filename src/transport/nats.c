@@ -143,8 +143,10 @@ static void pending_finish(nats_state *ns, nats_pending *p, int rc,
     eddy_event_unref(p->ev);
     free(p);
     pthread_mutex_lock(&ns->mu);
-    ns->inflight--;
-    pthread_cond_broadcast(&ns->cv);
+    /* Only a flush waits on `inflight`, and only for zero: waking it for
+     * every acknowledgement would cost a context switch per message. */
+    if (--ns->inflight == 0)
+        pthread_cond_broadcast(&ns->cv);
     pthread_mutex_unlock(&ns->mu);
 }
 
@@ -303,8 +305,8 @@ static int nats_publish_async(eddy_transport *t, const eddy_event *ev,
     /* Not sent: take the record back (nothing else can have it). */
     pthread_mutex_lock(&ns->mu);
     nats_pending *mine = pending_take(ns, msg);
-    ns->inflight--;
-    pthread_cond_broadcast(&ns->cv);
+    if (--ns->inflight == 0)
+        pthread_cond_broadcast(&ns->cv);
     pthread_mutex_unlock(&ns->mu);
     if (mine) {
         eddy_event_unref(mine->ev);
@@ -321,30 +323,8 @@ static int nats_publish_async(eddy_transport *t, const eddy_event *ev,
 static int nats_flush(eddy_transport *t, int timeout_ms, eddy_error *err)
 {
     nats_state *ns = t->state;
-    int64_t deadline = eddyi_transport_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
-    int rc = EDDY_OK;
-    pthread_mutex_lock(&ns->mu);
-    while (ns->inflight) {
-        int64_t left = deadline - eddyi_transport_now_ms();
-        if (left <= 0) {
-            rc = eddyi_error(err, EDDY_ETIMEDOUT, "flush: %zu nats publishes "
-                             "still pending after %d ms", ns->inflight,
-                             timeout_ms);
-            break;
-        }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        if (left > 100)
-            left = 100;
-        until.tv_nsec += (long)left * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ns->cv, &ns->mu, &until);
-    }
-    pthread_mutex_unlock(&ns->mu);
-    return rc;
+    return eddyi_transport_wait_drained(&ns->mu, &ns->cv, &ns->inflight,
+                                        timeout_ms, "nats", err);
 }
 
 /* libnats: the connection is back (one of its threads). */

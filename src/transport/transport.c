@@ -35,6 +35,35 @@ int64_t eddyi_transport_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int eddyi_transport_wait_drained(pthread_mutex_t *mu, pthread_cond_t *cv,
+                                 const size_t *inflight, int timeout_ms,
+                                 const char *engine, eddy_error *err)
+{
+    int64_t deadline = eddyi_transport_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = EDDY_OK;
+    pthread_mutex_lock(mu);
+    while (*inflight) {
+        int64_t left = deadline - eddyi_transport_now_ms();
+        if (left <= 0) {
+            rc = eddyi_error(err, EDDY_ETIMEDOUT, "flush: %zu %s publishes "
+                             "still pending after %d ms", *inflight, engine,
+                             timeout_ms);
+            break;
+        }
+        /* Wake at least every 100 ms to look at the clock again. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(left > 100 ? 100 : left) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(cv, mu, &until);
+    }
+    pthread_mutex_unlock(mu);
+    return rc;
+}
+
 void eddyi_transport_sleep_ms(int ms)
 {
     if (ms <= 0)

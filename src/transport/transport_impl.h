@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "eddy/transport.h"
@@ -173,6 +174,16 @@ int eddyi_transport_mem_inject(eddy_transport *t, const char *topic,
 
 /* Milliseconds of a monotonic clock. */
 int64_t eddyi_transport_now_ms(void);
+
+/*
+ * A backend's flush: waits on `cv` (with `mu`, which the caller does NOT
+ * hold) until `*inflight` is 0 or `timeout_ms` passes (< 0: 0 ms). The
+ * backend broadcasts `cv` when its count reaches 0. Returns EDDY_OK, or
+ * EDDY_ETIMEDOUT with "flush: N ENGINE publishes still pending".
+ */
+int eddyi_transport_wait_drained(pthread_mutex_t *mu, pthread_cond_t *cv,
+                                 const size_t *inflight, int timeout_ms,
+                                 const char *engine, eddy_error *err);
 
 /* Sleeps `ms` milliseconds (interrupted early is fine). */
 void eddyi_transport_sleep_ms(int ms);
