@@ -632,66 +632,44 @@ int orders_services_register(orders_app *app, eddy_error *err)
     return EDDY_OK;
 }
 
+/* Starts one of the domain's durable subscriptions into `*out`: a plain
+ * handler (at-least-once) when `txn_fn` is NULL, else a transactional one. */
+static int start_subscription(orders_app *app, const char *name,
+                              const char *pattern, eddy_handler_fn fn,
+                              eddy_txn_handler_fn txn_fn, eddy_durable **out,
+                              eddy_error *err)
+{
+    eddy_durable_options o = {
+        .name = name,
+        .pattern = pattern,
+        .mode = txn_fn ? EDDY_DELIVERY_TRANSACTIONAL : EDDY_DELIVERY_AT_LEAST_ONCE,
+        .handler = fn,
+        .txn_handler = txn_fn,
+        .user = app,
+        .workers = app->cfg.workers,
+    };
+    *out = eddy_durable_start(app->store, &o, err);
+    return *out ? EDDY_OK : err && err->code ? err->code : EDDY_EIO;
+}
+
 int orders_services_start(orders_app *app, eddy_error *err)
 {
-    eddy_durable_options o;
-    if (app->cfg.parts != 0 && (app->cfg.parts & ORDERS_PART_ORDERS)) {
-        o = (eddy_durable_options){
-            .name = "order-service-requests",
-            .pattern = "order.*",
-            .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
-            .handler = on_order_request,
-            .user = app,
-            .workers = app->cfg.workers,
-        };
-        if (!(app->order_requests = eddy_durable_start(app->store, &o, err)))
-            return err && err->code ? err->code : EDDY_EIO;
-    }
-    if (ORDERS_RUNS(app, ORDERS_PART_INVENTORY)) {
-        o = (eddy_durable_options){
-            .name = ORDERS_SUB_INVENTORY,
-            .pattern = "inventory.*",
-            .mode = EDDY_DELIVERY_TRANSACTIONAL,
-            .txn_handler = on_inventory_event,
-            .user = app,
-            .workers = app->cfg.workers,
-        };
-        if (!(app->inventory = eddy_durable_start(app->store, &o, err)))
-            return err && err->code ? err->code : EDDY_EIO;
-    }
-    if (ORDERS_RUNS(app, ORDERS_PART_EMAIL)) {
-        o = (eddy_durable_options){
-            .name = ORDERS_SUB_WELCOME_MAIL,
-            .pattern = ORDERS_USER_REGISTERED,
-            .mode = EDDY_DELIVERY_TRANSACTIONAL,
-            .txn_handler = on_user_registered,
-            .user = app,
-            .workers = app->cfg.workers,
-        };
-        if (!(app->welcome_mail = eddy_durable_start(app->store, &o, err)))
-            return err && err->code ? err->code : EDDY_EIO;
-        o = (eddy_durable_options){
-            .name = ORDERS_SUB_CONFIRM_MAIL,
-            .pattern = ORDERS_ORDER_CONFIRMED,
-            .mode = EDDY_DELIVERY_TRANSACTIONAL,
-            .txn_handler = on_order_confirmed,
-            .user = app,
-            .workers = app->cfg.workers,
-        };
-        if (!(app->confirm_mail = eddy_durable_start(app->store, &o, err)))
-            return err && err->code ? err->code : EDDY_EIO;
-    }
-    if (ORDERS_RUNS(app, ORDERS_PART_PAYMENT)) {
-        o = (eddy_durable_options){
-            .name = ORDERS_SUB_PAYMENT,
-            .pattern = ORDERS_PAYMENT_REQUESTED,
-            .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
-            .handler = on_payment_requested,
-            .user = app,
-            .workers = app->cfg.workers,
-        };
-        if (!(app->payment = eddy_durable_start(app->store, &o, err)))
-            return err && err->code ? err->code : EDDY_EIO;
-    }
-    return EDDY_OK;
+    int rc = EDDY_OK;
+    /* Order requests come from other processes only (multi-process runs). */
+    if (app->cfg.parts != 0 && (app->cfg.parts & ORDERS_PART_ORDERS))
+        rc = start_subscription(app, "order-service-requests", "order.*",
+                                on_order_request, NULL, &app->order_requests, err);
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_INVENTORY))
+        rc = start_subscription(app, ORDERS_SUB_INVENTORY, "inventory.*", NULL,
+                                on_inventory_event, &app->inventory, err);
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
+        rc = start_subscription(app, ORDERS_SUB_WELCOME_MAIL, ORDERS_USER_REGISTERED,
+                                NULL, on_user_registered, &app->welcome_mail, err);
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
+        rc = start_subscription(app, ORDERS_SUB_CONFIRM_MAIL, ORDERS_ORDER_CONFIRMED,
+                                NULL, on_order_confirmed, &app->confirm_mail, err);
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_PAYMENT))
+        rc = start_subscription(app, ORDERS_SUB_PAYMENT, ORDERS_PAYMENT_REQUESTED,
+                                on_payment_requested, NULL, &app->payment, err);
+    return rc;
 }

@@ -348,63 +348,62 @@ static int update_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     return eddyi_rel_exec(db, &j->changes, err, j->sql, "t", j->handler);
 }
 
-int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err)
+/* Runs `sql` (one ?1 = a dead letter id) through the writer; EDDY_ENOTFOUND
+ * when it changed no row. `what` names the call in messages. */
+static int dlq_by_id(eddy_store *store, const char *what, const char *sql,
+                     int64_t id, eddy_error *err)
 {
     if (!store)
-        return eddyi_error(err, EDDY_EINVAL, "dlq retry: no store");
-    struct update_job j = {
-        .sql = "UPDATE eddy_dead_letters SET status = 'redrive' WHERE id = ?1",
-        .types = "i",
-        .id = id};
+        return eddyi_error(err, EDDY_EINVAL, "%s: no store", what);
+    struct update_job j = {.sql = sql, .types = "i", .id = id};
     int rc = eddyi_store_write(store, update_job_run, &j, err);
     if (rc == EDDY_OK && j.changes == 0)
         return eddyi_error(err, EDDY_ENOTFOUND, "no dead letter %lld",
                            (long long)id);
     return rc;
+}
+
+/* Runs `sql` (?1 = a handler name or NULL for all) through the writer;
+ * `*count` (may be NULL) receives the rows changed. */
+static int dlq_by_handler(eddy_store *store, const char *what, const char *sql,
+                          const char *handler, size_t *count, eddy_error *err)
+{
+    if (!store)
+        return eddyi_error(err, EDDY_EINVAL, "%s: no store", what);
+    struct update_job j = {.sql = sql, .types = "t", .handler = handler};
+    int rc = eddyi_store_write(store, update_job_run, &j, err);
+    if (rc == EDDY_OK && count)
+        *count = (size_t)j.changes;
+    return rc;
+}
+
+int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err)
+{
+    return dlq_by_id(store, "dlq retry",
+                     "UPDATE eddy_dead_letters SET status = 'redrive' WHERE id = ?1",
+                     id, err);
 }
 
 int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
                        eddy_error *err)
 {
-    if (!store)
-        return eddyi_error(err, EDDY_EINVAL, "dlq retry: no store");
-    struct update_job j = {
-        .sql = "UPDATE eddy_dead_letters SET status = 'redrive' "
-               "WHERE status = 'dead' AND (?1 IS NULL OR subscription = ?1)",
-        .types = "t",
-        .handler = handler};
-    int rc = eddyi_store_write(store, update_job_run, &j, err);
-    if (rc == EDDY_OK && count)
-        *count = (size_t)j.changes;
-    return rc;
+    return dlq_by_handler(store, "dlq retry",
+                          "UPDATE eddy_dead_letters SET status = 'redrive' "
+                          "WHERE status = 'dead' AND (?1 IS NULL OR subscription = ?1)",
+                          handler, count, err);
 }
 
 int eddy_dlq_delete(eddy_store *store, int64_t id, eddy_error *err)
 {
-    if (!store)
-        return eddyi_error(err, EDDY_EINVAL, "dlq delete: no store");
-    struct update_job j = {.sql = "DELETE FROM eddy_dead_letters WHERE id = ?1",
-                           .types = "i",
-                           .id = id};
-    int rc = eddyi_store_write(store, update_job_run, &j, err);
-    if (rc == EDDY_OK && j.changes == 0)
-        return eddyi_error(err, EDDY_ENOTFOUND, "no dead letter %lld",
-                           (long long)id);
-    return rc;
+    return dlq_by_id(store, "dlq delete",
+                     "DELETE FROM eddy_dead_letters WHERE id = ?1", id, err);
 }
 
 int eddy_dlq_purge(eddy_store *store, const char *handler, size_t *count,
                    eddy_error *err)
 {
-    if (!store)
-        return eddyi_error(err, EDDY_EINVAL, "dlq purge: no store");
-    struct update_job j = {
-        .sql = "DELETE FROM eddy_dead_letters "
-               "WHERE ?1 IS NULL OR subscription = ?1",
-        .types = "t",
-        .handler = handler};
-    int rc = eddyi_store_write(store, update_job_run, &j, err);
-    if (rc == EDDY_OK && count)
-        *count = (size_t)j.changes;
-    return rc;
+    return dlq_by_handler(store, "dlq purge",
+                          "DELETE FROM eddy_dead_letters "
+                          "WHERE ?1 IS NULL OR subscription = ?1",
+                          handler, count, err);
 }
