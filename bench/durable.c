@@ -30,6 +30,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -158,10 +160,10 @@ typedef struct sql_job {
 
 /* Runs SQL through the store's writer; a SELECT's first column goes to
  * `value`. */
-static int run_sql(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_sql(eddy_txn *txn, void *arg, eddy_error *err)
 {
     sql_job *j = arg;
-    sqlite3 *db = eddyi_txn_sqlite(txn);
+    sqlite3 *db = eddyi_txn_native(txn);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, j->sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));

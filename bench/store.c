@@ -31,6 +31,8 @@
 
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/eddy.h"
 #include "eddy/es.h"
 

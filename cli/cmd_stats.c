@@ -17,6 +17,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,6 +12,8 @@
 #define EDDY_TESTS_PROJECTION_FIXTURE_H
 
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -663,11 +663,11 @@ static void test_async_append(void **state)
     assert_int_equal(head_of(t->store), 50);
 }
 
-static int job_append_then(eddyi_txn *txn, void *arg, eddy_error *err)
+static int job_append_then(eddy_txn *txn, void *arg, eddy_error *err)
 {
     int fail = *(int *)arg;
     eddy_event *ev = conf_event("job.e", NULL, 0, fail);
-    int rc = eddyi_txn_append(txn, "jobs", EDDY_EXPECT_ANY, &ev, 1, NULL, err);
+    int rc = eddy_txn_append(txn, "jobs", EDDY_EXPECT_ANY, &ev, 1, NULL, err);
     eddy_event_unref(ev);
     if (rc == EDDY_OK && fail) {
         snprintf(err->message, sizeof err->message, "job gave up");

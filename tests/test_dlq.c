@@ -21,6 +21,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/eddy.h"
 
 struct fx {

@@ -33,6 +33,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/eddy.h"
 
 #define ROUNDS 20

@@ -17,6 +17,8 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>

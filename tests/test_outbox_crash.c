@@ -29,6 +29,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>

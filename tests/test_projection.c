@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "eddy/sqlite.h"
 #include "projection_fixture.h"
 
 static char tmpdir[] = "/tmp/eddy-projection-XXXXXX";

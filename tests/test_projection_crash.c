@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "eddy/sqlite.h"
 #include "projection_fixture.h"
 
 #define ROUNDS 20

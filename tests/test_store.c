@@ -18,6 +18,8 @@
 #include "test_util.h"
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/eddy.h"
 #include "store/sqlite_schema.h"
 #include "store/store_internal.h"
@@ -154,10 +156,10 @@ static void test_urls(void **state)
     free(path);
 }
 
-static int read_pragmas(eddyi_txn *txn, void *arg, eddy_error *err)
+static int read_pragmas(eddy_txn *txn, void *arg, eddy_error *err)
 {
     (void)err;
-    sqlite3 *db = eddyi_txn_sqlite(txn);
+    sqlite3 *db = eddyi_txn_native(txn);
     int64_t *out = arg;
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &st, NULL);

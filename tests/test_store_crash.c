@@ -28,6 +28,8 @@
 #include "test_util.h"
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/eddy.h"
 
 #define ROUNDS 20

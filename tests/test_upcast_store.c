@@ -18,6 +18,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "test_util.h"
 
 #include "eddy/eddy.h"

@@ -6,6 +6,7 @@
 #define EDDY_EXAMPLES_ORDERS_INTERNAL_H
 
 #include "orders/orders.h"
+#include "eddy/sqlite.h"
 
 struct orders_app {
     eddy_store *store;            /* borrowed */

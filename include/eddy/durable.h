@@ -24,7 +24,7 @@
  *       before "done" is committed re-runs it on restart (at-least-once for
  *       that window). Good for effects outside the store (e-mail, HTTP).
  *   EDDY_DELIVERY_TRANSACTIONAL  The handler runs inside the store's write
- *       transaction (eddy_txn): its own writes (eddy_txn_sqlite), its
+ *       transaction (eddy_txn): its own writes (eddy_txn_exec, eddy/sql.h), its
  *       follow-up events, its inbox row and the checkpoint commit together
  *       or not at all. EXACTLY-ONCE effects for everything it writes to the
  *       store. Effects outside the store are not covered (use INBOX).
@@ -71,12 +71,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
-
 #include "eddy/bus.h"
 #include "eddy/error.h"
 #include "eddy/event.h"
 #include "eddy/metrics.h"
+#include "eddy/retry.h"
+#include "eddy/sql.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -84,10 +84,6 @@ extern "C" {
 #endif
 
 typedef struct eddy_durable eddy_durable;
-
-/* The store's open write transaction, as a transactional handler sees it.
- * Valid only during the handler call. */
-typedef struct eddy_txn eddy_txn;
 
 typedef enum eddy_delivery_mode {
     EDDY_DELIVERY_AT_LEAST_ONCE = 0,
@@ -112,30 +108,6 @@ typedef enum eddy_start_from {
  */
 typedef int (*eddy_txn_handler_fn)(eddy_ctx *ctx, const eddy_event *ev,
                                    eddy_txn *txn, void *user);
-
-/* Says whether error `code` (a handler's return value) is worth retrying.
- * Runs on a worker thread; must be quick. */
-typedef bool (*eddy_retryable_fn)(int code, void *user);
-
-/*
- * Retry policy; the zero value gives the defaults. The delay before retry n
- * (n = 1 after the first failure) is
- *     min(max_delay_ms, initial_delay_ms * multiplier^(n-1)) * (1 - jitter*r)
- * with r uniform in [0, 1): jitter only shortens a delay, never beyond the
- * cap.
- */
-typedef struct eddy_retry_policy {
-    unsigned max_attempts;     /* handler calls per event, first included;
-                                  0: 5; 1: no retry */
-    unsigned initial_delay_ms; /* 0: 100 */
-    double multiplier;         /* 0: 2.0; must be >= 1 */
-    unsigned max_delay_ms;     /* 0: 30000 */
-    double jitter;             /* 0: 0.2; negative: none; at most 1 */
-    /* NULL: every error is retryable except EDDY_EINVAL, EDDY_EPARSE and
-     * EDDY_ESCHEMA (a malformed event fails the same way every time). */
-    eddy_retryable_fn retryable;
-    void *retryable_user;
-} eddy_retry_policy;
 
 /* Options of a durable subscription; zero values give the defaults.
  * Copied by eddy_durable_start (`user`, `metrics` and the predicate's user
@@ -228,23 +200,6 @@ int eddy_durable_wait_idle(eddy_durable *d, int64_t position, int timeout_ms);
  * error. Thread-safe; not from the subscription's own handler.
  */
 int eddy_durable_redrive(eddy_durable *d, int64_t id, eddy_error *err);
-
-/* ---- inside a transactional handler ----------------------------------- */
-
-/* The store's SQLite write connection (NULL for other backends), valid for
- * the handler call. Use it for the handler's own tables; statements must be
- * finalized before the handler returns. */
-sqlite3 *eddy_txn_sqlite(eddy_txn *txn);
-
-/*
- * Appends `count` events to `stream_id` inside the handler's transaction,
- * with the checks and results of eddy_store_append; they commit or roll
- * back with the handler. `events` borrowed. Returns as eddy_store_append.
- */
-int eddy_txn_append(eddy_txn *txn, const char *stream_id,
-                    int64_t expected_version, eddy_event *const *events,
-                    size_t count, eddy_append_result *result,
-                    eddy_error *err);
 
 /* ---- the dead-letter store -------------------------------------------- */
 

@@ -44,6 +44,8 @@
 #include "eddy/bus.h"
 #include "eddy/metrics.h"
 #include "eddy/store.h"
+#include "eddy/sql.h"
+#include "eddy/retry.h"
 #include "eddy/durable.h"
 #include "eddy/es.h"
 #include "eddy/schema.h"

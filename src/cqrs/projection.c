@@ -191,13 +191,13 @@ struct setup_job {
     int64_t checkpoint; /* out */
 };
 
-static int setup_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int setup_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct setup_job *j = arg;
     const eddy_projection_def *def = j->def;
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
-    int64_t now = eddyi_txn_now_us(txn);
+    int64_t now = eddy_txn_now_us(txn);
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK && def->setup)
         rc = def->setup((eddy_txn *)txn, def->user, err);
@@ -239,13 +239,13 @@ struct state_job {
     const char *state;
 };
 
-static int state_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int state_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct state_job *j = arg;
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     return rc == EDDY_OK
-               ? set_state(db, j->def, j->state, eddyi_txn_now_us(txn), err)
+               ? set_state(db, j->def, j->state, eddy_txn_now_us(txn), err)
                : rc;
 }
 
@@ -269,7 +269,7 @@ static int inbox_done(sqlite3 *db, const char *name, const char *event_id,
 }
 
 /* Applies `ev` unless the inbox says it is done; with `mark`, marks it. */
-static int apply_once(eddyi_txn *txn, sqlite3 *db,
+static int apply_once(eddy_txn *txn, sqlite3 *db,
                       const eddy_projection_def *def, const eddy_event *ev,
                       bool mark, eddy_error *err)
 {
@@ -290,7 +290,7 @@ static int apply_once(eddyi_txn *txn, sqlite3 *db,
                             "ON CONFLICT(handler, event_id) DO UPDATE SET "
                             "state = 'done', updated_us = excluded.updated_us",
                             "tti", def->name, eddy_event_id(ev),
-                            eddyi_txn_now_us(txn));
+                            eddy_txn_now_us(txn));
     return rc;
 }
 
@@ -303,7 +303,7 @@ struct batch_job {
     int64_t last;
 };
 
-static int batch_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch_job *j = arg;
     sqlite3 *db;
@@ -313,7 +313,7 @@ static int batch_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
             rc = apply_once(txn, db, j->def, j->events[i], false, err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii",
-                            j->def->name, j->last, eddyi_txn_now_us(txn));
+                            j->def->name, j->last, eddy_txn_now_us(txn));
     return rc;
 }
 
@@ -373,7 +373,7 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
 
 /* ---- INLINE: the append hook and arming it --------------------------------- */
 
-static int inline_hook(eddyi_txn *txn, const char *stream_id,
+static int inline_hook(eddy_txn *txn, const char *stream_id,
                        eddy_event *const *events, size_t count, void *user,
                        eddy_error *err)
 {
@@ -400,7 +400,7 @@ struct arm_job {
  * the hook, in one transaction. These few events bypass the store's
  * transform hook (they are decoded as stored).
  */
-static int arm_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int arm_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct arm_job *j = arg;
     eddy_projection *p = j->p;
@@ -436,7 +436,7 @@ static int arm_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     sqlite3_finalize(st);
     if (rc == EDDY_OK && last > j->checkpoint)
         rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii",
-                            p->def->name, last, eddyi_txn_now_us(txn));
+                            p->def->name, last, eddy_txn_now_us(txn));
     if (rc == EDDY_OK)
         p->armed = true; /* writer thread: the hook reads it there */
     return rc;
@@ -626,7 +626,7 @@ struct list_job {
     int64_t head;
 };
 
-static int list_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int list_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct list_job *j = arg;
     sqlite3 *db;

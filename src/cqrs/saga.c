@@ -26,6 +26,7 @@
 
 #include "eddy/durable.h"
 #include "eddy/saga.h"
+#include "eddy/sqlite.h"
 
 #include "../core/internal.h"
 #include "../observe/observe_internal.h"
@@ -491,7 +492,7 @@ static void pending_clear(struct pending_cmd *p)
     free(p->error);
 }
 
-static int fetch_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int fetch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct fetch_job *j = arg;
     sqlite3 *db;
@@ -538,7 +539,7 @@ struct mark_job {
     size_t count;
 };
 
-static int mark_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int mark_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct mark_job *j = arg;
     sqlite3 *db;
@@ -550,7 +551,7 @@ static int mark_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
                                 "UPDATE eddy_saga_commands SET state = "
                                 "'sent', attempts = attempts + 1, sent_us = "
                                 "?2 WHERE seq = ?1",
-                                "ii", p->seq, eddyi_txn_now_us(txn));
+                                "ii", p->seq, eddy_txn_now_us(txn));
         else if (p->outcome == 2)
             rc = eddyi_rel_exec(db, NULL, err,
                                 "UPDATE eddy_saga_commands SET attempts = "
@@ -834,7 +835,7 @@ struct fire_job {
     size_t fired;
 };
 
-static int fire_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int fire_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct fire_job *j = arg;
     const eddy_saga_def *def = j->sg->def;
@@ -881,7 +882,7 @@ static int fire_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
             rc = err && err->code ? err->code : EDDY_ENOMEM;
             break;
         }
-        rc = eddyi_txn_append(txn, sid, EDDY_EXPECT_ANY, &ev, 1, NULL, err);
+        rc = eddy_txn_append(txn, sid, EDDY_EXPECT_ANY, &ev, 1, NULL, err);
         eddy_event_unref(ev);
         if (rc == EDDY_OK)
             rc = eddyi_rel_exec(db, NULL, err,
@@ -929,14 +930,14 @@ static void *timer_main(void *arg)
 
 /* ---- start / stop ------------------------------------------------------- */
 
-static int schema_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int schema_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     eddy_saga *sg = arg;
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK)
         rc = eddyi_subscription_record_db(db, sg->def->name, sg->pattern,
-                                          "saga", eddyi_txn_now_us(txn), err);
+                                          "saga", eddy_txn_now_us(txn), err);
     return rc;
 }
 
@@ -1244,7 +1245,7 @@ static json_t *rows_as_json(sqlite3 *db, const char *sql, const char *type,
     return arr;
 }
 
-static int query_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int query_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct query_job *j = arg;
     sqlite3 *db;

@@ -7,6 +7,8 @@
 
 #include <sqlite3.h>
 
+#include "eddy/sqlite.h"
+
 #include "eddy/error.h"
 #include "eddy/store.h"
 

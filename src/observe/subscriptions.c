@@ -34,14 +34,14 @@ struct record_job {
     const char *name, *pattern, *kind;
 };
 
-static int record_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int record_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct record_job *j = arg;
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     return rc == EDDY_OK
                ? eddyi_subscription_record_db(db, j->name, j->pattern,
-                                              j->kind, eddyi_txn_now_us(txn),
+                                              j->kind, eddy_txn_now_us(txn),
                                               err)
                : rc;
 }

@@ -183,7 +183,7 @@ struct collect_job {
     eddy_trace *t;
 };
 
-static int collect_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int collect_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct collect_job *j = arg;
     sqlite3 *db;
@@ -444,7 +444,7 @@ static int edges_from(sqlite3 *db, eddy_graph *g, eddy_graph_edge_kind kind,
     return rc;
 }
 
-static int graph_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int graph_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     eddy_graph *g = arg;
     sqlite3 *db;

@@ -27,9 +27,9 @@ int eddyi_rel_sqlerr(sqlite3 *db, const char *what, eddy_error *err)
     return eddyi_error(err, ec, "%s: %s", what, sqlite3_errmsg(db));
 }
 
-int eddyi_rel_db(eddyi_txn *txn, sqlite3 **db, eddy_error *err)
+int eddyi_rel_db(eddy_txn *txn, sqlite3 **db, eddy_error *err)
 {
-    *db = eddyi_txn_sqlite(txn);
+    *db = eddyi_txn_native(txn);
     if (!*db)
         return eddyi_error(err, EDDY_EUNSUPPORTED,
                            "durable subscriptions and dead letters need the "
@@ -191,7 +191,7 @@ struct list_job {
     size_t n;
 };
 
-static int list_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int list_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct list_job *j = arg;
     sqlite3 *db;
@@ -268,7 +268,7 @@ struct get_job {
     bool found;
 };
 
-static int get_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int get_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct get_job *j = arg;
     sqlite3 *db;
@@ -336,7 +336,7 @@ struct update_job {
     int64_t changes;
 };
 
-static int update_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int update_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct update_job *j = arg;
     sqlite3 *db;

@@ -335,14 +335,14 @@ struct ckpt_job {
     int64_t position;
 };
 
-static int ckpt_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int ckpt_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct ckpt_job *j = arg;
     sqlite3 *db;
     int rc = eddyi_rel_db(txn, &db, err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii",
-                            j->d->name, j->position, eddyi_txn_now_us(txn));
+                            j->d->name, j->position, eddy_txn_now_us(txn));
     /* Retry rows at or below the checkpoint are stale (their event was
      * handled or dead-lettered). */
     if (rc == EDDY_OK)
@@ -427,7 +427,7 @@ struct txn_job {
     int64_t position;
     int64_t dead_letter_id; /* > 0: a redrive; delete it on success */
     bool had_retry;         /* delete the retry row on success */
-    eddyi_txn *txn;
+    eddy_txn *txn;
     bool skipped;           /* the inbox said "done" already */
     bool batched;           /* the batch writes the checkpoint once */
     char msg[MESSAGE_MAX];
@@ -440,7 +440,7 @@ static int publish_txn(void *host_user, eddy_event *ev)
     if (!stream)
         stream = eddy_event_type(ev);
     eddy_error e = {0};
-    int rc = eddyi_txn_append(j->txn, stream, EDDY_EXPECT_ANY, &ev, 1, NULL,
+    int rc = eddy_txn_append(j->txn, stream, EDDY_EXPECT_ANY, &ev, 1, NULL,
                               &e);
     if (rc != EDDY_OK)
         EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: follow-up %s: %s",
@@ -451,14 +451,14 @@ static int publish_txn(void *host_user, eddy_event *ev)
 static int call_txn_fn(eddy_ctx *ctx, void *arg)
 {
     struct txn_job *j = arg;
-    return j->d->txn_handler(ctx, j->ev, (eddy_txn *)j->txn, j->d->user);
+    return j->d->txn_handler(ctx, j->ev, j->txn, j->d->user);
 }
 
 /* The bookkeeping committed with a successful (or skipped) call. */
 static int txn_job_finish(struct txn_job *j, sqlite3 *db, eddy_error *err)
 {
     eddy_durable *d = j->d;
-    int64_t now = eddyi_txn_now_us(j->txn);
+    int64_t now = eddy_txn_now_us(j->txn);
     int rc = EDDY_OK;
     if (d->mode != EDDY_DELIVERY_AT_LEAST_ONCE)
         rc = eddyi_rel_exec(db, NULL, err,
@@ -489,7 +489,7 @@ static int txn_job_finish(struct txn_job *j, sqlite3 *db, eddy_error *err)
 }
 
 /* TRANSACTIONAL: inbox check, handler, inbox row, checkpoint: one job. */
-static int txn_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int txn_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct txn_job *j = arg;
     eddy_durable *d = j->d;
@@ -540,7 +540,7 @@ struct claim_job {
     bool done;
 };
 
-static int claim_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int claim_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct claim_job *j = arg;
     sqlite3 *db;
@@ -553,7 +553,7 @@ static int claim_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
                                "?3) ON CONFLICT(handler, event_id) DO UPDATE "
                                "SET updated_us = updated_us RETURNING state",
                                "tti", j->d->name, eddy_event_id(j->ev),
-                               eddyi_txn_now_us(txn));
+                               eddy_txn_now_us(txn));
     if (rc != EDDY_OK)
         return rc;
     int s = sqlite3_step(st);
@@ -570,7 +570,7 @@ static int claim_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
 }
 
 /* A write job holding only the bookkeeping of txn_job_finish. */
-static int finish_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int finish_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct txn_job *j = arg;
     sqlite3 *db;
@@ -642,7 +642,7 @@ struct row_job {
     const struct item *it;
 };
 
-static int retry_row_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int retry_row_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct row_job *j = arg;
     const struct item *it = j->it;
@@ -664,7 +664,7 @@ static int retry_row_run(eddyi_txn *txn, void *arg, eddy_error *err)
         it->last_code, it->last_error);
 }
 
-static int dead_letter_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int dead_letter_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct row_job *j = arg;
     const struct item *it = j->it;
@@ -876,7 +876,7 @@ static bool same_key(const struct item *a, const struct item *b)
     return a->hash == b->hash && strcmp(a->key, b->key) == 0;
 }
 
-static int batch_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch *b = arg;
     eddy_durable *d = b->d;
@@ -916,7 +916,7 @@ static int batch_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     int64_t w = watermark_get(d);
     if (w > 0)
         rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii", d->name,
-                            w, eddyi_txn_now_us(txn));
+                            w, eddy_txn_now_us(txn));
     return rc;
 }
 
@@ -1178,7 +1178,7 @@ struct fail_job {
     const char *error;
 };
 
-static int redrive_fail_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int redrive_fail_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct fail_job *j = arg;
     sqlite3 *db;
@@ -1190,7 +1190,7 @@ static int redrive_fail_run(eddyi_txn *txn, void *arg, eddy_error *err)
                           "attempts = attempts + 1, error_code = ?2, "
                           "error = ?3, last_failure_us = ?4 WHERE id = ?1",
                           "inti", j->id, j->code, j->error,
-                          eddyi_txn_now_us(txn));
+                          eddy_txn_now_us(txn));
 }
 
 static int redrive(eddy_durable *d, int64_t id, bool only_marked,
@@ -1239,7 +1239,7 @@ struct marked_job {
     size_t n;
 };
 
-static int marked_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int marked_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct marked_job *j = arg;
     sqlite3 *db;
@@ -1323,7 +1323,7 @@ struct load_job {
     int64_t checkpoint;
 };
 
-static int load_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
+static int load_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct load_job *j = arg;
     eddy_durable *d = j->d;
@@ -1334,7 +1334,7 @@ static int load_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
      * this name has recorded itself already and keeps its record). */
     if (rc == EDDY_OK)
         rc = eddyi_subscription_record_db(db, d->name, d->pattern, "handler",
-                                          eddyi_txn_now_us(txn), err);
+                                          eddy_txn_now_us(txn), err);
     if (rc == EDDY_OK)
         rc = eddyi_rel_prepare(db, &st, err,
                                "SELECT position FROM eddy_checkpoints "
@@ -1354,7 +1354,7 @@ static int load_job_run(eddyi_txn *txn, void *arg, eddy_error *err)
     if (!found) {
         j->checkpoint = j->head; /* 0 unless EDDY_START_END */
         rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii", d->name,
-                            j->checkpoint, eddyi_txn_now_us(txn));
+                            j->checkpoint, eddy_txn_now_us(txn));
         if (rc != EDDY_OK)
             return rc;
     }
@@ -1828,22 +1828,4 @@ int eddy_durable_wait_idle(eddy_durable *d, int64_t position, int timeout_ms)
     if (rc == EDDY_OK && !stopped)
         rc = checkpoint_persist(d, NULL);
     return rc;
-}
-
-/* ---- the public face of the write transaction ----------------------------- */
-
-sqlite3 *eddy_txn_sqlite(eddy_txn *txn)
-{
-    return txn ? eddyi_txn_sqlite((eddyi_txn *)txn) : NULL;
-}
-
-int eddy_txn_append(eddy_txn *txn, const char *stream_id,
-                    int64_t expected_version, eddy_event *const *events,
-                    size_t count, eddy_append_result *result,
-                    eddy_error *err)
-{
-    if (!txn)
-        return eddyi_error(err, EDDY_EINVAL, "txn append: no transaction");
-    return eddyi_txn_append((eddyi_txn *)txn, stream_id, expected_version,
-                            events, count, result, err);
 }

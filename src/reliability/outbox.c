@@ -3,7 +3,7 @@
  *
  * The queue is the SQLite table eddy_outbox, written only through the
  * store's writer (eddyi_store_write): an outbox append is one write job that
- * appends the events (eddyi_txn_append) and then copies each stored event
+ * appends the events (eddy_txn_append) and then copies each stored event
  * into the queue with INSERT ... SELECT from the events table, so the queued
  * payload is exactly the stored one and both commit or roll back together.
  *
@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +83,9 @@ static int sql_error(sqlite3 *db, int rc, eddy_error *err, const char *what)
 }
 
 /* The SQLite connection of the job's transaction, or EDDY_EUNSUPPORTED. */
-static sqlite3 *txn_db(eddyi_txn *txn, eddy_error *err)
+static sqlite3 *txn_db(eddy_txn *txn, eddy_error *err)
 {
-    sqlite3 *db = eddyi_txn_sqlite(txn);
+    sqlite3 *db = eddyi_txn_native(txn);
     if (!db)
         eddyi_error(err, EDDY_EUNSUPPORTED,
                     "the outbox needs a SQLite store");
@@ -136,13 +138,13 @@ typedef struct append_job {
     eddy_append_result *result;
 } append_job;
 
-static int run_append(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_append(eddy_txn *txn, void *arg, eddy_error *err)
 {
     append_job *a = arg;
     sqlite3 *db = txn_db(txn, err);
     if (!db)
         return EDDY_EUNSUPPORTED;
-    int rc = eddyi_txn_append(txn, a->stream_id, a->expected, a->events,
+    int rc = eddy_txn_append(txn, a->stream_id, a->expected, a->events,
                               a->count, a->result, err);
     if (rc != EDDY_OK)
         return rc;
@@ -150,7 +152,7 @@ static int run_append(eddyi_txn *txn, void *arg, eddy_error *err)
     if ((rc = prepare(db, SQL_QUEUE, &st, err)) != EDDY_OK)
         return rc;
     sqlite3_bind_text(st, 1, a->destination, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, eddyi_txn_now_us(txn));
+    sqlite3_bind_int64(st, 2, eddy_txn_now_us(txn));
     for (size_t i = 0; i < a->count; i++) {
         const char *id = eddy_event_id(a->events[i]);
         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
@@ -176,7 +178,7 @@ int eddy_outbox_append(eddy_store *s, const char *stream_id,
     int rc = check_destination(destination, err);
     if (rc != EDDY_OK)
         return rc;
-    /* The event arguments are checked by eddyi_txn_append, in the job,
+    /* The event arguments are checked by eddy_txn_append, in the job,
      * before the queue is touched. */
     append_job a = {.stream_id = stream_id,
                     .expected = expected_version,
@@ -196,7 +198,7 @@ typedef struct count_job {
     int64_t out;
 } count_job;
 
-static int run_pending(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_pending(eddy_txn *txn, void *arg, eddy_error *err)
 {
     count_job *c = arg;
     sqlite3 *db = txn_db(txn, err);
@@ -216,7 +218,7 @@ static int run_pending(eddyi_txn *txn, void *arg, eddy_error *err)
     return rc;
 }
 
-static int run_cleanup(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_cleanup(eddy_txn *txn, void *arg, eddy_error *err)
 {
     count_job *c = arg;
     sqlite3 *db = txn_db(txn, err);
@@ -361,7 +363,7 @@ typedef struct page_job {
     size_t n;
 } page_job;
 
-static int run_page(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_page(eddy_txn *txn, void *arg, eddy_error *err)
 {
     page_job *p = arg;
     eddy_outbox_relay *r = p->r;
@@ -413,7 +415,7 @@ typedef struct mark_job {
     int64_t seq; /* SQL_ATTEMPT only */
 } mark_job;
 
-static int run_mark(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_mark(eddy_txn *txn, void *arg, eddy_error *err)
 {
     mark_job *m = arg;
     eddy_outbox_relay *r = m->r;
@@ -424,7 +426,7 @@ static int run_mark(eddyi_txn *txn, void *arg, eddy_error *err)
     int rc = prepare(db, SQL_MARK, &st, err);
     if (rc != EDDY_OK)
         return rc;
-    sqlite3_bind_int64(st, 1, eddyi_txn_now_us(txn));
+    sqlite3_bind_int64(st, 1, eddy_txn_now_us(txn));
     sqlite3_bind_int64(st, 2, r->mark_first);
     sqlite3_bind_int64(st, 3, r->mark_last);
     bind_text_or_null(st, 4, r->opts.destination);
@@ -435,7 +437,7 @@ static int run_mark(eddyi_txn *txn, void *arg, eddy_error *err)
     return rc;
 }
 
-static int run_attempt(eddyi_txn *txn, void *arg, eddy_error *err)
+static int run_attempt(eddy_txn *txn, void *arg, eddy_error *err)
 {
     mark_job *m = arg;
     sqlite3 *db = txn_db(txn, err);
@@ -646,7 +648,7 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-static int start_check(eddyi_txn *txn, void *arg, eddy_error *err)
+static int start_check(eddy_txn *txn, void *arg, eddy_error *err)
 {
     EDDYI_UNUSED(arg);
     return txn_db(txn, err) ? EDDY_OK : EDDY_EUNSUPPORTED;

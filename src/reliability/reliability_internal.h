@@ -10,6 +10,8 @@
 #define EDDY_SRC_RELIABILITY_INTERNAL_H
 
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 #include <stdint.h>
 
 #include "eddy/durable.h"
@@ -17,7 +19,7 @@
 
 /* The SQLite write connection of a job, or EDDY_EUNSUPPORTED for other
  * backends (`*db` NULL). */
-int eddyi_rel_db(eddyi_txn *txn, sqlite3 **db, eddy_error *err);
+int eddyi_rel_db(eddy_txn *txn, sqlite3 **db, eddy_error *err);
 
 /* Fills `err` from the connection's last error (`what` names the step) and
  * returns EDDY_EBUSY for a lock timeout, EDDY_EIO otherwise. */

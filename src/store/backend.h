@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eddy/sql.h"
 #include "eddy/store.h"
 
 /* One event about to be appended: the event (borrowed) and its canonical
@@ -56,6 +57,54 @@ typedef struct eddyi_row {
 /* Frees the contents of `n` rows (not the array). */
 void eddyi_rows_clear(eddyi_row *rows, size_t n);
 
+/*
+ * A parameter bound to a statement (eddy/sql.h). Text is borrowed for the
+ * call; `len` is its length in bytes.
+ */
+typedef enum eddyi_vkind {
+    EDDYI_V_NULL = 0,
+    EDDYI_V_INT,
+    EDDYI_V_REAL,
+    EDDYI_V_TEXT
+} eddyi_vkind;
+
+typedef struct eddyi_value {
+    eddyi_vkind kind;
+    int64_t i;
+    double d;
+    const char *s;
+    size_t len;
+} eddyi_value;
+
+/*
+ * A result row as the engine has it: the front's eddy_row accessors
+ * (eddy/sql.h) call these with `native` (a statement, a result and a row
+ * number, ...). `col` is in range (the front checks against `columns`).
+ * Text is borrowed until the row callback returns.
+ */
+typedef struct eddyi_row_ops {
+    int (*columns)(const void *native);
+    bool (*is_null)(const void *native, int col);
+    const char *(*text)(const void *native, int col);
+    int64_t (*integer)(const void *native, int col);
+    double (*real)(const void *native, int col);
+} eddyi_row_ops;
+
+/* The row view handed to row callbacks (eddy/sql.h's eddy_row). */
+struct eddy_row {
+    const eddyi_row_ops *ops;
+    const void *native;
+};
+
+typedef int (*eddyi_row_fn)(const struct eddy_row *row, void *user);
+
+/* Where a statement runs. */
+typedef enum eddyi_conn {
+    EDDYI_ON_READER = 0, /* a reader connection: committed data */
+    EDDYI_ON_WRITER = 1  /* the writer, inside the open transaction; writer
+                            thread only */
+} eddyi_conn;
+
 typedef struct eddyi_backend {
     const char *name; /* "sqlite" */
 
@@ -66,14 +115,16 @@ typedef struct eddyi_backend {
                 void **impl, eddy_error *err);
     void (*close)(void *impl);
 
-    /* Writer thread only: the group-commit transaction and per-job
-     * savepoints. */
+    /* Writer thread only: the group-commit transaction and savepoints.
+     * `depth` 0 is a job's own savepoint; 1, 2, ... nest inside it
+     * (eddyi_txn_savepoint). Rolling back to a savepoint also releases
+     * it. */
     int (*write_begin)(void *impl, eddy_error *err);
     int (*write_commit)(void *impl, eddy_error *err);
     void (*write_rollback)(void *impl);
-    int (*savepoint)(void *impl, eddy_error *err);
-    int (*savepoint_release)(void *impl, eddy_error *err);
-    void (*savepoint_rollback)(void *impl);
+    int (*savepoint)(void *impl, int depth, eddy_error *err);
+    int (*savepoint_release)(void *impl, int depth, eddy_error *err);
+    void (*savepoint_rollback)(void *impl, int depth);
     /* Appends inside the open transaction (expected version, idempotence:
      * see eddy_store_append). Leaves no partial writes on failure. */
     int (*append)(void *impl, const char *stream_id, int64_t expected,
@@ -85,6 +136,20 @@ typedef struct eddyi_backend {
                          int64_t taken_us, eddy_error *err);
     /* The engine's write connection (sqlite3 *), or NULL. */
     void *(*write_native)(void *impl);
+
+    /*
+     * Runs one SQL statement with numbered parameters $1..$n (eddy/sql.h):
+     * on the writer inside the open transaction (writer thread only), or on
+     * a reader. `fn` (may be NULL) is called per result row; its non-zero
+     * return stops the statement and is returned. `changes` (may be NULL)
+     * receives the rows changed. `static_sql`: `sql` has static storage
+     * duration, so its prepared form may be cached by address; otherwise
+     * by content. Errors: EDDY_ECONFLICT for a constraint, EDDY_EBUSY,
+     * EDDY_EIO with the engine's message naming the statement.
+     */
+    int (*sql)(void *impl, eddyi_conn where, const char *sql, bool static_sql,
+               const eddyi_value *params, size_t nparams, eddyi_row_fn fn,
+               void *user, int64_t *changes, eddy_error *err);
 
     /* Any thread. */
     /* Reads up to `max_rows` rows (stopping early once `max_bytes` of
@@ -107,5 +172,9 @@ typedef struct eddyi_backend {
 } eddyi_backend;
 
 extern const eddyi_backend eddyi_sqlite_backend;
+
+/* The engine's write connection of `txn` when its store runs on backend
+ * `b`, else NULL: the engine-specific escape hatches (eddy_txn_sqlite). */
+void *eddyi_txn_native_of(eddy_txn *txn, const eddyi_backend *b);
 
 #endif

@@ -16,14 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
+
+#include "eddy/sqlite.h"
 
 #include "../core/internal.h"
 #include "backend.h"
 #include "sqlite_schema.h"
 
-#define STMT_CACHE 32
+#define STMT_CACHE 128
 #define POOL_IDLE_MAX 8
 
 typedef struct conn {
@@ -39,6 +42,11 @@ typedef struct conn {
 
 typedef struct sqlite_impl {
     char *path;
+    /* What reader connections open: the path, or, for a store on media
+     * this process cannot write (no -shm can be created), a file: URI with
+     * immutable=1. */
+    char *reader_path;
+    int reader_flags;
     eddy_store_options opts;
     conn *writer; /* NULL when read-only */
     pthread_mutex_t pool_mu;
@@ -120,11 +128,38 @@ static int conn_exec(conn *c, const char *sql, eddy_error *err)
 }
 
 /*
- * The cached prepared statement for `sql`, reset and ready to bind. Static
- * strings hit by pointer; `dynamic` SQL is matched by content.
+ * A portable statement (eddy/sql.h) uses $1, $2, ...: SQLite reads "$1" as a
+ * parameter NAMED "$1", numbered by first appearance, so "$2 ... $1" would
+ * swap them. Rewriting to ?1, ?2 (numbered exactly) outside string
+ * literals and quoted identifiers keeps the numbers. Returns a malloc'd
+ * copy, or NULL when out of memory.
  */
-static sqlite3_stmt *conn_stmt(conn *c, const char *sql, bool dynamic,
-                               eddy_error *err)
+static char *portable_to_sqlite(const char *sql)
+{
+    char *out = eddyi_strdup(sql);
+    if (!out)
+        return NULL;
+    char quote = 0;
+    for (char *p = out; *p; p++) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"') {
+            quote = *p;
+        } else if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
+            *p = '?';
+        }
+    }
+    return out;
+}
+
+/*
+ * The cached prepared statement for `sql`, reset and ready to bind. Static
+ * strings hit by pointer; `dynamic` SQL is matched by content. `portable`:
+ * $N parameters (see portable_to_sqlite).
+ */
+static sqlite3_stmt *conn_stmt_ex(conn *c, const char *sql, bool dynamic,
+                                  bool portable, eddy_error *err)
 {
     for (int i = 0; i < STMT_CACHE; i++) {
         if (!c->cache[i].st)
@@ -134,10 +169,17 @@ static sqlite3_stmt *conn_stmt(conn *c, const char *sql, bool dynamic,
             return c->cache[i].st;
     }
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-                                NULL);
+    char *text = portable ? portable_to_sqlite(sql) : NULL;
+    if (portable && !text) {
+        eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int rc = sqlite3_prepare_v3(c->db, text ? text : sql, -1,
+                                SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    free(text);
     if (rc != SQLITE_OK) {
-        db_error(c->db, rc, err, "preparing a statement");
+        eddyi_error(err, code_for(rc), "preparing \"%.120s\": %s", sql,
+                    sqlite3_errmsg(c->db));
         return NULL;
     }
     char *copy = NULL;
@@ -161,6 +203,12 @@ static sqlite3_stmt *conn_stmt(conn *c, const char *sql, bool dynamic,
     return st;
 }
 
+static sqlite3_stmt *conn_stmt(conn *c, const char *sql, bool dynamic,
+                               eddy_error *err)
+{
+    return conn_stmt_ex(c, sql, dynamic, false, err);
+}
+
 static int reader_get(sqlite_impl *im, conn **out, eddy_error *err)
 {
     pthread_mutex_lock(&im->pool_mu);
@@ -174,7 +222,7 @@ static int reader_get(sqlite_impl *im, conn **out, eddy_error *err)
         *out = c;
         return EDDY_OK;
     }
-    return conn_open(im->path, SQLITE_OPEN_READONLY, &im->opts, out, err);
+    return conn_open(im->reader_path, im->reader_flags, &im->opts, out, err);
 }
 
 static void reader_put(sqlite_impl *im, conn *c)
@@ -281,10 +329,94 @@ static int inspect(const sqlite_impl *im, int *version, bool *create,
     if (S_ISDIR(sb.st_mode))
         return eddyi_error(err, EDDY_EIO, "%s is a directory", im->path);
     conn *c = NULL;
-    int rc = conn_open(im->path, SQLITE_OPEN_READONLY, &im->opts, &c, err);
+    int rc = conn_open(im->reader_path, im->reader_flags, &im->opts, &c, err);
     if (rc == EDDY_OK)
         rc = schema_version_of(c, im->path, version, err);
     conn_free(c);
+    return rc;
+}
+
+/* The size of PATH-wal: 0 when there is none. */
+static int64_t wal_bytes(const char *path)
+{
+    char buf[4096];
+    struct stat sb;
+    if ((size_t)snprintf(buf, sizeof buf, "%s-wal", path) >= sizeof buf)
+        return -1;
+    return stat(buf, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* Whether the folder holding `path` takes new files (the -shm, -wal). */
+static bool folder_writable(const char *path)
+{
+    char dir[4096];
+    if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir)
+        return true;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return access(dir, W_OK) == 0;
+}
+
+/* "file:" + `path` percent-encoded + "?immutable=1" (malloc'd). */
+static char *immutable_uri(const char *path)
+{
+    size_t n = strlen(path);
+    char *uri = malloc(n * 3 + 32);
+    if (!uri)
+        return NULL;
+    memcpy(uri, "file:", 5);
+    size_t k = 5;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+            (*p >= '0' && *p <= '9') || strchr("/._-~", *p))
+            uri[k++] = (char)*p;
+        else
+            k += (size_t)snprintf(uri + k, 4, "%%%02X", *p);
+    }
+    snprintf(uri + k, 16, "?immutable=1");
+    return uri;
+}
+
+/*
+ * A read-only open of a WAL store on media this process cannot write (a
+ * read-only mount, a folder it may not write): SQLite cannot create the
+ * -shm file it coordinates readers through. When no -wal holds commits the
+ * main file is the whole store and nothing can change it from here, so it
+ * is opened as immutable. Otherwise the error says what to do.
+ */
+static int inspect_read_only(sqlite_impl *im, int *version, bool *create,
+                             eddy_error *err)
+{
+    eddy_error first = {0};
+    int rc = inspect(im, version, create, &first);
+    if (rc == EDDY_OK || rc == EDDY_ENOTFOUND || rc == EDDY_ECORRUPT ||
+        rc == EDDY_EVERSION || folder_writable(im->path)) {
+        if (rc != EDDY_OK && err)
+            *err = first;
+        return rc;
+    }
+    if (wal_bytes(im->path) != 0)
+        return eddyi_error(err, EDDY_EIO,
+                           "%s: cannot read the store: the folder is not "
+                           "writable and %s-wal holds commits not yet in the "
+                           "main file; open the store once where it can be "
+                           "written (or copy it with `eddy store backup`)",
+                           im->path, im->path);
+    char *uri = immutable_uri(im->path);
+    if (!uri)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    free(im->reader_path);
+    im->reader_path = uri;
+    im->reader_flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    rc = inspect(im, version, create, err);
+    if (rc == EDDY_OK)
+        EDDYI_LOG(EDDY_LOG_INFO, "store", "%s: on read-only media, read as "
+                  "an immutable file", im->path);
     return rc;
 }
 
@@ -317,18 +449,34 @@ static int migrate(sqlite_impl *im, eddy_error *err)
     return rc;
 }
 
+/*
+ * Readers close first and the writer last, after copying the write-ahead
+ * log into the main file: the last connection to close removes the -wal,
+ * so after a clean close the store file alone holds every commit (a copy
+ * of just the .db is a complete store). Another process still holding the
+ * store open keeps its -wal, but the checkpoint has copied what is
+ * committed.
+ */
 static void sqlite_close(void *impl)
 {
     sqlite_impl *im = impl;
     if (!im)
         return;
-    conn_free(im->writer);
     while (im->idle) {
         conn *c = im->idle;
         im->idle = c->next_idle;
         conn_free(c);
     }
+    if (im->writer) {
+        eddy_error e = {0};
+        if (conn_exec(im->writer, "PRAGMA wal_checkpoint(TRUNCATE)", &e) !=
+            EDDY_OK)
+            EDDYI_LOG(EDDY_LOG_WARN, "store", "%s: checkpoint at close: %s",
+                      im->path, e.message);
+    }
+    conn_free(im->writer);
     pthread_mutex_destroy(&im->pool_mu);
+    free(im->reader_path);
     free(im->path);
     free(im);
 }
@@ -342,13 +490,16 @@ static int sqlite_open(const char *location, const eddy_store_options *opts,
     pthread_mutex_init(&im->pool_mu, NULL);
     im->opts = *opts;
     int rc = EDDY_ENOMEM;
-    if (!(im->path = eddyi_strdup(location))) {
+    if (!(im->path = eddyi_strdup(location)) ||
+        !(im->reader_path = eddyi_strdup(location))) {
         eddyi_error(err, rc, "out of memory");
         goto fail;
     }
+    im->reader_flags = SQLITE_OPEN_READONLY;
     int version = 0;
     bool create = false;
-    rc = inspect(im, &version, &create, err);
+    rc = opts->read_only ? inspect_read_only(im, &version, &create, err)
+                         : inspect(im, &version, &create, err);
     if (rc != EDDY_OK)
         goto fail;
     if (opts->read_only) {
@@ -405,9 +556,26 @@ static int run_static(conn *c, const char *sql, eddy_error *err)
 static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
-static const char SQL_SAVEPOINT[] = "SAVEPOINT eddy_job";
-static const char SQL_RELEASE[] = "RELEASE eddy_job";
-static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO eddy_job";
+/* Savepoint statements by depth: static strings, so they are prepared once
+ * and found in the statement cache by address. */
+#define SP_DEPTHS 8
+#define SP_NAME(d) "eddy_sp" #d
+#define SP_ROW(d)                                                              \
+    {"SAVEPOINT " SP_NAME(d), "RELEASE " SP_NAME(d),                          \
+     "ROLLBACK TO " SP_NAME(d)}
+static const char *const SQL_SP[SP_DEPTHS][3] = {
+    SP_ROW(0), SP_ROW(1), SP_ROW(2), SP_ROW(3),
+    SP_ROW(4), SP_ROW(5), SP_ROW(6), SP_ROW(7)};
+enum { SP_BEGIN, SP_RELEASE, SP_ROLLBACK };
+
+static int sp_check(int depth, eddy_error *err)
+{
+    if (depth < 0 || depth >= SP_DEPTHS)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "savepoints nested %d deep (at most %d)", depth,
+                           SP_DEPTHS);
+    return EDDY_OK;
+}
 
 static int sqlite_write_begin(void *impl, eddy_error *err)
 {
@@ -426,21 +594,29 @@ static void sqlite_write_rollback(void *impl)
         run_static(w, SQL_ROLLBACK, NULL);
 }
 
-static int sqlite_savepoint(void *impl, eddy_error *err)
+static int sqlite_savepoint(void *impl, int depth, eddy_error *err)
 {
-    return run_static(((sqlite_impl *)impl)->writer, SQL_SAVEPOINT, err);
+    int rc = sp_check(depth, err);
+    return rc != EDDY_OK ? rc
+                         : run_static(((sqlite_impl *)impl)->writer,
+                                      SQL_SP[depth][SP_BEGIN], err);
 }
 
-static int sqlite_savepoint_release(void *impl, eddy_error *err)
+static int sqlite_savepoint_release(void *impl, int depth, eddy_error *err)
 {
-    return run_static(((sqlite_impl *)impl)->writer, SQL_RELEASE, err);
+    int rc = sp_check(depth, err);
+    return rc != EDDY_OK ? rc
+                         : run_static(((sqlite_impl *)impl)->writer,
+                                      SQL_SP[depth][SP_RELEASE], err);
 }
 
-static void sqlite_savepoint_rollback(void *impl)
+static void sqlite_savepoint_rollback(void *impl, int depth)
 {
+    if (sp_check(depth, NULL) != EDDY_OK)
+        return;
     conn *w = ((sqlite_impl *)impl)->writer;
-    run_static(w, SQL_ROLLBACK_TO, NULL);
-    run_static(w, SQL_RELEASE, NULL);
+    run_static(w, SQL_SP[depth][SP_ROLLBACK], NULL);
+    run_static(w, SQL_SP[depth][SP_RELEASE], NULL);
 }
 
 static void *sqlite_write_native(void *impl)
@@ -454,7 +630,8 @@ static const char SQL_STREAM_VERSION[] =
     "SELECT version FROM streams WHERE stream_id = ?1";
 static const char SQL_INSERT_EVENT[] =
     "INSERT INTO events(id, stream_id, stream_version, type, time_us, "
-    "recorded_us, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "recorded_us, payload, correlation_id) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 static const char SQL_UPSERT_STREAM[] =
     "INSERT INTO streams(stream_id, version) VALUES(?1, ?2) "
     "ON CONFLICT(stream_id) DO UPDATE SET version = excluded.version";
@@ -520,6 +697,11 @@ static int insert_event(conn *w, sqlite3_stmt *ins, const char *stream_id,
         sqlite3_bind_null(ins, 5);
     sqlite3_bind_int64(ins, 6, recorded_us);
     sqlite3_bind_text(ins, 7, p->payload, (int)p->len, SQLITE_STATIC);
+    const char *corr = eddy_event_correlation_id(p->event);
+    if (corr)
+        sqlite3_bind_text(ins, 8, corr, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(ins, 8);
     int rc = sqlite3_step(ins);
     sqlite3_reset(ins);
     EDDYI_UNUSED(w);
@@ -1004,6 +1186,126 @@ static int sqlite_info(void *impl, eddy_store_info *info, eddy_error *err)
     return EDDY_OK;
 }
 
+/* ---- statements of the portable API (eddy/sql.h) ------------------------ */
+
+static int row_columns(const void *native)
+{
+    return sqlite3_data_count((sqlite3_stmt *)native);
+}
+
+static bool row_is_null(const void *native, int col)
+{
+    return sqlite3_column_type((sqlite3_stmt *)native, col) == SQLITE_NULL;
+}
+
+static const char *row_text(const void *native, int col)
+{
+    return (const char *)sqlite3_column_text((sqlite3_stmt *)native, col);
+}
+
+static int64_t row_integer(const void *native, int col)
+{
+    sqlite3_stmt *st = (sqlite3_stmt *)native;
+    if (sqlite3_column_type(st, col) == SQLITE_TEXT) { /* "12" -> 12 */
+        const char *t = (const char *)sqlite3_column_text(st, col);
+        return t ? strtoll(t, NULL, 10) : 0;
+    }
+    return sqlite3_column_int64(st, col);
+}
+
+static double row_real(const void *native, int col)
+{
+    return sqlite3_column_double((sqlite3_stmt *)native, col);
+}
+
+static const eddyi_row_ops row_ops = {
+    .columns = row_columns,
+    .is_null = row_is_null,
+    .text = row_text,
+    .integer = row_integer,
+    .real = row_real,
+};
+
+/* The eddy code for a failed statement: constraints are the caller's. */
+static int stmt_code(int rc)
+{
+    if ((rc & 0xff) != SQLITE_CONSTRAINT)
+        return code_for(rc);
+    return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
+               ? EDDY_EEXIST
+               : EDDY_EINVAL;
+}
+
+static int bind_params(conn *c, sqlite3_stmt *st, const char *sql,
+                       const eddyi_value *params, size_t n, eddy_error *err)
+{
+    int expected = sqlite3_bind_parameter_count(st);
+    if ((size_t)expected != n)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "\"%.120s\" takes %d parameter(s), %zu given", sql,
+                           expected, n);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)i + 1, rc;
+        switch (params[i].kind) {
+        case EDDYI_V_INT:
+            rc = sqlite3_bind_int64(st, k, params[i].i);
+            break;
+        case EDDYI_V_REAL:
+            rc = sqlite3_bind_double(st, k, params[i].d);
+            break;
+        case EDDYI_V_TEXT:
+            rc = sqlite3_bind_text64(st, k, params[i].s, params[i].len,
+                                     SQLITE_STATIC, SQLITE_UTF8);
+            break;
+        case EDDYI_V_NULL:
+        default:
+            rc = sqlite3_bind_null(st, k);
+            break;
+        }
+        if (rc != SQLITE_OK)
+            return db_error(c->db, rc, err, "binding a parameter");
+    }
+    return EDDY_OK;
+}
+
+static int sqlite_sql(void *impl, eddyi_conn where, const char *sql,
+                      bool static_sql, const eddyi_value *params,
+                      size_t nparams, eddyi_row_fn fn, void *user,
+                      int64_t *changes, eddy_error *err)
+{
+    sqlite_impl *im = impl;
+    conn *c = NULL;
+    int rc;
+    if (where == EDDYI_ON_WRITER) {
+        if (!(c = im->writer))
+            return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    } else if ((rc = reader_get(im, &c, err)) != EDDY_OK) {
+        return rc;
+    }
+    sqlite3_stmt *st = conn_stmt_ex(c, sql, !static_sql, true, err);
+    if (!st) {
+        rc = err && err->code ? err->code : EDDY_EIO;
+        goto out;
+    }
+    rc = bind_params(c, st, sql, params, nparams, err);
+    int s = SQLITE_DONE;
+    struct eddy_row row = {.ops = &row_ops, .native = st};
+    while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn)
+            rc = fn(&row, user);
+    if (rc == EDDY_OK && s != SQLITE_DONE)
+        rc = eddyi_error(err, stmt_code(sqlite3_extended_errcode(c->db)),
+                         "\"%.120s\": %s", sql, sqlite3_errmsg(c->db));
+    if (rc == EDDY_OK && changes)
+        *changes = sqlite3_changes64(c->db);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+out:
+    if (where == EDDYI_ON_READER)
+        reader_put(im, c);
+    return rc;
+}
+
 const eddyi_backend eddyi_sqlite_backend = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -1017,6 +1319,7 @@ const eddyi_backend eddyi_sqlite_backend = {
     .append = sqlite_append,
     .snapshot_save = sqlite_snapshot_save,
     .write_native = sqlite_write_native,
+    .sql = sqlite_sql,
     .read_page = sqlite_read_page,
     .head = sqlite_head,
     .stream_version = sqlite_stream_version,
@@ -1024,3 +1327,8 @@ const eddyi_backend eddyi_sqlite_backend = {
     .snapshot_load = sqlite_snapshot_load,
     .info = sqlite_info,
 };
+
+sqlite3 *eddy_txn_sqlite(eddy_txn *txn)
+{
+    return eddyi_txn_native_of(txn, &eddyi_sqlite_backend);
+}

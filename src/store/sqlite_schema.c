@@ -152,4 +152,14 @@ const char *const eddyi_sqlite_migrations[EDDYI_SQLITE_SCHEMA_VERSION] = {
     /* eddy trace looks events up by correlation id */
     "CREATE INDEX IF NOT EXISTS eddy_events_by_correlation"
     "  ON events(json_extract(payload, '$.correlationid'));",
+
+    /* 3 -> 4: the correlation id is a column written with the event, so
+     * tracing a flow reads an index instead of parsing stored payloads
+     * (and the store's SQL never parses JSON on the write path). */
+    "ALTER TABLE events ADD COLUMN correlation_id TEXT;"
+    "UPDATE events SET correlation_id = json_extract(payload, "
+    "  '$.correlationid');"
+    "DROP INDEX IF EXISTS eddy_events_by_correlation;"
+    "CREATE INDEX events_by_correlation ON events(correlation_id) "
+    "  WHERE correlation_id IS NOT NULL;",
 };

@@ -30,11 +30,6 @@ struct eddyi_job {
     eddyi_job *next;
 };
 
-struct eddyi_txn {
-    eddy_store *store;
-    int64_t now_us;
-};
-
 /* ---- URL -------------------------------------------------------------- */
 
 /* Picks the backend from the URL; `*location` points into `url`. */
@@ -88,7 +83,7 @@ static void finish_job(eddy_store *s, eddyi_job *job)
 static void run_batch(eddy_store *s, eddyi_job *jobs)
 {
     const eddyi_backend *b = s->backend;
-    eddyi_txn txn = {.store = s, .now_us = eddy_now_us()};
+    eddy_txn txn = {.store = s, .now_us = eddy_now_us()};
     eddy_error berr = {0};
     int rc = b->write_begin(s->impl, &berr);
     if (rc != EDDY_OK) {
@@ -99,17 +94,25 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
     } else {
         bool any_ok = false;
         for (eddyi_job *j = jobs; j; j = j->next) {
-            j->rc = b->savepoint(s->impl, &j->err);
+            j->rc = b->savepoint(s->impl, 0, &j->err);
             if (j->rc != EDDY_OK)
                 continue;
+            txn.depth = 0;
             j->rc = j->fn(&txn, j->arg, &j->err);
+            if (txn.depth != 0) { /* a job left savepoints open: its bug */
+                EDDYI_LOG(EDDY_LOG_ERROR, "store", "a write job left %d "
+                          "savepoint(s) open", txn.depth);
+                if (j->rc == EDDY_OK)
+                    j->rc = eddyi_error(&j->err, EDDY_ESTATE, "a write job "
+                                        "left savepoints open");
+            }
             if (j->rc != EDDY_OK && j->err.code == EDDY_OK)
                 eddyi_error(&j->err, j->rc, "write job failed: %s",
                             eddy_strerror(j->rc));
             if (j->rc == EDDY_OK)
-                j->rc = b->savepoint_release(s->impl, &j->err);
+                j->rc = b->savepoint_release(s->impl, 0, &j->err);
             else
-                b->savepoint_rollback(s->impl);
+                b->savepoint_rollback(s->impl, 0);
             any_ok |= j->rc == EDDY_OK;
         }
         rc = any_ok ? b->write_commit(s->impl, &berr) : EDDY_OK;
@@ -223,15 +226,72 @@ int eddyi_store_write(eddy_store *s, eddyi_write_fn fn, void *arg,
     return run_sync(s, fn, arg, 1, err);
 }
 
-void *eddyi_txn_sqlite(eddyi_txn *txn)
+struct transact_req {
+    eddy_txn_fn fn;
+    void *user;
+};
+
+static int transact_job(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    struct transact_req *r = arg;
+    return r->fn(txn, r->user, err);
+}
+
+int eddy_store_transact(eddy_store *s, eddy_txn_fn fn, void *user,
+                        eddy_error *err)
+{
+    if (!s || !fn)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "store_transact: store and function are required");
+    struct transact_req r = {.fn = fn, .user = user};
+    return run_sync(s, transact_job, &r, 1, err);
+}
+
+void *eddyi_txn_native(eddy_txn *txn)
 {
     const eddyi_backend *b = txn->store->backend;
     return b->write_native ? b->write_native(txn->store->impl) : NULL;
 }
 
-int64_t eddyi_txn_now_us(const eddyi_txn *txn) { return txn->now_us; }
+void *eddyi_txn_native_of(eddy_txn *txn, const eddyi_backend *b)
+{
+    return txn && txn->store->backend == b ? eddyi_txn_native(txn) : NULL;
+}
 
-eddy_store *eddyi_txn_store(const eddyi_txn *txn) { return txn->store; }
+int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err)
+{
+    eddy_store *s = txn->store;
+    int rc = s->backend->savepoint(s->impl, txn->depth + 1, err);
+    if (rc == EDDY_OK)
+        txn->depth++;
+    return rc;
+}
+
+int eddyi_txn_release(eddy_txn *txn, eddy_error *err)
+{
+    eddy_store *s = txn->store;
+    if (txn->depth <= 0)
+        return eddyi_error(err, EDDY_ESTATE, "no savepoint to release");
+    int rc = s->backend->savepoint_release(s->impl, txn->depth, err);
+    txn->depth--;
+    return rc;
+}
+
+void eddyi_txn_rollback(eddy_txn *txn)
+{
+    eddy_store *s = txn->store;
+    if (txn->depth <= 0)
+        return;
+    s->backend->savepoint_rollback(s->impl, txn->depth);
+    txn->depth--;
+}
+
+int64_t eddy_txn_now_us(const eddy_txn *txn) { return txn ? txn->now_us : 0; }
+
+eddy_store *eddy_txn_store(const eddy_txn *txn)
+{
+    return txn ? txn->store : NULL;
+}
 
 /* ---- open / close ----------------------------------------------------- */
 
@@ -435,7 +495,7 @@ typedef struct append_req {
 /* ---- append hooks (store_internal.h) ---------------------------------- */
 
 /* Runs the hooks after a successful append, inside its savepoint. */
-static int run_append_hooks(eddyi_txn *txn, const char *stream_id,
+static int run_append_hooks(eddy_txn *txn, const char *stream_id,
                             const eddyi_pending *p, size_t count,
                             eddy_error *err)
 {
@@ -464,7 +524,7 @@ struct hook_req {
     bool found;
 };
 
-static int hook_job(eddyi_txn *txn, void *arg, eddy_error *err)
+static int hook_job(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct hook_req *r = arg;
     eddy_store *s = txn->store;
@@ -512,7 +572,7 @@ int eddyi_store_remove_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
     return r.found ? EDDY_OK : EDDY_ENOTFOUND;
 }
 
-static int append_job(eddyi_txn *txn, void *arg, eddy_error *err)
+static int append_job(eddy_txn *txn, void *arg, eddy_error *err)
 {
     append_req *r = arg;
     eddy_store *s = txn->store;
@@ -600,11 +660,13 @@ int eddy_store_append_async(eddy_store *s, const char *stream_id,
     return rc;
 }
 
-int eddyi_txn_append(eddyi_txn *txn, const char *stream_id,
-                     int64_t expected_version, eddy_event *const *events,
-                     size_t count, eddy_append_result *result,
-                     eddy_error *err)
+int eddy_txn_append(eddy_txn *txn, const char *stream_id,
+                    int64_t expected_version, eddy_event *const *events,
+                    size_t count, eddy_append_result *result,
+                    eddy_error *err)
 {
+    if (!txn)
+        return eddyi_error(err, EDDY_EINVAL, "txn append: no transaction");
     eddy_store *s = txn->store;
     eddyi_pending *p = NULL;
     int rc = prepare(s, stream_id, expected_version, events, count, &p, err);
@@ -630,7 +692,7 @@ typedef struct snapshot_req {
     const char *state;
 } snapshot_req;
 
-static int snapshot_job(eddyi_txn *txn, void *arg, eddy_error *err)
+static int snapshot_job(eddy_txn *txn, void *arg, eddy_error *err)
 {
     snapshot_req *r = arg;
     eddy_store *s = txn->store;

@@ -21,6 +21,13 @@ struct eddyi_append_hook {
     void *user;
 };
 
+/* The writer's open transaction, as jobs and handlers see it. */
+struct eddy_txn {
+    eddy_store *store;
+    int64_t now_us;
+    int depth; /* nested savepoints open inside the current job */
+};
+
 struct eddy_store {
     const eddyi_backend *backend;
     void *impl;

@@ -9,12 +9,12 @@
 #ifndef EDDY_SRC_STORE_STORE_INTERNAL_H
 #define EDDY_SRC_STORE_STORE_INTERNAL_H
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "eddy/sql.h"
 #include "eddy/store.h"
-
-/* The writer's open transaction, as a job sees it. Valid during the job. */
-typedef struct eddyi_txn eddyi_txn;
 
 /*
  * A write job: runs on the writer thread inside the group-commit
@@ -23,7 +23,7 @@ typedef struct eddyi_txn eddyi_txn;
  * must not block for long (every other appender waits for the commit) and
  * must not call blocking store functions (eddy_store_append, ...).
  */
-typedef int (*eddyi_write_fn)(eddyi_txn *txn, void *arg, eddy_error *err);
+typedef int (*eddyi_write_fn)(eddy_txn *txn, void *arg, eddy_error *err);
 
 /*
  * Runs `fn(txn, arg, err)` in the writer's next transaction and waits until
@@ -36,36 +36,53 @@ int eddyi_store_write(eddy_store *s, eddyi_write_fn fn, void *arg,
                       eddy_error *err);
 
 /*
- * Appends inside the job's transaction, with the same checks and semantics
- * as eddy_store_append (expected version, idempotence, size limit, check
- * hook). Its writes commit or roll back with the job.
+ * Nested savepoints inside a job (or a handler): a batch runs each item in
+ * its own, so a failing item rolls back only its writes. Begin returns
+ * EDDY_OK or an error; every successful begin is ended by exactly one
+ * release or rollback (rollback also releases it), innermost first.
  */
-int eddyi_txn_append(eddyi_txn *txn, const char *stream_id,
-                     int64_t expected_version, eddy_event *const *events,
-                     size_t count, eddy_append_result *result,
-                     eddy_error *err);
+int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err);
+int eddyi_txn_release(eddy_txn *txn, eddy_error *err);
+void eddyi_txn_rollback(eddy_txn *txn);
 
-/* The backend's write connection: a `sqlite3 *` for the SQLite backend,
- * NULL for other backends. Valid during the job only. */
-void *eddyi_txn_sqlite(eddyi_txn *txn);
+/* The backend's write connection (a `sqlite3 *` for SQLite), or NULL.
+ * Valid during the job only. Transitional: for code not yet moved behind
+ * the store's state operations. */
+void *eddyi_txn_native(eddy_txn *txn);
 
-/* The commit timestamp shared by every write of this transaction. */
-int64_t eddyi_txn_now_us(const eddyi_txn *txn);
+/*
+ * The store's own statements, for the state operations in src/store: as
+ * eddy_txn_exec / eddy_txn_query / eddy_store_sql_query (eddy/sql.h: $N
+ * parameters, the same letters), but `sql` MUST be a string literal (or
+ * have static storage duration): its prepared form is cached by address.
+ * eddyi_sql_read runs on a reader connection.
+ */
+int eddyi_sql_exec(eddy_txn *txn, int64_t *changes, eddy_error *err,
+                   const char *sql, const char *params, ...);
+int eddyi_sql_query(eddy_txn *txn, eddy_row_fn fn, void *user,
+                    eddy_error *err, const char *sql, const char *params, ...);
+int eddyi_sql_read(eddy_store *s, eddy_row_fn fn, void *user,
+                   eddy_error *err, const char *sql, const char *params, ...);
 
-/* The store a transaction belongs to. */
-eddy_store *eddyi_txn_store(const eddyi_txn *txn);
+/* As eddy_store_sql_int on a reader, for a static `sql`. */
+int eddyi_sql_read_int(eddy_store *s, int64_t *out, eddy_error *err,
+                       const char *sql, const char *params, ...);
+
+/* A malloc'd copy of column `col` as text ("" for NULL); NULL only when out
+ * of memory. */
+char *eddyi_row_strdup(const eddy_row *row, int col);
 
 /*
  * An append hook (added for inline projections, src/cqrs/projection.c):
  * runs on the writer thread inside the transaction of every successful
  * append through this store handle (eddy_store_append, _append_async,
- * eddyi_txn_append), right after the events were written, with those
+ * eddy_txn_append), right after the events were written, with those
  * events (borrowed; `count` >= 1). Also called when every event of the
  * append was already stored (an idempotent retry), so a hook must
  * deduplicate by event id itself. Returning an error fails the append
  * (its savepoint is rolled back). Must be quick; must not block.
  */
-typedef int (*eddyi_append_hook_fn)(eddyi_txn *txn, const char *stream_id,
+typedef int (*eddyi_append_hook_fn)(eddy_txn *txn, const char *stream_id,
                                     eddy_event *const *events, size_t count,
                                     void *user, eddy_error *err);
 
