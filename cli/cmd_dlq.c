@@ -53,9 +53,9 @@ static void dlq_usage(FILE *out)
             CLI_DEFAULT_STORE_URL);
 }
 
-/* Opens an EXISTING store for writing (the DLQ is read through the
- * writer): a read-only open first refuses a missing or foreign file. */
-static eddy_store *open_existing(const char *url)
+/* Opens an EXISTING store, read-only unless `write`: a read-only open first
+ * refuses a missing or foreign file (a writable open would create it). */
+static eddy_store *open_existing(const char *url, bool write)
 {
     eddy_error err = {0};
     eddy_store_options ro = {.read_only = true};
@@ -64,6 +64,8 @@ static eddy_store *open_existing(const char *url)
         cli_fail(1, "cannot open store %s: %s", url, err.message);
         return NULL;
     }
+    if (!write)
+        return s;
     eddy_store_close(s);
     s = eddy_store_open(url, NULL, &err);
     if (!s)
@@ -292,7 +294,8 @@ int cmd_dlq(int argc, char **argv)
         return cli_fail(2, "dlq %s: --format only applies to list", action);
 
     url = cli_store_url(url);
-    eddy_store *s = open_existing(url);
+    bool writes = strcmp(action, "list") != 0 && strcmp(action, "show") != 0;
+    eddy_store *s = open_existing(url, writes);
     if (!s)
         return 1;
     eddy_error err = {0};

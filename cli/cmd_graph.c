@@ -64,7 +64,8 @@ int cmd_graph(int argc, char **argv)
         return usage(stderr, 2);
     url = cli_store_url(url);
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(url, NULL, &err);
+    eddy_store_options ro = {.read_only = true};
+    eddy_store *s = eddy_store_open(url, &ro, &err);
     if (!s)
         return cli_fail(1, "cannot open store %s: %s", url, err.message);
     eddy_graph *g = NULL;

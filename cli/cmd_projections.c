@@ -103,7 +103,8 @@ int cmd_projections(int argc, char **argv)
     if (strcmp(sub, "list") == 0) {
         if (optind != argc)
             return usage(stderr, 2);
-        eddy_store *s = eddy_store_open(url, NULL, &err);
+        eddy_store_options ro = {.read_only = true};
+        eddy_store *s = eddy_store_open(url, &ro, &err);
         if (!s)
             return cli_fail(1, "cannot open store %s: %s", url, err.message);
         int rows = 0;

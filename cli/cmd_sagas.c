@@ -130,7 +130,8 @@ int cmd_sagas(int argc, char **argv)
     if ((list && optind != argc) || (show && optind != argc - 1))
         return usage(stderr, 2);
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(url, NULL, &err);
+    eddy_store_options ro = {.read_only = true};
+    eddy_store *s = eddy_store_open(url, &ro, &err);
     if (!s)
         return cli_fail(1, "cannot open store %s: %s", url, err.message);
     int rows = 0, rc;

@@ -8,17 +8,12 @@
  * redrive), when the checkpoint last moved; per outbox destination: rows
  * pending, rows sent (still kept), the age of the oldest pending row.
  *
- * The store's API has no query over these tables (they belong to the
- * reliability layer, which reads them through the store's writer), so this
- * command reads them through its own READ-ONLY SQLite connection to the
- * store file, after eddy_store_open(read_only) checked that the file is an
- * eddy store. It never writes, and works while other processes run.
+ * It reads them through eddy/status.h on a store opened read-only: it never
+ * writes, works on any backend and on read-only media, and while other
+ * processes run. Every figure comes from one snapshot of the store.
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,169 +71,43 @@ static void report_clear(report *r)
     free(r->outbox);
 }
 
-/* The file behind a store URL, as eddy_store_open reads it; NULL for
- * another backend. */
-static const char *sqlite_path(const char *url)
+static int keep_consumer(const eddy_consumer_info *info, void *user)
 {
-    if (strncmp(url, "sqlite:", 7) == 0) {
-        url += 7;
-        return strncmp(url, "//", 2) == 0 ? url + 2 : url;
-    }
-    return strstr(url, "://") ? NULL : url;
+    report *r = user;
+    sub_stats *n = realloc(r->subs, (r->nsubs + 1) * sizeof *n);
+    if (!n)
+        return EDDY_ENOMEM;
+    r->subs = n;
+    sub_stats *s = &n[r->nsubs];
+    *s = (sub_stats){.name = strdup(info->name),
+                     .checkpoint = info->checkpoint,
+                     .updated_us = info->checkpoint_updated_us,
+                     .retries = info->retries,
+                     .dead = info->dead_letters,
+                     .redrive = info->redrive_pending};
+    if (!s->name)
+        return EDDY_ENOMEM;
+    r->nsubs++;
+    r->info.head = info->head; /* the head of the consumers' snapshot */
+    return EDDY_OK;
 }
 
-static bool table_exists(sqlite3 *db, const char *name)
+static int keep_outbox(const eddy_outbox_info *info, void *user)
 {
-    sqlite3_stmt *st = NULL;
-    bool found = false;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                           "AND name = ?1", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        found = sqlite3_step(st) == SQLITE_ROW;
-    }
-    sqlite3_finalize(st);
-    return found;
-}
-
-/* Appends the SELECT over `table` to the union of subscription names. */
-static void add_union(char *sql, size_t size, bool *first, const char *select)
-{
-    size_t len = strlen(sql);
-    snprintf(sql + len, size - len, "%s%s", *first ? "" : " UNION ", select);
-    *first = false;
-}
-
-/* Reads one integer from `sql` with ?1 bound to `name` (NULL: no
- * parameter); `*out` stays when there is no row or it is NULL. */
-static int query_int(sqlite3 *db, const char *sql, const char *name,
-                     int64_t *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return cli_fail(1, "stats: %s: %s", sql, sqlite3_errmsg(db));
-    if (name)
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        *out = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return cli_fail(1, "stats: %s: %s", sql, sqlite3_errmsg(db));
-    return 0;
-}
-
-static int read_subscriptions(sqlite3 *db, report *r)
-{
-    bool has_cp = table_exists(db, "eddy_checkpoints");
-    bool has_rt = table_exists(db, "eddy_retries");
-    bool has_dl = table_exists(db, "eddy_dead_letters");
-    if (!has_cp && !has_rt && !has_dl)
-        return 0;
-    char sql[512] = "";
-    bool first = true;
-    if (has_cp)
-        add_union(sql, sizeof sql, &first, "SELECT name FROM eddy_checkpoints");
-    if (has_rt)
-        add_union(sql, sizeof sql, &first,
-                  "SELECT subscription FROM eddy_retries");
-    if (has_dl)
-        add_union(sql, sizeof sql, &first,
-                  "SELECT subscription FROM eddy_dead_letters");
-    size_t len = strlen(sql);
-    snprintf(sql + len, sizeof sql - len, " ORDER BY 1");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return cli_fail(1, "stats: %s: %s", sql, sqlite3_errmsg(db));
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (r->nsubs == cap) {
-            cap = cap ? cap * 2 : 16;
-            sub_stats *n = realloc(r->subs, cap * sizeof *n);
-            if (!n) {
-                sqlite3_finalize(st);
-                return cli_fail(1, "out of memory");
-            }
-            r->subs = n;
-        }
-        sub_stats *s = &r->subs[r->nsubs];
-        memset(s, 0, sizeof *s);
-        s->checkpoint = -1;
-        s->name = strdup((const char *)sqlite3_column_text(st, 0));
-        if (!s->name) {
-            sqlite3_finalize(st);
-            return cli_fail(1, "out of memory");
-        }
-        r->nsubs++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return cli_fail(1, "stats: reading subscriptions: %s", sqlite3_errmsg(db));
-    for (size_t i = 0; i < r->nsubs; i++) {
-        sub_stats *s = &r->subs[i];
-        int status = 0;
-        if (has_cp && !status)
-            status = query_int(db, "SELECT position FROM eddy_checkpoints "
-                                   "WHERE name = ?1", s->name, &s->checkpoint);
-        if (has_cp && !status)
-            status = query_int(db, "SELECT updated_us FROM eddy_checkpoints "
-                                   "WHERE name = ?1", s->name, &s->updated_us);
-        if (has_rt && !status)
-            status = query_int(db, "SELECT count(*) FROM eddy_retries "
-                                   "WHERE subscription = ?1", s->name, &s->retries);
-        if (has_dl && !status)
-            status = query_int(db, "SELECT count(*) FROM eddy_dead_letters WHERE "
-                                   "subscription = ?1 AND status = 'dead'",
-                               s->name, &s->dead);
-        if (has_dl && !status)
-            status = query_int(db, "SELECT count(*) FROM eddy_dead_letters WHERE "
-                                   "subscription = ?1 AND status = 'redrive'",
-                               s->name, &s->redrive);
-        if (status)
-            return status;
-    }
-    return 0;
-}
-
-static int read_outbox(sqlite3 *db, report *r)
-{
-    if (!table_exists(db, "eddy_outbox"))
-        return 0;
-    static const char sql[] =
-        "SELECT destination, sum(sent_us IS NULL), sum(sent_us IS NOT NULL), "
-        "min(CASE WHEN sent_us IS NULL THEN created_us END) "
-        "FROM eddy_outbox GROUP BY destination ORDER BY destination";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return cli_fail(1, "stats: %s: %s", sql, sqlite3_errmsg(db));
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (r->noutbox == cap) {
-            cap = cap ? cap * 2 : 8;
-            outbox_stats *n = realloc(r->outbox, cap * sizeof *n);
-            if (!n) {
-                sqlite3_finalize(st);
-                return cli_fail(1, "out of memory");
-            }
-            r->outbox = n;
-        }
-        outbox_stats *o = &r->outbox[r->noutbox];
-        o->destination = strdup((const char *)sqlite3_column_text(st, 0));
-        if (!o->destination) {
-            sqlite3_finalize(st);
-            return cli_fail(1, "out of memory");
-        }
-        o->pending = sqlite3_column_int64(st, 1);
-        o->sent = sqlite3_column_int64(st, 2);
-        o->oldest_pending_us = sqlite3_column_int64(st, 3); /* NULL -> 0 */
-        r->noutbox++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return cli_fail(1, "stats: reading the outbox: %s", sqlite3_errmsg(db));
-    return 0;
+    report *r = user;
+    outbox_stats *n = realloc(r->outbox, (r->noutbox + 1) * sizeof *n);
+    if (!n)
+        return EDDY_ENOMEM;
+    r->outbox = n;
+    outbox_stats *o = &n[r->noutbox];
+    *o = (outbox_stats){.destination = strdup(info->destination),
+                        .pending = info->pending,
+                        .sent = info->sent,
+                        .oldest_pending_us = info->oldest_pending_us};
+    if (!o->destination)
+        return EDDY_ENOMEM;
+    r->noutbox++;
+    return EDDY_OK;
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -385,36 +254,16 @@ int cmd_stats(int argc, char **argv)
     eddy_store *s = eddy_store_open(url, &ro, &err);
     if (!s)
         return cli_fail(1, "cannot open store %s: %s", url, err.message);
-    int status = 0;
-    if (eddy_store_info_get(s, &r.info, &err) != EDDY_OK)
-        status = cli_fail(1, "stats: %s", err.message);
+    int status = 0, rc = eddy_store_info_get(s, &r.info, &err);
+    if (rc == EDDY_OK)
+        rc = eddy_status_consumers(s, keep_consumer, &r, &err);
+    if (rc == EDDY_OK)
+        rc = eddy_status_outbox(s, keep_outbox, &r, &err);
     eddy_store_close(s);
-    if (status)
-        return status;
-
-    const char *path = sqlite_path(url);
-    if (!path || strcmp(r.info.backend, "sqlite") != 0)
-        return cli_fail(1, "stats: %s is not a SQLite store; stats reads "
-                        "SQLite stores only", url);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        status = cli_fail(1, "stats: cannot open %s: %s", path,
-                          db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return status;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    /* One read transaction: every figure, the head included, from the same
-     * snapshot, so that a lag is never negative. */
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    status = query_int(db, "SELECT COALESCE(MAX(position), 0) FROM events",
-                       NULL, &r.info.head);
-    if (!status)
-        status = read_subscriptions(db, &r);
-    if (!status)
-        status = read_outbox(db, &r);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
+    if (rc == EDDY_ENOMEM)
+        status = cli_fail(1, "stats: out of memory");
+    else if (rc != EDDY_OK)
+        status = cli_fail(1, "stats: %s", err.message);
     if (!status) {
         if (strcmp(format, "prometheus") == 0)
             status = print_prometheus(&r);

@@ -54,6 +54,7 @@
 #include "eddy/projection.h"
 #include "eddy/saga.h"
 #include "eddy/trace.h"
+#include "eddy/status.h"
 #include "eddy/transport.h"
 
 #ifdef __cplusplus

@@ -9,10 +9,10 @@
  * kind) - projections and sagas record themselves; durable handlers are
  * recorded by eddy_durable_start.
  *
- * Correlation lookups use an index on the events' correlation id that
- * eddy_trace_collect creates the first time (CREATE INDEX IF NOT EXISTS
- * eddy_events_by_correlation ON events(json_extract(payload,
- * '$.correlationid'))), so it needs a writable SQLite store.
+ * Both read committed data on the store's reader connections (correlation
+ * lookups use the index on the events' correlation id): they work on a
+ * store opened read-only, on every backend, while other threads and
+ * processes write.
  *
  * THREADING. Every function is thread-safe for different objects; one
  * thread at a time per eddy_trace / eddy_graph.
@@ -63,8 +63,9 @@ typedef struct eddy_trace_node {
  * Every event of that correlation and every saga command they caused are
  * arranged in a tree by causation, depth first, roots and children in time
  * order. Returns EDDY_OK with `*out` (destructor: eddy_trace_free), or
- * EDDY_ENOTFOUND ("no event, correlation or subject X"), EDDY_EINVAL,
- * EDDY_EUNSUPPORTED (not SQLite) or a store error.
+ * EDDY_ENOTFOUND ("no event, correlation, stream or subject \"X\""),
+ * EDDY_EINVAL, EDDY_EPARSE (a stored event of the flow does not decode) or
+ * a store error. Thread-safe.
  */
 int eddy_trace_collect(eddy_store *store, const char *id, eddy_trace **out,
                        eddy_error *err);

@@ -2,9 +2,9 @@
  * src/observe/trace.c - the causal tree of a flow (eddy_trace_*) and the
  * publish / handle graph of a system (eddy_graph_*), read from the store.
  *
- * Both read through a write job on the writer's connection (the store
- * gives other layers no read connection). The correlation lookup uses the
- * expression index eddy_events_by_correlation (store migration 3).
+ * Both read through the store's observe operations
+ * (store/state_observe.h) on reader connections: they work on a read-only
+ * store and never wait for the writer.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -13,44 +13,8 @@
 #include "eddy/trace.h"
 
 #include "../core/internal.h"
-#include "../reliability/reliability_internal.h"
-
-#define CORR_EXPR "json_extract(payload, '$.correlationid')"
-
-static bool table_exists(sqlite3 *db, const char *name)
-{
-    sqlite3_stmt *st = NULL;
-    bool found = false;
-    if (eddyi_rel_prepare(db, &st, NULL,
-                          "SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                          "AND name = ?1",
-                          "t", name) == EDDY_OK) {
-        found = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-    }
-    return found;
-}
-
-/* Runs a one-row, one-text-column query; `*out` NULL when no row. */
-static int query_text(sqlite3 *db, char **out, eddy_error *err,
-                      const char *sql, const char *arg)
-{
-    sqlite3_stmt *st = NULL;
-    *out = NULL;
-    int rc = eddyi_rel_prepare(db, &st, err, sql, "t", arg);
-    if (rc != EDDY_OK)
-        return rc;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        *out = eddyi_rel_column_text(st, 0);
-        if (!*out)
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    } else if (s != SQLITE_DONE) {
-        rc = eddyi_rel_sqlerr(db, "trace lookup", err);
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
+#include "../store/state_durable.h"
+#include "../store/state_observe.h"
 
 /* ---- the trace ----------------------------------------------------------- */
 
@@ -98,140 +62,71 @@ static struct node *node_add(eddy_trace *t)
     return &n[t->count++];
 }
 
-static int add_events(sqlite3 *db, eddy_trace *t, const char *sql,
-                      eddy_error *err)
+static int add_event(const eddyi_trace_event *row, void *user)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_prepare(db, &st, err, sql, "t", t->correlation);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *payload = (const char *)sqlite3_column_text(st, 1);
-        eddy_error de = {0};
-        eddy_event *ev = eddy_event_decode(
-            payload, (size_t)sqlite3_column_bytes(st, 1), &de);
-        if (!ev)
-            return eddyi_error(err, EDDY_EPARSE, "stored event at %" PRId64
-                               ": %s", (int64_t)sqlite3_column_int64(st, 0),
-                               de.message);
-        bool dup = false;
-        for (size_t i = 0; i < t->count && !dup; i++)
-            dup = strcmp(t->nodes[i].id, eddy_event_id(ev)) == 0;
-        struct node *n = dup ? NULL : node_add(t);
-        if (!dup && !n)
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-        if (n) {
-            n->view.kind = EDDY_TRACE_EVENT;
-            n->view.position = sqlite3_column_int64(st, 0);
-            n->view.time_us = eddy_event_time(ev)
-                                  ? eddy_event_time(ev)
-                                  : sqlite3_column_int64(st, 2);
-            n->id = eddyi_strdup(eddy_event_id(ev));
-            n->name = eddyi_strdup(eddy_event_type(ev));
-            n->by = eddyi_strdup(eddy_event_source(ev));
-            n->subject = eddyi_strdup(eddy_event_subject(ev));
-            n->cause = eddyi_strdup(eddy_event_causation_id(ev));
-            if (!n->id || !n->name || !n->by)
-                rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-        }
-        eddy_event_unref(ev);
+    eddy_trace *t = user;
+    eddy_error de = {0};
+    eddy_event *ev = eddy_event_decode(row->payload, row->payload_len, &de);
+    if (!ev)
+        return EDDY_EPARSE;
+    struct node *n = node_add(t);
+    int rc = EDDY_OK;
+    if (!n) {
+        rc = EDDY_ENOMEM;
+    } else {
+        n->view.kind = EDDY_TRACE_EVENT;
+        n->view.position = row->position;
+        n->view.time_us = eddy_event_time(ev) ? eddy_event_time(ev)
+                                              : row->recorded_us;
+        n->id = eddyi_strdup(eddy_event_id(ev));
+        n->name = eddyi_strdup(eddy_event_type(ev));
+        n->by = eddyi_strdup(eddy_event_source(ev));
+        n->subject = eddyi_strdup(eddy_event_subject(ev));
+        n->cause = eddyi_strdup(eddy_event_causation_id(ev));
+        if (!n->id || !n->name || !n->by ||
+            (eddy_event_subject(ev) && !n->subject) ||
+            (eddy_event_causation_id(ev) && !n->cause))
+            rc = EDDY_ENOMEM;
     }
-    if (rc == EDDY_OK && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reading the flow's events", err);
-    sqlite3_finalize(st);
+    eddy_event_unref(ev);
     return rc;
 }
 
-static int add_commands(sqlite3 *db, eddy_trace *t, eddy_error *err)
+static int add_command(const eddyi_trace_command *c, void *user)
 {
-    if (!table_exists(db, "eddy_saga_commands"))
-        return EDDY_OK;
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT id, name, saga_type, causation_id, "
-                               "created_us FROM eddy_saga_commands WHERE "
-                               "correlation_id = ?1 ORDER BY seq",
-                               "t", t->correlation);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct node *n = node_add(t);
-        if (!n) {
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-            break;
-        }
-        n->view.kind = EDDY_TRACE_COMMAND;
-        n->id = eddyi_rel_column_text(st, 0);
-        n->name = eddyi_rel_column_text(st, 1);
-        n->by = eddyi_rel_column_text(st, 2);
-        n->handler = eddyi_rel_column_text(st, 2);
-        n->cause = eddyi_rel_column_text(st, 3);
-        n->view.time_us = sqlite3_column_int64(st, 4);
-        if (!n->id || !n->name || !n->by || !n->handler || !n->cause)
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    }
-    if (rc == EDDY_OK && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reading saga commands", err);
-    sqlite3_finalize(st);
-    return rc;
+    eddy_trace *t = user;
+    struct node *n = node_add(t);
+    if (!n)
+        return EDDY_ENOMEM;
+    n->view.kind = EDDY_TRACE_COMMAND;
+    n->id = eddyi_strdup(c->id);
+    n->name = eddyi_strdup(c->name);
+    n->by = eddyi_strdup(c->saga_type);
+    n->handler = eddyi_strdup(c->saga_type);
+    n->cause = eddyi_strdup(c->causation_id);
+    n->view.time_us = c->created_us;
+    return n->id && n->name && n->by && n->handler && n->cause ? EDDY_OK
+                                                               : EDDY_ENOMEM;
 }
 
-struct collect_job {
-    const char *id;
-    eddy_trace *t;
-};
-
-static int collect_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int collect(eddy_store *store, const char *id, eddy_trace *t,
+                   eddy_error *err)
 {
-    struct collect_job *j = arg;
-    sqlite3 *db;
-    char *corr = NULL;
-    int rc = eddyi_rel_db(txn, &db, err);
+    int rc = eddyi_trace_correlation(store, id, &t->correlation, err);
     if (rc != EDDY_OK)
         return rc;
-    /* An event id: its correlation, or itself. */
-    rc = query_text(db, &corr, err,
-                    "SELECT coalesce(" CORR_EXPR ", id) FROM events "
-                    "WHERE id = ?1",
-                    j->id);
-    /* A correlation id. */
-    if (rc == EDDY_OK && !corr)
-        rc = query_text(db, &corr, err,
-                        "SELECT " CORR_EXPR " FROM events WHERE " CORR_EXPR
-                        " = ?1 LIMIT 1",
-                        j->id);
-    /* A stream / subject: the correlation of its first event. */
-    if (rc == EDDY_OK && !corr)
-        rc = query_text(db, &corr, err,
-                        "SELECT coalesce(" CORR_EXPR ", id) FROM events "
-                        "WHERE stream_id = ?1 ORDER BY stream_version "
-                        "LIMIT 1",
-                        j->id);
-    if (rc == EDDY_OK && !corr)
-        rc = query_text(db, &corr, err,
-                        "SELECT coalesce(" CORR_EXPR ", id) FROM events "
-                        "WHERE json_extract(payload, '$.subject') = ?1 "
-                        "ORDER BY position LIMIT 1",
-                        j->id);
-    if (rc != EDDY_OK)
-        return rc;
-    if (!corr)
+    if (!t->correlation)
         return eddyi_error(err, EDDY_ENOTFOUND,
-                           "no event, correlation or subject %s", j->id);
-    j->t->correlation = corr;
-    rc = add_events(db, j->t,
-                    "SELECT position, payload, recorded_us FROM events "
-                    "WHERE id = ?1",
-                    err);
+                           "no event, correlation, stream or subject \"%s\"",
+                           id);
+    rc = eddyi_trace_events(store, t->correlation, add_event, t, err);
+    if (rc == EDDY_EPARSE)
+        return eddyi_error(err, rc, "a stored event of flow %s does not "
+                           "decode", t->correlation);
     if (rc == EDDY_OK)
-        rc = add_events(db, j->t,
-                        "SELECT position, payload, recorded_us FROM events "
-                        "WHERE " CORR_EXPR " = ?1 ORDER BY position",
-                        err);
-    if (rc == EDDY_OK)
-        rc = add_commands(db, j->t, err);
+        rc = eddyi_trace_commands(store, t->correlation, add_command, t, err);
+    if (rc == EDDY_ENOMEM)
+        return eddyi_error(err, rc, "out of memory");
     return rc;
 }
 
@@ -276,7 +171,8 @@ static int arrange(eddy_trace *t, eddy_error *err)
             if (k != i && strcmp(t->nodes[k].id, n->cause) == 0)
                 n->parent = k + 1;
     }
-    qsort(sorted, t->count, sizeof *sorted, node_time_cmp);
+    if (t->count)
+        qsort(sorted, t->count, sizeof *sorted, node_time_cmp);
     int64_t t0 = t->count ? sorted[0]->view.time_us : 0;
     for (size_t i = 0; i < t->count; i++)
         if (!sorted[i]->parent)
@@ -306,8 +202,7 @@ int eddy_trace_collect(eddy_store *store, const char *id, eddy_trace **out,
     eddy_trace *t = calloc(1, sizeof *t);
     if (!t)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    struct collect_job j = {.id = id, .t = t};
-    int rc = eddyi_store_write(store, collect_job_run, &j, err);
+    int rc = collect(store, id, t, err);
     if (rc == EDDY_OK)
         rc = arrange(t, err);
     if (rc != EDDY_OK) {
@@ -425,86 +320,72 @@ static bool match_list(const char *patterns, const char *type)
     return false;
 }
 
-/* Adds an edge per row of a (from, to, count) query. */
-static int edges_from(sqlite3 *db, eddy_graph *g, eddy_graph_edge_kind kind,
-                      const char *sql, eddy_error *err)
+struct graph_build {
+    eddy_graph *g;
+    eddy_graph_edge_kind kind;
+    char **types; /* the stored event types */
+    size_t ntypes;
+    eddy_error *err;
+};
+
+static int edge_row(const char *from, const char *to, int64_t count,
+                    void *user)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_prepare(db, &st, err, sql, NULL);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW)
-        rc = edge_add(g, kind, (const char *)sqlite3_column_text(st, 0),
-                      (const char *)sqlite3_column_text(st, 1),
-                      sqlite3_column_int64(st, 2), err);
-    if (rc == EDDY_OK && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "building the graph", err);
-    sqlite3_finalize(st);
+    struct graph_build *b = user;
+    return edge_add(b->g, b->kind, from, to, count, b->err);
+}
+
+static int type_row(const char *type, void *user)
+{
+    struct graph_build *b = user;
+    char **n = realloc(b->types, (b->ntypes + 1) * sizeof *n);
+    if (!n)
+        return eddyi_error(b->err, EDDY_ENOMEM, "out of memory");
+    b->types = n;
+    if (!(n[b->ntypes] = eddyi_strdup(type)))
+        return eddyi_error(b->err, EDDY_ENOMEM, "out of memory");
+    b->ntypes++;
+    return EDDY_OK;
+}
+
+/* A recorded consumer handles every stored type its pattern matches. */
+static int consumer_row(const eddyi_subs_row *row, void *user)
+{
+    struct graph_build *b = user;
+    int rc = EDDY_OK;
+    for (size_t i = 0; i < b->ntypes && rc == EDDY_OK; i++)
+        if (match_list(row->pattern, b->types[i]))
+            rc = edge_add(b->g, EDDY_GRAPH_HANDLES, b->types[i], row->name, 0,
+                          b->err);
     return rc;
 }
 
-static int graph_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int graph_collect(eddy_store *store, eddy_graph *g, eddy_error *err)
 {
-    eddy_graph *g = arg;
-    sqlite3 *db;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc != EDDY_OK)
-        return rc;
-    /* Subscriptions x stored types. */
-    if (table_exists(db, "eddy_subscriptions")) {
-        sqlite3_stmt *subs = NULL, *types = NULL;
-        rc = eddyi_rel_prepare(db, &subs, err,
-                               "SELECT name, pattern FROM eddy_subscriptions "
-                               "ORDER BY name",
-                               NULL);
-        if (rc == EDDY_OK)
-            rc = eddyi_rel_prepare(db, &types, err,
-                                   "SELECT DISTINCT type FROM events "
-                                   "ORDER BY type",
-                                   NULL);
-        while (rc == EDDY_OK && sqlite3_step(subs) == SQLITE_ROW) {
-            const char *name = (const char *)sqlite3_column_text(subs, 0);
-            const char *pattern = (const char *)sqlite3_column_text(subs, 1);
-            sqlite3_reset(types);
-            while (rc == EDDY_OK && sqlite3_step(types) == SQLITE_ROW) {
-                const char *type = (const char *)sqlite3_column_text(types, 0);
-                if (type && pattern && match_list(pattern, type))
-                    rc = edge_add(g, EDDY_GRAPH_HANDLES, type, name, 0, err);
-            }
-        }
-        sqlite3_finalize(subs);
-        sqlite3_finalize(types);
-        if (rc != EDDY_OK)
-            return rc;
-    }
-    /* Publishers: each event's source publishes its type. */
-    rc = edges_from(db, g, EDDY_GRAPH_PUBLISHES,
-                    "SELECT json_extract(payload, '$.source'), type, "
-                    "count(*) FROM events GROUP BY 1, 2",
-                    err);
-    /* Causation: an event caused by an event of type T and published by H
-     * means H handles T. */
+    struct graph_build b = {.g = g, .err = err};
+    int rc = eddyi_graph_types(store, type_row, &b, err);
     if (rc == EDDY_OK)
-        rc = edges_from(db, g, EDDY_GRAPH_HANDLES,
-                        "SELECT c.type, json_extract(e.payload, '$.source'), "
-                        "count(*) FROM events e JOIN events c ON c.id = "
-                        "json_extract(e.payload, '$.causationid') "
-                        "GROUP BY 1, 2",
-                        err);
-    if (rc == EDDY_OK && table_exists(db, "eddy_saga_commands")) {
-        rc = edges_from(db, g, EDDY_GRAPH_SENDS,
-                        "SELECT saga_type, name, count(*) FROM "
-                        "eddy_saga_commands GROUP BY 1, 2",
-                        err);
-        if (rc == EDDY_OK)
-            rc = edges_from(db, g, EDDY_GRAPH_LEADS_TO,
-                            "SELECT m.name, e.type, count(*) FROM events e "
-                            "JOIN eddy_saga_commands m ON m.id = "
-                            "json_extract(e.payload, '$.causationid') "
-                            "GROUP BY 1, 2",
-                            err);
+        rc = eddyi_subs_list(store, consumer_row, &b, err);
+    /* Publishers: each event's source publishes its type. Causation: an
+     * event caused by an event of type T and published by H means H
+     * handles T. Then the saga commands: sent, and what they led to. */
+    static const struct {
+        eddyi_graph_query q;
+        eddy_graph_edge_kind kind;
+    } queries[] = {
+        {EDDYI_GRAPH_PUBLISHERS, EDDY_GRAPH_PUBLISHES},
+        {EDDYI_GRAPH_CAUSES, EDDY_GRAPH_HANDLES},
+        {EDDYI_GRAPH_SENDS, EDDY_GRAPH_SENDS},
+        {EDDYI_GRAPH_LEADS_TO, EDDY_GRAPH_LEADS_TO},
+    };
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0] && rc == EDDY_OK;
+         i++) {
+        b.kind = queries[i].kind;
+        rc = eddyi_graph_edges(store, queries[i].q, edge_row, &b, err);
     }
+    for (size_t i = 0; i < b.ntypes; i++)
+        free(b.types[i]);
+    free(b.types);
     return rc;
 }
 
@@ -525,12 +406,13 @@ int eddy_graph_build(eddy_store *store, eddy_graph **out, eddy_error *err)
     eddy_graph *g = calloc(1, sizeof *g);
     if (!g)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    int rc = eddyi_store_write(store, graph_job_run, g, err);
+    int rc = graph_collect(store, g, err);
     if (rc != EDDY_OK) {
         eddy_graph_free(g);
         return rc;
     }
-    qsort(g->edges, g->count, sizeof *g->edges, edge_cmp);
+    if (g->count)
+        qsort(g->edges, g->count, sizeof *g->edges, edge_cmp);
     for (size_t i = 0; i < g->count; i++) {
         g->edges[i].view.from = g->edges[i].from;
         g->edges[i].view.to = g->edges[i].to;

@@ -630,8 +630,8 @@ static const char SQL_STREAM_VERSION[] =
     "SELECT version FROM streams WHERE stream_id = ?1";
 static const char SQL_INSERT_EVENT[] =
     "INSERT INTO events(id, stream_id, stream_version, type, time_us, "
-    "recorded_us, payload, correlation_id) "
-    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    "recorded_us, payload, correlation_id, causation_id, source, subject) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 static const char SQL_UPSERT_STREAM[] =
     "INSERT INTO streams(stream_id, version) VALUES(?1, ?2) "
     "ON CONFLICT(stream_id) DO UPDATE SET version = excluded.version";
@@ -697,11 +697,16 @@ static int insert_event(conn *w, sqlite3_stmt *ins, const char *stream_id,
         sqlite3_bind_null(ins, 5);
     sqlite3_bind_int64(ins, 6, recorded_us);
     sqlite3_bind_text(ins, 7, p->payload, (int)p->len, SQLITE_STATIC);
-    const char *corr = eddy_event_correlation_id(p->event);
-    if (corr)
-        sqlite3_bind_text(ins, 8, corr, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(ins, 8);
+    const char *attrs[4] = {eddy_event_correlation_id(p->event),
+                            eddy_event_causation_id(p->event),
+                            eddy_event_source(p->event),
+                            eddy_event_subject(p->event)};
+    for (int i = 0; i < 4; i++) {
+        if (attrs[i])
+            sqlite3_bind_text(ins, 8 + i, attrs[i], -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(ins, 8 + i);
+    }
     int rc = sqlite3_step(ins);
     sqlite3_reset(ins);
     EDDYI_UNUSED(w);

@@ -153,12 +153,20 @@ const char *const eddyi_sqlite_migrations[EDDYI_SQLITE_SCHEMA_VERSION] = {
     "CREATE INDEX IF NOT EXISTS eddy_events_by_correlation"
     "  ON events(json_extract(payload, '$.correlationid'));",
 
-    /* 3 -> 4: the correlation id is a column written with the event, so
-     * tracing a flow reads an index instead of parsing stored payloads
-     * (and the store's SQL never parses JSON on the write path). */
+    /* 3 -> 4: the envelope attributes the store's queries filter and group
+     * by are columns written with the event (correlation and causation
+     * ids, source, subject), so tracing and the flow graph read columns
+     * and indexes instead of parsing stored payloads, and the same queries
+     * run on every backend. */
     "ALTER TABLE events ADD COLUMN correlation_id TEXT;"
-    "UPDATE events SET correlation_id = json_extract(payload, "
-    "  '$.correlationid');"
+    "ALTER TABLE events ADD COLUMN causation_id TEXT;"
+    "ALTER TABLE events ADD COLUMN source TEXT;"
+    "ALTER TABLE events ADD COLUMN subject TEXT;"
+    "UPDATE events SET"
+    "  correlation_id = json_extract(payload, '$.correlationid'),"
+    "  causation_id = json_extract(payload, '$.causationid'),"
+    "  source = json_extract(payload, '$.source'),"
+    "  subject = json_extract(payload, '$.subject');"
     "DROP INDEX IF EXISTS eddy_events_by_correlation;"
     "CREATE INDEX events_by_correlation ON events(correlation_id) "
     "  WHERE correlation_id IS NOT NULL;",
