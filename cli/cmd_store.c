@@ -3,6 +3,7 @@
  *   eddy events list   query the global log (JSON lines or a table)
  *   eddy streams       show one stream, or list the streams
  *   eddy store info    counts, head position, size, schema version
+ *   eddy store backup DEST   a consistent copy while the store is in use
  *   eddy append        append events from --data or from standard input
  *
  * Every command takes --store URL; the default is $EDDY_STORE, else
@@ -347,9 +348,15 @@ done:
 static void store_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy store info [--store URL]\n\n"
-            "Prints the store's backend, schema version, number of events, streams\n"
-            "and snapshots, head (last global) position, size on disk and sync mode.\n"
+            "usage: eddy store info [--store URL]\n"
+            "       eddy store backup DEST [--store URL]\n\n"
+            "info: prints the store's backend, schema version, number of events,\n"
+            "streams and snapshots, head (last global) position, size on disk and\n"
+            "sync mode.\n"
+            "backup: writes a consistent copy of the store to the NEW file DEST while\n"
+            "the store stays in use (other processes may append meanwhile): every\n"
+            "commit made before the backup started, compacted into one file, synced\n"
+            "to disk. DEST must not exist. Open it as any store (--store DEST).\n"
             "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
@@ -378,6 +385,26 @@ int cmd_store(int argc, char **argv)
     if (optind >= argc) {
         store_usage(stderr);
         return 2;
+    }
+    if (strcmp(argv[optind], "backup") == 0) {
+        if (optind + 2 != argc)
+            return cli_fail(2, "store backup: expected one destination file "
+                            "(see 'eddy store --help')");
+        url = cli_store_url(url);
+        eddy_store *s = open_store(url, true);
+        if (!s)
+            return 1;
+        eddy_error err = {0};
+        int64_t head = 0;
+        int rc = eddy_store_backup(s, argv[optind + 1], &err);
+        if (rc == EDDY_OK)
+            rc = eddy_store_head(s, &head, &err);
+        eddy_store_close(s);
+        if (rc != EDDY_OK)
+            return cli_fail(1, "store backup: %s", err.message);
+        printf("backed up %s to %s (head position at least %" PRId64 ")\n",
+               url, argv[optind + 1], head);
+        return fflush(stdout) == 0 ? 0 : cli_fail(1, "store backup: cannot write");
     }
     if (strcmp(argv[optind], "info") != 0)
         return cli_fail(2, "store: unknown subcommand '%s' (see 'eddy store --help')",

@@ -1,8 +1,7 @@
 /*
  * tests/test_sql.c - the portable statement API (eddy/sql.h) on the SQLite
- * backend: parameters, rows, errors, transactions and savepoints, reads on
- * readers, read-only stores (including a read-only mount), and the store
- * file being complete after a clean close.
+ * backend: parameters, rows, errors, transactions and savepoints, the
+ * SQLite escape hatch.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -276,159 +272,6 @@ static void test_sqlite_escape_hatch(void **state)
     eddy_store_close(s);
 }
 
-static eddy_store *append_some(const char *path, int n)
-{
-    eddy_error err = {0};
-    eddy_store *s = eddy_store_open(path, NULL, &err);
-    assert_non_null(s);
-    for (int i = 0; i < n; i++) {
-        eddy_event *ev = eddy_event_newf("t.happened", "test", "s-1", &err,
-                                         "{s:i}", "i", i);
-        assert_non_null(ev);
-        assert_int_equal(eddy_store_append(s, "s-1", EDDY_EXPECT_ANY, &ev, 1,
-                                           NULL, &err),
-                         EDDY_OK);
-        eddy_event_unref(ev);
-    }
-    return s;
-}
-
-static bool exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* After a clean close, the .db alone is the whole store. */
-static void test_close_leaves_a_complete_file(void **state)
-{
-    (void)state;
-    char path[256], wal[300], copy[300];
-    snprintf(path, sizeof path, "%s/closed.db", tmpdir);
-    eddy_store *s = append_some(path, 25);
-    eddy_error err = {0};
-    assert_int_equal(eddy_store_transact(s, setup_table, NULL, &err), EDDY_OK);
-    eddy_store_close(s);
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    assert_false(exists(wal));
-
-    /* Copy only the main file and read everything from the copy. */
-    snprintf(copy, sizeof copy, "%s/copy.db", tmpdir);
-    FILE *in = fopen(path, "rb"), *out = fopen(copy, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[8192];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
-        assert_int_equal(fwrite(buf, 1, k, out), k);
-    fclose(in);
-    fclose(out);
-    eddy_store_options ro = {.read_only = true};
-    s = eddy_store_open(copy, &ro, &err);
-    assert_non_null(s);
-    int64_t head = 0;
-    assert_int_equal(eddy_store_head(s, &head, &err), EDDY_OK);
-    assert_int_equal(head, 25);
-    eddy_store_close(s);
-}
-
-/* Reads everything from the store at `path` opened read-only; writes must
- * fail. Returns 0, or 1 with a message on stderr (it may run in a child). */
-static int read_only_checks(const char *path)
-{
-    eddy_store_options ro = {.read_only = true};
-    eddy_error err = {0};
-    eddy_store *s = eddy_store_open(path, &ro, &err);
-    if (!s) {
-        fprintf(stderr, "open on read-only media: %s\n", err.message);
-        return 1;
-    }
-    int64_t head = 0, n = 0;
-    int bad = eddy_store_head(s, &head, &err) != EDDY_OK || head != 10;
-    bad |= eddy_store_sql_int(s, &n, &err, "SELECT count(*) FROM t", NULL) !=
-               EDDY_OK ||
-           n != 2;
-    eddy_cursor *c = NULL;
-    int count = 0, rc = eddy_store_read_all(s, 0, 0, &c, &err);
-    eddy_record rec;
-    if (rc == EDDY_OK)
-        while ((rc = eddy_cursor_next(c, &rec, &err)) > 0)
-            count++;
-    bad |= rc != 0 || count != 10;
-    eddy_cursor_free(c);
-    eddy_error werr = {0};
-    bad |= eddy_store_transact(s, setup_table, NULL, &werr) != EDDY_ESTATE;
-    if (bad)
-        fprintf(stderr, "read-only checks failed: head %lld, rows %lld, "
-                "events %d, last error: %s\n", (long long)head,
-                (long long)n, count, err.message);
-    eddy_store_close(s);
-    return bad;
-}
-
-/*
- * A store on media this process cannot write: a read-only bind mount when
- * we may mount (root with CAP_SYS_ADMIN); and a folder without write
- * permission, read by a non-root process (root ignores file modes): this
- * process when it is not root, else a child that drops to user nobody.
- */
-static void test_read_only_media(void **state)
-{
-    (void)state;
-    char src[256], mnt[256], path[300];
-    snprintf(src, sizeof src, "%s/ro-src", tmpdir);
-    snprintf(mnt, sizeof mnt, "%s/ro-mnt", tmpdir);
-    assert_int_equal(mkdir(src, 0755), 0);
-    assert_int_equal(mkdir(mnt, 0755), 0);
-    snprintf(path, sizeof path, "%s/s.db", src);
-    eddy_store *s = append_some(path, 10);
-    eddy_error err = {0};
-    assert_int_equal(eddy_store_transact(s, setup_table, NULL, &err), EDDY_OK);
-    assert_int_equal(eddy_store_transact(s, insert_rows, NULL, &err), EDDY_OK);
-    eddy_store_close(s);
-
-    bool mounted = false;
-    if (geteuid() == 0 && mount(src, mnt, NULL, MS_BIND, NULL) == 0) {
-        mounted = mount(NULL, mnt, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY,
-                        NULL) == 0;
-        if (!mounted)
-            umount(mnt);
-    }
-    if (mounted) {
-        snprintf(path, sizeof path, "%s/s.db", mnt);
-        char probe[320];
-        snprintf(probe, sizeof probe, "%s.probe", path);
-        FILE *f = fopen(probe, "w"); /* really not writable? */
-        int bad = f != NULL || read_only_checks(path) != 0;
-        if (f)
-            fclose(f);
-        assert_int_equal(umount(mnt), 0);
-        assert_int_equal(bad, 0);
-        snprintf(path, sizeof path, "%s/s.db", src);
-    }
-    assert_int_equal(chmod(tmpdir, 0755), 0);
-    assert_int_equal(chmod(src, 0555), 0);
-    if (geteuid() != 0) {
-        assert_int_equal(read_only_checks(path), 0);
-    } else {
-        fflush(NULL);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            if (setgid(65534) != 0 || setuid(65534) != 0) {
-                perror("dropping to nobody");
-                _exit(2);
-            }
-            _exit(read_only_checks(path));
-        }
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
-    }
-    chmod(src, 0755);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -444,8 +287,6 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_sqlite_escape_hatch),
-        cmocka_unit_test(test_close_leaves_a_complete_file),
-        cmocka_unit_test(test_read_only_media),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -343,6 +343,21 @@ typedef struct eddy_store_info {
 int eddy_store_info_get(eddy_store *s, eddy_store_info *info,
                         eddy_error *err);
 
+/*
+ * Writes a consistent copy of the store to a NEW file at `path`, while the
+ * store stays in use (appends and reads go on meanwhile): the copy holds
+ * every transaction committed when it started and nothing later, compacted,
+ * as one self-contained store file (no -wal), synced to disk before this
+ * returns. Open it like any store ("sqlite:PATH"). Returns EDDY_OK, or with
+ * `err`: EDDY_EINVAL (NULL or empty path), EDDY_EEXIST (`path` exists: a
+ * backup never overwrites), EDDY_EUNSUPPORTED (a backend whose server has
+ * its own tools, e.g. pg_dump for PostgreSQL), EDDY_EIO (the message names
+ * the path and the cause: a full disk, a missing folder). On failure no
+ * partial file is left at `path`. Thread-safe; works on a store opened
+ * read-only.
+ */
+int eddy_store_backup(eddy_store *s, const char *path, eddy_error *err);
+
 /* ---- snapshots -------------------------------------------------------- */
 
 /*

@@ -169,6 +169,9 @@ typedef struct eddyi_backend {
     int (*snapshot_load)(void *impl, const char *stream_id, int64_t *version,
                          int *schema_version, char **state, eddy_error *err);
     int (*info)(void *impl, eddy_store_info *info, eddy_error *err);
+    /* A consistent copy to a new file at `path` (eddy_store_backup); NULL
+     * when the engine has its own tools. */
+    int (*backup)(void *impl, const char *path, eddy_error *err);
 } eddyi_backend;
 
 extern const eddyi_backend eddyi_sqlite_backend;

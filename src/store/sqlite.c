@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1191,6 +1193,75 @@ static int sqlite_info(void *impl, eddy_store_info *info, eddy_error *err)
     return EDDY_OK;
 }
 
+/* ---- backup ------------------------------------------------------------- */
+
+/* fsync()s `path`, then its folder (so the new entry is durable too). */
+static int sync_path(const char *path, eddy_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return eddyi_error(err, EDDY_EIO, "cannot sync %s: %s", path,
+                           strerror(e));
+    }
+    close(fd);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse it on folders */
+        close(fd);
+    }
+    return EDDY_OK;
+}
+
+/*
+ * VACUUM INTO on a reader: one read transaction, so the copy is the
+ * snapshot at its start while the writer goes on; the output is compacted
+ * and has no -wal of its own. SQLite refuses an existing non-empty output
+ * file; an existing empty one is refused here, so a backup never replaces
+ * anything.
+ */
+static int sqlite_backup(void *impl, const char *path, eddy_error *err)
+{
+    struct stat sb;
+    if (lstat(path, &sb) == 0)
+        return eddyi_error(err, EDDY_EEXIST,
+                           "%s exists; a backup never overwrites",
+                           path);
+    sqlite_impl *im = impl;
+    conn *c = NULL;
+    int rc = reader_get(im, &c, err);
+    if (rc != EDDY_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    int s = sqlite3_prepare_v2(c->db, "VACUUM INTO ?1", -1, &st, NULL);
+    if (s == SQLITE_OK)
+        s = sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    if (s == SQLITE_OK)
+        s = sqlite3_step(st);
+    if (s != SQLITE_DONE) {
+        rc = eddyi_error(err, EDDY_EIO, "cannot write %s: %s", path,
+                         sqlite3_errmsg(c->db));
+        if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            unlink(path); /* a partial copy is worse than none */
+    }
+    sqlite3_finalize(st);
+    reader_put(im, c);
+    if (rc == EDDY_OK && (rc = sync_path(path, err)) != EDDY_OK)
+        unlink(path);
+    return rc;
+}
+
 /* ---- statements of the portable API (eddy/sql.h) ------------------------ */
 
 static int row_columns(const void *native)
@@ -1325,6 +1396,7 @@ const eddyi_backend eddyi_sqlite_backend = {
     .snapshot_save = sqlite_snapshot_save,
     .write_native = sqlite_write_native,
     .sql = sqlite_sql,
+    .backup = sqlite_backup,
     .read_page = sqlite_read_page,
     .head = sqlite_head,
     .stream_version = sqlite_stream_version,

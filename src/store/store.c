@@ -826,6 +826,17 @@ int eddy_store_info_get(eddy_store *s, eddy_store_info *info, eddy_error *err)
     return s->backend->info(s->impl, info, err);
 }
 
+int eddy_store_backup(eddy_store *s, const char *path, eddy_error *err)
+{
+    if (!s || !path || !*path)
+        return eddyi_error(err, EDDY_EINVAL, "backup: store and path required");
+    if (!s->backend->backup)
+        return eddyi_error(err, EDDY_EUNSUPPORTED,
+                           "backup: the %s backend has no built-in backup; "
+                           "use the engine's own tools", s->backend->name);
+    return s->backend->backup(s->impl, path, err);
+}
+
 /* ---- waiting for commits ---------------------------------------------- */
 
 /* Polls the backend at most this often for appends by other processes. */

@@ -67,6 +67,18 @@ check() {
         --data '{}' >"$TMP/out" 2>"$TMP/err"; then
         fail "$label: append on a read-only store succeeded"
     fi
+    # A backup from the read-only store into a writable folder.
+    local bdir
+    bdir=$(mktemp -d)
+    chmod 777 "$bdir"
+    if ! "$@" "$EDDY" store backup "$bdir/copy.db" --store "$store" \
+        >"$TMP/out" 2>"$TMP/err"; then
+        fail "$label: store backup: $(head -c 300 "$TMP/err")"
+    elif ! "$EDDY" stats --store "$bdir/copy.db" >"$TMP/out" 2>"$TMP/err" ||
+        ! grep -q '^payment' "$TMP/out"; then
+        fail "$label: the backup does not read back: $(head -c 300 "$TMP/err")"
+    fi
+    rm -rf "$bdir"
     if [ -s "$dir/orders.db-wal" ]; then
         fail "$label: the -wal beside the store holds data"
     fi
