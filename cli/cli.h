@@ -40,6 +40,12 @@ char *cli_read_file(const char *path, size_t *len);
  * $EDDY_STORE if set and non-empty, else CLI_DEFAULT_STORE_URL. */
 const char *cli_store_url(const char *opt);
 
+/* Opens the EXISTING store at `url` for reading and writing (some reads go
+ * through the store's writer): a read-only open first refuses a missing or
+ * foreign file, so a mistyped --store never creates one. Returns the store,
+ * or NULL after printing "eddy: cannot open store URL: REASON". */
+eddy_store *cli_store_open_existing(const char *url);
+
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);
 

@@ -8,8 +8,8 @@
  *   eddy dlq purge  [--store URL] [--handler H]
  *
  * Over the library's DLQ API (eddy/durable.h). The dead-letter tables are
- * read through the store's writer, so the store is opened for writing; it
- * is first opened read-only to make sure it exists: these commands never
+ * read through the store's writer, so the store is opened for writing, but
+ * only an existing one (cli_store_open_existing): these commands never
  * create a store file. `retry` only marks dead letters for redrive: the
  * running durable subscription of their handler redelivers them and deletes
  * each one only after its handler succeeded.
@@ -56,24 +56,6 @@ static void dlq_usage(FILE *out)
             "exit status: 0 success, 1 store error or no such dead letter,\n"
             "2 usage error (an unknown --handler too).\n",
             CLI_DEFAULT_STORE_URL);
-}
-
-/* Opens an EXISTING store for writing (the DLQ is read through the
- * writer): a read-only open first refuses a missing or foreign file. */
-static eddy_store *open_existing(const char *url)
-{
-    eddy_error err = {0};
-    eddy_store_options ro = {.read_only = true};
-    eddy_store *s = eddy_store_open(url, &ro, &err);
-    if (!s) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
-        return NULL;
-    }
-    eddy_store_close(s);
-    s = eddy_store_open(url, NULL, &err);
-    if (!s)
-        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
-    return s;
 }
 
 static bool parse_id(const char *text, int64_t *out)
@@ -376,7 +358,7 @@ int cmd_dlq(int argc, char **argv)
         return cli_fail(2, "dlq %s: --format only applies to list and show", action);
 
     url = cli_store_url(url);
-    eddy_store *s = open_existing(url);
+    eddy_store *s = cli_store_open_existing(url);
     if (!s)
         return 1;
     eddy_error err = {0};

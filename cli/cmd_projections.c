@@ -121,9 +121,9 @@ int cmd_projections(int argc, char **argv)
     if (strcmp(sub, "list") == 0) {
         if (optind != argc)
             return usage(stderr, 2);
-        eddy_store *s = eddy_store_open(url, NULL, &err);
+        eddy_store *s = cli_store_open_existing(url);
         if (!s)
-            return cli_fail(1, "cannot open store %s: %s", url, err.message);
+            return 1;
         cli_writer w;
         cli_writer_init(&w, "projections list", format, stdout);
         int rc = eddy_projection_list(s, print_row, &w, &err);
@@ -148,9 +148,9 @@ int cmd_projections(int argc, char **argv)
             return cli_fail(1, "unknown projection \"%s\": this eddy can "
                             "rebuild only the projections it knows (%s)",
                             name, ORDERS_PROJECTION);
-        eddy_store *s = eddy_store_open(url, NULL, &err);
+        eddy_store *s = cli_store_open_existing(url);
         if (!s)
-            return cli_fail(1, "cannot open store %s: %s", url, err.message);
+            return 1;
         struct progress p = {.tty = isatty(STDERR_FILENO) != 0,
                              .last_decile = -1};
         int rc = eddy_projection_rebuild(s, def, on_progress, &p, &err);

@@ -267,9 +267,9 @@ int cmd_sagas(int argc, char **argv)
     if (show && (state || type))
         return cli_fail(2, "sagas show: --state and --type only apply to list");
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(url, NULL, &err);
+    eddy_store *s = cli_store_open_existing(url);
     if (!s)
-        return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return 1;
     int status;
     if (list) {
         status = sagas_list(s, state, type, format);

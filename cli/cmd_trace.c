@@ -68,9 +68,9 @@ int cmd_trace(int argc, char **argv)
         return usage(stderr, 2);
     url = cli_store_url(url);
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(url, NULL, &err);
+    eddy_store *s = cli_store_open_existing(url);
     if (!s)
-        return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return 1;
     eddy_trace *t = NULL;
     int rc = eddy_trace_collect(s, argv[optind], &t, &err);
     eddy_store_close(s);

@@ -43,6 +43,22 @@ const char *cli_store_url(const char *opt)
     return env && *env ? env : CLI_DEFAULT_STORE_URL;
 }
 
+eddy_store *cli_store_open_existing(const char *url)
+{
+    eddy_error err = {0};
+    eddy_store_options ro = {.read_only = true};
+    eddy_store *s = eddy_store_open(url, &ro, &err);
+    if (!s) {
+        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return NULL;
+    }
+    eddy_store_close(s);
+    s = eddy_store_open(url, NULL, &err);
+    if (!s)
+        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
+    return s;
+}
+
 int cli_is_help(const char *arg)
 {
     return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);

@@ -153,6 +153,16 @@ run purge_known 0 dlq purge --handler payment-service --store "$STORE"
 has purge_known out '^0 dead letters deleted'
 run show_format_retry 2 dlq retry 1 --format json --store "$STORE"
 
+# ---- a mistyped --store is an error, never a new empty store --------------------------
+for cmd in "projections list" "projections rebuild order_read_model" "sagas list" \
+           "sagas show x" "trace x" "graph" "dlq list" "events list" "streams list" \
+           "store info"; do
+    # shellcheck disable=SC2086
+    run missing 1 $cmd --store "sqlite:$TMP/typo.db"
+    has missing err "cannot open store sqlite:$TMP/typo.db"
+    [ -e "$TMP/typo.db" ] && { fail "$cmd created a missing store"; rm -f "$TMP"/typo.db*; }
+done
+
 # ---- --help of every listing command describes the one grammar -----------------------
 for cmd in "events list" "streams" "store" "dlq" "projections" "sagas" "trace"; do
     # shellcheck disable=SC2086
