@@ -18,8 +18,8 @@
 static int usage(FILE *out, int status)
 {
     fprintf(out,
-            "usage: eddy sagas list [--state S] [--type T] [--store URL] "
-            CLI_FORMAT_SYNOPSIS "\n"
+            "usage: eddy sagas list [--state S] [--type T] [--store URL]\n"
+            "                       " CLI_FORMAT_SYNOPSIS "\n"
             "       eddy sagas show ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n\n"
             "list  saga instances, oldest first.\n"
             "show  the instances with id ID (one per saga type having it): status,\n"
