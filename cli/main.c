@@ -10,10 +10,10 @@
 const struct cli_command cli_commands[] = {
     {"demo", "run the order system end to end and check its invariants", cmd_demo},
     {"service", "run one service of the order system as a process (see demo --transport)", cmd_service},
-    {"events", "check and list events (CloudEvents JSON)", cmd_events},
+    {"events", "check CloudEvents JSON; list or follow the stored events", cmd_events},
     {"schema", "validate JSON against a JSON Schema (draft-07)", cmd_schema},
     {"append", "append events to a stream of the store", cmd_append},
-    {"streams", "show a stream of the store", cmd_streams},
+    {"streams", "list the streams of the store, or show one", cmd_streams},
     {"store", "show information about the store", cmd_store},
     {"dlq", "list, show, redrive and purge dead letters", cmd_dlq},
     {"stats", "subscriptions' checkpoints, lag, retries, dead letters; outbox", cmd_stats},
