@@ -109,6 +109,22 @@ int cli_find_name(const char *text, const char *const *names, size_t count, bool
 int cli_fail_unknown(int status, const char *cmd, const char *what, const char *value,
                      const char *const *valid, size_t count);
 
+/* A set of distinct names, in the order added: the valid values that a
+ * "CMD: unknown WHAT" message lists when they come from the store. */
+typedef struct cli_names {
+    char **v;
+    size_t n;
+    bool oom; /* a name could not be added */
+} cli_names;
+
+/* Adds a copy of `name` unless it is NULL, "" or already there; on
+ * out-of-memory sets `oom` instead. */
+void cli_names_add(cli_names *ns, const char *name);
+/* Sorts the names (strcmp order). */
+void cli_names_sort(cli_names *ns);
+/* Frees the names; the set is empty again. */
+void cli_names_free(cli_names *ns);
+
 /* Writes the rows of a listing as jsonl or json (table rows are printed by the
  * command). Initialise with cli_writer_init, put each row, then end. */
 typedef struct cli_writer {

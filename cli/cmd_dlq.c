@@ -147,6 +147,12 @@ static int dlq_list(eddy_store *s, const char *handler, cli_format format)
     return 0;
 }
 
+static int collect_handler(const eddy_dead_letter *dl, void *user)
+{
+    cli_names_add(user, dl->handler);
+    return 0;
+}
+
 /*
  * --handler H must name a handler the store knows: one with dead letters, or
  * a subscription the running systems recorded (they appear as handlers in
@@ -154,53 +160,11 @@ static int dlq_list(eddy_store *s, const char *handler, cli_format format)
  * the known ones, where a filter would silently match nothing. Returns 0, or
  * the exit status after printing why.
  */
-struct names {
-    char **v;
-    size_t n;
-    bool oom;
-};
-
-static void names_add(struct names *ns, const char *name)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        if (strcmp(ns->v[i], name) == 0)
-            return;
-    char **bigger = realloc(ns->v, (ns->n + 1) * sizeof *bigger);
-    char *copy = strdup(name);
-    if (!bigger || !copy) {
-        if (bigger)
-            ns->v = bigger;
-        free(copy);
-        ns->oom = true;
-        return;
-    }
-    ns->v = bigger;
-    ns->v[ns->n++] = copy;
-}
-
-static void names_free(struct names *ns)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        free(ns->v[i]);
-    free(ns->v);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int collect_handler(const eddy_dead_letter *dl, void *user)
-{
-    names_add(user, dl->handler);
-    return 0;
-}
-
 static int check_handler(eddy_store *s, const char *action, const char *handler)
 {
     char cmd[32];
     snprintf(cmd, sizeof cmd, "dlq %s", action);
-    struct names known = {0};
+    cli_names known = {0};
     eddy_error err = {0};
     eddy_graph *g = NULL;
     int status = 0;
@@ -217,20 +181,20 @@ static int check_handler(eddy_store *s, const char *action, const char *handler)
     for (size_t i = 0; i < eddy_graph_edge_count(g); i++) {
         const eddy_graph_edge *e = eddy_graph_edge_at(g, i);
         if (e->kind == EDDY_GRAPH_HANDLES)
-            names_add(&known, e->to);
+            cli_names_add(&known, e->to);
     }
     if (known.oom) {
         status = cli_fail(1, "%s: out of memory", cmd);
         goto done;
     }
     if (cli_find_name(handler, (const char *const *)known.v, known.n, false) < 0) {
-        qsort(known.v, known.n, sizeof *known.v, cmp_names);
+        cli_names_sort(&known);
         status = cli_fail_unknown(2, cmd, "handler", handler, (const char *const *)known.v,
                                   known.n);
     }
 done:
     eddy_graph_free(g);
-    names_free(&known);
+    cli_names_free(&known);
     return status;
 }
 

@@ -77,42 +77,16 @@ static json_t *saga_json(const eddy_saga_info *info, bool full)
 struct list_walk {
     cli_writer w;
     const char *state, *type;
-    struct names {
-        char **v;
-        size_t n;
-    } results, types;
-    bool oom;
+    cli_names results, types; /* seen in the store */
 };
-
-static void names_add(struct list_walk *lw, struct names *ns, const char *name)
-{
-    if (!name || !*name || cli_find_name(name, (const char *const *)ns->v, ns->n, false) >= 0)
-        return;
-    char **bigger = realloc(ns->v, (ns->n + 1) * sizeof *bigger);
-    if (bigger)
-        ns->v = bigger;
-    char *copy = bigger ? strdup(name) : NULL;
-    if (!copy) {
-        lw->oom = true;
-        return;
-    }
-    ns->v[ns->n++] = copy;
-}
-
-static void names_free(struct names *ns)
-{
-    for (size_t i = 0; i < ns->n; i++)
-        free(ns->v[i]);
-    free(ns->v);
-}
 
 static const char *const statuses[] = {"running", "completed", "failed"};
 
 static int list_row(const eddy_saga_info *info, void *user)
 {
     struct list_walk *lw = user;
-    names_add(lw, &lw->results, info->result);
-    names_add(lw, &lw->types, info->type);
+    cli_names_add(&lw->results, info->result);
+    cli_names_add(&lw->types, info->type);
     if (lw->type && strcmp(lw->type, info->type) != 0)
         return 0;
     if (lw->state && strcasecmp(lw->state, info->status) != 0 &&
@@ -162,7 +136,7 @@ static int sagas_list(eddy_store *s, const char *state, const char *type, cli_fo
     int rc = eddy_saga_list(s, NULL, NULL, list_row, &lw, &err);
     if (rc != EDDY_OK)
         status = err.message[0] ? cli_fail(1, "sagas list: %s", err.message) : 1;
-    else if (lw.oom)
+    else if (lw.results.oom || lw.types.oom)
         status = cli_fail(1, "sagas list: out of memory");
     else if (lw.w.count == 0 && (status = check_filters(&lw)) != 0)
         ; /* an unknown value: nothing was printed */
@@ -170,8 +144,8 @@ static int sagas_list(eddy_store *s, const char *state, const char *type, cli_fo
         status = cli_writer_end(&lw.w);
     else if (lw.w.count == 0)
         printf("no sagas%s%s\n", state ? " with state " : "", state ? state : "");
-    names_free(&lw.results);
-    names_free(&lw.types);
+    cli_names_free(&lw.results);
+    cli_names_free(&lw.types);
     return status;
 }
 

@@ -47,6 +47,40 @@ int cli_fail_unknown(int status, const char *cmd, const char *what, const char *
     return status;
 }
 
+void cli_names_add(cli_names *ns, const char *name)
+{
+    if (!name || !*name || cli_find_name(name, (const char *const *)ns->v, ns->n, false) >= 0)
+        return;
+    char **bigger = realloc(ns->v, (ns->n + 1) * sizeof *bigger);
+    if (bigger)
+        ns->v = bigger;
+    char *copy = bigger ? strdup(name) : NULL;
+    if (!copy) {
+        ns->oom = true;
+        return;
+    }
+    ns->v[ns->n++] = copy;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void cli_names_sort(cli_names *ns)
+{
+    if (ns->n > 1)
+        qsort(ns->v, ns->n, sizeof *ns->v, cmp_names);
+}
+
+void cli_names_free(cli_names *ns)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        free(ns->v[i]);
+    free(ns->v);
+    *ns = (cli_names){0};
+}
+
 void cli_writer_init(cli_writer *w, const char *cmd, cli_format format, FILE *out)
 {
     *w = (cli_writer){.format = format, .cmd = cmd, .out = out};
