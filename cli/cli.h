@@ -9,7 +9,13 @@
 #ifndef EDDY_CLI_H
 #define EDDY_CLI_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include <jansson.h>
+
+#include "eddy/store.h"
 
 struct cli_command {
     const char *name;
@@ -34,6 +40,13 @@ char *cli_read_file(const char *path, size_t *len);
  * $EDDY_STORE if set and non-empty, else CLI_DEFAULT_STORE_URL. */
 const char *cli_store_url(const char *opt);
 
+/* Opens the EXISTING store at `url`, read-only unless `write` (a reading
+ * command then works on a store it cannot write): a read-only open first
+ * refuses a missing or foreign file, so a mistyped --store never creates
+ * one. Returns the store, or NULL after printing "eddy: cannot open store
+ * URL: REASON". */
+eddy_store *cli_store_open_existing(const char *url, bool write);
+
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);
 
@@ -46,8 +59,8 @@ int cmd_events(int argc, char **argv);
 int cmd_schema(int argc, char **argv);
 /* `eddy events check`: dispatched by cmd_events (cli/cmd_events.c). */
 int cmd_events_check(int argc, char **argv);
-/* `eddy events list`, `eddy streams`, `eddy store`, `eddy append`
- * (cli/cmd_store.c). */
+/* `eddy events list` (cli/cmd_events_list.c); `eddy streams`, `eddy store`,
+ * `eddy append` (cli/cmd_store.c). */
 int cmd_events_list(int argc, char **argv);
 int cmd_streams(int argc, char **argv);
 int cmd_store(int argc, char **argv);
@@ -61,5 +74,93 @@ int cmd_projections(int argc, char **argv);
 int cmd_sagas(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+
+/* ---- output formats (cli/output.c) ------------------------------------------
+ *
+ * One grammar for every listing command: --format table|jsonl|json, table by
+ * default. table is for a person (aligned columns, a header; the command
+ * prints it itself); jsonl is one compact JSON object per line, one line per
+ * row; json is one JSON document: for a listing the array of exactly the
+ * objects jsonl prints, for a single thing (store info, dlq show) the object,
+ * indented. eddy(1) describes the grammar under OUTPUT FORMATS.
+ */
+typedef enum cli_format {
+    CLI_FORMAT_TABLE = 0,
+    CLI_FORMAT_JSONL = 1,
+    CLI_FORMAT_JSON = 2
+} cli_format;
+
+/* The usage synopsis and the --help lines of --format, the same everywhere. */
+#define CLI_FORMAT_SYNOPSIS "[--format table|jsonl|json]"
+#define CLI_FORMAT_HELP                                                        \
+    "  --format FORMAT    table (default), jsonl (a JSON object per line) or\n" \
+    "                     json (one JSON document); see eddy(1)\n"
+
+/* Parses a --format value (exact, lower case) into `*out`. Returns 0, or 2
+ * after printing "eddy: CMD: unknown format "xml" (valid: table, jsonl,
+ * json)". */
+int cli_format_parse(const char *cmd, const char *text, cli_format *out);
+
+/* The index of `text` in `names` (`count` entries), compared
+ * case-insensitively when `nocase`; -1 when absent. */
+int cli_find_name(const char *text, const char *const *names, size_t count, bool nocase);
+
+/* Prints "eddy: CMD: unknown WHAT "VALUE" (valid: A, B, C)" (or "(there are
+ * none)" when `count` is 0) and returns `status`. */
+int cli_fail_unknown(int status, const char *cmd, const char *what, const char *value,
+                     const char *const *valid, size_t count);
+
+/* A set of distinct names, in the order added: the valid values that a
+ * "CMD: unknown WHAT" message lists when they come from the store. */
+typedef struct cli_names {
+    char **v;
+    size_t n;
+    bool oom; /* a name could not be added */
+} cli_names;
+
+/* Adds a copy of `name` unless it is NULL, "" or already there; on
+ * out-of-memory sets `oom` instead. */
+void cli_names_add(cli_names *ns, const char *name);
+/* Sorts the names (strcmp order). */
+void cli_names_sort(cli_names *ns);
+/* Frees the names; the set is empty again. */
+void cli_names_free(cli_names *ns);
+
+/* Writes the rows of a listing as jsonl or json (table rows are printed by the
+ * command). Initialise with cli_writer_init, put each row, then end. */
+typedef struct cli_writer {
+    cli_format format;
+    const char *cmd;  /* names the command in error messages */
+    FILE *out;
+    bool flush_each;  /* flush after every row (live output) */
+    size_t count;     /* rows written */
+} cli_writer;
+
+void cli_writer_init(cli_writer *w, const char *cmd, cli_format format, FILE *out);
+
+/* Writes one row, taking the reference `row` (also on failure; NULL is taken
+ * as out of memory). Returns 0, or 1 after printing why (out of memory, a
+ * write error). Must not be called in table format. */
+int cli_writer_put(cli_writer *w, json_t *row);
+
+/* Ends the listing (json: closes the array, "[]" when empty) and flushes.
+ * Returns 0, or 1 after printing "cannot write". */
+int cli_writer_end(cli_writer *w);
+
+/* Prints one object in jsonl (a compact line) or json (indented) format,
+ * taking the reference `obj` (NULL: out of memory), and flushes. Returns 0
+ * or 1 after printing why. */
+int cli_print_object(const char *cmd, cli_format format, json_t *obj);
+
+/* A time as JSON: an RFC 3339 string, or null when `us` <= 0. New
+ * reference (NULL only when out of memory). */
+json_t *cli_json_time(int64_t us);
+
+/* A stored event as the JSON row of `events list` and `streams show`:
+ *   {"position": P, "stream": "S", "stream_version": V,
+ *    "recorded": "TIME", "event": {CloudEvents JSON}}
+ * so that a script can resume with --from P+1. New reference or NULL (out of
+ * memory). */
+json_t *cli_json_record(const eddy_record *rec);
 
 #endif

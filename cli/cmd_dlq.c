@@ -1,15 +1,15 @@
 /*
  * cli/cmd_dlq.c - `eddy dlq`: inspect and redrive the dead-letter store.
  *
- *   eddy dlq list   [--store URL] [--handler H] [--format table|jsonl]
- *   eddy dlq show   ID [--store URL]
+ *   eddy dlq list   [--store URL] [--handler H] [--format table|jsonl|json]
+ *   eddy dlq show   ID [--store URL] [--format table|jsonl|json]
  *   eddy dlq retry  ID|--all [--store URL] [--handler H]
  *   eddy dlq delete ID [--store URL]
  *   eddy dlq purge  [--store URL] [--handler H]
  *
  * Over the library's DLQ API (eddy/durable.h). The dead-letter tables are
- * read through the store's writer, so the store is opened for writing; it
- * is first opened read-only to make sure it exists: these commands never
+ * read through the store's writer, so the store is opened for writing, but
+ * only an existing one (cli_store_open_existing): these commands never
  * create a store file. `retry` only marks dead letters for redrive: the
  * running durable subscription of their handler redelivers them and deletes
  * each one only after its handler succeeded.
@@ -30,15 +30,14 @@
 static void dlq_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy dlq list   [--store URL] [--handler H] [--format table|jsonl]\n"
-            "       eddy dlq show   ID [--store URL]\n"
+            "usage: eddy dlq list   [--store URL] [--handler H] " CLI_FORMAT_SYNOPSIS "\n"
+            "       eddy dlq show   ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
             "       eddy dlq retry  ID|--all [--store URL] [--handler H]\n"
             "       eddy dlq delete ID [--store URL]\n"
             "       eddy dlq purge  [--store URL] [--handler H]\n\n"
             "The dead letters of durable subscriptions: events whose handler failed\n"
             "its last attempt.\n"
-            "  list     one line per dead letter, oldest first (jsonl: one JSON object\n"
-            "           per line, with the event)\n"
+            "  list     one line per dead letter, oldest first\n"
             "  show     every detail of dead letter ID, and its event\n"
             "  retry    mark dead letter ID (or --all, of --handler H or of every\n"
             "           handler) for redrive: the running subscription of its handler\n"
@@ -46,31 +45,17 @@ static void dlq_usage(FILE *out)
             "  delete   delete dead letter ID for good\n"
             "  purge    delete every dead letter of --handler H (default: of every\n"
             "           handler) for good\n"
-            "  --store URL    the store (default: $EDDY_STORE, else %s)\n"
-            "  --handler H    only the dead letters of handler (subscription) H\n\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            "  --handler H        only the dead letters of handler (subscription) H;\n"
+            "                     a handler the store knows neither from its\n"
+            "                     subscriptions nor from its dead letters is an error\n"
+            CLI_FORMAT_HELP
+            "                     (jsonl and json rows: {\"id\", \"handler\", \"position\",\n"
+            "                     \"status\", \"error\", \"error_code\", \"error_name\",\n"
+            "                     \"attempts\", \"first_failure\", \"last_failure\", \"event\"})\n\n"
             "exit status: 0 success, 1 store error or no such dead letter,\n"
-            "2 usage error.\n",
+            "2 usage error (an unknown --handler too).\n",
             CLI_DEFAULT_STORE_URL);
-}
-
-/* Opens an EXISTING store, read-only unless `write`: a read-only open first
- * refuses a missing or foreign file (a writable open would create it). */
-static eddy_store *open_existing(const char *url, bool write)
-{
-    eddy_error err = {0};
-    eddy_store_options ro = {.read_only = true};
-    eddy_store *s = eddy_store_open(url, &ro, &err);
-    if (!s) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
-        return NULL;
-    }
-    if (!write)
-        return s;
-    eddy_store_close(s);
-    s = eddy_store_open(url, NULL, &err);
-    if (!s)
-        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
-    return s;
 }
 
 static bool parse_id(const char *text, int64_t *out)
@@ -110,16 +95,9 @@ static const char *one_line(const char *s, char *buf, size_t width)
 
 /* ---- list ------------------------------------------------------------------- */
 
-typedef struct list_ctx {
-    bool jsonl;
-    size_t count;
-    int status;
-} list_ctx;
-
 static json_t *dead_letter_json(const eddy_dead_letter *dl)
 {
-    char first[64], last[64];
-    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i, s:s, s:i, s:s, s:s}",
+    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i, s:s, s:i, s:o, s:o}",
                           "id", (json_int_t)dl->id,
                           "handler", dl->handler,
                           "position", (json_int_t)dl->position,
@@ -128,60 +106,101 @@ static json_t *dead_letter_json(const eddy_dead_letter *dl)
                           "error_code", dl->error_code,
                           "error_name", eddy_errname(dl->error_code),
                           "attempts", dl->attempts,
-                          "first_failure", time_text(dl->first_failure_us, first,
-                                                     sizeof first),
-                          "last_failure", time_text(dl->last_failure_us, last,
-                                                    sizeof last));
-    if (o && dl->event)
-        json_object_set_new(o, "event", eddy_event_to_json(dl->event));
+                          "first_failure", cli_json_time(dl->first_failure_us),
+                          "last_failure", cli_json_time(dl->last_failure_us));
+    if (o && dl->event && json_object_set_new(o, "event", eddy_event_to_json(dl->event))) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
 static int list_one(const eddy_dead_letter *dl, void *user)
 {
-    list_ctx *c = user;
-    if (c->jsonl) {
-        json_t *o = dead_letter_json(dl);
-        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        if (!text) {
-            c->status = cli_fail(1, "out of memory");
-            return 1;
-        }
-        puts(text);
-        free(text);
-    } else {
-        char last[64], err[49];
-        printf("%-6" PRId64 " %-20s %9" PRId64 " %8d  %-7s %-27s %-24s %s\n",
-               dl->id, dl->handler, dl->position, dl->attempts, dl->status,
-               time_text(dl->last_failure_us, last, sizeof last),
-               dl->event ? eddy_event_type(dl->event) : "?",
-               one_line(dl->error, err, sizeof err - 1));
-    }
-    c->count++;
+    cli_writer *w = user;
+    if (w->format != CLI_FORMAT_TABLE)
+        return cli_writer_put(w, dead_letter_json(dl));
+    char last[64], err[49];
+    printf("%-6" PRId64 " %-20s %9" PRId64 " %8d  %-7s %-27s %-24s %s\n",
+           dl->id, dl->handler, dl->position, dl->attempts, dl->status,
+           time_text(dl->last_failure_us, last, sizeof last),
+           dl->event ? eddy_event_type(dl->event) : "?",
+           one_line(dl->error, err, sizeof err - 1));
+    w->count++;
     return 0;
 }
 
-static int dlq_list(eddy_store *s, const char *handler, const char *format)
+static int dlq_list(eddy_store *s, const char *handler, cli_format format)
 {
-    list_ctx c = {.jsonl = strcmp(format, "jsonl") == 0};
-    if (!c.jsonl)
+    cli_writer w;
+    cli_writer_init(&w, "dlq list", format, stdout);
+    if (format == CLI_FORMAT_TABLE)
         printf("%-6s %-20s %9s %8s  %-7s %-27s %-24s %s\n", "ID", "HANDLER",
                "POSITION", "ATTEMPTS", "STATUS", "LAST FAILURE", "TYPE", "ERROR");
     eddy_error err = {0};
-    int rc = eddy_dlq_list(s, handler, list_one, &c, &err);
-    if (c.status)
-        return c.status;
+    int rc = eddy_dlq_list(s, handler, list_one, &w, &err);
     if (rc != EDDY_OK)
-        return cli_fail(1, "dlq list: %s", err.message);
-    if (!c.jsonl)
-        fprintf(stderr, "%zu dead letter%s\n", c.count, c.count == 1 ? "" : "s");
+        return err.message[0] ? cli_fail(1, "dlq list: %s", err.message) : 1;
+    if (format != CLI_FORMAT_TABLE)
+        return cli_writer_end(&w);
+    fprintf(stderr, "%zu dead letter%s\n", w.count, w.count == 1 ? "" : "s");
     return 0;
+}
+
+static int collect_handler(const eddy_dead_letter *dl, void *user)
+{
+    cli_names_add(user, dl->handler);
+    return 0;
+}
+
+/*
+ * --handler H must name a handler the store knows: one with dead letters, or
+ * a subscription the running systems recorded (they appear as handlers in
+ * the graph of the store, eddy/trace.h). An unknown name is an error naming
+ * the known ones, where a filter would silently match nothing. Returns 0, or
+ * the exit status after printing why.
+ */
+static int check_handler(eddy_store *s, const char *action, const char *handler)
+{
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "dlq %s", action);
+    cli_names known = {0};
+    eddy_error err = {0};
+    eddy_graph *g = NULL;
+    int status = 0;
+    if (eddy_dlq_list(s, NULL, collect_handler, &known, &err) != EDDY_OK) {
+        status = cli_fail(1, "%s: %s", cmd, err.message);
+        goto done;
+    }
+    if (cli_find_name(handler, (const char *const *)known.v, known.n, false) >= 0)
+        goto done;
+    if (eddy_graph_build(s, &g, &err) != EDDY_OK) {
+        status = cli_fail(1, "%s: %s", cmd, err.message);
+        goto done;
+    }
+    for (size_t i = 0; i < eddy_graph_edge_count(g); i++) {
+        const eddy_graph_edge *e = eddy_graph_edge_at(g, i);
+        if (e->kind == EDDY_GRAPH_HANDLES)
+            cli_names_add(&known, e->to);
+    }
+    if (known.oom) {
+        status = cli_fail(1, "%s: out of memory", cmd);
+        goto done;
+    }
+    if (cli_find_name(handler, (const char *const *)known.v, known.n, false) < 0) {
+        cli_names_sort(&known);
+        status = cli_fail_unknown(2, cmd, "handler", handler, (const char *const *)known.v,
+                                  known.n);
+    }
+done:
+    eddy_graph_free(g);
+    cli_names_free(&known);
+    return status;
 }
 
 /* ---- show ------------------------------------------------------------------- */
 
-static int dlq_show(eddy_store *s, int64_t id)
+static int dlq_show(eddy_store *s, int64_t id, cli_format format)
 {
     eddy_dead_letter *dl = NULL;
     eddy_error err = {0};
@@ -190,6 +209,11 @@ static int dlq_show(eddy_store *s, int64_t id)
         return cli_fail(1, "dlq show: no dead letter %" PRId64, id);
     if (rc != EDDY_OK)
         return cli_fail(1, "dlq show: %s", err.message);
+    if (format != CLI_FORMAT_TABLE) {
+        int status = cli_print_object("dlq show", format, dead_letter_json(dl));
+        eddy_dead_letter_free(dl);
+        return status;
+    }
     char first[64], last[64];
     printf("id:             %" PRId64 "\n", dl->id);
     printf("handler:        %s\n", dl->handler);
@@ -242,7 +266,9 @@ int cmd_dlq(int argc, char **argv)
         dlq_usage(stderr);
         return 2;
     }
-    const char *url = NULL, *handler = NULL, *format = "table";
+    const char *url = NULL, *handler = NULL;
+    cli_format format = CLI_FORMAT_TABLE;
+    bool format_given = false;
     bool all = false;
     int opt;
     optind = 0;
@@ -256,12 +282,14 @@ int cmd_dlq(int argc, char **argv)
                 return cli_fail(2, "dlq: --handler needs a name");
             handler = optarg;
             break;
-        case 'F':
-            if (strcmp(optarg, "table") && strcmp(optarg, "jsonl"))
-                return cli_fail(2, "dlq: --format must be table or jsonl, "
-                                "not \"%s\"", optarg);
-            format = optarg;
+        case 'F': {
+            char cmd[32];
+            snprintf(cmd, sizeof cmd, "dlq %s", action);
+            if (cli_format_parse(cmd, optarg, &format) != 0)
+                return 2;
+            format_given = true;
             break;
+        }
         case 'a': all = true; break;
         case 'h': dlq_usage(stdout); return 0;
         default:
@@ -290,21 +318,23 @@ int cmd_dlq(int argc, char **argv)
     if (handler && (!strcmp(action, "show") || !strcmp(action, "delete") ||
                     (!strcmp(action, "retry") && !all)))
         return cli_fail(2, "dlq %s: --handler does not apply to one ID", action);
-    if (strcmp(format, "table") && strcmp(action, "list"))
-        return cli_fail(2, "dlq %s: --format only applies to list", action);
+    if (format_given && strcmp(action, "list") && strcmp(action, "show"))
+        return cli_fail(2, "dlq %s: --format only applies to list and show", action);
 
     url = cli_store_url(url);
     bool writes = strcmp(action, "list") != 0 && strcmp(action, "show") != 0;
-    eddy_store *s = open_existing(url, writes);
+    eddy_store *s = cli_store_open_existing(url, writes);
     if (!s)
         return 1;
     eddy_error err = {0};
     int status = 0, rc;
     size_t count = 0;
-    if (!strcmp(action, "list")) {
+    if (handler && (status = check_handler(s, action, handler)) != 0) {
+        /* an unknown handler: nothing listed, marked or deleted */
+    } else if (!strcmp(action, "list")) {
         status = dlq_list(s, handler, format);
     } else if (!strcmp(action, "show")) {
-        status = dlq_show(s, id);
+        status = dlq_show(s, id, format);
     } else if (!strcmp(action, "retry") && !all) {
         rc = eddy_dlq_retry(s, id, &err);
         if (rc == EDDY_ENOTFOUND)

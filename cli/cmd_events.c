@@ -17,7 +17,7 @@
 static const struct cli_command events_commands[] = {
     {"check", "validate CloudEvents JSON (event, batch or JSON lines)",
      cmd_events_check},
-    {"list", "list stored events (JSON lines or a table), with filters", cmd_events_list},
+    {"list", "list stored events, with filters; --follow: a live tail", cmd_events_list},
     {NULL, NULL, NULL},
 };
 

@@ -64,10 +64,9 @@ int cmd_graph(int argc, char **argv)
         return usage(stderr, 2);
     url = cli_store_url(url);
     eddy_error err = {0};
-    eddy_store_options ro = {.read_only = true};
-    eddy_store *s = eddy_store_open(url, &ro, &err);
+    eddy_store *s = cli_store_open_existing(url, false);
     if (!s)
-        return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return 1;
     eddy_graph *g = NULL;
     int rc = eddy_graph_build(s, &g, &err);
     eddy_store_close(s);

@@ -23,15 +23,18 @@
 static int usage(FILE *out, int status)
 {
     fprintf(out,
-            "usage: eddy projections list [--store URL]\n"
+            "usage: eddy projections list [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
             "       eddy projections rebuild NAME [--store URL]\n\n"
             "list     the projections recorded in the store: name, mode, state\n"
             "         (running, stopped, rebuilding), checkpoint and lag (events\n"
-            "         of the store after the checkpoint).\n"
+            "         of the store after the checkpoint). jsonl and json rows:\n"
+            "         {\"name\", \"mode\", \"state\", \"checkpoint\", \"head\", \"lag\",\n"
+            "         \"pattern\", \"updated\"}.\n"
             "rebuild  clears the read model of projection NAME and replays the\n"
             "         whole store into it (stop the programs running it first).\n"
             "         Progress: a bar on a terminal, else a line every 10%%.\n"
-            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            CLI_FORMAT_HELP "\n"
             "exit status: 0 success, 1 store error or unknown projection,\n"
             "2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
@@ -40,8 +43,15 @@ static int usage(FILE *out, int status)
 
 static int print_row(const eddy_projection_info *info, void *user)
 {
-    int *rows = user;
-    if ((*rows)++ == 0)
+    cli_writer *w = user;
+    if (w->format != CLI_FORMAT_TABLE)
+        return cli_writer_put(
+            w, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "name", info->name,
+                         "mode", info->mode, "state", info->state, "checkpoint",
+                         (json_int_t)info->checkpoint, "head", (json_int_t)info->head,
+                         "lag", (json_int_t)info->lag, "pattern", info->pattern,
+                         "updated", cli_json_time(info->updated_us)));
+    if (w->count++ == 0)
         printf("%-24s %-7s %-11s %12s %10s  %s\n", "NAME", "MODE", "STATE",
                "CHECKPOINT", "LAG", "PATTERN");
     printf("%-24s %-7s %-11s %12" PRId64 " %10" PRId64 "  %s\n", info->name,
@@ -80,17 +90,25 @@ int cmd_projections(int argc, char **argv)
     const char *url = NULL;
     static const struct option longopts[] = {
         {"store", required_argument, NULL, 's'},
+        {"format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     if (argc < 2 || cli_is_help(argv[1]))
         return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
     const char *sub = argv[1];
+    cli_format format = CLI_FORMAT_TABLE;
+    bool format_given = false;
     optind = 2;
     int c;
     while ((c = getopt_long(argc, argv, "s:h", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
             url = optarg;
+            break;
+        case 'F':
+            if (cli_format_parse("projections", optarg, &format) != 0)
+                return 2;
+            format_given = true;
             break;
         case 'h':
             return usage(stdout, 0);
@@ -103,20 +121,24 @@ int cmd_projections(int argc, char **argv)
     if (strcmp(sub, "list") == 0) {
         if (optind != argc)
             return usage(stderr, 2);
-        eddy_store_options ro = {.read_only = true};
-        eddy_store *s = eddy_store_open(url, &ro, &err);
+        eddy_store *s = cli_store_open_existing(url, false);
         if (!s)
-            return cli_fail(1, "cannot open store %s: %s", url, err.message);
-        int rows = 0;
-        int rc = eddy_projection_list(s, print_row, &rows, &err);
+            return 1;
+        cli_writer w;
+        cli_writer_init(&w, "projections list", format, stdout);
+        int rc = eddy_projection_list(s, print_row, &w, &err);
         eddy_store_close(s);
         if (rc != EDDY_OK)
-            return cli_fail(1, "listing projections: %s", err.message);
-        if (rows == 0)
+            return err.message[0] ? cli_fail(1, "listing projections: %s", err.message) : 1;
+        if (format != CLI_FORMAT_TABLE)
+            return cli_writer_end(&w);
+        if (w.count == 0)
             printf("no projections recorded in %s\n", url);
         return 0;
     }
     if (strcmp(sub, "rebuild") == 0) {
+        if (format_given)
+            return cli_fail(2, "projections rebuild: --format only applies to list");
         if (optind != argc - 1)
             return usage(stderr, 2);
         const char *name = argv[optind];
@@ -126,9 +148,9 @@ int cmd_projections(int argc, char **argv)
             return cli_fail(1, "unknown projection \"%s\": this eddy can "
                             "rebuild only the projections it knows (%s)",
                             name, ORDERS_PROJECTION);
-        eddy_store *s = eddy_store_open(url, NULL, &err);
+        eddy_store *s = cli_store_open_existing(url, true);
         if (!s)
-            return cli_fail(1, "cannot open store %s: %s", url, err.message);
+            return 1;
         struct progress p = {.tty = isatty(STDERR_FILENO) != 0,
                              .last_decile = -1};
         int rc = eddy_projection_rebuild(s, def, on_progress, &p, &err);

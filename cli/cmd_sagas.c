@@ -1,13 +1,15 @@
 /*
  * cli/cmd_sagas.c - `eddy sagas list [--state S] [--type T]` and
- * `eddy sagas show ID`: the saga instances recorded in the store, their
- * state, the commands they sent and the deadlines they wait for.
+ * `eddy sagas show ID`, as a table, JSON lines or JSON: the saga instances
+ * recorded in the store, their state, the commands they sent and the
+ * deadlines they wait for.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "eddy/eddy.h"
@@ -17,15 +19,23 @@ static int usage(FILE *out, int status)
 {
     fprintf(out,
             "usage: eddy sagas list [--state S] [--type T] [--store URL]\n"
-            "       eddy sagas show ID [--store URL]\n\n"
-            "list  saga instances, oldest first; --state filters by status\n"
-            "      (running, completed, failed) or result (e.g. CANCELLED),\n"
-            "      --type by saga type.\n"
-            "show  one instance (every saga type having that id): status,\n"
+            "                       " CLI_FORMAT_SYNOPSIS "\n"
+            "       eddy sagas show ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n\n"
+            "list  saga instances, oldest first.\n"
+            "show  the instances with id ID (one per saga type having it): status,\n"
             "      state JSON, commands sent and pending timeouts.\n"
-            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
-            "exit status: 0 success, 1 no such saga or store error, 2 usage "
-            "error.\n",
+            "  --state S          only instances whose status (running, completed,\n"
+            "                     failed) or result (e.g. CONFIRMED) is S, in any\n"
+            "                     case; another value is an error naming the valid ones\n"
+            "  --type T           only instances of saga type T (one the store has)\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            CLI_FORMAT_HELP
+            "                     (jsonl and json rows: {\"type\", \"id\", \"status\",\n"
+            "                     \"result\", \"version\", \"correlation_id\", \"created\",\n"
+            "                     \"updated\", \"state\"}; show adds \"commands\" and\n"
+            "                     \"timeouts\")\n\n"
+            "exit status: 0 success, 1 no such saga or store error, 2 usage\n"
+            "error (an unknown --state or --type too).\n",
             CLI_DEFAULT_STORE_URL);
     return status;
 }
@@ -38,12 +48,55 @@ static void fmt_time(int64_t us, char *buf, size_t size)
         snprintf(buf, size, "-");
 }
 
-static int print_row(const eddy_saga_info *info, void *user)
+/* A saga instance as a JSON row; `full` adds its commands and timeouts. */
+static json_t *saga_json(const eddy_saga_info *info, bool full)
 {
-    int *rows = user;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:I, s:s?, s:o, s:o, s:O?}", "type",
+                          info->type, "id", info->id, "status", info->status, "result",
+                          info->result && info->result[0] ? info->result : NULL,
+                          "version", (json_int_t)info->version, "correlation_id",
+                          info->correlation_id, "created", cli_json_time(info->created_us),
+                          "updated", cli_json_time(info->updated_us), "state",
+                          (json_t *)info->state);
+    if (o && full &&
+        (json_object_set_new(o, "commands", info->commands
+                                                ? json_deep_copy(info->commands)
+                                                : json_array()) ||
+         json_object_set_new(o, "timeouts", info->timeouts
+                                                ? json_deep_copy(info->timeouts)
+                                                : json_array()))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The list: every instance is walked, so that --state and --type can be
+ * matched case-insensitively (state) and checked against what the store
+ * has; the rows that match are printed as they come. */
+struct list_walk {
+    cli_writer w;
+    const char *state, *type;
+    cli_names results, types; /* seen in the store */
+};
+
+static const char *const statuses[] = {"running", "completed", "failed"};
+
+static int list_row(const eddy_saga_info *info, void *user)
+{
+    struct list_walk *lw = user;
+    cli_names_add(&lw->results, info->result);
+    cli_names_add(&lw->types, info->type);
+    if (lw->type && strcmp(lw->type, info->type) != 0)
+        return 0;
+    if (lw->state && strcasecmp(lw->state, info->status) != 0 &&
+        (!info->result || strcasecmp(lw->state, info->result) != 0))
+        return 0;
+    if (lw->w.format != CLI_FORMAT_TABLE)
+        return cli_writer_put(&lw->w, saga_json(info, false));
     char updated[EDDY_TIME_STRLEN];
     fmt_time(info->updated_us, updated, sizeof updated);
-    if ((*rows)++ == 0)
+    if (lw->w.count++ == 0)
         printf("%-24s %-28s %-10s %-10s %4s  %s\n", "TYPE", "ID", "STATUS",
                "RESULT", "VER", "UPDATED");
     printf("%-24s %-28s %-10s %-10s %4" PRId64 "  %s\n", info->type,
@@ -52,9 +105,56 @@ static int print_row(const eddy_saga_info *info, void *user)
     return 0;
 }
 
+/* Fails with the valid values when --state or --type names nothing the
+ * store has; returns 0 when both are known. */
+static int check_filters(struct list_walk *lw)
+{
+    if (lw->type && cli_find_name(lw->type, (const char *const *)lw->types.v, lw->types.n,
+                                  false) < 0)
+        return cli_fail_unknown(2, "sagas list", "saga type", lw->type,
+                                (const char *const *)lw->types.v, lw->types.n);
+    if (!lw->state || cli_find_name(lw->state, statuses, 3, true) >= 0 ||
+        cli_find_name(lw->state, (const char *const *)lw->results.v, lw->results.n, true) >= 0)
+        return 0;
+    size_t n = 3 + lw->results.n;
+    const char **valid = calloc(n, sizeof *valid);
+    if (!valid)
+        return cli_fail(1, "sagas list: out of memory");
+    for (size_t i = 0; i < n; i++)
+        valid[i] = i < 3 ? statuses[i] : lw->results.v[i - 3];
+    int status = cli_fail_unknown(2, "sagas list", "state", lw->state, valid, n);
+    free(valid);
+    return status;
+}
+
+static int sagas_list(eddy_store *s, const char *state, const char *type, cli_format format)
+{
+    struct list_walk lw = {.state = state, .type = type};
+    cli_writer_init(&lw.w, "sagas list", format, stdout);
+    eddy_error err = {0};
+    int status = 0;
+    int rc = eddy_saga_list(s, NULL, NULL, list_row, &lw, &err);
+    if (rc != EDDY_OK)
+        status = err.message[0] ? cli_fail(1, "sagas list: %s", err.message) : 1;
+    else if (lw.results.oom || lw.types.oom)
+        status = cli_fail(1, "sagas list: out of memory");
+    else if (lw.w.count == 0 && (status = check_filters(&lw)) != 0)
+        ; /* an unknown value: nothing was printed */
+    else if (format != CLI_FORMAT_TABLE)
+        status = cli_writer_end(&lw.w);
+    else if (lw.w.count == 0)
+        printf("no sagas%s%s\n", state ? " with state " : "", state ? state : "");
+    cli_names_free(&lw.results);
+    cli_names_free(&lw.types);
+    return status;
+}
+
 static int print_one(const eddy_saga_info *info, void *user)
 {
-    (void)user;
+    cli_writer *w = user;
+    if (w->format != CLI_FORMAT_TABLE)
+        return cli_writer_put(w, saga_json(info, true));
+    w->count++;
     char created[EDDY_TIME_STRLEN], updated[EDDY_TIME_STRLEN];
     fmt_time(info->created_us, created, sizeof created);
     fmt_time(info->updated_us, updated, sizeof updated);
@@ -101,24 +201,33 @@ static int print_one(const eddy_saga_info *info, void *user)
 int cmd_sagas(int argc, char **argv)
 {
     const char *url = NULL, *state = NULL, *type = NULL;
+    cli_format format = CLI_FORMAT_TABLE;
     static const struct option longopts[] = {
         {"store", required_argument, NULL, 's'},
         {"state", required_argument, NULL, 'S'},
         {"type", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     if (argc < 2 || cli_is_help(argv[1]))
         return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
     const char *sub = argv[1];
     optind = 2;
+    opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "s:S:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case 's': url = optarg; break;
         case 'S': state = optarg; break;
         case 't': type = optarg; break;
+        case 'F':
+            if (cli_format_parse("sagas", optarg, &format) != 0)
+                return 2;
+            break;
         case 'h': return usage(stdout, 0);
-        default: return usage(stderr, 2);
+        default:
+            return cli_fail(2, "sagas: bad option '%s' (see 'eddy sagas --help')",
+                            argv[optind - 1]);
         }
     }
     url = cli_store_url(url);
@@ -129,21 +238,24 @@ int cmd_sagas(int argc, char **argv)
     }
     if ((list && optind != argc) || (show && optind != argc - 1))
         return usage(stderr, 2);
+    if (show && (state || type))
+        return cli_fail(2, "sagas show: --state and --type only apply to list");
     eddy_error err = {0};
-    eddy_store_options ro = {.read_only = true};
-    eddy_store *s = eddy_store_open(url, &ro, &err);
+    eddy_store *s = cli_store_open_existing(url, false);
     if (!s)
-        return cli_fail(1, "cannot open store %s: %s", url, err.message);
-    int rows = 0, rc;
-    if (list)
-        rc = eddy_saga_list(s, type, state, print_row, &rows, &err);
-    else
-        rc = eddy_saga_get(s, argv[optind], print_one, NULL, &err);
+        return 1;
+    int status;
+    if (list) {
+        status = sagas_list(s, state, type, format);
+    } else {
+        cli_writer w;
+        cli_writer_init(&w, "sagas show", format, stdout);
+        int rc = eddy_saga_get(s, argv[optind], print_one, &w, &err);
+        if (rc != EDDY_OK)
+            status = err.message[0] ? cli_fail(1, "%s", err.message) : 1;
+        else
+            status = format == CLI_FORMAT_TABLE ? 0 : cli_writer_end(&w);
+    }
     eddy_store_close(s);
-    if (rc != EDDY_OK)
-        return cli_fail(1, "%s", err.message);
-    if (list && rows == 0)
-        printf("no sagas%s%s\n", state ? " with state " : "",
-               state ? state : "");
-    return 0;
+    return status;
 }

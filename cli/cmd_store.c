@@ -1,14 +1,13 @@
 /*
  * cli/cmd_store.c - the commands over an event store:
- *   eddy events list   query the global log (JSON lines or a table)
  *   eddy streams       show one stream, or list the streams
  *   eddy store info    counts, head position, size, schema version
  *   eddy store backup DEST   a consistent copy while the store is in use
  *   eddy append        append events from --data or from standard input
  *
- * Every command takes --store URL; the default is $EDDY_STORE, else
- * "sqlite:eddy.db". Reading commands open the store read-only, so they never
- * create a file by mistake.
+ * (`eddy events list` is in cmd_events_list.c.) Every command takes
+ * --store URL; the default is $EDDY_STORE, else "sqlite:eddy.db". Reading
+ * commands open the store read-only, so they never create a file by mistake.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -47,180 +46,82 @@ static bool parse_count(const char *text, int64_t *out)
     return true;
 }
 
-/* ---- eddy events list ------------------------------------------------------ */
-
-static void list_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: eddy events list [--store URL] [--type T]... [--since TIME]\n"
-            "                        [--until TIME] [--stream ID] [--from POSITION]\n"
-            "                        [--limit N] [--format jsonl|table]\n\n"
-            "Prints the store's events in global-position order, oldest first.\n"
-            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
-            "  --type T           only events of type T (repeat for several)\n"
-            "  --since TIME       only events whose time is at or after TIME (RFC 3339)\n"
-            "  --until TIME       only events whose time is before TIME (RFC 3339)\n"
-            "  --stream ID        only the events of stream ID\n"
-            "  --from POSITION    start at global position POSITION (inclusive)\n"
-            "  --limit N          at most N events\n"
-            "  --format FORMAT    jsonl (default): one CloudEvents JSON event per line;\n"
-            "                     table: position, stream, version, time, type, id\n\n"
-            "exit status: 0 success, 1 store or read error, 2 usage error.\n",
-            CLI_DEFAULT_STORE_URL);
-}
-
-int cmd_events_list(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"store", required_argument, NULL, 's'},
-        {"type", required_argument, NULL, 't'},
-        {"since", required_argument, NULL, 'S'},
-        {"until", required_argument, NULL, 'U'},
-        {"stream", required_argument, NULL, 'i'},
-        {"from", required_argument, NULL, 'f'},
-        {"limit", required_argument, NULL, 'n'},
-        {"format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *url = NULL, *format = "jsonl";
-    const char **types = NULL;
-    eddy_query q = {0};
-    eddy_store *s = NULL;
-    eddy_cursor *cur = NULL;
-    int status = 2, opt;
-    int64_t n;
-
-    types = calloc((size_t)argc + 1, sizeof *types);
-    if (!types)
-        return cli_fail(1, "out of memory");
-    q.types = types;
-    optind = 0;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 's': url = optarg; break;
-        case 't':
-            if (!*optarg) {
-                cli_fail(2, "events list: --type needs a non-empty type");
-                goto done;
-            }
-            types[q.type_count++] = optarg;
-            break;
-        case 'S':
-        case 'U':
-            if (eddy_time_parse(optarg, opt == 'S' ? &q.from_time_us : &q.to_time_us) !=
-                EDDY_OK) {
-                cli_fail(2, "events list: --%s: '%s' is not an RFC 3339 time",
-                         opt == 'S' ? "since" : "until", optarg);
-                goto done;
-            }
-            break;
-        case 'i': q.stream_id = optarg; break;
-        case 'f':
-            if (!parse_count(optarg, &q.min_position)) {
-                cli_fail(2, "events list: --from: '%s' is not a position", optarg);
-                goto done;
-            }
-            break;
-        case 'n':
-            if (!parse_count(optarg, &n) || n == 0) {
-                cli_fail(2, "events list: --limit: '%s' is not a positive count", optarg);
-                goto done;
-            }
-            q.limit = (size_t)n;
-            break;
-        case 'F': format = optarg; break;
-        case 'h':
-            list_usage(stdout);
-            status = 0;
-            goto done;
-        default:
-            cli_fail(2, "events list: bad option '%s' (see 'eddy events list --help')",
-                     argv[optind - 1]);
-            goto done;
-        }
-    }
-    if (optind < argc) {
-        cli_fail(2, "events list: unexpected argument '%s'", argv[optind]);
-        goto done;
-    }
-    bool table = strcmp(format, "table") == 0;
-    if (!table && strcmp(format, "jsonl") != 0) {
-        cli_fail(2, "events list: --format: '%s' is not jsonl or table", format);
-        goto done;
-    }
-    status = 1;
-    url = cli_store_url(url);
-    s = open_store(url, true);
-    if (!s)
-        goto done;
-    eddy_error err = {0};
-    if (eddy_store_query(s, &q, &cur, &err) != EDDY_OK) {
-        status = cli_fail(err.code == EDDY_EINVAL ? 2 : 1, "events list: %s", err.message);
-        goto done;
-    }
-    if (table)
-        printf("%-10s %-24s %-8s %-27s %-24s %s\n", "POSITION", "STREAM", "VERSION",
-               "TIME", "TYPE", "ID");
-    eddy_record rec;
-    int rc;
-    while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
-        if (table) {
-            char when[EDDY_TIME_STRLEN] = "-";
-            if (eddy_event_time(rec.event))
-                eddy_time_format(eddy_event_time(rec.event), when, sizeof when);
-            printf("%-10" PRId64 " %-24s %-8" PRId64 " %-27s %-24s %s\n", rec.position,
-                   rec.stream_id, rec.stream_version, when, eddy_event_type(rec.event),
-                   eddy_event_id(rec.event));
-        } else {
-            size_t len;
-            char *text = eddy_event_encode(rec.event, &len);
-            if (!text) {
-                cli_fail(1, "events list: out of memory");
-                goto done;
-            }
-            fwrite(text, 1, len, stdout);
-            fputc('\n', stdout);
-            free(text);
-        }
-    }
-    if (rc < 0) {
-        cli_fail(1, "events list: %s", err.message);
-        goto done;
-    }
-    if (fflush(stdout) != 0) {
-        cli_fail(1, "events list: cannot write: %s", strerror(errno));
-        goto done;
-    }
-    status = 0;
-done:
-    eddy_cursor_free(cur);
-    eddy_store_close(s);
-    free(types);
-    return status;
-}
-
 /* ---- eddy streams ---------------------------------------------------------- */
 
 static void streams_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy streams show ID [--store URL] [--format table|jsonl]\n"
-            "       eddy streams list [--store URL]\n\n"
-            "show: prints stream ID, one event per line with its version (table:\n"
-            "version, position, time, type, id; jsonl: CloudEvents JSON).\n"
-            "list: prints every stream id with its current version.\n"
-            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "usage: eddy streams show ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
+            "       eddy streams list [--store URL] " CLI_FORMAT_SYNOPSIS "\n\n"
+            "show: the events of stream ID, oldest first (table: version, position,\n"
+            "      time, type, id; jsonl and json rows as in 'eddy events list':\n"
+            "      {\"position\", \"stream\", \"stream_version\", \"recorded\", \"event\"}).\n"
+            "list: every stream with its current version, by stream id (jsonl and\n"
+            "      json rows: {\"stream\", \"version\"}).\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            CLI_FORMAT_HELP "\n"
             "exit status: 0 success, 1 no such stream or store error, 2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
 }
 
 static int print_stream_row(const char *stream_id, int64_t version, void *user)
 {
-    (void)user;
+    cli_writer *w = user;
+    if (w->format != CLI_FORMAT_TABLE)
+        return cli_writer_put(w, json_pack("{s:s, s:I}", "stream", stream_id, "version",
+                                           (json_int_t)version));
+    if (w->count++ == 0)
+        printf("%-40s %s\n", "STREAM", "VERSION");
     printf("%-40s %" PRId64 "\n", stream_id, version);
     return 0;
+}
+
+static int streams_list(eddy_store *s, cli_format format)
+{
+    cli_writer w;
+    cli_writer_init(&w, "streams list", format, stdout);
+    eddy_error err = {0};
+    int rc = eddy_store_streams(s, NULL, 0, print_stream_row, &w, &err);
+    if (rc != EDDY_OK)
+        return err.message[0] ? cli_fail(1, "streams list: %s", err.message) : 1;
+    if (format == CLI_FORMAT_TABLE && w.count == 0)
+        fprintf(stderr, "no streams\n");
+    return format == CLI_FORMAT_TABLE ? 0 : cli_writer_end(&w);
+}
+
+static int streams_show(eddy_store *s, const char *url, const char *id, cli_format format)
+{
+    eddy_error err = {0};
+    eddy_cursor *cur = NULL;
+    int64_t version;
+    if (eddy_store_stream_version(s, id, &version, &err) != EDDY_OK)
+        return cli_fail(1, "streams show: %s", err.message);
+    if (version == 0)
+        return cli_fail(1, "streams show: no stream '%s' in %s", id, url);
+    if (eddy_store_read_stream(s, id, 1, EDDY_FORWARD, 0, &cur, &err) != EDDY_OK)
+        return cli_fail(1, "streams show: %s", err.message);
+    cli_writer w;
+    cli_writer_init(&w, "streams show", format, stdout);
+    if (format == CLI_FORMAT_TABLE)
+        printf("stream %s: version %" PRId64 "\n%-8s %-10s %-27s %-24s %s\n", id, version,
+               "VERSION", "POSITION", "TIME", "TYPE", "ID");
+    int status = 0, rc;
+    eddy_record rec;
+    while (status == 0 && (rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
+        if (format != CLI_FORMAT_TABLE) {
+            status = cli_writer_put(&w, cli_json_record(&rec));
+            continue;
+        }
+        char when[EDDY_TIME_STRLEN] = "-";
+        if (eddy_event_time(rec.event))
+            eddy_time_format(eddy_event_time(rec.event), when, sizeof when);
+        printf("%-8" PRId64 " %-10" PRId64 " %-27s %-24s %s\n", rec.stream_version,
+               rec.position, when, eddy_event_type(rec.event), eddy_event_id(rec.event));
+    }
+    if (status == 0 && rc < 0)
+        status = cli_fail(1, "streams show: %s", err.message);
+    eddy_cursor_free(cur);
+    return status == 0 ? cli_writer_end(&w) : status;
 }
 
 int cmd_streams(int argc, char **argv)
@@ -231,14 +132,14 @@ int cmd_streams(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *url = NULL, *format = "table";
+    const char *url = NULL, *format_text = NULL;
     int opt;
     optind = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': url = optarg; break;
-        case 'F': format = optarg; break;
+        case 'F': format_text = optarg; break;
         case 'h': streams_usage(stdout); return 0;
         default:
             return cli_fail(2, "streams: bad option '%s' (see 'eddy streams --help')",
@@ -258,7 +159,7 @@ int cmd_streams(int argc, char **argv)
     while ((opt = getopt_long(sub_argc, sub_argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': url = optarg; break;
-        case 'F': format = optarg; break;
+        case 'F': format_text = optarg; break;
         case 'h': streams_usage(stdout); return 0;
         default:
             return cli_fail(2, "streams: bad option '%s' (see 'eddy streams --help')",
@@ -275,68 +176,16 @@ int cmd_streams(int argc, char **argv)
     } else if (optind != sub_argc) {
         return cli_fail(2, "streams list: unexpected argument '%s'", sub_argv[optind]);
     }
-    bool table = strcmp(format, "table") == 0;
-    if (!table && strcmp(format, "jsonl") != 0)
-        return cli_fail(2, "streams: --format: '%s' is not table or jsonl", format);
+    cli_format format = CLI_FORMAT_TABLE;
+    if (format_text && cli_format_parse(show ? "streams show" : "streams list", format_text,
+                                        &format) != 0)
+        return 2;
 
     url = cli_store_url(url);
     eddy_store *s = open_store(url, true);
     if (!s)
         return 1;
-    eddy_error err = {0};
-    int status = 1;
-    eddy_cursor *cur = NULL;
-    if (!show) {
-        if (eddy_store_streams(s, NULL, 0, print_stream_row, NULL, &err) != EDDY_OK) {
-            cli_fail(1, "streams list: %s", err.message);
-            goto done;
-        }
-        status = 0;
-        goto done;
-    }
-    int64_t version;
-    if (eddy_store_stream_version(s, id, &version, &err) != EDDY_OK) {
-        cli_fail(1, "streams show: %s", err.message);
-        goto done;
-    }
-    if (version == 0) {
-        cli_fail(1, "streams show: no stream '%s' in %s", id, url);
-        goto done;
-    }
-    if (eddy_store_read_stream(s, id, 1, EDDY_FORWARD, 0, &cur, &err) != EDDY_OK) {
-        cli_fail(1, "streams show: %s", err.message);
-        goto done;
-    }
-    if (table)
-        printf("stream %s: version %" PRId64 "\n%-8s %-10s %-27s %-24s %s\n", id, version,
-               "VERSION", "POSITION", "TIME", "TYPE", "ID");
-    eddy_record rec;
-    int rc;
-    while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
-        if (table) {
-            char when[EDDY_TIME_STRLEN] = "-";
-            if (eddy_event_time(rec.event))
-                eddy_time_format(eddy_event_time(rec.event), when, sizeof when);
-            printf("%-8" PRId64 " %-10" PRId64 " %-27s %-24s %s\n", rec.stream_version,
-                   rec.position, when, eddy_event_type(rec.event),
-                   eddy_event_id(rec.event));
-        } else {
-            char *text = eddy_event_encode(rec.event, NULL);
-            if (!text) {
-                cli_fail(1, "streams show: out of memory");
-                goto done;
-            }
-            printf("%s\n", text);
-            free(text);
-        }
-    }
-    if (rc < 0) {
-        cli_fail(1, "streams show: %s", err.message);
-        goto done;
-    }
-    status = 0;
-done:
-    eddy_cursor_free(cur);
+    int status = show ? streams_show(s, url, id, format) : streams_list(s, format);
     eddy_store_close(s);
     if (fflush(stdout) != 0 && status == 0)
         status = cli_fail(1, "streams: cannot write: %s", strerror(errno));
@@ -348,16 +197,19 @@ done:
 static void store_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy store info [--store URL]\n"
+            "usage: eddy store info [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
             "       eddy store backup DEST [--store URL]\n\n"
             "info: prints the store's backend, schema version, number of events,\n"
             "streams and snapshots, head (last global) position, size on disk and\n"
-            "sync mode.\n"
+            "sync mode (jsonl and json: one object {\"store\", \"backend\",\n"
+            "\"schema_version\", \"events\", \"streams\", \"snapshots\", \"head\",\n"
+            "\"size_bytes\", \"sync\"}; size_bytes is null when unknown).\n"
             "backup: writes a consistent copy of the store to the NEW file DEST while\n"
             "the store stays in use (other processes may append meanwhile): every\n"
             "commit made before the backup started, compacted into one file, synced\n"
             "to disk. DEST must not exist. Open it as any store (--store DEST).\n"
-            "  --store URL   the store (default: $EDDY_STORE, else %s)\n\n"
+            "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
+            CLI_FORMAT_HELP "\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
 }
@@ -366,16 +218,22 @@ int cmd_store(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"store", required_argument, NULL, 's'},
+        {"format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL;
+    cli_format format = CLI_FORMAT_TABLE;
     int opt;
     optind = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': url = optarg; break;
+        case 'F':
+            if (cli_format_parse("store info", optarg, &format) != 0)
+                return 2;
+            break;
         case 'h': store_usage(stdout); return 0;
         default:
             return cli_fail(2, "store: bad option '%s' (see 'eddy store --help')",
@@ -422,6 +280,18 @@ int cmd_store(int argc, char **argv)
     if (rc != EDDY_OK)
         return cli_fail(1, "store info: %s", err.message);
     static const char *const sync_names[] = {"full", "normal", "off"};
+    const char *sync = (unsigned)info.sync < 3 ? sync_names[info.sync] : "unknown";
+    if (format != CLI_FORMAT_TABLE)
+        return cli_print_object(
+            "store info", format,
+            json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:o, s:s}", "store", url,
+                      "backend", info.backend, "schema_version", info.schema_version,
+                      "events", (json_int_t)info.event_count, "streams",
+                      (json_int_t)info.stream_count, "snapshots",
+                      (json_int_t)info.snapshot_count, "head", (json_int_t)info.head,
+                      "size_bytes",
+                      info.file_bytes >= 0 ? json_integer(info.file_bytes) : json_null(),
+                      "sync", sync));
     printf("store:           %s\n"
            "backend:         %s\n"
            "schema version:  %d\n"
@@ -435,8 +305,7 @@ int cmd_store(int argc, char **argv)
         printf("size:            %" PRId64 " bytes\n", info.file_bytes);
     else
         printf("size:            unknown\n");
-    printf("sync:            %s\n",
-           (unsigned)info.sync < 3 ? sync_names[info.sync] : "unknown");
+    printf("sync:            %s\n", sync);
     return fflush(stdout) == 0 ? 0 : cli_fail(1, "store info: cannot write");
 }
 

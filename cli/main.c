@@ -10,10 +10,10 @@
 const struct cli_command cli_commands[] = {
     {"demo", "run the order system end to end and check its invariants", cmd_demo},
     {"service", "run one service of the order system as a process (see demo --transport)", cmd_service},
-    {"events", "check and list events (CloudEvents JSON)", cmd_events},
+    {"events", "check CloudEvents JSON; list or follow the stored events", cmd_events},
     {"schema", "validate JSON against a JSON Schema (draft-07)", cmd_schema},
     {"append", "append events to a stream of the store", cmd_append},
-    {"streams", "show a stream of the store", cmd_streams},
+    {"streams", "list the streams of the store, or show one", cmd_streams},
     {"store", "show information about the store", cmd_store},
     {"dlq", "list, show, redrive and purge dead letters", cmd_dlq},
     {"stats", "subscriptions' checkpoints, lag, retries, dead letters; outbox", cmd_stats},
@@ -41,6 +41,24 @@ const char *cli_store_url(const char *opt)
         return opt;
     const char *env = getenv("EDDY_STORE");
     return env && *env ? env : CLI_DEFAULT_STORE_URL;
+}
+
+eddy_store *cli_store_open_existing(const char *url, bool write)
+{
+    eddy_error err = {0};
+    eddy_store_options ro = {.read_only = true};
+    eddy_store *s = eddy_store_open(url, &ro, &err);
+    if (!s) {
+        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return NULL;
+    }
+    if (!write)
+        return s;
+    eddy_store_close(s);
+    s = eddy_store_open(url, NULL, &err);
+    if (!s)
+        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
+    return s;
 }
 
 int cli_is_help(const char *arg)

@@ -9,6 +9,7 @@ packages=(
   libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
   sqlite3
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
+  groff-base man-db
 )
 
 missing=()

@@ -82,6 +82,23 @@ typedef struct eddy_error {
 /* Resets `err` to EDDY_OK with an empty message. NULL does nothing. */
 void eddy_error_clear(eddy_error *err);
 
+/*
+ * Fills `err` with `code` and a printf-style message, and returns `code`, so
+ * that a callback that takes an `eddy_error *err` (an aggregate command, an
+ * `apply`, a schema hook) can fail in one line:
+ *
+ *     if (o->status != ORDER_PENDING)
+ *         return eddy_error_set(err, EDDY_ESTATE, "order %s is %s, not pending",
+ *                               o->id, status_name(o->status));
+ *
+ * `err` may be NULL (nothing is stored; `code` is still returned). A NULL
+ * `fmt` stores eddy_strerror(code). A message longer than
+ * EDDY_ERROR_MESSAGE_MAX - 1 bytes is cut (possibly inside a UTF-8
+ * character). Never fails; thread-safe for different `err`.
+ */
+int eddy_error_set(eddy_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- logging ---------------------------------------------------------- */
 
 typedef enum eddy_log_level {

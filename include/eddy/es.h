@@ -15,7 +15,8 @@
  *     {
  *         struct order *o = state;
  *         if (o->status != ORDER_PENDING)
- *             return eddyi_error(err, EDDY_ESTATE, "order %s cannot be confirmed", ...);
+ *             return eddy_error_set(err, EDDY_ESTATE, "order %s is not pending",
+ *                                   o->order_id);
  *         return eddy_aggregate_raise(agg, err, "order.confirmed", "{s:s}",
  *                                     "order_id", o->order_id);
  *     }

@@ -52,6 +52,15 @@ int eddyi_verror(eddy_error *err, int code, const char *fmt, va_list ap)
     return code;
 }
 
+int eddy_error_set(eddy_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    eddyi_verror(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 int eddyi_error(eddy_error *err, int code, const char *fmt, ...)
 {
     va_list ap;

@@ -20,6 +20,23 @@ cmake --install "$build_dir" --prefix "$tmp/prefix" > "$tmp/install.log" 2>&1 ||
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-gnu/pkgconfig"
 pkg-config --exists eddy || fail "pkg-config does not find the installed eddy.pc"
 
+# The compile flags are eddy's include directory and what its public headers
+# need (jansson's), never a private dependency's (-I/usr/include/hiredis).
+allowed=" -I$(cd "$tmp/prefix/include" && pwd -P) $(pkg-config --cflags jansson) "
+for flag in $(pkg-config --cflags eddy); do
+    case $flag in
+        -I*) dir=$(cd "${flag#-I}" 2>/dev/null && pwd -P) || fail "cflags: $flag is no directory"
+             flag="-I$dir" ;;
+    esac
+    [[ $allowed == *" $flag "* ]] ||
+        fail "pkg-config --cflags eddy has $flag, which the public headers do not need"
+done
+pkg-config --print-requires eddy | grep -qx jansson ||
+    fail "eddy.pc does not require jansson"
+if pkg-config --print-requires eddy | grep -qvx jansson; then
+    fail "eddy.pc requires more than jansson: $(pkg-config --print-requires eddy | tr '\n' ' ')"
+fi
+
 # A sanitizer build installs a sanitized library: the program needs the same
 # runtime to link against it.
 san=$(sed -n 's/^EDDY_SANITIZE:STRING=//p' "$build_dir/CMakeCache.txt")
@@ -34,6 +51,19 @@ out=$("$tmp/hello") || fail "the README example exited non-zero"
 echo "$out"
 grep -q "welcome mail to ada@example.org" <<<"$out" || fail "no welcome mail line"
 grep -q "audit: mail.sent" <<<"$out" || fail "the follow-up event was not handled"
+
+# Statically against libeddy.a: Libs.private must name every private library.
+static_libs=()
+for flag in $(pkg-config --static --libs eddy); do
+    [ "$flag" = -leddy ] && flag="$tmp/prefix/lib/libeddy.a"
+    static_libs+=("$flag")
+done
+# shellcheck disable=SC2046
+cc -std=c11 "${extra[@]}" "$tmp/hello.c" $(pkg-config --cflags eddy) "${static_libs[@]}" \
+   -o "$tmp/hello-static" ||
+  fail "the README example does not link against libeddy.a with pkg-config --static"
+"$tmp/hello-static" | grep -q "welcome mail to ada@example.org" ||
+  fail "the README example linked statically does not run"
 
 # The same program through the installed CMake package.
 mkdir -p "$tmp/cmake-user"

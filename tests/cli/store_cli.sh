@@ -111,20 +111,26 @@ run usage_badver 2 append --store "$STORE" --stream s --type t --expected-versio
 expect usage_badver err "expected-version"
 
 # ---- events list ---------------------------------------------------------------
-# 2 (order-1) + 3 (order-2) + 2 (bad-1) + 1 (bad-2) = 8 events
+# 2 (order-1) + 3 (order-2) + 2 (bad-1) + 1 (bad-2) = 8 events; a table by default
 run list_all 0 events list --store "$STORE"
-lines list_all 8
-expect list_all out '"specversion":"1.0"'
-expect list_all out "\"id\":\"$ID1\""
-# every line is a valid CloudEvents event
-cp "$TMP/list_all.out" "$TMP/check.in"
-run check 0 events check -
+lines list_all 9
+expect list_all out "POSITION"
+expect list_all out "order-2"
+expect list_all out "ev-fixed-1"
 run list_table 0 events list --store "$STORE" --format table
-lines list_table 9
-expect list_table out "POSITION"
-expect list_table out "order-2"
-expect list_table out "ev-fixed-1"
-run list_type 0 events list --store "$STORE" --type order.placed --type order.shipped
+cmp -s "$TMP/list_all.out" "$TMP/list_table.out" || fail "list_table: differs from the default"
+run list_jsonl 0 events list --store "$STORE" --format jsonl
+lines list_jsonl 8
+expect list_jsonl out '"position":1,"stream":"order-1","stream_version":1,'
+expect list_jsonl out '"position":4,"stream":"order-2","stream_version":2,'
+expect list_jsonl out '"specversion":"1.0"'
+expect list_jsonl out "\"id\":\"$ID1\""
+# every row's "event" (its last member) is a valid CloudEvents event
+sed 's/^.*"event":\(.*\)}$/\1/' "$TMP/list_jsonl.out" >"$TMP/check.in"
+run check 0 events check -
+lines check 8
+run list_type 0 events list --store "$STORE" --type order.placed --type order.shipped \
+    --format jsonl
 lines list_type 4
 run list_stream 0 events list --store "$STORE" --stream order-2 --format table
 lines list_stream 4
@@ -132,14 +138,15 @@ run list_from 0 events list --store "$STORE" --from 7 --limit 1 --format table
 lines list_from 2
 expect list_from out "bad-1"
 run list_since 0 events list --store "$STORE" --since 2024-01-01T00:00:00Z \
-    --until 2024-01-03T00:00:00Z
+    --until 2024-01-03T00:00:00Z --format jsonl
 lines list_since 1
 expect list_since out "ev-fixed-1"
-run list_until 0 events list --store "$STORE" --until 2024-01-02T03:04:05Z
+run list_until 0 events list --store "$STORE" --until 2024-01-02T03:04:05Z --format jsonl
 lines list_until 0
 run list_badtime 2 events list --store "$STORE" --since yesterday
 expect list_badtime err "RFC 3339"
 run list_badfmt 2 events list --store "$STORE" --format xml
+expect list_badfmt err 'unknown format "xml" (valid: table, jsonl, json)'
 run list_nostore 1 events list --store "sqlite:$TMP/missing.db"
 [ ! -e "$TMP/missing.db" ] || fail "list_nostore: a store file was created"
 
@@ -148,12 +155,19 @@ run show 0 streams show order-2 --store "$STORE"
 expect show out "stream order-2: version 3"
 lines show 5
 expect show out "order.shipped"
+run show_jsonl 0 streams show order-2 --store "$STORE" --format jsonl
+lines show_jsonl 3
+expect show_jsonl out '"position":5,"stream":"order-2","stream_version":3,'
 run show_missing 1 streams show nope --store "$STORE"
 expect show_missing err "nope"
 run show_noid 2 streams show --store "$STORE"
 run slist 0 streams list --store "$STORE"
-lines slist 4
+lines slist 5
+expect slist out "STREAM"
 expect slist out "order-1"
+run slist_jsonl 0 streams list --store "$STORE" --format jsonl
+lines slist_jsonl 4
+expect slist_jsonl out '{"stream":"order-2","version":3}'
 
 # ---- store info --------------------------------------------------------------------
 run info 0 store info --store "$STORE"
@@ -163,6 +177,10 @@ expect info out "head position:   8"
 expect info out "schema version:"
 expect info out "backend:         sqlite"
 expect info out "size:"
+run info_jsonl 0 store info --store "$STORE" --format jsonl
+lines info_jsonl 1
+expect info_jsonl out '"backend":"sqlite",'
+expect info_jsonl out '"events":8,"streams":4,"snapshots":0,"head":8,'
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s)" >&2
