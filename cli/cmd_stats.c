@@ -26,12 +26,18 @@
 static void stats_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy stats [--store URL] [--format table|prometheus]\n\n"
-            "What the system recorded in its store: per durable subscription its\n"
-            "checkpoint, the head, the lag, retries pending and dead letters; per\n"
-            "outbox destination the rows pending and sent.\n"
+            "usage: eddy stats [--store URL] [--format table|jsonl|json|prometheus]\n\n"
+            "What the system recorded in its store: per durable consumer (handler,\n"
+            "projection, saga) its checkpoint, the head, the lag, retries pending\n"
+            "and dead letters; per outbox destination the rows pending and sent.\n"
+            "Every figure comes from one snapshot of the store, opened read-only.\n"
+            "jsonl/json rows: {\"kind\": \"consumer\", \"name\", \"type\", \"pattern\",\n"
+            "\"checkpoint\", \"head\", \"lag\", \"retries\", \"dead_letters\",\n"
+            "\"redrive_pending\", \"checkpoint_written\"} and {\"kind\": \"outbox\",\n"
+            "\"destination\", \"pending\", \"sent\", \"oldest_pending\"}.\n"
             "  --store URL      the store (default: $EDDY_STORE, else %s)\n"
-            "  --format FORMAT  table (default) or prometheus (text exposition 0.0.4)\n\n"
+            "  --format FORMAT  table (default), jsonl, json, or prometheus (the text\n"
+            "                   exposition format 0.0.4)\n\n"
             "exit status: 0 success, 1 store error, 2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
 }
@@ -39,6 +45,8 @@ static void stats_usage(FILE *out)
 /* One durable subscription's figures. */
 typedef struct sub_stats {
     char *name;
+    char *kind;           /* "handler", "projection", "saga" or "" */
+    char *pattern;
     int64_t checkpoint;   /* -1: no checkpoint stored yet */
     int64_t updated_us;   /* when the checkpoint was written; 0: never */
     int64_t retries;      /* events parked for a retry */
@@ -63,8 +71,11 @@ typedef struct report {
 
 static void report_clear(report *r)
 {
-    for (size_t i = 0; i < r->nsubs; i++)
+    for (size_t i = 0; i < r->nsubs; i++) {
         free(r->subs[i].name);
+        free(r->subs[i].kind);
+        free(r->subs[i].pattern);
+    }
     for (size_t i = 0; i < r->noutbox; i++)
         free(r->outbox[i].destination);
     free(r->subs);
@@ -80,14 +91,16 @@ static int keep_consumer(const eddy_consumer_info *info, void *user)
     r->subs = n;
     sub_stats *s = &n[r->nsubs];
     *s = (sub_stats){.name = strdup(info->name),
+                     .kind = strdup(info->kind),
+                     .pattern = strdup(info->pattern),
                      .checkpoint = info->checkpoint,
                      .updated_us = info->checkpoint_updated_us,
                      .retries = info->retries,
                      .dead = info->dead_letters,
                      .redrive = info->redrive_pending};
-    if (!s->name)
-        return EDDY_ENOMEM;
     r->nsubs++;
+    if (!s->name || !s->kind || !s->pattern)
+        return EDDY_ENOMEM;
     r->info.head = info->head; /* the head of the consumers' snapshot */
     return EDDY_OK;
 }
@@ -158,6 +171,43 @@ static void print_table(const char *url, const report *r)
     }
 }
 
+/* jsonl / json: one row per consumer, then one per outbox destination. */
+static int print_rows(const report *r, cli_format format)
+{
+    cli_writer w;
+    cli_writer_init(&w, "stats", format, stdout);
+    for (size_t i = 0; i < r->nsubs; i++) {
+        const sub_stats *s = &r->subs[i];
+        int64_t cp = s->checkpoint < 0 ? 0 : s->checkpoint;
+        json_t *row = json_pack(
+            "{s:s, s:s, s:s?, s:s?, s:o, s:I, s:I, s:I, s:I, s:I, s:o}",
+            "kind", "consumer", "name", s->name, "type",
+            *s->kind ? s->kind : NULL, "pattern",
+            *s->pattern ? s->pattern : NULL, "checkpoint",
+            s->checkpoint < 0 ? json_null() : json_integer(s->checkpoint),
+            "head", (json_int_t)r->info.head, "lag",
+            (json_int_t)(r->info.head > cp ? r->info.head - cp : 0), "retries",
+            (json_int_t)s->retries, "dead_letters", (json_int_t)s->dead,
+            "redrive_pending", (json_int_t)s->redrive, "checkpoint_written",
+            cli_json_time(s->updated_us));
+        if (cli_writer_put(&w, row) != 0)
+            return 1;
+    }
+    for (size_t i = 0; i < r->noutbox; i++) {
+        const outbox_stats *o = &r->outbox[i];
+        json_t *row = json_pack("{s:s, s:s, s:I, s:I, s:o}", "kind", "outbox",
+                                "destination", o->destination, "pending",
+                                (json_int_t)o->pending, "sent",
+                                (json_int_t)o->sent, "oldest_pending",
+                                cli_json_time(o->pending > 0
+                                                  ? o->oldest_pending_us
+                                                  : 0));
+        if (cli_writer_put(&w, row) != 0)
+            return 1;
+    }
+    return cli_writer_end(&w);
+}
+
 /* Prometheus text through the metrics layer's gauges (names, escaping). */
 static int print_prometheus(const report *r)
 {
@@ -224,7 +274,10 @@ int cmd_stats(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *url = NULL, *format = "table";
+    static const char *const formats[] = {"table", "jsonl", "json",
+                                          "prometheus"};
+    const char *url = NULL;
+    int format = 0;
     int opt;
     optind = 0;
     opterr = 0;
@@ -232,10 +285,9 @@ int cmd_stats(int argc, char **argv)
         switch (opt) {
         case 's': url = optarg; break;
         case 'F':
-            if (strcmp(optarg, "table") && strcmp(optarg, "prometheus"))
-                return cli_fail(2, "stats: --format must be table or prometheus, "
-                                "not \"%s\"", optarg);
-            format = optarg;
+            format = cli_find_name(optarg, formats, 4, false);
+            if (format < 0)
+                return cli_fail_unknown(2, "stats", "format", optarg, formats, 4);
             break;
         case 'h': stats_usage(stdout); return 0;
         default:
@@ -265,10 +317,13 @@ int cmd_stats(int argc, char **argv)
     else if (rc != EDDY_OK)
         status = cli_fail(1, "stats: %s", err.message);
     if (!status) {
-        if (strcmp(format, "prometheus") == 0)
+        if (format == 3)
             status = print_prometheus(&r);
-        else
+        else if (format == 0)
             print_table(url, &r);
+        else
+            status = print_rows(&r, format == 1 ? CLI_FORMAT_JSONL
+                                                : CLI_FORMAT_JSON);
     }
     report_clear(&r);
     return status;
