@@ -147,18 +147,17 @@ static int dlq_list(eddy_store *s, const char *handler, cli_format format)
     return 0;
 }
 
-static int collect_handler(const eddy_dead_letter *dl, void *user)
+static int collect_consumer(const eddy_consumer_info *info, void *user)
 {
-    cli_names_add(user, dl->handler);
+    cli_names_add(user, info->name);
     return 0;
 }
 
 /*
- * --handler H must name a handler the store knows: one with dead letters, or
- * a subscription the running systems recorded (they appear as handlers in
- * the graph of the store, eddy/trace.h). An unknown name is an error naming
- * the known ones, where a filter would silently match nothing. Returns 0, or
- * the exit status after printing why.
+ * --handler H must name a consumer the store knows (eddy/status.h: one with
+ * a checkpoint, retry rows, dead letters or a record of itself). An unknown
+ * name is an error naming the known ones, where a filter would silently
+ * match nothing. Returns 0, or the exit status after printing why.
  */
 static int check_handler(eddy_store *s, const char *action, const char *handler)
 {
@@ -166,34 +165,15 @@ static int check_handler(eddy_store *s, const char *action, const char *handler)
     snprintf(cmd, sizeof cmd, "dlq %s", action);
     cli_names known = {0};
     eddy_error err = {0};
-    eddy_graph *g = NULL;
     int status = 0;
-    if (eddy_dlq_list(s, NULL, collect_handler, &known, &err) != EDDY_OK) {
+    if (eddy_status_consumers(s, collect_consumer, &known, &err) != EDDY_OK)
         status = cli_fail(1, "%s: %s", cmd, err.message);
-        goto done;
-    }
-    if (cli_find_name(handler, (const char *const *)known.v, known.n, false) >= 0)
-        goto done;
-    if (eddy_graph_build(s, &g, &err) != EDDY_OK) {
-        status = cli_fail(1, "%s: %s", cmd, err.message);
-        goto done;
-    }
-    for (size_t i = 0; i < eddy_graph_edge_count(g); i++) {
-        const eddy_graph_edge *e = eddy_graph_edge_at(g, i);
-        if (e->kind == EDDY_GRAPH_HANDLES)
-            cli_names_add(&known, e->to);
-    }
-    if (known.oom) {
+    else if (known.oom)
         status = cli_fail(1, "%s: out of memory", cmd);
-        goto done;
-    }
-    if (cli_find_name(handler, (const char *const *)known.v, known.n, false) < 0) {
-        cli_names_sort(&known);
-        status = cli_fail_unknown(2, cmd, "handler", handler, (const char *const *)known.v,
-                                  known.n);
-    }
-done:
-    eddy_graph_free(g);
+    else if (cli_find_name(handler, (const char *const *)known.v, known.n,
+                           false) < 0)
+        status = cli_fail_unknown(2, cmd, "handler", handler,
+                                  (const char *const *)known.v, known.n);
     cli_names_free(&known);
     return status;
 }
