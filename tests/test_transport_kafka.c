@@ -113,7 +113,7 @@ static void test_urls(void **state)
 
 /* ---- security --------------------------------------------------------------- */
 
-#define FAST_MS 1000
+#define FAST_MS 2000
 static const char *const kafka_secrets[] = {"pw-from-url-5ec4e7", "pw-from-file-9b2",
                                             "pw-from-env-71aa", "pw-conf-file-3c0d",
                                             NULL};

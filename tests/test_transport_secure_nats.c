@@ -28,8 +28,9 @@
 #include "transport_conformance.h"
 #include "transport_secure.h"
 
-/* Refusals must come this fast; the connect timeout is 5 s. */
-#define FAST_MS 1000
+/* Refusals must come this fast; the connect timeout is 5 s (measured:
+ * 13-520 ms under ASan on a loaded 2-core machine). */
+#define FAST_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
 
 static char tls_dir[] = "/tmp/eddy-nats-tls-XXXXXX";

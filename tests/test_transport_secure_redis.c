@@ -27,7 +27,7 @@
 #include "transport_conformance.h"
 #include "transport_secure.h"
 
-#define FAST_MS 1000
+#define FAST_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
 
 static char dir[] = "/tmp/eddy-redis-auth-XXXXXX";

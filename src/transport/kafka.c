@@ -47,10 +47,11 @@
  * user= / password= / password_file= / password_env=) become sasl.username
  * and sasl.password, with sasl.mechanism=PLAIN and
  * security.protocol=sasl_ssl unless given. Open waits for the first broker
- * in short slices and watches librdkafka's error callback meanwhile, so a
- * refused SASL login or an untrusted certificate (errors librdkafka reports
- * at once, then retries forever) fails open within about 100 ms, named as
- * such, instead of after connect_timeout_ms as "no broker answered".
+ * in 50 ms slices and serves librdkafka's error callback between them, so
+ * a refused SASL login or an untrusted certificate (errors librdkafka
+ * reports as soon as the handshake fails, then retries forever) fails open
+ * one slice after the handshake, named as such, instead of after
+ * connect_timeout_ms as "no broker answered".
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -558,7 +559,7 @@ static int kafka_open(eddy_transport *t, eddy_error *err)
         int64_t left = deadline - eddyi_transport_now_ms();
         int64_t began = eddyi_transport_now_ms();
         kerr = rd_kafka_metadata(ks->producer, 0, NULL, &md,
-                                 left > 100 ? 100 : left < 1 ? 1 : (int)left);
+                                 left > 50 ? 50 : left < 1 ? 1 : (int)left);
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         if (eddyi_transport_now_ms() - began < 20)
