@@ -1,6 +1,7 @@
 # eddy - the two set-up commands and a few conveniences around CMake.
-#   make demo    install missing Debian packages, build, run the main job
-#   make check   install missing packages, build with sanitizers, run all tests
+#   make demo    install the packages the embedded demo needs, build, run it
+#   make check   install every package, build with sanitizers, run all tests,
+#                and build the SQLite-only variant (no transport libraries)
 # Everything else (install, bench) is plain CMake underneath.
 
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
@@ -9,23 +10,31 @@ CMAKE  ?= cmake
 CTEST  ?= ctest
 PREFIX ?= /usr/local
 
-.PHONY: all deps build demo check check-asan check-tsan bench install clean
+.PHONY: all deps deps-demo build demo check check-asan check-tsan check-lean bench install clean
 
 all: build
 
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh full
+
+deps-demo:
+	@bash scripts/install-deps.sh demo
 
 build: deps
-	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(WERROR)
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DEDDY_BUILD_TESTS=ON $(WERROR)
 	$(CMAKE) --build build -j $(JOBS)
 
-demo: build
+# The embedded demo needs the core only: no tests, and the transports whose
+# libraries are installed (all of them after a make check; none on a machine
+# that only ran make demo).
+demo: deps-demo
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DEDDY_BUILD_TESTS=OFF $(WERROR)
+	$(CMAKE) --build build -j $(JOBS) --target eddy_cli
 	./build/eddy demo
 
 # Address + undefined-behaviour sanitizers over every test, then the
-# concurrency tests again under ThreadSanitizer.
-check: check-asan check-tsan
+# concurrency tests again under ThreadSanitizer, then the SQLite-only build.
+check: check-asan check-tsan check-lean
 
 check-asan: deps
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEDDY_SANITIZE=address,undefined $(WERROR)
@@ -37,6 +46,14 @@ check-tsan: deps
 	$(CMAKE) --build build-tsan -j $(JOBS)
 	cd build-tsan && $(CTEST) --output-on-failure -L concurrency
 
+# A build with every transport turned off, as on a machine without hiredis,
+# librdkafka and libnats: it must configure, build, link none of them, run
+# the embedded demo, and say which transports it lacks.
+check-lean: deps
+	$(CMAKE) -S . -B build-lean -DCMAKE_BUILD_TYPE=Debug -DEDDY_WITH_REDIS=OFF -DEDDY_WITH_KAFKA=OFF -DEDDY_WITH_NATS=OFF -DEDDY_BUILD_TESTS=OFF -DEDDY_BUILD_BENCH=OFF $(WERROR)
+	$(CMAKE) --build build-lean -j $(JOBS)
+	bash scripts/check-lean.sh build-lean
+
 bench: build
 	./build/bench/bus
 
@@ -44,4 +61,4 @@ install: build
 	$(CMAKE) --install build
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-lean

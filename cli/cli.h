@@ -74,6 +74,11 @@ int cmd_projections(int argc, char **argv);
 int cmd_sagas(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+/* `eddy publish`, `eddy subscribe`, `eddy transport info`
+ * (cli/cmd_transport.c). */
+int cmd_publish(int argc, char **argv);
+int cmd_subscribe(int argc, char **argv);
+int cmd_transport(int argc, char **argv);
 
 /* ---- output formats (cli/output.c) ------------------------------------------
  *

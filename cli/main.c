@@ -21,6 +21,9 @@ const struct cli_command cli_commands[] = {
     {"sagas", "list saga instances; show one with its commands and timeouts", cmd_sagas},
     {"trace", "print the causal tree of a flow (event, correlation or subject id)", cmd_trace},
     {"graph", "print who publishes and who handles which event type (dot, mermaid)", cmd_graph},
+    {"publish", "publish events to Redis, Kafka or NATS (--data JSON or stdin lines)", cmd_publish},
+    {"subscribe", "print events from Redis, Kafka or NATS as CloudEvents JSON lines", cmd_subscribe},
+    {"transport", "show an engine's topics and consumer groups with their lag", cmd_transport},
     {NULL, NULL, NULL},
 };
 
@@ -128,6 +131,23 @@ int main(int argc, char **argv)
     const char *name = argv[1];
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
         printf("eddy %s\n", eddy_version());
+        /* which engines this build has, and what a missing one needs */
+        size_t n = 0, missing = 0;
+        const eddy_transport_engine_info *e = eddy_transport_engines(&n);
+        printf("transports:");
+        for (size_t i = 0; i < n; i++)
+            if (e[i].built_in)
+                printf(" %s", e[i].name);
+            else
+                missing++;
+        printf("\n");
+        if (missing) {
+            printf("built without:");
+            for (size_t i = 0; i < n; i++)
+                if (!e[i].built_in)
+                    printf(" %s (%s)", e[i].name, e[i].library);
+            printf("\n");
+        }
         return 0;
     }
     if (cli_is_help(name) || strcmp(name, "help") == 0) {

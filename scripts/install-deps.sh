@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# Installs the Debian packages eddy needs to build, test and run its demo,
-# skipping those already installed. Runs apt-get as root, or through sudo.
-# Usage: scripts/install-deps.sh
+# Installs the Debian packages eddy needs, skipping those already installed.
+# Runs apt-get as root, or through sudo.
+# Usage: scripts/install-deps.sh [demo|full]
+#   demo  what building eddy and running its embedded demo needs: the
+#         compiler, CMake, and the libraries of the SQLite-only core. The
+#         transports whose client libraries are missing are left out of
+#         the build (eddy --version says which).
+#   full  (the default) everything: the transports' client libraries
+#         (hiredis, librdkafka, libnats), cmocka, and what the tests start
+#         or use (redis-server, nats-server, sqlite3, openssl, groff and
+#         man for the man-page test).
 set -euo pipefail
 
-packages=(
+mode=${1:-full}
+demo=(
   build-essential cmake pkg-config
-  libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
-  sqlite3
-  libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
-  groff-base man-db
+  libjansson-dev libsqlite3-dev uuid-dev libpcre2-dev
 )
+full=(
+  "${demo[@]}"
+  sqlite3 libcmocka-dev
+  libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
+  openssl groff-base man-db
+)
+case "$mode" in
+  demo) packages=("${demo[@]}") ;;
+  full) packages=("${full[@]}") ;;
+  *) echo "install-deps: unknown mode '$mode' (expected demo or full)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,30 +4,49 @@
 # caller gives: never a system service.
 #
 # Usage:
-#   scripts/test-servers.sh start redis|nats DIR [PORT]
+#   scripts/test-servers.sh start ENGINE DIR [PORT]
 #       Starts the server in the background with its data (and log, and pid
 #       file) in DIR, waits until it answers, and prints its port on stdout.
 #       Without PORT a free port is chosen; with PORT (a restart) that one
 #       is used. Redis runs with appendonly yes and appendfsync always, so
 #       an acknowledged write survives a restart; NATS runs JetStream with
 #       its store in DIR/jetstream.
-#   scripts/test-servers.sh stop redis|nats DIR
+#   scripts/test-servers.sh stop ENGINE DIR
 #       Stops the server started with DIR (SIGTERM, then SIGKILL after 5 s)
 #       and waits until it is gone. Keeps DIR.
-#   scripts/test-servers.sh kill redis|nats DIR
+#   scripts/test-servers.sh kill ENGINE DIR
 #       Kills it at once with SIGKILL (a crash).
+#
+# ENGINE: redis, nats, or one of the secured variants, which need openssl:
+#   redis-auth  redis with an ACL user and requirepass: the user's name in
+#               DIR/user, its password in DIR/password, the default user's
+#               (requirepass) in DIR/default-password.
+#   nats-tls    nats (JetStream) over TLS only, with a certificate signed by
+#               a CA made for the run (DIR/tls/ca.pem; DIR/tls/rogue-ca.pem
+#               is another CA, which did not sign it), and two users: DIR/user
+#               with DIR/password, and an NKey user (public key in
+#               DIR/nkey.pub, seed in DIR/nkey.seed).
+#   nats-mtls   as nats-tls, and the server also requires a client
+#               certificate signed by the CA (DIR/tls/client.pem, .key).
+#   nats-token  nats (JetStream) with a token (DIR/token), no TLS.
+#   tls         a bare TLS listener (openssl s_server) with the nats-tls
+#               certificates (DIR/tls): for clients whose TLS starts at once
+#               (librdkafka), to try a certificate check with no broker.
+# Secrets are random per DIR (made on the first start, kept for restarts),
+# in files readable by the caller only, never on a command line.
 # Exits non-zero, with the reason on stderr, when the server binary is
 # missing or the server does not come up: the tests then fail loudly.
 set -euo pipefail
 
 die() { echo "test-servers: $*" >&2; exit 1; }
 
-[ $# -ge 3 ] || die "usage: $0 start|stop|kill redis|nats DIR [PORT]"
+[ $# -ge 3 ] || die "usage: $0 start|stop|kill ENGINE DIR [PORT]"
 action=$1 engine=$2 dir=$3 port=${4:-}
 case "$engine" in
-  redis) bin=redis-server ;;
-  nats) bin=nats-server ;;
-  *) die "unknown server '$engine' (expected redis or nats)" ;;
+  redis|redis-auth) bin=redis-server ;;
+  nats|nats-tls|nats-mtls|nats-token) bin=nats-server ;;
+  tls) bin=openssl ;;
+  *) die "unknown server '$engine' (expected redis, redis-auth, nats, nats-tls, nats-mtls, nats-token or tls)" ;;
 esac
 pidfile="$dir/$engine.pid"
 
@@ -51,8 +70,140 @@ ready() {
       reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 &&
                 timeout 1 head -c 7 <&3) 2>/dev/null || true)
       [[ "$reply" == +PONG* ]] ;;
-    nats)
-      port_open "$port" && grep -q "Server is ready" "$dir/nats.log" 2>/dev/null ;;
+    redis-auth)
+      # Unauthenticated, a PING is refused with NOAUTH: that is an answer.
+      local reply
+      reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 &&
+                timeout 1 head -c 7 <&3) 2>/dev/null || true)
+      [[ "$reply" == -NOAUTH* ]] ;;
+    nats*)
+      port_open "$port" && grep -q "Server is ready" "$dir/$engine.log" 2>/dev/null ;;
+    tls)
+      grep -q "^ACCEPT" "$dir/tls.log" 2>/dev/null ;;
+  esac
+}
+
+# ---- secrets and certificates of the secured variants ----------------------
+
+need_openssl() {
+  command -v openssl >/dev/null || die "openssl not found: install it (scripts/install-deps.sh installs openssl)"
+}
+
+# A random secret in FILE (mode 600), made once per DIR.
+secret() {
+  local file=$1
+  [ -s "$file" ] && return 0
+  (umask 077 && openssl rand -hex 16 >"$file")
+}
+
+# A CA, a server certificate for 127.0.0.1 / localhost and a client
+# certificate signed by it, and an unrelated CA: DIR/tls, made once.
+certs() {
+  local t="$dir/tls"
+  [ -s "$t/rogue-ca.pem" ] && return 0
+  mkdir -p "$t"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  (
+    umask 077
+    cd "$t"
+    openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=eddy test CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=eddy rogue CA" \
+      -keyout rogue-ca.key -out rogue-ca.pem.tmp
+    local who
+    for who in server client; do
+      openssl req "${ec[@]}" -subj "/CN=eddy test $who" -keyout "$who.key" \
+        -out "$who.csr"
+      if [ "$who" = server ]; then
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$who.ext"
+      else
+        printf 'extendedKeyUsage=clientAuth\n' >"$who.ext"
+      fi
+      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key \
+        -CAcreateserial -days 2 -extfile "$who.ext" -out "$who.pem"
+    done
+    mv rogue-ca.pem.tmp rogue-ca.pem
+  ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; die "openssl could not make the test certificates"; }
+}
+
+# CRC-16/XMODEM of the bytes given as decimal numbers (NKeys' checksum).
+crc16() {
+  local crc=0 b i
+  for b in "$@"; do
+    crc=$(( crc ^ (b << 8) ))
+    for i in 1 2 3 4 5 6 7 8; do
+      if (( crc & 0x8000 )); then crc=$(( ((crc << 1) ^ 0x1021) & 0xffff ))
+      else crc=$(( (crc << 1) & 0xffff )); fi
+    done
+  done
+  echo "$crc"
+}
+
+# Base32 (RFC 4648, no padding) of the decimal bytes given.
+b32() {
+  local b out=""
+  for b in "$@"; do out+=$(printf '\\x%02x' "$b"); done
+  printf "$out" | base32 -w0 | tr -d '='
+}
+
+# An NKey user key pair made with openssl's Ed25519: the seed ("SU...") in
+# DIR/nkey.seed, the public key ("U...") in DIR/nkey.pub.
+nkey() {
+  [ -s "$dir/nkey.seed" ] && return 0
+  local der crc
+  local -a seed pub s p
+  der=$(umask 077 && mktemp "$dir/nkey.XXXXXX")
+  openssl genpkey -algorithm ed25519 -outform DER -out "$der" 2>/dev/null
+  read -r -a seed <<<"$(tail -c 32 "$der" | od -An -v -tu1 | tr '\n' ' ')"
+  read -r -a pub <<<"$(openssl pkey -inform DER -in "$der" -pubout -outform DER |
+                      tail -c 32 | od -An -v -tu1 | tr '\n' ' ')"
+  rm -f "$der"
+  # seed prefix: 'S' (18 << 3) with the type 'U' (20 << 3) split over two
+  # bytes; public key prefix: 'U'
+  s=(149 0 "${seed[@]}") p=(160 "${pub[@]}")
+  crc=$(crc16 "${s[@]}"); s+=($(( crc & 255 )) $(( crc >> 8 )))
+  crc=$(crc16 "${p[@]}"); p+=($(( crc & 255 )) $(( crc >> 8 )))
+  (umask 077 && { b32 "${s[@]}"; echo; } >"$dir/nkey.seed")
+  { b32 "${p[@]}"; echo; } >"$dir/nkey.pub"
+}
+
+# The configuration of a secured variant, in DIR/ENGINE.conf (mode 600).
+secure_conf() {
+  local p=$1
+  need_openssl
+  case "$engine" in
+    redis-auth)
+      echo eddy >"$dir/user"
+      secret "$dir/password"
+      secret "$dir/default-password"
+      (umask 077 && printf '%s\n' "bind 127.0.0.1" "port $p" "dir $dir" \
+        "daemonize no" 'save ""' "appendonly yes" "appendfsync always" \
+        "logfile $dir/redis-auth.log" \
+        "user default on >$(cat "$dir/default-password") ~* &* +@all" \
+        "user $(cat "$dir/user") on >$(cat "$dir/password") ~* &* +@all" \
+        >"$dir/redis-auth.conf") ;;
+    nats-tls|nats-mtls)
+      certs
+      nkey
+      echo eddy >"$dir/user"
+      secret "$dir/password"
+      local verify=false
+      [ "$engine" = nats-mtls ] && verify=true
+      (umask 077 && printf '%s\n' "listen: 127.0.0.1:$p" \
+        "jetstream { store_dir: \"$dir/jetstream\" }" \
+        "tls {" "  cert_file: \"$dir/tls/server.pem\"" \
+        "  key_file: \"$dir/tls/server.key\"" "  ca_file: \"$dir/tls/ca.pem\"" \
+        "  verify: $verify" "  timeout: 2" "}" \
+        "authorization {" "  users = [" \
+        "    { user: \"$(cat "$dir/user")\", password: \"$(cat "$dir/password")\" }" \
+        "    { nkey: \"$(head -1 "$dir/nkey.pub")\" }" "  ]" "}" \
+        >"$dir/$engine.conf") ;;
+    nats-token)
+      secret "$dir/token"
+      (umask 077 && printf '%s\n' "listen: 127.0.0.1:$p" \
+        "jetstream { store_dir: \"$dir/jetstream\" }" \
+        "authorization { token: \"$(cat "$dir/token")\" }" \
+        >"$dir/nats-token.conf") ;;
   esac
 }
 
@@ -76,6 +227,22 @@ start() {
         : >"$dir/nats.log"
         "$path" -js -sd "$dir/jetstream" -a 127.0.0.1 -p "$chosen" \
           -l "$dir/nats.log" >/dev/null 2>&1 &
+        ;;
+      redis-auth)
+        secure_conf "$chosen"
+        "$path" "$dir/redis-auth.conf" >/dev/null 2>&1 &
+        ;;
+      nats-tls|nats-mtls|nats-token)
+        secure_conf "$chosen"
+        : >"$dir/$engine.log"
+        "$path" -c "$dir/$engine.conf" -l "$dir/$engine.log" >/dev/null 2>&1 &
+        ;;
+      tls)
+        certs
+        # -www answers each connection by itself (no terminal to read)
+        "$path" s_server -accept "127.0.0.1:$chosen" -www \
+          -cert "$dir/tls/server.pem" -key "$dir/tls/server.key" \
+          </dev/null >"$dir/tls.log" 2>&1 &
         ;;
     esac
     local pid=$!

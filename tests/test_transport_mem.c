@@ -87,11 +87,64 @@ static void test_urls(void **state)
     eddy_transport_close(t);
 }
 
+/* eddy_transport_info_get: topics under the prefix, each group's lag and
+ * pending, and the group filter. */
+static void test_info(void **state)
+{
+    eddy_error err = {0};
+    eddy_transport *t = eddy_transport_open("mem:info", NULL, &err);
+    assert_non_null(t);
+    for (int i = 0; i < 5; i++) {
+        eddy_event *ev = eddy_event_newf(i < 3 ? "a.one" : "b.two", "t", "k",
+                                         &err, NULL);
+        assert_int_equal(eddy_transport_publish(t, ev, &err), EDDY_OK);
+        eddy_event_unref(ev);
+    }
+    int got = 0;
+    const char *types[] = {"a.one"};
+    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+                                    .group = "reader", .handler = count_handler,
+                                    .user = &got};
+    eddy_transport_sub *sub = NULL;
+    assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
+    for (int i = 0; i < 400 && __atomic_load_n(&got, __ATOMIC_SEQ_CST) < 3; i++)
+        usleep(5000);
+    eddy_transport_sub_free(sub);
+    o.group = "idle";
+    o.from_latest = true;
+    assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
+    eddy_transport_sub_free(sub);
+    eddy_transport_info *info = NULL;
+    assert_int_equal(eddy_transport_info_get(t, NULL, 0, &info, &err), EDDY_OK);
+    assert_string_equal(info->engine, "mem");
+    assert_string_equal(info->url, "mem:info");
+    assert_int_equal(info->topic_count, 2);
+    assert_string_equal(info->topics[0].name, "events.a.one");
+    assert_int_equal(info->topics[0].messages, 3);
+    assert_int_equal(info->topics[0].group_count, 2);
+    assert_string_equal(info->topics[0].groups[0].name, "idle");
+    assert_string_equal(info->topics[0].groups[1].name, "reader");
+    assert_int_equal(info->topics[0].groups[1].lag, 0);
+    assert_int_equal(info->topics[0].groups[1].pending, 0);
+    assert_string_equal(info->topics[1].name, "events.b.two");
+    assert_int_equal(info->topics[1].messages, 2);
+    assert_int_equal(info->topics[1].group_count, 0);
+    eddy_transport_info_free(info);
+    const char *only[] = {"reader"};
+    assert_int_equal(eddy_transport_info_get(t, only, 1, &info, &err), EDDY_OK);
+    assert_int_equal(info->topics[0].group_count, 1);
+    eddy_transport_info_free(info);
+    assert_int_equal(eddy_transport_info_get(t, NULL, 1, &info, &err),
+                     EDDY_EINVAL);
+    eddy_transport_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_named_engines),
         cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_info),
     };
     int failed = cmocka_run_group_tests_name("transport_mem", tests, NULL, NULL);
     transport_conformance_env env = {

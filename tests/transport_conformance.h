@@ -48,10 +48,18 @@ typedef struct transport_conformance_env {
      * (consumer-group join/rebalance); 0 for engines where subscribe
      * returns ready. */
     int settle_ms;
+    /* A configuration file every open reads (options.config_file); NULL:
+     * none. */
+    const char *config_file;
 } transport_conformance_env;
 
 /* Runs every test of the suite as one cmocka group. Returns the number of
  * failed tests (0: all passed). */
 int transport_conformance_run(const transport_conformance_env *env);
+
+/* Runs the round trip tests only (roundtrip, roundtrip_equal, async): for
+ * the same engine again behind credentials or TLS. inject_raw may be
+ * NULL. */
+int transport_conformance_run_roundtrip(const transport_conformance_env *env);
 
 #endif

@@ -297,17 +297,21 @@ int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
     snprintf(r.args[3], sizeof r.args[3], "%u", opts->cfg.workers ? opts->cfg.workers : 4);
     snprintf(r.args[4], sizeof r.args[4], "%d",
              opts->cfg.saga_timeout_ms > 0 ? opts->cfg.saga_timeout_ms : 120000);
+    char shown[1024]; /* the URL as printed: its password hidden */
     fprintf(out, "eddy demo: %lu orders from %u users, %zu products x %ld in "
             "stock, payment failure rate %.2f, seed %llu; five services as "
             "processes over %s, stores in %s%s\n",
             opts->orders, opts->users, orders_products(), stock,
             opts->cfg.payment_failure_rate, (unsigned long long)opts->cfg.seed,
-            opts->transport, r.dir, opts->keep ? " (kept)" : " (removed at exit)");
+            eddy_url_redact(opts->transport, shown, sizeof shown), r.dir,
+            opts->keep ? " (kept)" : " (removed at exit)");
     fflush(out);
 
     /* the driver's own connection first: a bad URL fails before any fork */
     if (!(t = eddy_transport_open(opts->transport, NULL, &err))) {
-        fprintf(stderr, "eddy demo: %s: %s\n", opts->transport, err.message);
+        fprintf(stderr, "eddy demo: %s: %s\n",
+                eddy_url_redact(opts->transport, shown, sizeof shown),
+                err.message);
         goto done;
     }
     for (int i = 0; i < NSVC; i++) {

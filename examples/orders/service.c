@@ -170,7 +170,10 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
      * fail at once: the forwarder retries anyway */
     eddy_transport_options to = {.disconnected = EDDY_DISCONNECTED_BUFFER};
     if (!(t = eddy_transport_open(opts->transport, &to, &err))) {
-        status = service_fail(def->name, opts->transport, &err);
+        char shown[1024];
+        status = service_fail(def->name,
+                              eddy_url_redact(opts->transport, shown,
+                                              sizeof shown), &err);
         goto done;
     }
     fw.transport = t;

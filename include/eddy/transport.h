@@ -8,13 +8,66 @@
  *
  *   mem:                 in-process (a named engine: mem:NAME; "mem:" is the
  *                        default one). Nothing survives the process.
- *   redis://HOST:PORT    Redis Streams with consumer groups (the default);
+ *   redis://[USER:PASSWORD@]HOST:PORT[/DB]
+ *                        Redis Streams with consumer groups (the default);
  *   redis://HOST:PORT?mode=pubsub
  *                        Redis Pub/Sub (at-most-once, see below).
- *   kafka://HOST:PORT[,HOST:PORT...]
+ *   kafka://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]
  *                        Kafka; other query parameters (?acks=all&...) are
  *                        passed to librdkafka as configuration properties.
- *   nats://HOST:PORT     NATS JetStream.
+ *   nats://[USER:PASSWORD@ | TOKEN@]HOST:PORT[,HOST:PORT...]
+ *                        NATS JetStream.
+ * A build of libeddy may lack engines (built without hiredis, librdkafka
+ * or libnats): eddy_transport_engines() lists what it has, and opening a
+ * URL of a missing one fails with "this eddy was built without Redis
+ * support (hiredis)".
+ *
+ * SECURED ENGINES: CREDENTIALS AND TLS
+ *
+ *   Any engine: a password (percent-encode '@', ':', '/' in it: %40, %3A,
+ *   %2F) may come from the URL (user:password@), or, to keep it out of
+ *   URLs, command lines and shell history, from
+ *     ?password_file=PATH   the file's one line (trailing newline dropped);
+ *     ?password_env=NAME    the environment variable NAME;
+ *   the user from user@ or ?user=NAME. Giving the password in two places
+ *   is an error. Every key may also come from a configuration file
+ *   (eddy_transport_options.config_file, `eddy --transport-config FILE`):
+ *   key=value lines, '#' comments: librdkafka's properties format, as
+ *   kcat -F reads it. A key in the URL's query wins over the file's.
+ *
+ *   redis   USER:PASSWORD@ is "AUTH USER PASSWORD" (a Redis 6+ ACL user);
+ *           :PASSWORD@ (no user) is "AUTH PASSWORD" (requirepass, the
+ *           default user). TLS: NOT AVAILABLE. Debian 12's hiredis 0.14
+ *           has no TLS support, so rediss:// URLs are refused (EDDY_EINVAL,
+ *           "rediss://: TLS needs hiredis >= 1.0 ...") rather than sent in
+ *           the clear; reach a TLS-only Redis through a local TLS tunnel
+ *           (stunnel, spiped) or a trusted network.
+ *   kafka   every librdkafka property: security.protocol=sasl_ssl,
+ *           sasl.mechanism=PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512,
+ *           sasl.username, sasl.password, ssl.ca.location,
+ *           ssl.certificate.location, ssl.key.location, ... USER:PASSWORD@
+ *           (or user= / password*) sets sasl.username and sasl.password,
+ *           and, unless given, sasl.mechanism=PLAIN and
+ *           security.protocol=sasl_ssl (a password never goes in the
+ *           clear unless security.protocol=sasl_plaintext says so).
+ *   nats    USER:PASSWORD@ (or user= / password*): user and password;
+ *           TOKEN@ or ?token= / token_file= / token_env=: a token;
+ *           ?nkey=PUBLIC_KEY&nkey_seed=SEED_FILE: an NKey user (the public
+ *           key "U..." and the file holding its seed "SU...");
+ *           ?creds=FILE: a JWT user's .creds file (JWT and seed);
+ *           ?tls_ca=FILE: TLS, trusting the CAs of FILE (PEM);
+ *           ?tls_cert=FILE&tls_key=FILE: a client certificate (mutual TLS);
+ *           ?tls=on: TLS with the system's CAs; ?tls_hostname=NAME: the
+ *           name the server's certificate must carry (when connecting by
+ *           address).
+ *
+ *   A wrong credential or an untrusted certificate fails eddy_transport_open
+ *   at once, EDDY_ECONNECT with the reason: "redis 127.0.0.1:6379:
+ *   authentication failed for user alice: WRONGPASS ...", "nats
+ *   127.0.0.1:4222: authentication failed for user alice", "nats ...:
+ *   certificate not trusted (tls_ca=...): ...", "kafka ...: certificate not
+ *   trusted: ...". Secrets are never in an error message or a log line:
+ *   URLs are shown through eddy_url_redact.
  *
  * WIRE FORMAT: CloudEvents 1.0. Binary mode (attributes as headers, data as
  * the payload) where the engine has headers: Kafka (ce_id, ce_type, ...,
@@ -153,16 +206,23 @@ typedef struct eddy_transport_options {
                                     EDDY_DISCONNECTED_BUFFER; 0: 10000 */
     long long stream_maxlen;     /* Redis: XADD MAXLEN ~ N; 0:
                                     ..._STREAM_MAXLEN; < 0: no cap */
+    const char *config_file;     /* NULL, or a file of key=value lines
+                                    merged into the URL's query (see
+                                    SECURED ENGINES); read by open */
 } eddy_transport_options;
 
 /*
  * Opens a transport to the engine named by `url` (borrowed; see the table
- * above). Connects (or checks the connection) before returning, so a
- * server that is not there fails here.
+ * above). Connects (or checks the connection) and authenticates before
+ * returning, so a server that is not there, a wrong credential or an
+ * untrusted certificate fails here, at once.
  * Returns a new transport (destructor: eddy_transport_close), or NULL with
- * `err`: EDDY_EINVAL (malformed URL, unknown scheme or mode, bad options:
- * the message names it), EDDY_ECONNECT (the engine could not be reached:
- * the message names host, port and the engine's reason), EDDY_ENOMEM.
+ * `err`: EDDY_EINVAL (malformed URL, unknown scheme or mode, bad options,
+ * an unreadable configuration or password file, an engine this build
+ * lacks: the message names it), EDDY_ECONNECT (the engine could not be
+ * reached, refused the credentials or the certificate: the message names
+ * host, port, user and the engine's reason), EDDY_ENOMEM. The URL in a
+ * message is redacted.
  * Thread-safe.
  */
 eddy_transport *eddy_transport_open(const char *url,
@@ -179,6 +239,43 @@ void eddy_transport_close(eddy_transport *t);
 
 /* The engine's name: "mem", "redis", "kafka" or "nats". Never NULL. */
 const char *eddy_transport_engine(const eddy_transport *t);
+
+/*
+ * The URL `t` was opened with, as it may be shown: redacted as by
+ * eddy_url_redact. Borrowed from the transport (valid until close). Never
+ * NULL. Thread-safe.
+ */
+const char *eddy_transport_url(const eddy_transport *t);
+
+/*
+ * Writes `url` into `buf` (`size` bytes, always NUL-terminated, truncated
+ * if too small) with every secret replaced by "***": the password of
+ * user:password@ ("redis://alice:***@host:6379"), a user information
+ * without a password, which may be a token (hidden whole), and
+ * the value of every query key that names a secret (password, token,
+ * secret, sasl.password, ssl.key.password, ...; keys ending in _file, _env
+ * or .location name where a secret is and stay visible). Any text is
+ * accepted, URL or not; a store URL ("postgres://u:p@h/db") is redacted
+ * the same way. Returns `buf` ("" when `size` is 0 or `buf` NULL; "(null)"
+ * for a NULL url). Thread-safe; cannot fail.
+ * Every URL eddy prints goes through this function: use it wherever a URL
+ * reaches a log, a page, a metric label or an error message.
+ */
+const char *eddy_url_redact(const char *url, char *buf, size_t size);
+
+/* An engine eddy knows, and whether this build has it. Plain data. */
+typedef struct eddy_transport_engine_info {
+    const char *name;      /* URL scheme: "mem", "redis", "kafka", "nats" */
+    const char *title;     /* "Redis" */
+    const char *library;   /* what it needs: "hiredis"; "" for mem */
+    bool built_in;         /* false: this build lacks the library */
+} eddy_transport_engine_info;
+
+/*
+ * The engines eddy knows, built in or not, in a static array of
+ * `*count` entries (never freed). Thread-safe; cannot fail.
+ */
+const eddy_transport_engine_info *eddy_transport_engines(size_t *count);
 
 /*
  * Writes the topic (stream key, channel, Kafka topic, NATS subject) used
@@ -354,6 +451,58 @@ uint32_t eddy_delivery_attempt(const eddy_delivery *d);
 
 /* The topic the event was read from (borrowed for the handler call). */
 const char *eddy_delivery_topic(const eddy_delivery *d);
+
+/* ---- what the engine holds -------------------------------------------- */
+
+/* A consumer group on a topic. Counts are -1 where the engine does not
+ * tell them. Plain data, owned by the eddy_transport_info. */
+typedef struct eddy_transport_group_info {
+    const char *name;      /* the group (Redis: its XGROUP; Kafka: group.id;
+                              NATS: the durable consumer, "<group>_<type>_
+                              <hash>") */
+    int64_t consumers;     /* members known to the engine */
+    int64_t pending;       /* delivered, not yet acknowledged */
+    int64_t lag;           /* stored, not yet delivered to the group */
+} eddy_transport_group_info;
+
+/* A topic under the transport's prefix. Plain data. */
+typedef struct eddy_transport_topic_info {
+    const char *name;      /* "events.order.placed" */
+    int64_t messages;      /* stored (Kafka: high - low watermark, summed
+                              over partitions); -1 unknown (Pub/Sub) */
+    int partitions;        /* Kafka partitions; 1 elsewhere */
+    size_t group_count;
+    eddy_transport_group_info *groups;
+} eddy_transport_topic_info;
+
+typedef struct eddy_transport_info {
+    const char *engine;    /* "redis" */
+    const char *url;       /* redacted */
+    const char *note;      /* what the engine could not tell, or NULL
+                              ("this broker cannot list consumer groups:
+                              name them") */
+    size_t topic_count;
+    eddy_transport_topic_info *topics;
+} eddy_transport_info;
+
+/*
+ * What the engine holds under the transport's topic prefix: its topics
+ * (Redis streams, or Pub/Sub channels with subscribers; Kafka topics; the
+ * subjects of the NATS stream; mem topics), sorted by name, each with its
+ * consumer groups and their lag: like `kcat -L` and `nats consumer info`.
+ * `groups` (`ngroups` names, may be NULL/0): report only these groups;
+ * Kafka brokers that cannot list groups (librdkafka's mock cluster) are
+ * asked for these by name.
+ * Returns EDDY_OK with `*out` a new info (destructor:
+ * eddy_transport_info_free), or EDDY_EINVAL, EDDY_ECONNECT, EDDY_EIO (the
+ * engine's message), EDDY_ENOMEM. Thread-safe; it reads, never creates.
+ */
+int eddy_transport_info_get(eddy_transport *t, const char *const *groups,
+                            size_t ngroups, eddy_transport_info **out,
+                            eddy_error *err);
+
+/* Frees an info. NULL does nothing. */
+void eddy_transport_info_free(eddy_transport_info *info);
 
 /* ---- bridging --------------------------------------------------------- */
 

@@ -41,6 +41,17 @@
  * brokers' usual minimum; ?session.timeout.ms= in the URL overrides it).
  * Its partitions go to the other members, which resume from the last
  * committed offset.
+ *
+ * Security is librdkafka's own: security.protocol, sasl.*, ssl.* come from
+ * the URL's query or the configuration file unchanged; user:password@ (or
+ * user= / password= / password_file= / password_env=) become sasl.username
+ * and sasl.password, with sasl.mechanism=PLAIN and
+ * security.protocol=sasl_ssl unless given. Open waits for the first broker
+ * in 50 ms slices and serves librdkafka's error callback between them, so
+ * a refused SASL login or an untrusted certificate (errors librdkafka
+ * reports as soon as the handshake fails, then retries forever) fails open
+ * one slice after the handshake, named as such, instead of after
+ * connect_timeout_ms as "no broker answered".
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -82,6 +93,12 @@ typedef struct kafka_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* a synchronous publish finished; inflight moved */
     size_t inflight;     /* asynchronous publishes not yet reported */
+    /* the first authentication or TLS error seen while opening (the error
+     * callback, under mu) */
+    int open_error;      /* rd_kafka_resp_err_t; 0: none */
+    char open_reason[512];
+    char user[128];      /* sasl.username, for messages; "" if none */
+    char mechanism[32];  /* sasl.mechanism */
 } kafka_state;
 
 /* A delivery count found in the group's committed offset of a partition:
@@ -123,10 +140,20 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
 {
     char errstr[256];
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK)
+        RD_KAFKA_CONF_OK) {
+        /* librdkafka's own message may quote the value: not for a
+         * secret. */
+        bool secret = eddyi_url_key_secret(key);
         return eddyi_error(err, EDDY_EINVAL, "kafka property %s=%s: %s", key,
-                           value, errstr);
+                           secret ? "***" : value,
+                           secret ? "refused by librdkafka" : errstr);
+    }
     return EDDY_OK;
+}
+
+static bool url_has(const eddy_transport *t, const char *key)
+{
+    return eddyi_url_param(t, key) != NULL;
 }
 
 static int conf_set_int(rd_kafka_conf_t *conf, const char *key, long long v,
@@ -164,6 +191,21 @@ static int kafka_conf(const eddy_transport *t, const char *client_id,
         (rc = conf_set_int(conf, "message.max.bytes",
                            (long long)o->max_message_bytes + 65536, err)))
         goto fail;
+    /* user:password@ is a SASL login; a password never goes in the clear
+     * unless the URL says security.protocol=sasl_plaintext. */
+    if (t->url.user && (rc = conf_set(conf, "sasl.username", t->url.user, err)))
+        goto fail;
+    if (t->url.password &&
+        (rc = conf_set(conf, "sasl.password", t->url.password, err)))
+        goto fail;
+    if (t->url.user || t->url.password) {
+        if (!url_has(t, "sasl.mechanism") && !url_has(t, "sasl.mechanisms") &&
+            (rc = conf_set(conf, "sasl.mechanism", "PLAIN", err)))
+            goto fail;
+        if (!url_has(t, "security.protocol") &&
+            (rc = conf_set(conf, "security.protocol", "sasl_ssl", err)))
+            goto fail;
+    }
     for (size_t i = 0; i < t->url.nparams; i++)
         if ((rc = conf_set(conf, t->url.keys[i], t->url.values[i], err)))
             goto fail;
@@ -239,6 +281,63 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     if (--ks->inflight == 0)
         pthread_cond_broadcast(&ks->cv);
     pthread_mutex_unlock(&ks->mu);
+}
+
+static bool kafka_auth_error(int e)
+{
+    return e == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+           e == RD_KAFKA_RESP_ERR__SSL ||
+           e == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
+}
+
+/* librdkafka's error callback (from rd_kafka_poll: the opening thread, then
+ * the poller). While opening, keeps the first authentication or TLS error
+ * for open to report; afterwards logs (a password rotated under a running
+ * process shows here). librdkafka's reasons name brokers, never
+ * secrets. */
+static void kafka_error_cb(rd_kafka_t *rk, int e, const char *reason,
+                           void *opaque)
+{
+    eddy_transport *t = opaque;
+    kafka_state *ks = t->state;
+    if (kafka_auth_error(e)) {
+        pthread_mutex_lock(&ks->mu);
+        if (!ks->open_error) {
+            ks->open_error = e;
+            snprintf(ks->open_reason, sizeof ks->open_reason, "%s", reason);
+        }
+        pthread_mutex_unlock(&ks->mu);
+    }
+    EDDYI_LOG(kafka_auth_error(e) ? EDDY_LOG_ERROR : EDDY_LOG_WARN, "kafka",
+              "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(e), reason);
+}
+
+/* The message for an authentication or TLS error seen while opening. */
+static int kafka_auth_fail(eddy_transport *t, eddy_error *err)
+{
+    kafka_state *ks = t->state;
+    const char *r = ks->open_reason;
+    if (ks->open_error == RD_KAFKA_RESP_ERR__SSL) {
+        if (strstr(r, "certificate verify failed") ||
+            strstr(r, "could not be verified"))
+            return eddyi_error(err, EDDY_ECONNECT, "kafka %s: certificate not "
+                               "trusted (ssl.ca.location must name the CA "
+                               "that signed the broker's certificate): %s",
+                               t->url.authority, r);
+        return eddyi_error(err, EDDY_ECONNECT, "kafka %s: TLS handshake "
+                           "failed: %s", t->url.authority, r);
+    }
+    if (ks->open_error == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+        ks->open_error == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+        return eddyi_error(err, EDDY_ECONNECT, "kafka %s: user %s is not "
+                           "authorized: %s", t->url.authority,
+                           ks->user[0] ? ks->user : "(anonymous)", r);
+    return eddyi_error(err, EDDY_ECONNECT, "kafka %s: authentication failed "
+                       "for user %s (SASL %s): %s", t->url.authority,
+                       ks->user[0] ? ks->user : "(none)",
+                       ks->mechanism[0] ? ks->mechanism : "?", r);
 }
 
 static void *kafka_poller_main(void *arg)
@@ -432,7 +531,16 @@ static int kafka_open(eddy_transport *t, eddy_error *err)
             goto fail;
         }
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
     rd_kafka_conf_set_opaque(conf, t);
+    size_t vlen = sizeof ks->user;
+    if (rd_kafka_conf_get(conf, "sasl.username", ks->user, &vlen) !=
+        RD_KAFKA_CONF_OK)
+        ks->user[0] = '\0';
+    vlen = sizeof ks->mechanism;
+    if (rd_kafka_conf_get(conf, "sasl.mechanism", ks->mechanism, &vlen) !=
+        RD_KAFKA_CONF_OK)
+        ks->mechanism[0] = '\0';
     char errstr[512];
     ks->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!ks->producer) {
@@ -441,10 +549,32 @@ static int kafka_open(eddy_transport *t, eddy_error *err)
                          errstr);
         goto fail;
     }
-    /* Check that a broker answers, so that a wrong address fails here. */
+    /* Check that a broker answers, so that a wrong address fails here; in
+     * slices, serving the error callback between them, so that a refused
+     * login or certificate fails at once. */
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t kerr =
-        rd_kafka_metadata(ks->producer, 0, NULL, &md, o->connect_timeout_ms);
+    rd_kafka_resp_err_t kerr = RD_KAFKA_RESP_ERR__TRANSPORT;
+    int64_t deadline = eddyi_transport_now_ms() + o->connect_timeout_ms;
+    for (;;) {
+        int64_t left = deadline - eddyi_transport_now_ms();
+        int64_t began = eddyi_transport_now_ms();
+        kerr = rd_kafka_metadata(ks->producer, 0, NULL, &md,
+                                 left > 50 ? 50 : left < 1 ? 1 : (int)left);
+        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (eddyi_transport_now_ms() - began < 20)
+            eddyi_transport_sleep_ms(20); /* an answer at once: no spin */
+        rd_kafka_poll(ks->producer, 0);
+        pthread_mutex_lock(&ks->mu);
+        int auth = ks->open_error;
+        pthread_mutex_unlock(&ks->mu);
+        if (auth) {
+            rc = kafka_auth_fail(t, err);
+            goto fail;
+        }
+        if (eddyi_transport_now_ms() >= deadline)
+            break;
+    }
     if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rc = eddyi_error(err, EDDY_ECONNECT, "kafka %s: no broker answered "
                          "within %d ms: %s", t->url.authority,
@@ -895,6 +1025,196 @@ static void kafka_sub_free(eddy_transport_sub *sub)
     sub->state = NULL;
 }
 
+/* ---- info ------------------------------------------------------------------- */
+
+/* Adds `group` to every topic of `info` where it has committed offsets,
+ * with its lag (high watermark - committed, summed over partitions; a
+ * partition without a commit counts whole). `hi`/`lo`: watermarks per
+ * topic and partition, as in `md`. */
+static int kafka_info_group(eddy_transport *t, const struct rd_kafka_metadata *md,
+                            const ssize_t *topic_of, int64_t **hi, int64_t **lo,
+                            const char *group, int64_t members,
+                            eddy_transport_info *info, bool *found,
+                            eddy_error *err)
+{
+    rd_kafka_conf_t *conf = NULL;
+    int rc = kafka_conf(t, "eddy-info", &conf, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if ((rc = conf_set(conf, "group.id", group, err))) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return eddyi_error(err, EDDY_EINVAL, "kafka: cannot create a consumer "
+                           "for group %s: %s", group, errstr);
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (topic_of[i] >= 0)
+            for (int p = 0; p < md->topics[i].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(l, md->topics[i].topic,
+                                                  md->topics[i].partitions[p].id);
+    rd_kafka_resp_err_t kerr = rd_kafka_committed(rk, l, t->opts.timeout_ms);
+    if (kerr) {
+        rc = eddyi_error(err, EDDY_EIO, "kafka %s: committed offsets of group "
+                         "%s: %s", t->url.authority, group,
+                         rd_kafka_err2str(kerr));
+        goto out;
+    }
+    for (int i = 0; i < md->topic_cnt && rc == EDDY_OK; i++) {
+        if (topic_of[i] < 0)
+            continue;
+        bool any = false;
+        int64_t lag = 0;
+        for (int p = 0; p < md->topics[i].partition_cnt; p++) {
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+                l, md->topics[i].topic, md->topics[i].partitions[p].id);
+            int64_t done = tp && !tp->err && tp->offset >= 0 ? tp->offset
+                                                             : lo[i][p];
+            any |= tp && !tp->err && tp->offset >= 0;
+            if (hi[i][p] > done)
+                lag += hi[i][p] - done;
+        }
+        if (!any)
+            continue;
+        *found = true;
+        if (eddyi_info_group(info, (size_t)topic_of[i], group, members, -1,
+                             lag) != 0)
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+out:
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int kafka_info(eddy_transport *t, const char *const *groups,
+                      size_t ngroups, eddy_transport_info *info,
+                      eddy_error *err)
+{
+    kafka_state *ks = t->state;
+    const struct rd_kafka_metadata *md = NULL;
+    int tmo = t->opts.timeout_ms;
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(ks->producer, 1, NULL, &md, tmo);
+    if (kerr)
+        return eddyi_error(err, EDDY_ECONNECT, "kafka %s: metadata: %s",
+                           t->url.authority, rd_kafka_err2str(kerr));
+    int rc = EDDY_OK;
+    size_t plen = strlen(t->prefix);
+    ssize_t *topic_of = calloc((size_t)md->topic_cnt + 1, sizeof *topic_of);
+    int64_t **hi = calloc((size_t)md->topic_cnt + 1, sizeof *hi);
+    int64_t **lo = calloc((size_t)md->topic_cnt + 1, sizeof *lo);
+    const struct rd_kafka_group_list *gl = NULL;
+    if (!topic_of || !hi || !lo) {
+        rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *mt = &md->topics[i];
+        topic_of[i] = -1;
+        if (strncmp(mt->topic, t->prefix, plen) != 0 || mt->err)
+            continue;
+        hi[i] = calloc((size_t)mt->partition_cnt + 1, sizeof **hi);
+        lo[i] = calloc((size_t)mt->partition_cnt + 1, sizeof **lo);
+        if (!hi[i] || !lo[i]) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            goto out;
+        }
+        int64_t messages = 0;
+        for (int p = 0; p < mt->partition_cnt; p++) {
+            int64_t l = 0, h = 0;
+            kerr = rd_kafka_query_watermark_offsets(
+                ks->producer, mt->topic, mt->partitions[p].id, &l, &h, tmo);
+            if (kerr) {
+                rc = eddyi_error(err, EDDY_EIO, "kafka %s: offsets of %s [%d]: "
+                                 "%s", t->url.authority, mt->topic,
+                                 (int)mt->partitions[p].id,
+                                 rd_kafka_err2str(kerr));
+                goto out;
+            }
+            hi[i][p] = h;
+            lo[i][p] = l;
+            messages += h - l;
+        }
+        if ((topic_of[i] = eddyi_info_topic(info, mt->topic, messages,
+                                            mt->partition_cnt)) < 0) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    /* The groups: those the brokers list, or those asked for by name. */
+    kerr = rd_kafka_list_groups(ks->producer, NULL, &gl, tmo);
+    if (kerr && !ngroups) {
+        char note[256];
+        snprintf(note, sizeof note, "the broker did not list consumer groups "
+                 "(%s): name them to see their lag", rd_kafka_err2str(kerr));
+        if (!(info->note = eddyi_strdup(note)))
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!kerr) {
+        for (int g = 0; g < gl->group_cnt && rc == EDDY_OK; g++) {
+            const struct rd_kafka_group_info *gi = &gl->groups[g];
+            bool found = false;
+            if (strcmp(gi->protocol_type, "consumer") != 0 ||
+                !eddyi_info_group_wanted(gi->group, groups, ngroups))
+                continue;
+            rc = kafka_info_group(t, md, topic_of, hi, lo, gi->group,
+                                  gi->member_cnt, info, &found, err);
+        }
+    } else {
+        for (size_t g = 0; g < ngroups && rc == EDDY_OK; g++) {
+            bool found = false;
+            rc = kafka_info_group(t, md, topic_of, hi, lo, groups[g], -1, info,
+                                  &found, err);
+            if (rc == EDDY_OK && !found && !info->note) {
+                char note[256];
+                snprintf(note, sizeof note, "group %s has no committed offset "
+                         "on these topics", groups[g]);
+                if (!(info->note = eddyi_strdup(note)))
+                    rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            }
+        }
+    }
+out:
+    if (gl)
+        rd_kafka_group_list_destroy(gl);
+    for (int i = 0; hi && lo && i < md->topic_cnt; i++) {
+        free(hi[i]);
+        free(lo[i]);
+    }
+    free(hi);
+    free(lo);
+    free(topic_of);
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+/* Test hook (transport_impl.h). */
+int eddyi_transport_kafka_conf_get(const char *url,
+                                   const eddy_transport_options *opts,
+                                   const char *key, char *buf, size_t size,
+                                   eddy_error *err)
+{
+    eddy_transport *t = eddyi_transport_prepare(url, opts, err);
+    if (!t)
+        return err ? err->code : EDDY_EINVAL;
+    rd_kafka_conf_t *conf = NULL;
+    int rc = kafka_conf(t, "eddy-test", &conf, err);
+    if (rc == EDDY_OK) {
+        if (rd_kafka_conf_get(conf, key, buf, &size) != RD_KAFKA_CONF_OK)
+            rc = eddyi_error(err, EDDY_ENOTFOUND, "kafka property %s: not set "
+                             "or unknown", key);
+        rd_kafka_conf_destroy(conf);
+    }
+    eddyi_transport_unprepare(t);
+    return rc;
+}
+
 const eddyi_transport_ops eddyi_transport_kafka_ops = {
     .engine = "kafka",
     .default_prefix = "events-",
@@ -906,4 +1226,5 @@ const eddyi_transport_ops eddyi_transport_kafka_ops = {
     .subscribe = kafka_subscribe,
     .sub_stop = kafka_sub_stop,
     .sub_free = kafka_sub_free,
+    .info = kafka_info,
 };

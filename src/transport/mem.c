@@ -386,6 +386,42 @@ static void mem_sub_free(eddy_transport_sub *sub)
     sub->state = NULL;
 }
 
+/* Topics under the prefix, with each group's pending count and lag. Members
+ * are not tracked by the mem engine (consumers: -1). */
+static int mem_info(eddy_transport *t, const char *const *groups,
+                    size_t ngroups, eddy_transport_info *info, eddy_error *err)
+{
+    mem_engine *e = t->state;
+    size_t plen = strlen(t->prefix);
+    int rc = EDDY_OK;
+    pthread_mutex_lock(&mem_mu);
+    for (mem_topic *tp = e->topics; tp && rc == EDDY_OK; tp = tp->next) {
+        if (strncmp(tp->name, t->prefix, plen) != 0)
+            continue;
+        ssize_t ti = eddyi_info_topic(info, tp->name, (int64_t)tp->n, 1);
+        if (ti < 0) {
+            rc = EDDY_ENOMEM;
+            break;
+        }
+        for (mem_group *g = tp->groups; g; g = g->next) {
+            if (!eddyi_info_group_wanted(g->name, groups, ngroups))
+                continue;
+            int64_t pending = 0;
+            for (mem_pending *p = g->pending; p; p = p->next)
+                pending++;
+            if (eddyi_info_group(info, (size_t)ti, g->name, -1, pending,
+                                 (int64_t)(tp->n - g->offset)) != 0) {
+                rc = EDDY_ENOMEM;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&mem_mu);
+    if (rc != EDDY_OK)
+        return eddyi_error(err, rc, "out of memory");
+    return EDDY_OK;
+}
+
 const eddyi_transport_ops eddyi_transport_mem_ops = {
     .engine = "mem",
     .default_prefix = "events.",
@@ -397,4 +433,5 @@ const eddyi_transport_ops eddyi_transport_mem_ops = {
     .subscribe = mem_subscribe,
     .sub_stop = mem_sub_stop,
     .sub_free = mem_sub_free,
+    .info = mem_info,
 };

@@ -29,7 +29,17 @@
  * A nack is +NAK with the delay. Each subscription runs one thread that
  * fetches batches from its consumers in turn; while the server is away the
  * fetches fail and are retried with backoff, and libnats reconnects.
+ *
+ * Security (all nats.c options): user and password (user:password@,
+ * user=, password*), a token (TOKEN@, token=, token_file=, token_env=), an
+ * NKey user (nkey=PUBLIC&nkey_seed=FILE), a JWT user (creds=FILE), TLS
+ * (tls_ca=FILE, tls_cert=FILE&tls_key=FILE, tls=on, tls_hostname=NAME).
+ * The files are checked before connecting, so a wrong path is named as
+ * such; the server's refusal (-ERR 'Authorization Violation') and a failed
+ * certificate check end natsConnection_Connect at once and are reported
+ * by what was refused.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,6 +71,7 @@ typedef struct nats_pending {
 } nats_pending;
 
 typedef struct nats_state {
+    char *token;            /* a secret (wiped when freed); NULL if none */
     natsConnection *nc;
     jsCtx *js;
     char *stream;
@@ -381,6 +392,7 @@ static void nats_state_free(nats_state *ns)
     }
     free(ns->stream);
     free(ns->servers);
+    eddyi_secret_free(ns->token);
     pthread_cond_destroy(&ns->cv);
     pthread_mutex_destroy(&ns->mu);
     free(ns);
@@ -423,11 +435,191 @@ static int nats_ensure_stream(eddy_transport *t, eddy_error *err)
     return EDDY_OK;
 }
 
+/* The security settings of the URL. Strings borrowed from t->url. */
+typedef struct nats_security {
+    const char *nkey, *nkey_seed, *creds;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_hostname;
+    bool tls;
+} nats_security;
+
+/* A file the URL names must be readable: said now, by name, rather than
+ * as libnats' "I/O error" after connecting. */
+static int check_file(const char *key, const char *path, eddy_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        char why[128];
+        strerror_r(errno, why, sizeof why);
+        return eddyi_error(err, EDDY_EINVAL, "nats URL: %s=%s: cannot open: "
+                           "%s", key, path, why);
+    }
+    fclose(f);
+    return EDDY_OK;
+}
+
+/* Sets the credentials and TLS options of `sec` on `nopts`. */
+static int nats_secure(eddy_transport *t, nats_state *ns, natsOptions *nopts,
+                       const nats_security *sec, eddy_error *err)
+{
+    natsStatus s = NATS_OK;
+    const char *what = "";
+    int rc;
+    if (sec->tls_ca && (rc = check_file("tls_ca", sec->tls_ca, err)))
+        return rc;
+    if (sec->tls_cert && (rc = check_file("tls_cert", sec->tls_cert, err)))
+        return rc;
+    if (sec->tls_key && (rc = check_file("tls_key", sec->tls_key, err)))
+        return rc;
+    if (sec->nkey_seed && (rc = check_file("nkey_seed", sec->nkey_seed, err)))
+        return rc;
+    if (sec->creds && (rc = check_file("creds", sec->creds, err)))
+        return rc;
+    if (t->url.user && t->url.password) {
+        what = "user and password";
+        s = natsOptions_SetUserInfo(nopts, t->url.user, t->url.password);
+    }
+    if (s == NATS_OK && ns->token) {
+        what = "token";
+        s = natsOptions_SetToken(nopts, ns->token);
+    }
+    if (s == NATS_OK && sec->nkey) {
+        what = "nkey";
+        s = natsOptions_SetNKeyFromSeed(nopts, sec->nkey, sec->nkey_seed);
+    }
+    if (s == NATS_OK && sec->creds) {
+        what = "creds";
+        s = natsOptions_SetUserCredentialsFromFiles(nopts, sec->creds, NULL);
+    }
+    if (s == NATS_OK && (sec->tls || sec->tls_ca || sec->tls_cert)) {
+        what = "tls";
+        s = natsOptions_SetSecure(nopts, true);
+    }
+    if (s == NATS_OK && sec->tls_ca) {
+        what = "tls_ca";
+        s = natsOptions_LoadCATrustedCertificates(nopts, sec->tls_ca);
+    }
+    if (s == NATS_OK && sec->tls_cert) {
+        what = "tls_cert and tls_key";
+        s = natsOptions_LoadCertificatesChain(nopts, sec->tls_cert,
+                                              sec->tls_key);
+    }
+    if (s == NATS_OK && sec->tls_hostname) {
+        what = "tls_hostname";
+        s = natsOptions_SetExpectedHostname(nopts, sec->tls_hostname);
+    }
+    if (s != NATS_OK)
+        return eddyi_error(err, EDDY_EINVAL, "nats URL: %s: %s", what,
+                           nats_why(s));
+    return EDDY_OK;
+}
+
+/* Who the connection authenticates as, for messages. */
+static void nats_identity(const eddy_transport *t, const nats_state *ns,
+                          const nats_security *sec, char *buf, size_t size)
+{
+    if (t->url.user)
+        snprintf(buf, size, "user %s", t->url.user);
+    else if (ns->token)
+        snprintf(buf, size, "the token");
+    else if (sec->nkey)
+        snprintf(buf, size, "nkey %s", sec->nkey);
+    else if (sec->creds)
+        snprintf(buf, size, "the credentials of %s", sec->creds);
+    else
+        snprintf(buf, size, "no credentials");
+}
+
+/* libnats' last error without its source location ("(conn.c:1905): "). */
+static const char *nats_reason(natsStatus s)
+{
+    const char *why = nats_why(s);
+    if (why[0] == '(') {
+        const char *end = strstr(why, "): ");
+        if (end && end - why < 40)
+            return end + 3;
+    }
+    return why;
+}
+
+/* natsConnection_Connect's failure, said by what failed. */
+static int nats_connect_error(const eddy_transport *t, const nats_state *ns,
+                              const nats_security *sec, natsStatus s,
+                              eddy_error *err)
+{
+    const char *why = nats_reason(s);
+    char who[300];
+    nats_identity(t, ns, sec, who, sizeof who);
+    bool tls = sec->tls || sec->tls_ca || sec->tls_cert;
+    if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED ||
+        strstr(why, "Authorization Violation") ||
+        strstr(why, "Authentication")) {
+        if (strcmp(who, "no credentials") == 0)
+            return eddyi_error(err, EDDY_ECONNECT, "nats %s: authentication "
+                               "failed: the server wants credentials and "
+                               "none were given (user:password@, token, "
+                               "nkey, creds): %s", t->url.authority, why);
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: authentication "
+                           "failed for %s: %s", t->url.authority, who, why);
+    }
+    if (strstr(why, "certificate"))
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: certificate not "
+                           "trusted (%s%s): %s", t->url.authority,
+                           sec->tls_ca ? "tls_ca=" : "the system's CAs; "
+                                                     "name the server's CA "
+                                                     "with tls_ca=FILE",
+                           sec->tls_ca ? sec->tls_ca : "", why);
+    if (s == NATS_SECURE_CONNECTION_REQUIRED)
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: the server requires "
+                           "TLS: add ?tls_ca=FILE (its CA) or ?tls=on: %s",
+                           t->url.authority, why);
+    if (s == NATS_SECURE_CONNECTION_WANTED)
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: TLS was asked for but "
+                           "the server does not offer it: %s",
+                           t->url.authority, why);
+    if (s == NATS_SSL_ERROR)
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: TLS failed: %s",
+                           t->url.authority, why);
+    /* A server that verifies client certificates hangs up right after the
+     * handshake when given none (or one it does not trust): libnats then
+     * reads nothing where the first PONG should be. */
+    if (tls && strstr(why, "PONG"))
+        return eddyi_error(err, EDDY_ECONNECT, "nats %s: the server closed the "
+                           "TLS connection before answering: it wants a "
+                           "client certificate %s(tls_cert=FILE&tls_key=FILE): "
+                           "%s", t->url.authority,
+                           sec->tls_cert ? "signed by a CA it trusts " : "",
+                           why);
+    return eddyi_error(err, EDDY_ECONNECT, "nats %s: cannot connect: %s",
+                       t->url.authority, why);
+}
+
 static int nats_open(eddy_transport *t, eddy_error *err)
 {
     const eddy_transport_options *o = &t->opts;
     const char *stream = NATS_DEFAULT_STREAM;
     bool dedup = false;
+    nats_security sec = {0};
+    char *token = NULL;
+    int trc = eddyi_url_take_secret(&t->url, "token", false, &token, err);
+    if (trc != EDDY_OK)
+        return trc;
+    /* nats://TOKEN@host: a user information without a password is a
+     * token, as in the NATS URL convention. */
+    if (t->url.user && !t->url.password) {
+        if (token) {
+            eddyi_secret_free(token);
+            return eddyi_error(err, EDDY_EINVAL, "nats URL: a token is given "
+                               "twice (TOKEN@ and token=)");
+        }
+        token = t->url.user;
+        t->url.user = NULL;
+    }
+    if (t->url.password && !t->url.user) {
+        eddyi_secret_free(token);
+        return eddyi_error(err, EDDY_EINVAL, "nats URL: a password without a "
+                           "user (user:password@ or user=; a token is "
+                           "TOKEN@ or token=)");
+    }
     for (size_t i = 0; i < t->url.nparams; i++) {
         const char *k = t->url.keys[i], *v = t->url.values[i];
         if (strcmp(k, "stream") == 0) {
@@ -435,36 +627,68 @@ static int nats_open(eddy_transport *t, eddy_error *err)
         } else if (strcmp(k, "dedup") == 0 &&
                    (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
             dedup = strcmp(v, "on") == 0;
+        } else if (strcmp(k, "tls") == 0 &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+            sec.tls = strcmp(v, "on") == 0;
+        } else if (strcmp(k, "nkey") == 0) {
+            sec.nkey = v;
+        } else if (strcmp(k, "nkey_seed") == 0) {
+            sec.nkey_seed = v;
+        } else if (strcmp(k, "creds") == 0) {
+            sec.creds = v;
+        } else if (strcmp(k, "tls_ca") == 0) {
+            sec.tls_ca = v;
+        } else if (strcmp(k, "tls_cert") == 0) {
+            sec.tls_cert = v;
+        } else if (strcmp(k, "tls_key") == 0) {
+            sec.tls_key = v;
+        } else if (strcmp(k, "tls_hostname") == 0) {
+            sec.tls_hostname = v;
         } else {
+            eddyi_secret_free(token);
             return eddyi_error(err, EDDY_EINVAL, "nats URL: unknown parameter "
-                               "\"%s=%s\" (known: stream=NAME, dedup=on|off)",
-                               k, v);
+                               "\"%s\" (known: stream, dedup, user, "
+                               "password[_file|_env], token[_file|_env], nkey, "
+                               "nkey_seed, creds, tls, tls_ca, tls_cert, "
+                               "tls_key, tls_hostname)", k);
         }
     }
-    if (!*stream || strpbrk(stream, ". *>/\\\t"))
-        return eddyi_error(err, EDDY_EINVAL, "nats URL: stream name \"%s\" is "
-                           "empty or has '.', '*', '>', '/' or a space", stream);
-    size_t plen = strlen(t->prefix);
-    if (plen == 0 || t->prefix[plen - 1] != '.' || strpbrk(t->prefix, "*> \t"))
-        return eddyi_error(err, EDDY_EINVAL, "nats: topic prefix \"%s\" must "
-                           "end with '.' and have no wildcard or space",
-                           t->prefix);
-    if (!t->url.authority[0])
-        return eddyi_error(err, EDDY_EINVAL, "nats URL: no server (expected "
-                           "nats://HOST:PORT)");
-    /* Initialises the library once per process (later calls do nothing);
-     * never undone here: nats_Close is process-wide. */
-    natsStatus s = nats_Open(-1);
-    if (s != NATS_OK)
-        return eddyi_error(err, EDDY_ENOMEM, "nats: library initialisation "
-                           "failed: %s", natsStatus_GetText(s));
-
-    nats_state *ns = calloc(1, sizeof *ns);
-    if (!ns)
-        return eddyi_error(err, EDDY_ENOMEM, "out of memory opening nats");
+    const char *half = !sec.nkey != !sec.nkey_seed ? "nkey and nkey_seed"
+                       : !sec.tls_cert != !sec.tls_key ? "tls_cert and tls_key"
+                                                       : NULL;
+    natsStatus s = NATS_OK;
+    nats_state *ns = NULL;
+    if (half) {
+        trc = eddyi_error(err, EDDY_EINVAL, "nats URL: %s go together", half);
+    } else if (!*stream || strpbrk(stream, ". *>/\\\t")) {
+        trc = eddyi_error(err, EDDY_EINVAL, "nats URL: stream name \"%s\" is "
+                          "empty or has '.', '*', '>', '/' or a space", stream);
+    } else if (strlen(t->prefix) == 0 ||
+               t->prefix[strlen(t->prefix) - 1] != '.' ||
+               strpbrk(t->prefix, "*> \t")) {
+        trc = eddyi_error(err, EDDY_EINVAL, "nats: topic prefix \"%s\" must "
+                          "end with '.' and have no wildcard or space",
+                          t->prefix);
+    } else if (!t->url.authority[0]) {
+        trc = eddyi_error(err, EDDY_EINVAL, "nats URL: no server (expected "
+                          "nats://HOST:PORT)");
+    } else if ((s = nats_Open(-1)) != NATS_OK) {
+        /* Initialises the library once per process (later calls do
+         * nothing); never undone here: nats_Close is process-wide. */
+        trc = eddyi_error(err, EDDY_ENOMEM, "nats: library initialisation "
+                          "failed: %s", natsStatus_GetText(s));
+    } else if (!(ns = calloc(1, sizeof *ns))) {
+        trc = eddyi_error(err, EDDY_ENOMEM, "out of memory opening nats");
+    }
+    if (trc != EDDY_OK) {
+        eddyi_secret_free(token);
+        return trc;
+    }
     pthread_mutex_init(&ns->mu, NULL);
     pthread_cond_init(&ns->cv, NULL);
     ns->dedup = dedup;
+    ns->token = token;
+    token = NULL;
     t->state = ns;
     natsOptions *nopts = NULL;
     const char **servers = NULL;
@@ -522,10 +746,11 @@ static int nats_open(eddy_transport *t, eddy_error *err)
         rc = eddyi_error(err, nats_code(s), "nats: options: %s", nats_why(s));
         goto fail;
     }
+    if ((rc = nats_secure(t, ns, nopts, &sec, err)) != EDDY_OK)
+        goto fail;
     s = natsConnection_Connect(&ns->nc, nopts);
     if (s != NATS_OK) {
-        rc = eddyi_error(err, EDDY_ECONNECT, "nats %s: cannot connect: %s",
-                         t->url.authority, nats_why(s));
+        rc = nats_connect_error(t, ns, &sec, s, err);
         goto fail;
     }
     jsOptions jo;
@@ -902,6 +1127,85 @@ static void nats_sub_free(eddy_transport_sub *sub)
     sub->state = NULL;
 }
 
+/* ---- info -------------------------------------------------------------------- */
+
+/* The subjects of the stream under the prefix with their message counts,
+ * and the durable consumers on each (a group is one durable per type,
+ * "<group>_<type>_<hash>"): NumPending is the lag, NumAckPending the
+ * pending, NumWaiting the pull requests waiting (members fetching now). */
+static int nats_info(eddy_transport *t, const char *const *groups,
+                     size_t ngroups, eddy_transport_info *info,
+                     eddy_error *err)
+{
+    nats_state *ns = t->state;
+    char filter[512];
+    snprintf(filter, sizeof filter, "%s>", t->prefix);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Stream.Info.SubjectsFilter = filter;
+    jsStreamInfo *si = NULL;
+    jsConsumerInfoList *cl = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, ns->js, ns->stream, &jo, &jerr);
+    if (s != NATS_OK)
+        return eddyi_error(err, nats_code(s) == EDDY_EIO ? EDDY_EIO
+                                                         : EDDY_ECONNECT,
+                           "nats %s: stream %s: %s (%d)", ns->servers,
+                           ns->stream, nats_why(s), (int)jerr);
+    int rc = EDDY_OK;
+    const jsStreamStateSubjects *subs = si->State.Subjects;
+    for (int i = 0; subs && i < subs->Count && rc == EDDY_OK; i++)
+        if (eddyi_info_topic(info, subs->List[i].Subject,
+                             (int64_t)subs->List[i].Msgs, 1) < 0)
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    if (rc != EDDY_OK)
+        goto out;
+    s = js_Consumers(&cl, ns->js, ns->stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        s = NATS_OK; /* no consumer at all */
+    } else if (s != NATS_OK) {
+        rc = eddyi_error(err, EDDY_EIO, "nats %s: consumers of stream %s: %s "
+                         "(%d)", ns->servers, ns->stream, nats_why(s),
+                         (int)jerr);
+        goto out;
+    }
+    size_t plen = strlen(t->prefix);
+    for (int c = 0; cl && c < cl->Count && rc == EDDY_OK; c++) {
+        const jsConsumerInfo *ci = cl->List[c];
+        const char *subject = ci->Config ? ci->Config->FilterSubject : NULL;
+        if (!subject || strncmp(subject, t->prefix, plen) != 0)
+            continue;
+        if (ngroups) {
+            /* asked for by group name: its durable for this type */
+            bool wanted = false;
+            for (size_t g = 0; g < ngroups && !wanted; g++) {
+                char *d = durable_name(groups[g], subject + plen);
+                wanted = d && strcmp(d, ci->Name) == 0;
+                free(d);
+            }
+            if (!wanted)
+                continue;
+        }
+        ssize_t ti = -1;
+        for (size_t k = 0; k < info->topic_count; k++)
+            if (strcmp(info->topics[k].name, subject) == 0)
+                ti = (ssize_t)k;
+        /* a consumer whose subject has no message yet */
+        if (ti < 0 && (ti = eddyi_info_topic(info, subject, 0, 1)) < 0) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            break;
+        }
+        if (eddyi_info_group(info, (size_t)ti, ci->Name, ci->NumWaiting,
+                             ci->NumAckPending,
+                             (int64_t)ci->NumPending) != 0)
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+out:
+    jsConsumerInfoList_Destroy(cl);
+    jsStreamInfo_Destroy(si);
+    return rc;
+}
+
 const eddyi_transport_ops eddyi_transport_nats_ops = {
     .engine = "nats",
     .default_prefix = "events.",
@@ -913,4 +1217,5 @@ const eddyi_transport_ops eddyi_transport_nats_ops = {
     .subscribe = nats_subscribe,
     .sub_stop = nats_sub_stop,
     .sub_free = nats_sub_free,
+    .info = nats_info,
 };

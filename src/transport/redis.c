@@ -21,6 +21,14 @@
  * Connection loss: every connection is re-established with exponential
  * backoff (reconnect_initial_ms doubling to reconnect_max_ms); groups are
  * created again after a reconnection (the server may have lost them).
+ *
+ * Credentials: every connection sends AUTH USER PASSWORD (an ACL user) or
+ * AUTH PASSWORD (requirepass) first, then PING, so that a wrong password,
+ * an unknown user or a server wanting a password is an error of open,
+ * named as such, not a NOAUTH on the first publish. Redis answers WRONGPASS
+ * alike for an unknown user and a wrong password (on purpose: it does not
+ * tell which users exist), so the message names the user and says "or".
+ * TLS: hiredis 0.14 (Debian 12) has none; rediss:// is refused.
  */
 #include <errno.h>
 #include <poll.h>
@@ -40,13 +48,14 @@ typedef struct redis_tp {
     char host[256];
     int port;
     int db;
-    char *password;
+    const char *user;         /* borrowed from t->url; NULL: default user */
+    const char *password;     /* borrowed from t->url; a secret */
     bool pubsub;
     pthread_mutex_t mu;       /* the publishing connection and its backoff */
     redisContext *pub;        /* NULL while disconnected */
     int backoff_ms;
     int64_t retry_at_ms;      /* no reconnection attempt before this */
-    char last_error[256];
+    char last_error[512];
 } redis_tp;
 
 typedef struct retry_item {
@@ -76,8 +85,9 @@ static struct timeval tv_ms(int ms)
     return tv;
 }
 
-/* Connects, authenticates and selects the database. Returns a context or
- * NULL with `why` filled. */
+/* Connects, authenticates, checks that commands are allowed (PING) and
+ * selects the database. Returns a context or NULL with `why` filled (never
+ * with the password). */
 static redisContext *redis_connect(redis_tp *rt, const eddy_transport_options *o,
                                    char *why, size_t why_size)
 {
@@ -95,20 +105,59 @@ static redisContext *redis_connect(redis_tp *rt, const eddy_transport_options *o
     redisSetTimeout(c, tv_ms(o->timeout_ms));
     redisReply *r = NULL;
     if (rt->password) {
-        r = redisCommand(c, "AUTH %s", rt->password);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto refused;
+        /* Sent as arguments, never formatted into a string. */
+        const char *argv[3] = {"AUTH", rt->user, rt->password};
+        size_t argl[3] = {4, rt->user ? strlen(rt->user) : 0,
+                          strlen(rt->password)};
+        r = rt->user ? redisCommandArgv(c, 3, argv, argl)
+                     : redisCommandArgv(c, 2, (const char *[]){"AUTH",
+                                                              rt->password},
+                                        (size_t[]){4, argl[2]});
+        if (!r)
+            goto broken;
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (strncmp(r->str, "WRONGPASS", 9) == 0 ||
+                strncmp(r->str, "ERR invalid password", 20) == 0)
+                snprintf(why, why_size, "authentication failed for user %s "
+                         "(unknown user or wrong password): %s",
+                         rt->user ? rt->user : "default", r->str);
+            else
+                snprintf(why, why_size, "authentication as %s refused: %s",
+                         rt->user ? rt->user : "the default user", r->str);
+            goto fail;
+        }
         freeReplyObject(r);
     }
+    r = redisCommand(c, "PING");
+    if (!r)
+        goto broken;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOAUTH", 6) == 0)
+            snprintf(why, why_size, "the server requires authentication and "
+                     "no password was given (redis://USER:PASSWORD@HOST:PORT, "
+                     "?password_file= or ?password_env=): %s", r->str);
+        else if (strncmp(r->str, "NOPERM", 6) == 0)
+            snprintf(why, why_size, "user %s may not run commands: %s",
+                     rt->user ? rt->user : "default", r->str);
+        else
+            snprintf(why, why_size, "PING: %s", r->str);
+        goto fail;
+    }
+    freeReplyObject(r);
     if (rt->db) {
         r = redisCommand(c, "SELECT %d", rt->db);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto refused;
+        if (!r)
+            goto broken;
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, why_size, "SELECT %d: %s", rt->db, r->str);
+            goto fail;
+        }
         freeReplyObject(r);
     }
     return c;
-refused:
-    snprintf(why, why_size, "%s", r ? r->str : c->errstr);
+broken:
+    snprintf(why, why_size, "%s", c->errstr);
+fail:
     freeReplyObject(r);
     redisFree(c);
     return NULL;
@@ -116,13 +165,18 @@ refused:
 
 static int redis_open(eddy_transport *t, eddy_error *err)
 {
+    if (strcmp(t->url.scheme, "rediss") == 0)
+        return eddyi_error(err, EDDY_EINVAL, "transport URL \"%s\": rediss:// "
+                           "(TLS) is not supported: this eddy is built with "
+                           "hiredis %d.%d, and TLS needs hiredis >= 1.0; reach "
+                           "the server through a TLS tunnel (stunnel) or a "
+                           "trusted network rather than in the clear",
+                           eddyi_transport_shown(t), HIREDIS_MAJOR,
+                           HIREDIS_MINOR);
     redis_tp *rt = calloc(1, sizeof *rt);
     if (!rt)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     const char *auth = t->url.authority;
-    const char *at = strrchr(auth, '@');
-    if (at) /* redis://:password@host:port */
-        auth = at + 1;
     const char *colon = strrchr(auth, ':');
     size_t hlen = colon ? (size_t)(colon - auth) : strlen(auth);
     rt->port = 6379;
@@ -153,24 +207,18 @@ static int redis_open(eddy_transport *t, eddy_error *err)
         }
         rt->db = (int)db;
     }
-    if (at) {
-        const char *pw = t->url.authority;
-        const char *pcolon = memchr(pw, ':', (size_t)(at - pw));
-        if (pcolon)
-            pw = pcolon + 1;
-        rt->password = malloc((size_t)(at - pw) + 1);
-        if (!rt->password) {
-            free(rt);
-            return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-        }
-        memcpy(rt->password, pw, (size_t)(at - pw));
-        rt->password[at - pw] = '\0';
+    rt->user = t->url.user;
+    rt->password = t->url.password;
+    if (rt->user && !rt->password) {
+        free(rt);
+        return eddyi_error(err, EDDY_EINVAL, "redis URL: user %s without a "
+                           "password (redis://USER:PASSWORD@..., or "
+                           "?password_file= / ?password_env=)", t->url.user);
     }
     const char *mode = eddyi_url_param(t, "mode");
     if (mode && strcmp(mode, "pubsub") == 0) {
         rt->pubsub = true;
     } else if (mode && strcmp(mode, "streams") != 0) {
-        free(rt->password);
         free(rt);
         return eddyi_error(err, EDDY_EINVAL,
                            "redis URL: unknown mode \"%s\" (expected streams "
@@ -179,18 +227,17 @@ static int redis_open(eddy_transport *t, eddy_error *err)
     for (size_t i = 0; i < t->url.nparams; i++)
         if (strcmp(t->url.keys[i], "mode") != 0) {
             int rc = eddyi_error(err, EDDY_EINVAL,
-                                 "redis URL: unknown parameter \"%s\"",
-                                 t->url.keys[i]);
-            free(rt->password);
+                                 "redis URL: unknown parameter \"%s\" (known: "
+                                 "mode, user, password, password_file, "
+                                 "password_env)", t->url.keys[i]);
             free(rt);
             return rc;
         }
-    char why[256];
+    char why[512];
     rt->pub = redis_connect(rt, &t->opts, why, sizeof why);
     if (!rt->pub) {
         int rc = eddyi_error(err, EDDY_ECONNECT, "redis %s:%d: %s", rt->host,
                              rt->port, why);
-        free(rt->password);
         free(rt);
         return rc;
     }
@@ -206,7 +253,6 @@ static void redis_close(eddy_transport *t)
     if (rt->pub)
         redisFree(rt->pub);
     pthread_mutex_destroy(&rt->mu);
-    free(rt->password);
     free(rt);
 }
 
@@ -381,7 +427,7 @@ static bool sub_connect(eddy_transport_sub *sub)
     redis_sub *rs = sub->state;
     const eddy_transport_options *o = &sub->t->opts;
     while (!rs->c && !atomic_load(&rs->stop)) {
-        char why[256];
+        char why[512];
         rs->c = redis_connect(rs->rt, o, why, sizeof why);
         int rc = EDDY_ECONNECT;
         if (rs->c) {
@@ -636,7 +682,7 @@ static bool run_read(eddy_transport_sub *sub)
         /* NOGROUP: the stream or group vanished (a server that lost its
          * data): create them again. */
         EDDYI_LOG(EDDY_LOG_WARN, "transport", "redis XREADGROUP: %s", r->str);
-        char why[256];
+        char why[512];
         if (strncmp(r->str, "NOGROUP", 7) == 0 &&
             create_groups(sub, why, sizeof why) == EDDY_ECONNECT)
             ok = false;
@@ -722,7 +768,7 @@ static int redis_subscribe(eddy_transport_sub *sub, eddy_error *err)
     sub->state = rs;
     /* The first connection and the groups are made here, so that a
      * missing server or a refused group is an error of this call. */
-    char why[256];
+    char why[512];
     int rc = EDDY_ECONNECT;
     rs->c = redis_connect(rs->rt, &sub->t->opts, why, sizeof why);
     if (rs->c)
@@ -770,6 +816,146 @@ static void redis_sub_free(eddy_transport_sub *sub)
     sub->state = NULL;
 }
 
+/* ---- info ----------------------------------------------------------------------- */
+
+/* An integer field of a flat field/value reply (XINFO GROUPS entry); -1 if
+ * absent or nil. */
+static int64_t reply_int(const redisReply *map, const char *field)
+{
+    const redisReply *v = entry_field(map, field);
+    if (!v)
+        return -1;
+    if (v->type == REDIS_REPLY_INTEGER)
+        return v->integer;
+    if (v->type == REDIS_REPLY_STRING)
+        return strtoll(v->str, NULL, 10);
+    return -1;
+}
+
+/* The stream `key`: its length and groups. */
+static int info_stream(eddy_transport *t, const char *key,
+                       const char *const *groups, size_t ngroups,
+                       eddy_transport_info *info, eddy_error *err)
+{
+    redis_tp *rt = t->state;
+    redisReply *r = redisCommand(rt->pub, "XLEN %s", key);
+    if (!r)
+        return EDDY_ECONNECT;
+    int64_t len = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    ssize_t ti = eddyi_info_topic(info, key, len, 1);
+    if (ti < 0)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    if (!(r = redisCommand(rt->pub, "XINFO GROUPS %s", key)))
+        return EDDY_ECONNECT;
+    int rc = EDDY_OK;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        const redisReply *name = entry_field(g, "name");
+        if (!name || name->type != REDIS_REPLY_STRING ||
+            !eddyi_info_group_wanted(name->str, groups, ngroups))
+            continue;
+        /* "lag" is Redis 7's; nil when the server cannot tell (entries
+         * deleted in the middle) */
+        if (eddyi_info_group(info, (size_t)ti, name->str,
+                             reply_int(g, "consumers"), reply_int(g, "pending"),
+                             reply_int(g, "lag")) != 0) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_info(eddy_transport *t, const char *const *groups,
+                      size_t ngroups, eddy_transport_info *info,
+                      eddy_error *err)
+{
+    redis_tp *rt = t->state;
+    /* the prefix as a glob pattern, its special characters escaped */
+    char pattern[1024];
+    size_t o = 0;
+    for (const char *p = t->prefix; *p && o + 3 < sizeof pattern; p++) {
+        if (strchr("*?[]\\", *p))
+            pattern[o++] = '\\';
+        pattern[o++] = *p;
+    }
+    pattern[o++] = '*';
+    pattern[o] = '\0';
+    int rc = EDDY_OK;
+    pthread_mutex_lock(&rt->mu);
+    if ((rc = pub_ensure(t, err)) != EDDY_OK)
+        goto out;
+    redisReply *r = NULL;
+    if (rt->pubsub) {
+        /* Pub/Sub keeps nothing: the channels with subscribers now. */
+        if (!(r = redisCommand(rt->pub, "PUBSUB CHANNELS %s", pattern)))
+            goto broken;
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            const char *ch = r->element[i]->str;
+            redisReply *n = redisCommand(rt->pub, "PUBSUB NUMSUB %s", ch);
+            if (!n) {
+                freeReplyObject(r);
+                goto broken;
+            }
+            int64_t subs = n->type == REDIS_REPLY_ARRAY && n->elements == 2 &&
+                                   n->element[1]->type == REDIS_REPLY_INTEGER
+                               ? n->element[1]->integer
+                               : -1;
+            freeReplyObject(n);
+            ssize_t ti = eddyi_info_topic(info, ch, -1, 1);
+            if (ti < 0 || eddyi_info_group(info, (size_t)ti, "(subscribers)",
+                                           subs, -1, -1) != 0) {
+                rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+                break;
+            }
+        }
+        freeReplyObject(r);
+        if (rc == EDDY_OK && !(info->note = eddyi_strdup(
+                                   "Pub/Sub stores nothing: channels with "
+                                   "subscribers now, no lag")))
+            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    char cursor[64] = "0";
+    do {
+        if (!(r = redisCommand(rt->pub, "SCAN %s MATCH %s COUNT 1000 TYPE stream",
+                               cursor, pattern)))
+            goto broken;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = eddyi_error(err, EDDY_EIO, "redis %s:%d: SCAN: %s", rt->host,
+                             rt->port, r->str);
+            freeReplyObject(r);
+            goto out;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            rc = eddyi_error(err, EDDY_EIO, "redis %s:%d: SCAN: unexpected "
+                             "answer", rt->host, rt->port);
+            goto out;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; rc == EDDY_OK && i < keys->elements; i++)
+            rc = info_stream(t, keys->element[i]->str, groups, ngroups, info,
+                             err);
+        freeReplyObject(r);
+        if (rc == EDDY_ECONNECT)
+            goto broken;
+    } while (rc == EDDY_OK && strcmp(cursor, "0") != 0);
+    goto out;
+broken:
+    rc = eddyi_error(err, EDDY_ECONNECT, "redis %s:%d: %s", rt->host,
+                     rt->port, rt->pub->errstr);
+    redisFree(rt->pub);
+    rt->pub = NULL;
+out:
+    pthread_mutex_unlock(&rt->mu);
+    return rc;
+}
+
 const eddyi_transport_ops eddyi_transport_redis_ops = {
     .engine = "redis",
     .default_prefix = "events.",
@@ -781,4 +967,6 @@ const eddyi_transport_ops eddyi_transport_redis_ops = {
     .subscribe = redis_subscribe,
     .sub_stop = redis_sub_stop,
     .sub_free = redis_sub_free,
+    .info = redis_info,
+    .alt_scheme = "rediss",
 };

@@ -16,13 +16,115 @@
 #include "core/internal.h"
 #include "transport/transport_impl.h"
 
-/* The engines, by URL scheme. */
+/* The engines, by URL scheme. A build without a client library
+ * (cmake -DEDDY_WITH_REDIS=OFF, or hiredis not found) has no backend for it
+ * and says so when its URL is opened. */
+#ifndef EDDY_HAVE_REDIS
+#define EDDY_HAVE_REDIS 1
+#endif
+#ifndef EDDY_HAVE_KAFKA
+#define EDDY_HAVE_KAFKA 1
+#endif
+#ifndef EDDY_HAVE_NATS
+#define EDDY_HAVE_NATS 1
+#endif
+
 static const eddyi_transport_ops *const transport_backends[] = {
     &eddyi_transport_mem_ops,
+#if EDDY_HAVE_KAFKA
     &eddyi_transport_kafka_ops,
+#endif
+#if EDDY_HAVE_NATS
     &eddyi_transport_nats_ops,
+#endif
+#if EDDY_HAVE_REDIS
     &eddyi_transport_redis_ops,
+#endif
 };
+
+static const eddy_transport_engine_info transport_engines[] = {
+    {"mem", "in-process", "", true},
+    {"redis", "Redis", "hiredis", EDDY_HAVE_REDIS},
+    {"kafka", "Kafka", "librdkafka", EDDY_HAVE_KAFKA},
+    {"nats", "NATS", "libnats", EDDY_HAVE_NATS},
+};
+
+const eddy_transport_engine_info *eddy_transport_engines(size_t *count)
+{
+    if (count)
+        *count = sizeof transport_engines / sizeof transport_engines[0];
+    return transport_engines;
+}
+
+/* The backend for `scheme`, or NULL with `err` saying why. */
+static const eddyi_transport_ops *backend_find(const char *scheme,
+                                               const char *shown,
+                                               eddy_error *err)
+{
+    for (size_t i = 0;
+         i < sizeof transport_backends / sizeof transport_backends[0]; i++) {
+        const eddyi_transport_ops *ops = transport_backends[i];
+        if (strcmp(ops->engine, scheme) == 0 ||
+            (ops->alt_scheme && strcmp(ops->alt_scheme, scheme) == 0))
+            return ops;
+    }
+    for (size_t i = 0; i < sizeof transport_engines / sizeof transport_engines[0];
+         i++) {
+        const eddy_transport_engine_info *e = &transport_engines[i];
+        size_t n = strlen(e->name);
+        /* "rediss" is Redis too */
+        if (strncmp(e->name, scheme, n) == 0 &&
+            (scheme[n] == '\0' || strcmp(scheme + n, "s") == 0)) {
+            eddyi_error(err, EDDY_EINVAL, "transport URL \"%s\": this eddy "
+                        "was built without %s support (%s)", shown, e->title,
+                        e->library);
+            return NULL;
+        }
+    }
+    char have[128] = "";
+    for (size_t i = 0;
+         i < sizeof transport_backends / sizeof transport_backends[0]; i++) {
+        size_t len = strlen(have);
+        snprintf(have + len, sizeof have - len, "%s%s", i ? ", " : "",
+                 transport_backends[i]->engine);
+    }
+    eddyi_error(err, EDDY_EINVAL, "transport URL \"%s\": unknown scheme "
+                "\"%s\" (this eddy has: %s)", shown, scheme, have);
+    return NULL;
+}
+
+/* Applies the configuration file, then gathers the credentials that every
+ * engine reads the same way: user from user@ or user=, password from
+ * user:password@, password=, password_file= or password_env=. */
+static int url_credentials(eddy_transport *t, const char *config_file,
+                           eddy_error *err)
+{
+    eddyi_url *u = &t->url;
+    int rc;
+    if (config_file && (rc = eddyi_url_merge_file(u, config_file, err)))
+        return rc;
+    for (size_t i = 0; i < u->nparams; i++) {
+        if (strcmp(u->keys[i], "user") != 0)
+            continue;
+        if (u->user)
+            return eddyi_error(err, EDDY_EINVAL, "transport URL \"%s\": the "
+                               "user is given twice (user@ and user=)",
+                               t->shown);
+        u->user = u->values[i];
+        free(u->keys[i]);
+        memmove(&u->keys[i], &u->keys[i + 1],
+                (u->nparams - i - 1) * sizeof *u->keys);
+        memmove(&u->values[i], &u->values[i + 1],
+                (u->nparams - i - 1) * sizeof *u->values);
+        u->nparams--;
+        break;
+    }
+    char *password = NULL;
+    if ((rc = eddyi_url_take_secret(u, "password", true, &password, err)))
+        return rc;
+    u->password = password;
+    return EDDY_OK;
+}
 
 #define ASYNC_QUEUE_MAX 65536
 
@@ -73,188 +175,35 @@ void eddyi_transport_sleep_ms(int ms)
     }
 }
 
-/* ---- URL ----------------------------------------------------------------- */
-
-static void url_free(eddyi_url *u)
-{
-    free(u->scheme);
-    free(u->authority);
-    free(u->path);
-    for (size_t i = 0; i < u->nparams; i++) {
-        free(u->keys[i]);
-        free(u->values[i]);
-    }
-    free(u->keys);
-    free(u->values);
-    memset(u, 0, sizeof *u);
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Percent-decodes `len` bytes of `s` into a new string; NULL if malformed
- * (EINVAL) or out of memory (ENOMEM), told apart by `*code`. */
-static char *pct_decode(const char *s, size_t len, int *code)
-{
-    char *out = malloc(len + 1);
-    size_t o = 0;
-    if (!out) {
-        *code = EDDY_ENOMEM;
-        return NULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 1 < len ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                free(out);
-                *code = EDDY_EINVAL;
-                return NULL;
-            }
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (s[i] == '+') {
-            out[o++] = ' ';
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static char *strndup_checked(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
-static int url_parse(const char *text, eddyi_url *u, eddy_error *err)
-{
-    memset(u, 0, sizeof *u);
-    const char *colon = strchr(text, ':');
-    if (!colon || colon == text)
-        return eddyi_error(err, EDDY_EINVAL,
-                           "transport URL \"%s\": no scheme (expected "
-                           "mem:, redis://, kafka:// or nats://)", text);
-    for (const char *p = text; p < colon; p++)
-        if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
-            return eddyi_error(err, EDDY_EINVAL,
-                               "transport URL \"%s\": invalid scheme", text);
-    int code = EDDY_ENOMEM;
-    u->scheme = strndup_checked(text, (size_t)(colon - text));
-    if (!u->scheme)
-        goto fail;
-    for (char *p = u->scheme; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    const char *rest = colon + 1;
-    const char *q = strchr(rest, '?');
-    const char *end = q ? q : rest + strlen(rest);
-    if (rest[0] == '/' && rest[1] == '/') {
-        rest += 2;
-        const char *slash = memchr(rest, '/', (size_t)(end - rest));
-        const char *aend = slash ? slash : end;
-        u->authority = strndup_checked(rest, (size_t)(aend - rest));
-        u->path = strndup_checked(aend, (size_t)(end - aend));
-    } else {
-        u->authority = strndup_checked("", 0);
-        u->path = strndup_checked(rest, (size_t)(end - rest));
-    }
-    if (!u->authority || !u->path)
-        goto fail;
-    if (q && q[1]) {
-        size_t n = 1;
-        for (const char *p = q + 1; *p; p++)
-            n += *p == '&';
-        u->keys = calloc(n, sizeof *u->keys);
-        u->values = calloc(n, sizeof *u->values);
-        if (!u->keys || !u->values)
-            goto fail;
-        const char *p = q + 1;
-        while (*p) {
-            const char *amp = strchr(p, '&');
-            const char *pend = amp ? amp : p + strlen(p);
-            if (pend > p) {
-                const char *eq = memchr(p, '=', (size_t)(pend - p));
-                if (!eq || eq == p) {
-                    code = eddyi_error(err, EDDY_EINVAL,
-                                       "transport URL \"%s\": query "
-                                       "parameter \"%.*s\" is not key=value",
-                                       text, (int)(pend - p), p);
-                    goto fail_set;
-                }
-                u->keys[u->nparams] = pct_decode(p, (size_t)(eq - p), &code);
-                if (!u->keys[u->nparams])
-                    goto fail;
-                u->values[u->nparams] =
-                    pct_decode(eq + 1, (size_t)(pend - eq - 1), &code);
-                u->nparams++;
-                if (!u->values[u->nparams - 1])
-                    goto fail;
-            }
-            p = amp ? amp + 1 : pend;
-        }
-    }
-    return EDDY_OK;
-fail:
-    if (code == EDDY_EINVAL)
-        eddyi_error(err, code, "transport URL \"%s\": bad percent-escape",
-                    text);
-    else
-        eddyi_error(err, code, "out of memory parsing transport URL");
-fail_set:
-    url_free(u);
-    return code;
-}
-
-const char *eddyi_url_param(const eddy_transport *t, const char *key)
-{
-    for (size_t i = 0; i < t->url.nparams; i++)
-        if (strcmp(t->url.keys[i], key) == 0)
-            return t->url.values[i];
-    return NULL;
-}
-
 /* ---- open / close --------------------------------------------------------- */
 
-eddy_transport *eddy_transport_open(const char *url,
-                                    const eddy_transport_options *opts,
-                                    eddy_error *err)
+eddy_transport *eddyi_transport_prepare(const char *url,
+                                       const eddy_transport_options *opts,
+                                       eddy_error *err)
 {
     if (!url) {
         eddyi_error(err, EDDY_EINVAL, "transport URL is NULL");
         return NULL;
     }
     eddy_transport *t = calloc(1, sizeof *t);
-    if (!t) {
+    size_t shown_size = strlen(url) + 64;
+    if (t)
+        t->shown = malloc(shown_size);
+    if (!t || !t->shown) {
+        free(t);
         eddyi_error(err, EDDY_ENOMEM, "out of memory opening a transport");
         return NULL;
     }
-    if (url_parse(url, &t->url, err) != EDDY_OK)
+    eddy_url_redact(url, t->shown, shown_size);
+    if (eddyi_url_parse(url, &t->url, err) != EDDY_OK)
         goto fail;
-    for (size_t i = 0;
-         i < sizeof transport_backends / sizeof transport_backends[0]; i++)
-        if (strcmp(transport_backends[i]->engine, t->url.scheme) == 0)
-            t->ops = transport_backends[i];
-    if (!t->ops) {
-        eddyi_error(err, EDDY_EINVAL,
-                    "transport URL \"%s\": unknown scheme \"%s\" (expected "
-                    "mem, redis, kafka or nats)", url, t->url.scheme);
+    if (!(t->ops = backend_find(t->url.scheme, t->shown, err)))
         goto fail;
-    }
+    if (url_credentials(t, opts ? opts->config_file : NULL, err) != EDDY_OK)
+        goto fail;
     if (opts)
         t->opts = *opts;
+    t->opts.config_file = NULL; /* read above; not kept */
     eddy_transport_options *o = &t->opts;
     if (o->connect_timeout_ms < 0 || o->timeout_ms < 0 ||
         o->reconnect_initial_ms < 0 || o->reconnect_max_ms < 0 ||
@@ -288,14 +237,35 @@ eddy_transport *eddy_transport_open(const char *url,
         goto fail;
     }
     o->topic_prefix = t->prefix;
-    if (t->ops->open(t, err) != EDDY_OK)
-        goto fail;
     return t;
 fail:
-    url_free(&t->url);
+    eddyi_url_free(&t->url);
     free(t->prefix);
+    free(t->shown);
     free(t);
     return NULL;
+}
+
+void eddyi_transport_unprepare(eddy_transport *t)
+{
+    if (!t)
+        return;
+    eddyi_url_free(&t->url);
+    free(t->prefix);
+    free(t->shown);
+    free(t);
+}
+
+eddy_transport *eddy_transport_open(const char *url,
+                                    const eddy_transport_options *opts,
+                                    eddy_error *err)
+{
+    eddy_transport *t = eddyi_transport_prepare(url, opts, err);
+    if (t && t->ops->open(t, err) != EDDY_OK) {
+        eddyi_transport_unprepare(t);
+        return NULL;
+    }
+    return t;
 }
 
 static void async_queue_free(eddy_transport *t);
@@ -306,9 +276,20 @@ void eddy_transport_close(eddy_transport *t)
         return;
     async_queue_free(t);
     t->ops->close(t);
-    url_free(&t->url);
+    eddyi_url_free(&t->url);
     free(t->prefix);
+    free(t->shown);
     free(t);
+}
+
+const char *eddy_transport_url(const eddy_transport *t)
+{
+    return t ? t->shown : "";
+}
+
+const char *eddyi_transport_shown(const eddy_transport *t)
+{
+    return t->shown;
 }
 
 const char *eddy_transport_engine(const eddy_transport *t)
@@ -846,4 +827,114 @@ eddy_publisher eddy_transport_publisher(eddy_transport *t)
     eddy_publisher p = {.publish = transport_publisher_publish, .close = NULL,
                         .self = t};
     return p;
+}
+
+/* ---- info ------------------------------------------------------------------ */
+
+ssize_t eddyi_info_topic(eddy_transport_info *info, const char *name,
+                         int64_t messages, int partitions)
+{
+    eddy_transport_topic_info *topics =
+        realloc(info->topics, (info->topic_count + 1) * sizeof *topics);
+    if (!topics)
+        return -1;
+    info->topics = topics;
+    eddy_transport_topic_info *ti = &topics[info->topic_count];
+    memset(ti, 0, sizeof *ti);
+    if (!(ti->name = eddyi_strdup(name)))
+        return -1;
+    ti->messages = messages;
+    ti->partitions = partitions;
+    return (ssize_t)info->topic_count++;
+}
+
+int eddyi_info_group(eddy_transport_info *info, size_t topic_i,
+                     const char *name, int64_t consumers, int64_t pending,
+                     int64_t lag)
+{
+    eddy_transport_topic_info *ti = &info->topics[topic_i];
+    eddy_transport_group_info *groups =
+        realloc(ti->groups, (ti->group_count + 1) * sizeof *groups);
+    if (!groups)
+        return -1;
+    ti->groups = groups;
+    eddy_transport_group_info *g = &groups[ti->group_count];
+    if (!(g->name = eddyi_strdup(name)))
+        return -1;
+    g->consumers = consumers;
+    g->pending = pending;
+    g->lag = lag;
+    ti->group_count++;
+    return 0;
+}
+
+bool eddyi_info_group_wanted(const char *group, const char *const *groups,
+                             size_t ngroups)
+{
+    if (!ngroups)
+        return true;
+    for (size_t i = 0; i < ngroups; i++)
+        if (strcmp(groups[i], group) == 0)
+            return true;
+    return false;
+}
+
+static int topic_cmp(const void *a, const void *b)
+{
+    const eddy_transport_topic_info *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    const eddy_transport_group_info *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+void eddy_transport_info_free(eddy_transport_info *info)
+{
+    if (!info)
+        return;
+    for (size_t i = 0; i < info->topic_count; i++) {
+        for (size_t k = 0; k < info->topics[i].group_count; k++)
+            free((char *)info->topics[i].groups[k].name);
+        free(info->topics[i].groups);
+        free((char *)info->topics[i].name);
+    }
+    free(info->topics);
+    free((char *)info->note);
+    free((char *)info->url);
+    free(info);
+}
+
+int eddy_transport_info_get(eddy_transport *t, const char *const *groups,
+                            size_t ngroups, eddy_transport_info **out,
+                            eddy_error *err)
+{
+    if (!t || !out || (ngroups && !groups))
+        return eddyi_error(err, EDDY_EINVAL, "transport info: NULL argument");
+    *out = NULL;
+    for (size_t i = 0; i < ngroups; i++)
+        if (!groups[i] || !*groups[i])
+            return eddyi_error(err, EDDY_EINVAL, "transport info: group %zu "
+                               "is NULL or empty", i);
+    eddy_transport_info *info = calloc(1, sizeof *info);
+    if (!info || !(info->url = eddyi_strdup(t->shown))) {
+        free(info);
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+    info->engine = t->ops->engine;
+    int rc = t->ops->info(t, groups, ngroups, info, err);
+    if (rc != EDDY_OK) {
+        eddy_transport_info_free(info);
+        return rc;
+    }
+    if (info->topic_count)
+        qsort(info->topics, info->topic_count, sizeof *info->topics, topic_cmp);
+    for (size_t i = 0; i < info->topic_count; i++)
+        if (info->topics[i].group_count)
+            qsort(info->topics[i].groups, info->topics[i].group_count,
+                  sizeof *info->topics[i].groups, group_cmp);
+    *out = info;
+    return EDDY_OK;
 }

@@ -27,16 +27,26 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "eddy/transport.h"
 
 /* The URL, split. Every string is owned by the transport. */
 typedef struct eddyi_url {
     char *scheme;      /* "redis" (lower-case, without ':') */
-    char *authority;   /* "127.0.0.1:6379" or "h1:9092,h2:9092"; "" if none */
+    char *authority;   /* "127.0.0.1:6379" or "h1:9092,h2:9092"; "" if none;
+                          without the user information */
+    char *user;        /* from user[:password]@ or the user= parameter,
+                          percent-decoded; NULL if none */
+    char *password;    /* a secret: from user:password@, password=,
+                          password_file= or password_env=; NULL if none.
+                          Never printed; wiped when freed */
     char *path;        /* after the authority, before '?': "/0", "name"
                           (for "mem:name"), "" if none */
-    size_t nparams;    /* query parameters, in order, percent-decoded */
+    size_t nparams;    /* query parameters, in order, percent-decoded, then
+                          those of the configuration file that the query
+                          does not override (the file's first); the front's
+                          own keys (user, password*, ...) taken out */
     char **keys;
     char **values;
 } eddyi_url;
@@ -52,6 +62,7 @@ struct eddy_transport {
     char *prefix;
     eddyi_async_queue *async;       /* the front's async publisher, when the
                                        backend has none; NULL until used */
+    char *shown;                    /* the URL as eddy_url_redact shows it */
 };
 
 struct eddy_transport_sub {
@@ -101,6 +112,18 @@ typedef struct eddyi_transport_ops {
     void (*sub_stop)(eddy_transport_sub *sub);
     /* Frees sub->state (after sub_stop). */
     void (*sub_free)(eddy_transport_sub *sub);
+
+    /* Fills `info` (allocated by the front, zeroed, engine and url set)
+     * with the engine's topics under t->prefix and their groups, through
+     * eddyi_info_topic / eddyi_info_group. `groups` (may be empty): only
+     * these groups, and these also where the engine cannot list groups.
+     * Thread-safe like publish. */
+    int (*info)(eddy_transport *t, const char *const *groups, size_t ngroups,
+                eddy_transport_info *info, eddy_error *err);
+
+    /* Another scheme this backend answers for ("rediss"): its open sees
+     * it in t->url.scheme and may refuse it with the reason. NULL: none. */
+    const char *alt_scheme;
 } eddyi_transport_ops;
 
 extern const eddyi_transport_ops eddyi_transport_mem_ops;
@@ -108,10 +131,72 @@ extern const eddyi_transport_ops eddyi_transport_redis_ops;
 extern const eddyi_transport_ops eddyi_transport_kafka_ops;
 extern const eddyi_transport_ops eddyi_transport_nats_ops;
 
+/* ---- the URL (url.c) ------------------------------------------------------ */
+
+/* Parses `text` into `u` (every string copied). EDDY_EINVAL with a message
+ * showing the URL redacted, or EDDY_ENOMEM; `u` is then empty. */
+int eddyi_url_parse(const char *text, eddyi_url *u, eddy_error *err);
+
+/* Frees what `u` holds (secrets wiped first) and zeroes it. */
+void eddyi_url_free(eddyi_url *u);
+
+/* Merges the key=value lines of the configuration file `path` (librdkafka
+ * properties format: '#' comments, blank lines; kcat -F) into `u`'s
+ * parameters: a key the URL's query has is dropped from the file, a key
+ * the file repeats counts once (its last value); the file's go first.
+ * EDDY_EINVAL naming the file and line (never the line's text), EDDY_EIO,
+ * EDDY_ETOOBIG (> 256 KiB), EDDY_ENOMEM; `u` unchanged on failure. */
+int eddyi_url_merge_file(eddyi_url *u, const char *path, eddy_error *err);
+
+/*
+ * Takes the secret `name` ("password", "token") out of `u`: from the
+ * parameter NAME=, NAME_file=PATH (the file's one line, its newline
+ * dropped) or NAME_env=VARIABLE, or, with `in_userinfo`, from
+ * user:password@; those parameters are removed. More than one source is
+ * EDDY_EINVAL. `*out`: a new string (free with eddyi_secret_free) or NULL
+ * when none is given. Errors name the key, file or variable, never the
+ * value.
+ */
+int eddyi_url_take_secret(eddyi_url *u, const char *name, bool in_userinfo,
+                          char **out, eddy_error *err);
+
+/* Wipes and frees a secret. NULL does nothing. */
+void eddyi_secret_free(char *secret);
+
+/* True when the value of parameter `key` is a secret that
+ * eddy_url_redact hides (password, token, secret, ...). */
+bool eddyi_url_key_secret(const char *key);
+
 /* ---- helpers for backends (transport.c) -------------------------------- */
+
+/* eddy_transport_open without the backend's open: the URL parsed, the
+ * configuration file merged, the credentials gathered, the options
+ * resolved, t->ops chosen. Undone by eddyi_transport_unprepare. */
+eddy_transport *eddyi_transport_prepare(const char *url,
+                                       const eddy_transport_options *opts,
+                                       eddy_error *err);
+void eddyi_transport_unprepare(eddy_transport *t);
 
 /* The value of query parameter `key` in the transport's URL, or NULL. */
 const char *eddyi_url_param(const eddy_transport *t, const char *key);
+
+/* The transport's URL as it may be printed (eddy_url_redact). */
+const char *eddyi_transport_shown(const eddy_transport *t);
+
+/* For info: adds a topic to `info` (name copied) and returns its index,
+ * or -1 when out of memory. `messages` < 0: unknown. */
+ssize_t eddyi_info_topic(eddy_transport_info *info, const char *name,
+                         int64_t messages, int partitions);
+
+/* For info: adds a group (name copied) to topic `topic_i`. -1 (unknown)
+ * for any count the engine does not give. 0 or -1 (out of memory). */
+int eddyi_info_group(eddy_transport_info *info, size_t topic_i,
+                     const char *name, int64_t consumers, int64_t pending,
+                     int64_t lag);
+
+/* True when `group` is one of the `ngroups` asked for, or none was. */
+bool eddyi_info_group_wanted(const char *group, const char *const *groups,
+                             size_t ngroups);
 
 /* The partition key of `ev`: its subject, or its id if it has none.
  * Borrowed from the event. */
@@ -171,6 +256,14 @@ void eddyi_transport_sub_reconnected(eddy_transport_sub *sub);
  * EDDY_EINVAL if `t` is not a mem transport. */
 int eddyi_transport_mem_inject(eddy_transport *t, const char *topic,
                                const char *raw, size_t len, eddy_error *err);
+
+/* Test hook: the value librdkafka's configuration would have for `key`
+ * if `url` were opened with `opts` (nothing connects), into `buf`.
+ * EDDY_ENOTFOUND when unset or unknown; the errors of open otherwise. */
+int eddyi_transport_kafka_conf_get(const char *url,
+                                   const eddy_transport_options *opts,
+                                   const char *key, char *buf, size_t size,
+                                   eddy_error *err);
 
 /* Milliseconds of a monotonic clock. */
 int64_t eddyi_transport_now_ms(void);

@@ -25,10 +25,10 @@ cmake --install "$build_dir" --prefix "$prefix" >"$TMP/install.log" 2>&1 ||
     { cat "$TMP/install.log" >&2; echo "install_prefix: cmake --install failed" >&2; exit 1; }
 libdir=$(dirname "$(find "$prefix" -name libeddy.so | head -1)")
 [ -n "$libdir" ] && [ -f "$libdir/libeddy.so" ] || fail "no libeddy.so installed"
-version=$("$EDDY" --version)
+version=$("$EDDY" --version | head -n 1)
 
 # ---- the eddy command: runs from any prefix with nothing set --------------------------
-out=$(env -i PATH=/usr/bin:/bin "$prefix/bin/eddy" --version 2>&1) ||
+out=$(env -i PATH=/usr/bin:/bin "$prefix/bin/eddy" --version 2>&1 | head -n 1) ||
     fail "the installed eddy does not run with an empty environment: $out"
 [ "$out" = "$version" ] || fail "installed eddy --version: '$out', want '$version'"
 if ldd "$prefix/bin/eddy" | grep -q 'libeddy\|not found'; then
