@@ -430,7 +430,8 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
         pthread_cond_wait(&d->done_cond, &sg->mu);
     bool stopping = sg->stop;
     uint64_t gen = sg->kick_gen;
-    pthread_mutex_unlock(&sg->mu);
+    /* Under the lock: a lane without work in this pass may wake only now
+     * and read its `n`. */
     for (unsigned l = 0; l < nl; l++) {
         struct lane *ln = &d->lanes[l];
         left += ln->left;
@@ -441,6 +442,7 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
         ln->idx = NULL;
         ln->n = 0;
     }
+    pthread_mutex_unlock(&sg->mu);
     free(idx);
 
     bool tried = false;
