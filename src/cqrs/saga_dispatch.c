@@ -391,8 +391,10 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
         page_clear(&pg);
         return 1;
     }
-    size_t *idx = pg.count ? calloc(pg.count, sizeof *idx) : NULL;
-    if (pg.count && !idx) {
+    if (pg.count == 0)
+        return 0; /* nothing pending */
+    size_t *idx = calloc(pg.count, sizeof *idx);
+    if (!idx) {
         page_clear(&pg); /* nothing sent: the page is read again */
         return 1;
     }
