@@ -11,53 +11,29 @@
 #ifndef EDDY_TESTS_PROJECTION_FIXTURE_H
 #define EDDY_TESTS_PROJECTION_FIXTURE_H
 
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eddy/eddy.h"
 
-static int fx_exec(eddy_txn *txn, eddy_error *err, const char *sql,
-                   const char *id, const char *status, double total)
-{
-    sqlite3 *db = eddy_txn_sqlite(txn);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err->message, sizeof err->message, "%s",
-                 sqlite3_errmsg(db));
-        return EDDY_EIO;
-    }
-    if (id)
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (status)
-        sqlite3_bind_text(st, 2, status, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(st, 3, total);
-    int s = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (s != SQLITE_DONE) {
-        snprintf(err->message, sizeof err->message, "%s",
-                 sqlite3_errmsg(db));
-        return EDDY_EIO;
-    }
-    return EDDY_OK;
-}
-
+/* The read model, in the portable SQL subset (eddy/sql.h): the same
+ * statements run on every backend. */
 static int fx_setup(eddy_txn *txn, void *user, eddy_error *err)
 {
     (void)user;
-    return fx_exec(txn, err,
-                   "CREATE TABLE IF NOT EXISTS rm_orders(order_id TEXT "
-                   "PRIMARY KEY, status TEXT, total REAL, applied INTEGER)",
-                   NULL, NULL, 0);
+    return eddy_txn_exec(txn, NULL, err,
+                         "CREATE TABLE IF NOT EXISTS rm_orders("
+                         "order_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                         "total DOUBLE PRECISION NOT NULL, "
+                         "applied BIGINT NOT NULL)",
+                         NULL);
 }
 
 static int fx_reset(eddy_txn *txn, void *user, eddy_error *err)
 {
     (void)user;
-    return fx_exec(txn, err, "DELETE FROM rm_orders", NULL, NULL, 0);
+    return eddy_txn_exec(txn, NULL, err, "DELETE FROM rm_orders", NULL);
 }
 
 static int fx_apply(eddy_txn *txn, const eddy_event *ev, void *user,
@@ -72,43 +48,43 @@ static int fx_apply(eddy_txn *txn, const eddy_event *ev, void *user,
         double total = 0;
         if (eddy_event_unpack(ev, err, "{s:F}", "total", &total) != EDDY_OK)
             return EDDY_EINVAL;
-        return fx_exec(txn, err,
-                       "INSERT INTO rm_orders VALUES(?1, ?2, ?3, 1)", id,
-                       "PENDING", total);
+        return eddy_txn_exec(txn, NULL, err,
+                             "INSERT INTO rm_orders(order_id, status, total, "
+                             "applied) VALUES($1, 'PENDING', $2, 1)",
+                             "sf", id, total);
     }
     const char *status = strcmp(type, "order.confirmed") == 0   ? "CONFIRMED"
                          : strcmp(type, "order.cancelled") == 0 ? "CANCELLED"
                                                                 : NULL;
     if (!status)
         return EDDY_OK;
-    return fx_exec(txn, err,
-                   "UPDATE rm_orders SET status = ?2, applied = applied + 1, "
-                   "total = total + ?3 * 0 WHERE order_id = ?1",
-                   id, status, 0);
+    return eddy_txn_exec(txn, NULL, err,
+                         "UPDATE rm_orders SET status = $2, "
+                         "applied = applied + 1 WHERE order_id = $1",
+                         "ss", id, status);
 }
 
-/* The read model as text, one "id status total applied" line per row. */
-static char *fx_dump_db(const char *path)
+static int fx_dump_row(const eddy_row *row, void *user)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
+    fprintf(user, "%s %s %.2f %lld\n", eddy_row_text(row, 0),
+            eddy_row_text(row, 1), eddy_row_double(row, 2),
+            (long long)eddy_row_int(row, 3));
+    return 0;
+}
+
+/* The read model as text, one "id status total applied" line per row, read
+ * on a reader connection of `s`. */
+static char *fx_dump_db(eddy_store *s)
+{
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db,
-                           "SELECT order_id, status, total, applied FROM "
-                           "rm_orders ORDER BY order_id",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW)
-            fprintf(f, "%s %s %.2f %lld\n", sqlite3_column_text(st, 0),
-                    sqlite3_column_text(st, 1), sqlite3_column_double(st, 2),
-                    (long long)sqlite3_column_int64(st, 3));
-    } else {
-        fprintf(f, "cannot read the read model\n");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    eddy_error err = {0};
+    if (eddy_store_sql_query(s, fx_dump_row, f, &err,
+                             "SELECT order_id, status, total, applied FROM "
+                             "rm_orders ORDER BY order_id",
+                             NULL) != EDDY_OK)
+        fprintf(f, "cannot read the read model: %s\n", err.message);
     fclose(f);
     return buf;
 }

@@ -1,8 +1,11 @@
 /*
  * tests/test_projection.c - projections: the read model equals a fold of
  * the store (catch-up and live), a rebuild gives the same read model,
- * INLINE applies within the append, listing, the definition registry and
- * bad input.
+ * INLINE applies within the append, listing (also on a read-only store),
+ * the heartbeat, a rebuild refused while another process runs the
+ * projection (a real child process) but not after it crashed, a stop from
+ * several threads at once, a read model written through the SQLite escape
+ * hatch, the definition registry and bad input.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +16,12 @@
 
 #include "test_util.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "eddy/eddy.h"
@@ -61,7 +68,7 @@ static void append_noise(eddy_store *s, int i)
 static void assert_model_is_fold(eddy_store *s)
 {
     char *fold = fx_dump_fold(s);
-    char *model = fx_dump_db(db_path);
+    char *model = fx_dump_db(s);
     assert_non_null(fold);
     assert_true(strlen(fold) > 0);
     assert_string_equal(model, fold);
@@ -155,6 +162,19 @@ static void test_fold_catch_up_and_live(void **state)
     eddy_store_close(s);
 }
 
+static int corrupt_model(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    int rc = eddy_txn_exec(txn, NULL, err,
+                           "UPDATE rm_orders SET status = 'X'", NULL);
+    if (rc == EDDY_OK)
+        rc = eddy_txn_exec(txn, NULL, err,
+                           "INSERT INTO rm_orders(order_id, status, total, "
+                           "applied) VALUES('zz', 'PENDING', 1, 1)",
+                           NULL);
+    return rc;
+}
+
 struct progress_log {
     int calls;
     int64_t last_done, last_total;
@@ -181,19 +201,13 @@ static void test_rebuild_gives_same_model(void **state)
     assert_non_null(p);
     wait_head(p, s);
     eddy_projection_free(p);
-    char *before = fx_dump_db(db_path);
+    char *before = fx_dump_db(s);
 
     /* Corrupt the read model behind the projection's back: a rebuild must
      * throw it away and replay. */
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "UPDATE rm_orders SET status = 'X'; "
-                                      "INSERT INTO rm_orders VALUES('zz', "
-                                      "'PENDING', 1, 1)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    char *corrupt = fx_dump_db(db_path);
+    assert_int_equal(eddy_store_transact(s, corrupt_model, NULL, &err),
+                     EDDY_OK);
+    char *corrupt = fx_dump_db(s);
     assert_string_not_equal(corrupt, before);
     free(corrupt);
 
@@ -204,7 +218,7 @@ static void test_rebuild_gives_same_model(void **state)
     assert_int_equal(eddy_store_head(s, &head, NULL), EDDY_OK);
     assert_true(pl.calls >= 2); /* the start, then per batch */
     assert_int_equal(pl.last_done, head);
-    char *after = fx_dump_db(db_path);
+    char *after = fx_dump_db(s);
     assert_string_equal(after, before);
     assert_model_is_fold(s);
     free(before);
@@ -246,7 +260,7 @@ static void test_inline_applies_within_append(void **state)
     /* No waiting: when each append returns, the row is there. */
     for (int i = 50; i < 120; i++) {
         assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
-        char *model = fx_dump_db(db_path);
+        char *model = fx_dump_db(s);
         char key[32];
         snprintf(key, sizeof key, "o-%05d ", i);
         assert_non_null(strstr(model, key));
@@ -276,13 +290,325 @@ static void test_inline_applies_within_append(void **state)
 
     /* After stop, appends are not applied until the next start. */
     assert_int_equal(fx_append_order(s, 500, &err), EDDY_OK);
-    char *model = fx_dump_db(db_path);
+    char *model = fx_dump_db(s);
     assert_null(strstr(model, "o-00500 "));
     free(model);
     p = eddy_projection_start(s, &def, &err);
     assert_non_null(p);
     assert_model_is_fold(s);
     eddy_projection_free(p);
+    eddy_store_close(s);
+}
+
+/* ---- listing on a read-only store, the heartbeat --------------------------- */
+
+static void test_list_read_only_and_heartbeat(void **state)
+{
+    (void)state;
+    eddy_store *s = open_fresh();
+    eddy_error err = {0};
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    eddy_projection *p = eddy_projection_start(s, &def_async, &err);
+    assert_non_null(p);
+    wait_head(p, s);
+    struct list_seen first = {0}, later = {0};
+    assert_int_equal(eddy_projection_list(s, on_info, &first, &err), EDDY_OK);
+    assert_string_equal(first.state, "running");
+    /* A running projection refreshes its row every 2 s. */
+    usleep(2600 * 1000);
+    assert_int_equal(eddy_projection_list(s, on_info, &later, &err), EDDY_OK);
+    assert_string_equal(later.state, "running");
+    assert_true(later.last.updated_us > first.last.updated_us);
+    eddy_projection_free(p);
+    for (int i = 30; i < 40; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    eddy_store_close(s);
+
+    /* Listing reads on a reader: a store opened read-only lists too. */
+    eddy_store_options ro = {.read_only = true};
+    s = eddy_store_open(db_path, &ro, &err);
+    if (!s)
+        fail_msg("open read-only: %s", err.message);
+    struct list_seen l = {0};
+    assert_int_equal(eddy_projection_list(s, on_info, &l, &err), EDDY_OK);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.state, "stopped");
+    assert_true(l.last.lag > 0);
+    assert_int_equal(l.last.head - l.last.checkpoint, l.last.lag);
+    /* Starting or rebuilding needs the writer. */
+    assert_null(eddy_projection_start(s, &def_async, &err));
+    assert_int_not_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL,
+                                                 &err), EDDY_OK);
+    eddy_store_close(s);
+}
+
+/* ---- a rebuild while another process runs the projection ------------------- */
+
+/* The child: runs the projection until the parent closes `go` (then stops
+ * cleanly) or kills it. */
+static void runner_main(int ready_fd, int go_fd)
+{
+    eddy_store_options o = {.sync = EDDY_SYNC_OFF};
+    eddy_error err = {0};
+    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    if (!s)
+        _exit(3);
+    eddy_projection *p = eddy_projection_start(s, &def_async, &err);
+    if (!p)
+        _exit(4);
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(5);
+    char c;
+    while (read(go_fd, &c, 1) > 0)
+        ;
+    int rc = eddy_projection_stop(p, &err);
+    eddy_projection_free(p);
+    eddy_store_close(s);
+    _exit(rc == EDDY_OK ? 0 : 6);
+}
+
+/* Forks a runner and waits until its projection runs. */
+static pid_t fork_runner(int *go_fd)
+{
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        runner_main(ready[1], go[0]);
+    }
+    close(ready[1]);
+    close(go[0]);
+    struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+    char c;
+    assert_int_equal(poll(&pfd, 1, 30000), 1);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    *go_fd = go[1];
+    return pid;
+}
+
+static eddy_store *reopen(void)
+{
+    eddy_store_options o = {.sync = EDDY_SYNC_OFF};
+    eddy_error err = {0};
+    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    if (!s)
+        fail_msg("open %s: %s", db_path, err.message);
+    return s;
+}
+
+static void test_rebuild_refused_while_another_process_runs(void **state)
+{
+    (void)state;
+    /* The parent holds no store open while it forks: the child starts from
+     * a process with one thread. */
+    eddy_store *s = open_fresh();
+    eddy_error err = {0};
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    eddy_store_close(s);
+
+    int go = -1;
+    pid_t pid = fork_runner(&go);
+    s = reopen();
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_EBUSY);
+    char pidtext[32];
+    snprintf(pidtext, sizeof pidtext, "pid %ld on ", (long)pid);
+    assert_non_null(strstr(err.message, "\"orders_view\" is running"));
+    assert_non_null(strstr(err.message, pidtext));
+    assert_non_null(strstr(err.message, "last seen"));
+    assert_non_null(strstr(err.message, "stop it first"));
+    eddy_store_close(s);
+    /* Stopped cleanly: the rebuild goes ahead. */
+    close(go);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s = reopen();
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_OK);
+    assert_model_is_fold(s);
+    eddy_store_close(s);
+
+    /* Killed: its row still says running, with a fresh heartbeat, but its
+     * process is gone: the rebuild goes ahead at once. */
+    pid = fork_runner(&go);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(go);
+    s = reopen();
+    struct list_seen l = {0};
+    assert_int_equal(eddy_projection_list(s, on_info, &l, &err), EDDY_OK);
+    assert_string_equal(l.state, "running");
+    assert_true(eddy_now_us() - l.last.updated_us < 5000000);
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_OK);
+    assert_model_is_fold(s);
+    eddy_store_close(s);
+}
+
+/* What another host's runner leaves in the registry: fresh, then stale. */
+static int fake_remote_runner(eddy_txn *txn, void *user, eddy_error *err)
+{
+    int64_t age_us = *(const int64_t *)user;
+    return eddy_txn_exec(txn, NULL, err,
+                         "UPDATE eddy_projections SET state = 'running', "
+                         "owner = '4242@elsewhere.example', updated_us = $1 "
+                         "WHERE name = 'orders_view'",
+                         "I", eddy_now_us() - age_us);
+}
+
+static void test_rebuild_and_remote_heartbeat(void **state)
+{
+    (void)state;
+    eddy_store *s = open_fresh();
+    eddy_error err = {0};
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_OK);
+    int64_t age_us = 1000000;
+    assert_int_equal(eddy_store_transact(s, fake_remote_runner, &age_us,
+                                         &err), EDDY_OK);
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_EBUSY);
+    assert_non_null(strstr(err.message, "pid 4242 on elsewhere.example"));
+    assert_non_null(strstr(err.message, "last seen 1 s ago"));
+    /* A heartbeat a minute old: that process is gone. */
+    age_us = 60000000;
+    assert_int_equal(eddy_store_transact(s, fake_remote_runner, &age_us,
+                                         &err), EDDY_OK);
+    assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
+                     EDDY_OK);
+    assert_model_is_fold(s);
+    eddy_store_close(s);
+}
+
+/* ---- stop from several threads ------------------------------------------------ */
+
+struct stopper {
+    eddy_projection *p;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *stop_thread(void *arg)
+{
+    struct stopper *st = arg;
+    pthread_barrier_wait(st->go);
+    st->rc = eddy_projection_stop(st->p, NULL);
+    return NULL;
+}
+
+static void test_stop_from_several_threads(void **state)
+{
+    (void)state;
+    eddy_store *s = open_fresh();
+    eddy_error err = {0};
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    eddy_projection *p = eddy_projection_start(s, &def_async, &err);
+    assert_non_null(p);
+    enum { N = 4 };
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, N);
+    pthread_t t[N];
+    struct stopper st[N];
+    for (int i = 0; i < N; i++) {
+        st[i] = (struct stopper){.p = p, .go = &go, .rc = -1};
+        assert_int_equal(pthread_create(&t[i], NULL, stop_thread, &st[i]),
+                         0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(st[i].rc, EDDY_OK);
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(eddy_projection_wait(p, 1, 0), EDDY_ESTOPPED);
+    eddy_projection_free(p);
+    /* The name is free again. */
+    p = eddy_projection_start(s, &def_async, &err);
+    assert_non_null(p);
+    eddy_projection_free(p);
+    eddy_store_close(s);
+}
+
+/* ---- the SQLite escape hatch ------------------------------------------------- */
+
+/* A read model written with SQLite's own API (eddy/sqlite.h): counts per
+ * event type, with a prepared statement of its own. */
+static int count_setup(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    sqlite3 *db = eddy_txn_sqlite(txn);
+    if (!db)
+        return EDDY_EUNSUPPORTED;
+    if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS rm_counts("
+                         "type TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));
+        return EDDY_EIO;
+    }
+    return EDDY_OK;
+}
+
+static int count_apply(eddy_txn *txn, const eddy_event *ev, void *user,
+                       eddy_error *err)
+{
+    (void)user;
+    sqlite3 *db = eddy_txn_sqlite(txn);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO rm_counts(type, n) VALUES(?1, 1) "
+                           "ON CONFLICT(type) DO UPDATE SET n = n + 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));
+        return EDDY_EIO;
+    }
+    sqlite3_bind_text(st, 1, eddy_event_type(ev), -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? EDDY_OK : EDDY_EIO;
+    if (rc != EDDY_OK)
+        snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void test_sqlite_escape_hatch(void **state)
+{
+    (void)state;
+    static const eddy_projection_def counts = {
+        .name = "counts", .pattern = "order.*", .setup = count_setup,
+        .apply = count_apply};
+    eddy_store *s = open_fresh();
+    eddy_error err = {0};
+    for (int i = 0; i < 12; i++) /* 12 placed, 6 confirmed, 2 cancelled */
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    eddy_projection *p = eddy_projection_start(s, &counts, &err);
+    assert_non_null(p);
+    for (int i = 12; i < 24; i++)
+        assert_int_equal(fx_append_order(s, i, &err), EDDY_OK);
+    wait_head(p, s);
+    eddy_projection_free(p);
+    int64_t n = 0;
+    assert_int_equal(eddy_store_sql_int(s, &n, &err,
+                                        "SELECT n FROM rm_counts WHERE "
+                                        "type = $1",
+                                        "s", "order.placed"),
+                     EDDY_OK);
+    assert_int_equal(n, 24);
+    assert_int_equal(eddy_store_sql_int(s, &n, &err,
+                                        "SELECT n FROM rm_counts WHERE "
+                                        "type = $1",
+                                        "s", "order.confirmed"),
+                     EDDY_OK);
+    assert_int_equal(n, 12);
     eddy_store_close(s);
 }
 
@@ -327,6 +653,11 @@ int main(void)
         cmocka_unit_test(test_fold_catch_up_and_live),
         cmocka_unit_test(test_rebuild_gives_same_model),
         cmocka_unit_test(test_inline_applies_within_append),
+        cmocka_unit_test(test_list_read_only_and_heartbeat),
+        cmocka_unit_test(test_rebuild_refused_while_another_process_runs),
+        cmocka_unit_test(test_rebuild_and_remote_heartbeat),
+        cmocka_unit_test(test_stop_from_several_threads),
+        cmocka_unit_test(test_sqlite_escape_hatch),
         cmocka_unit_test(test_registry_and_bad_input),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
-#include "observe/observe_internal.h"
+#include "store/state_durable.h"
 
 static char tmpdir[] = "/tmp/eddy-saga-XXXXXX";
 static char db_path[600];
@@ -114,8 +114,9 @@ static const eddy_saga_def order_saga = {
 struct world {
     eddy_store *store;
     pthread_mutex_t mu;
-    char log[8192]; /* "order:Command " entries, in send order */
+    char log[16384]; /* "order:Command " entries, in send order */
     int confirm_failures_left;
+    int confirm_fail_code; /* 0: EDDY_EIO */
 };
 
 static void log_cmd(struct world *w, const eddy_command *cmd)
@@ -194,9 +195,10 @@ static int confirm_order(const eddy_command *cmd, void *user, eddy_error *err)
         w->confirm_failures_left--;
     pthread_mutex_unlock(&w->mu);
     if (fail_now) {
+        int code = w->confirm_fail_code ? w->confirm_fail_code : EDDY_EIO;
         snprintf(err->message, sizeof err->message, "mail server down");
-        err->code = EDDY_EIO;
-        return EDDY_EIO;
+        err->code = code;
+        return code;
     }
     log_cmd(w, cmd);
     return answer(w, cmd, "order.confirmed", err);
@@ -246,13 +248,19 @@ static void fixture_open(struct fixture *f)
                      EDDY_OK);
 }
 
-static void saga_start(struct fixture *f)
+static void saga_start_with(struct fixture *f, const eddy_saga_options *o)
 {
     eddy_error err = {0};
-    eddy_saga_options o = {.retry_initial_ms = 20, .timer_poll_ms = 100};
-    f->saga = eddy_saga_start(f->w.store, &order_saga, f->bus, &o, &err);
+    f->saga = eddy_saga_start(f->w.store, &order_saga, f->bus, o, &err);
     if (!f->saga)
         fail_msg("saga start: %s", err.message);
+}
+
+static void saga_start(struct fixture *f)
+{
+    eddy_saga_options o = {.command_retry = {.initial_delay_ms = 20},
+                           .timer_poll_ms = 100};
+    saga_start_with(f, &o);
 }
 
 static void fixture_close(struct fixture *f)
@@ -527,6 +535,186 @@ static void test_command_retry_and_queries(void **state)
     fixture_close(&f);
 }
 
+/* A command that keeps failing past max_attempts is never dropped: it
+ * stays pending (retried at the policy's longest delay) until it goes
+ * through, also for an error the policy calls not retryable. */
+static void test_command_never_dropped(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    f.w.confirm_failures_left = 5;
+    f.w.confirm_fail_code = EDDY_EINVAL; /* not retryable by default */
+    eddy_saga_options o = {.command_retry = {.max_attempts = 2,
+                                             .initial_delay_ms = 10,
+                                             .max_delay_ms = 40},
+                           .timer_poll_ms = 100};
+    saga_start_with(&f, &o);
+    place(&f, "retry-7", 3);
+    /* Past max_attempts and still pending. */
+    bool seen_pending = false;
+    for (int i = 0; i < 500 && !seen_pending; i++) {
+        struct seen d = {0};
+        if (eddy_saga_get(f.w.store, "retry-7", on_saga, &d, NULL) ==
+                EDDY_OK &&
+            json_array_size(d.commands) == 3) {
+            json_t *c = json_array_get(d.commands, 2);
+            seen_pending =
+                json_integer_value(json_object_get(c, "attempts")) > 2 &&
+                strcmp(json_string_value(json_object_get(c, "state")),
+                       "pending") == 0 &&
+                strstr(json_string_value(json_object_get(c, "last_error")),
+                       "mail server down");
+        }
+        json_decref(d.commands);
+        usleep(10000);
+    }
+    assert_true(seen_pending);
+    struct seen s = wait_finished(&f, "retry-7");
+    assert_string_equal(s.result, "CONFIRMED");
+    struct seen d = {0};
+    assert_int_equal(eddy_saga_get(f.w.store, "retry-7", on_saga, &d, NULL),
+                     EDDY_OK);
+    json_t *confirm = json_array_get(d.commands, 2);
+    assert_string_equal(json_string_value(json_object_get(confirm, "state")),
+                        "sent");
+    assert_int_equal(json_integer_value(json_object_get(confirm, "attempts")),
+                     6);
+    json_decref(d.commands);
+    assert_log(&f, "retry-7", "ProcessPayment ReserveInventory ConfirmOrder");
+    fixture_close(&f);
+
+    /* A bad policy is refused, naming the field. */
+    fixture_open(&f);
+    eddy_saga_options bad = {.command_retry = {.multiplier = 0.5}};
+    eddy_error err = {0};
+    assert_null(eddy_saga_start(f.w.store, &order_saga, f.bus, &bad, &err));
+    assert_int_equal(err.code, EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "multiplier"));
+    fixture_close(&f);
+}
+
+/* Many instances through three dispatcher lanes: each instance's commands
+ * in order. */
+static void test_many_instances_in_order(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    eddy_saga_options o = {.dispatchers = 3, .timer_poll_ms = 100};
+    saga_start_with(&f, &o);
+    enum { N = 40 };
+    char oid[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(oid[i], sizeof oid[i], "%s-%d", i % 4 ? "ok" : "invfail", i);
+        place(&f, oid[i], i + 1);
+    }
+    for (int i = 0; i < N; i++) {
+        struct seen s = wait_finished(&f, oid[i]);
+        assert_string_equal(s.result, i % 4 ? "CONFIRMED" : "CANCELLED");
+        assert_log(&f, oid[i],
+                   i % 4 ? "ProcessPayment ReserveInventory ConfirmOrder"
+                         : "ProcessPayment ReserveInventory RefundPayment "
+                           "CancelOrder");
+    }
+    fixture_close(&f);
+}
+
+struct saga_stopper {
+    eddy_saga *sg;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *saga_stop_thread(void *arg)
+{
+    struct saga_stopper *st = arg;
+    pthread_barrier_wait(st->go);
+    st->rc = eddy_saga_stop(st->sg, NULL);
+    return NULL;
+}
+
+/* eddy_saga_stop from several threads at once: one stops, all return. */
+static void test_stop_from_several_threads(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    saga_start(&f);
+    place(&f, "ok-3", 1);
+    enum { N = 4 };
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, N);
+    pthread_t t[N];
+    struct saga_stopper st[N];
+    for (int i = 0; i < N; i++) {
+        st[i] = (struct saga_stopper){.sg = f.saga, .go = &go, .rc = -1};
+        assert_int_equal(pthread_create(&t[i], NULL, saga_stop_thread,
+                                        &st[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(st[i].rc, EDDY_OK);
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(eddy_saga_wait_idle(f.saga, 0, 0), EDDY_ESTOPPED);
+    eddy_saga_free(f.saga);
+    /* The name is free again; what was left is finished by the next run. */
+    saga_start(&f);
+    struct seen s = wait_finished(&f, "ok-3");
+    assert_string_equal(s.result, "CONFIRMED");
+    fixture_close(&f);
+}
+
+/* The queries read on readers: they work on a store opened read-only. */
+static void test_queries_on_read_only_store(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    saga_start(&f);
+    place(&f, "ok-5", 5);
+    place(&f, "silent-5", 6);
+    struct seen s = wait_finished(&f, "ok-5");
+    assert_string_equal(s.result, "CONFIRMED");
+    eddy_saga_free(f.saga);
+    f.saga = NULL;
+    eddy_store_close(f.w.store);
+
+    eddy_store_options ro = {.read_only = true};
+    eddy_error err = {0};
+    f.w.store = eddy_store_open(db_path, &ro, &err);
+    if (!f.w.store)
+        fail_msg("open read-only: %s", err.message);
+    struct seen l = {0};
+    assert_int_equal(eddy_saga_list(f.w.store, "OrderProcessingSaga", NULL,
+                                    on_saga, &l, &err), EDDY_OK);
+    assert_int_equal(l.count, 2);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(eddy_saga_list(f.w.store, NULL, "CONFIRMED", on_saga, &l,
+                                    &err), EDDY_OK);
+    assert_int_equal(l.count, 1);
+    struct seen d = {0};
+    assert_int_equal(eddy_saga_get(f.w.store, "silent-5", on_saga, &d, &err),
+                     EDDY_OK);
+    /* running, or cancelled if its payment deadline passed already */
+    assert_true(json_array_size(d.commands) >= 1);
+    json_decref(d.commands);
+    d.commands = NULL;
+    assert_int_equal(eddy_saga_get(f.w.store, "ok-5", on_saga, &d, &err),
+                     EDDY_OK);
+    assert_int_equal(json_array_size(d.commands), 3);
+    json_t *c0 = json_array_get(d.commands, 0);
+    assert_true(json_is_object(json_object_get(c0, "data")));
+    assert_true(json_is_integer(json_object_get(c0, "sent_us")));
+    json_decref(d.commands);
+    /* Starting a saga needs the writer. */
+    assert_null(eddy_saga_start(f.w.store, &order_saga, f.bus, NULL, &err));
+    eddy_command_bus_free(f.bus);
+    eddy_store_close(f.w.store);
+    pthread_mutex_destroy(&f.w.mu);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -548,6 +736,18 @@ static void test_bad_input(void **state)
     assert_int_equal(err.code, EDDY_EEXIST);
     eddy_saga_free(NULL);
     fixture_close(&f);
+}
+
+/* What durable.c records for plain handlers (the store's registry
+ * operation, state_durable.h). */
+static int record_handlers(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    int rc = eddyi_subs_record(txn, "OrderProcessingSaga", "*", "handler",
+                               err);
+    if (rc == EDDY_OK)
+        rc = eddyi_subs_record(txn, "audit", "order.*", "handler", err);
+    return rc;
 }
 
 /* The flow of one order as `eddy trace` shows it, and the graph. */
@@ -600,11 +800,8 @@ static void test_trace_and_graph(void **state)
 
     /* durable.c records plain handlers; its "handler" record of the saga's
      * own subscription must not replace the saga's record. */
-    assert_int_equal(eddyi_subscription_record(f.w.store,
-                                               "OrderProcessingSaga", "*",
-                                               "handler", &err), EDDY_OK);
-    assert_int_equal(eddyi_subscription_record(f.w.store, "audit", "order.*",
-                                               "handler", &err), EDDY_OK);
+    assert_int_equal(eddy_store_transact(f.w.store, record_handlers, NULL,
+                                         &err), EDDY_OK);
     eddy_graph *g = NULL;
     assert_int_equal(eddy_graph_build(f.w.store, &g, &err), EDDY_OK);
     bool handles = false, sends = false, leads = false, publishes = false;
@@ -668,6 +865,10 @@ int main(void)
         cmocka_unit_test(test_timeout_survives_restart),
         cmocka_unit_test(test_command_retry_and_queries),
         cmocka_unit_test(test_trace_and_graph),
+        cmocka_unit_test(test_command_never_dropped),
+        cmocka_unit_test(test_many_instances_in_order),
+        cmocka_unit_test(test_stop_from_several_threads),
+        cmocka_unit_test(test_queries_on_read_only_store),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);

@@ -24,17 +24,28 @@
  * live appends. eddy_projection_rebuild clears the read model (`reset`) and
  * replays the whole store into it the same way.
  *
- * STORE TABLES. Projections are recorded in `eddy_projections(name,
- * pattern, mode, state, updated_us)` (state 'running', 'stopped',
- * 'rebuilding') and in `eddy_subscriptions` (kind 'projection', for
- * `eddy graph`); checkpoints are in eddy_checkpoints (eddy/durable.h).
- * They are part of the store file's schema. SQLite backend only.
+ * WHO RUNS IT. A running projection records itself in the store as
+ * 'running', with its owner (process id and host) and a heartbeat: the
+ * row's updated_us is refreshed every 2 s. A rebuild refuses while the row
+ * says another runner is alive (heartbeat younger than 10 s, and, for an
+ * owner on this host, its process still exists), so a SIGKILLed process
+ * does not block a rebuild. Hosts are told apart by name (gethostname):
+ * processes in separate PID namespaces under one host name count as one
+ * host.
+ *
+ * STORE TABLES. Projections are recorded in the store's projection
+ * registry (name, pattern, mode, state 'running' / 'stopped' /
+ * 'rebuilding', owner, updated_us) and subscription registry (kind
+ * 'projection', for `eddy graph`); checkpoints, inbox rows, retries and
+ * dead letters are those of eddy/durable.h. They are part of the store's
+ * schema, on every backend.
  *
  * THREADING. Every function here is thread-safe. `setup`, `apply` and
  * `reset` run on the store's writer thread inside a write transaction: they
- * must be quick, must write only through their `txn` (eddy_txn_sqlite,
- * eddy_txn_append), and must not call blocking store functions
- * (eddy_store_append, eddy_store_head, eddy_projection_*, ...).
+ * must be quick, must write only through their `txn` (eddy_txn_exec and
+ * eddy_txn_query of eddy/sql.h, eddy_txn_append; eddy_txn_sqlite of
+ * eddy/sqlite.h on SQLite only), and must not call blocking store
+ * functions (eddy_store_append, eddy_store_head, eddy_projection_*, ...).
  */
 #ifndef EDDY_PROJECTION_H
 #define EDDY_PROJECTION_H
@@ -106,9 +117,11 @@ typedef struct eddy_projection_def {
  * appends (INLINE: installs the append hook too). Returns a running
  * projection (destructor: eddy_projection_free) or NULL with `err`:
  * EDDY_EINVAL (missing name or apply, bad pattern), EDDY_EEXIST (that name
- * already runs on this store handle), EDDY_EUNSUPPORTED (not a SQLite
- * store), EDDY_ESTATE (read-only store), the error of `setup`, or a store
- * error. An `apply` error during the catch-up does not fail the start: it
+ * already runs or rebuilds on this store handle), EDDY_EUNSUPPORTED (a
+ * backend without SQL), EDDY_ESTATE (read-only store), the error of
+ * `setup`, or a store error. It does not check other processes: a start
+ * right after a crash must not wait for the dead process's heartbeat to
+ * age. An `apply` error during the catch-up does not fail the start: it
  * is logged and the subscription takes over at that event, with its
  * retries and dead letters. Thread-safe.
  */
@@ -119,8 +132,10 @@ eddy_projection *eddy_projection_start(eddy_store *store,
 /*
  * Stops following the store (INLINE: removes the append hook first),
  * persists the checkpoint and records the projection as 'stopped'.
- * Returns EDDY_OK or the subscription's error. Idempotent. Thread-safe;
- * not from a projection callback.
+ * Returns EDDY_OK or the subscription's error. Idempotent. Thread-safe:
+ * when several threads call it at once, one stops the projection, the
+ * others wait for it, and all return the same result. Not from a
+ * projection callback.
  */
 int eddy_projection_stop(eddy_projection *p, eddy_error *err);
 
@@ -158,10 +173,14 @@ typedef void (*eddy_projection_progress_fn)(int64_t done, int64_t total,
  * writes with the checkpoint: after a crash mid-rebuild, the next start
  * continues from there; a new rebuild starts over), calling
  * `progress` (may be NULL) after each; finally records 'stopped'.
- * The projection must not run meanwhile, in this process (EDDY_EBUSY) or
- * in another one (not detected: stop it first). Returns EDDY_OK or, with
- * `err`: EDDY_EINVAL (no reset/apply), EDDY_EBUSY, the error of a callback
- * (naming the event), or a store error. Thread-safe.
+ * The projection must not run meanwhile: EDDY_EBUSY when it runs or
+ * rebuilds on this store handle, or when the store records another runner
+ * that is alive (see WHO RUNS IT: "projection \"orders_view\" is running
+ * (pid 4242 on db1, last seen 1 s ago); stop it first"). A rebuild that
+ * fails leaves the projection 'rebuilding' and owned by nobody: the next
+ * start continues it, the next rebuild starts over. Returns EDDY_OK or,
+ * with `err`: EDDY_EINVAL (no reset/apply), EDDY_EBUSY, the error of a
+ * callback (naming the event), or a store error. Thread-safe.
  */
 int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
                             eddy_projection_progress_fn progress, void *user,
@@ -179,7 +198,8 @@ typedef struct eddy_projection_info {
     int64_t head;           /* the store's head when listed */
     int64_t lag;            /* head - checkpoint: events not applied yet
                                (events of other types count too) */
-    int64_t updated_us;     /* when the state last changed */
+    int64_t updated_us;     /* when the state last changed or, while it
+                               runs or rebuilds, its last heartbeat */
 } eddy_projection_info;
 
 typedef int (*eddy_projection_info_fn)(const eddy_projection_info *info,
@@ -189,8 +209,8 @@ typedef int (*eddy_projection_info_fn)(const eddy_projection_info *info,
  * Calls `fn` for each projection recorded in the store, by name. The rows
  * are read first; `fn` runs on the calling thread with no store lock held.
  * `fn` returning non-zero stops the walk (that value is returned).
- * Returns EDDY_OK, fn's value, or a store error (EDDY_ESTATE on a read-only
- * store: the tables are read through the writer). Thread-safe.
+ * Reads on a reader connection: works on a store opened read-only.
+ * Returns EDDY_OK, fn's value, or a store error. Thread-safe.
  */
 int eddy_projection_list(eddy_store *store, eddy_projection_info_fn fn,
                          void *user, eddy_error *err);

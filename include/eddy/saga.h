@@ -36,16 +36,20 @@
  * inbox row and the checkpoint are written. A crash at any point neither
  * loses nor repeats a step.
  *
- * COMMANDS. Queued commands are stored (eddy_saga_commands, state
- * 'pending') and a dispatcher thread sends them through the eddy_command_bus
- * given at start, in order per saga instance, AT-LEAST-ONCE: a command is
- * marked 'sent' after its handler succeeded, so a crash in between sends it
- * again. Each command has a stable id derived from the event that queued it
- * (eddy_id_derive), its correlation id is the saga's and its causation id
- * the event's: a handler that derives its events' ids from the command id
- * (eddy_id_derive(cmd->id, ...)) is idempotent. A failing command is retried
- * with exponential backoff (the later commands of the same instance wait);
- * the attempts and last error are stored in its row.
+ * COMMANDS. Queued commands are stored (state 'pending') and the saga's
+ * dispatcher sends them through the eddy_command_bus given at start, in
+ * order per saga instance, AT-LEAST-ONCE: a command is marked 'sent' after
+ * its handler succeeded, so a crash in between sends it again. Each command
+ * has a stable id derived from the event that queued it (eddy_id_derive),
+ * its correlation id is the saga's and its causation id the event's: a
+ * handler that derives its events' ids from the command id
+ * (eddy_id_derive(cmd->id, ...)) is idempotent. A failing command is
+ * retried with the backoff of eddy_saga_options.command_retry (the later
+ * commands of the same instance wait); the attempts and last error are
+ * stored in its row. A command is NEVER dropped: after max_attempts failed
+ * sends (or an error the policy's `retryable` refuses) it stays pending,
+ * is tried again every max_delay_ms, and each failure is logged at
+ * EDDY_LOG_ERROR (`eddy sagas get ID` shows its attempts and last error).
  *
  * TIMEOUTS. eddy_saga_set_timeout stores a deadline (eddy_saga_timeouts).
  * A timer thread, when it passes, APPENDS an event of type
@@ -63,20 +67,17 @@
  * finished: its pending timeouts are deleted and later events skip it (the
  * commands it queued are still sent).
  *
- * STORE TABLES (part of the store file's schema; SQLite backend only):
- *   eddy_sagas(type, id, status, result, state, version, correlation_id,
- *              created_us, updated_us)  status 'running'|'completed'|'failed'
- *   eddy_saga_commands(id, seq, saga_type, saga_id, name, data,
- *              correlation_id, causation_id, state, attempts, last_error,
- *              created_us, sent_us)    state 'pending'|'sent'
- *   eddy_saga_timeouts(saga_type, saga_id, name, deadline_us, fired,
- *              causation_id)
- * and eddy_subscriptions (kind 'saga', for `eddy graph`).
+ * STORE TABLES (part of the store's schema, on every backend): the saga
+ * instances (type, id, status 'running'|'completed'|'failed', result,
+ * state, version, correlation id, times), their queued commands (id, seq,
+ * name, data, correlation and causation ids, state 'pending'|'sent',
+ * attempts, last error, times) and timeouts (name, deadline, fired), and
+ * the subscription registry (kind 'saga', for `eddy graph`).
  *
  * THREADING. Every function outside "inside on_event" is thread-safe.
  * `correlate` and `on_event` run on the store's writer thread: they must be
  * quick, must not block nor call store functions; command handlers run on
- * the saga's dispatcher thread.
+ * the saga's dispatcher threads (see eddy_saga_options.dispatchers).
  */
 #ifndef EDDY_SAGA_H
 #define EDDY_SAGA_H
@@ -90,6 +91,7 @@
 #include "eddy/command.h"
 #include "eddy/error.h"
 #include "eddy/event.h"
+#include "eddy/retry.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -148,8 +150,11 @@ typedef struct eddy_saga_options {
     unsigned timer_poll_ms;      /* how often the timer looks for deadlines
                                     set by other processes; 0: 1000 (its own
                                     deadlines wake it at once) */
-    unsigned retry_initial_ms;   /* command retry backoff: 0: 100 */
-    unsigned retry_max_ms;       /* backoff cap; 0: 30000 */
+    /* Backoff between the sends of a failing command (eddy/retry.h; the
+     * zero value: 100 ms doubling up to 30 s, jitter 0.2). Past
+     * max_attempts the command stays pending and is sent every
+     * max_delay_ms (see COMMANDS above). */
+    eddy_retry_policy command_retry;
     unsigned event_max_attempts; /* handler attempts per event before it is
                                     dead-lettered (eddy_retry_policy); 0: 5 */
     /* Worker threads of the saga's subscription; 0: 1 (every event in store
@@ -157,10 +162,10 @@ typedef struct eddy_saga_options {
      * events with the same subject keep their store order: use it only when
      * an instance's events all have one subject (e.g. the order id). */
     unsigned workers;
-    /* Threads sending commands; 0: 4. An instance's commands are always
-     * sent one after another, in order; different instances' commands are
-     * sent in parallel (a command handler usually waits for a durable
-     * commit). At most 16. */
+    /* Threads sending commands, created at start; 0: 4. An instance's
+     * commands are always sent one after another, in order, by the same
+     * thread; different instances' commands are sent in parallel (a
+     * command handler usually waits for a durable commit). At most 16. */
     unsigned dispatchers;
 } eddy_saga_options;
 
@@ -172,9 +177,10 @@ typedef struct eddy_saga_options {
  * timer (deadlines stored by an earlier run fire). `store` and `commands`
  * are borrowed and must outlive the saga; `opts` may be NULL.
  * Returns a running saga (destructor: eddy_saga_free) or NULL with `err`:
- * EDDY_EINVAL (the message names the missing field), EDDY_EEXIST (that name
- * already runs on this handle), EDDY_EUNSUPPORTED (not SQLite),
- * EDDY_ESTATE (read-only store), or a store error. Thread-safe.
+ * EDDY_EINVAL (the message names the missing field, or the bad
+ * command_retry field), EDDY_EEXIST (that name already runs on this
+ * handle), EDDY_EUNSUPPORTED (a backend without SQL), EDDY_ESTATE
+ * (read-only store), or a store error. Thread-safe.
  */
 eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
                            eddy_command_bus *commands,
@@ -183,8 +189,10 @@ eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
 /*
  * Stops the subscription, the dispatcher (a command being sent finishes)
  * and the timer. Everything not done stays in the store for the next start.
- * Returns EDDY_OK or the subscription's error. Idempotent. Thread-safe; not
- * from on_event nor from a command handler it sends.
+ * Returns EDDY_OK or the subscription's error. Idempotent. Thread-safe:
+ * when several threads call it at once, one stops the saga, the others
+ * wait for it, and all return the same result. Not from on_event nor from
+ * a command handler it sends.
  */
 int eddy_saga_stop(eddy_saga *sg, eddy_error *err);
 
@@ -269,7 +277,8 @@ typedef int (*eddy_saga_info_fn)(const eddy_saga_info *info, void *user);
 /*
  * Calls `fn` for each saga instance of type `type` (NULL: all) whose status
  * or result equals `status` (NULL: any; e.g. "running", "failed",
- * "CANCELLED"), oldest first. Rows are read first, then `fn` runs on the
+ * "CANCELLED"), oldest first. Rows are read first (on a reader
+ * connection: works on a store opened read-only), then `fn` runs on the
  * calling thread with no lock held; non-zero stops the walk (and is
  * returned). Returns EDDY_OK, fn's value or a store error. Thread-safe.
  */
@@ -278,8 +287,9 @@ int eddy_saga_list(eddy_store *store, const char *type, const char *status,
 
 /*
  * Calls `fn` for every instance with id `id` (one per saga type having it),
- * with its commands and timeouts. Returns EDDY_OK, EDDY_ENOTFOUND (no such
- * instance), fn's value or a store error. Thread-safe.
+ * with its commands and timeouts, read as eddy_saga_list reads. Returns
+ * EDDY_OK, EDDY_EINVAL (no id), EDDY_ENOTFOUND (no such instance), fn's
+ * value or a store error. Thread-safe.
  */
 int eddy_saga_get(eddy_store *store, const char *id, eddy_saga_info_fn fn,
                   void *user, eddy_error *err);

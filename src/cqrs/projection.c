@@ -1,17 +1,22 @@
 /*
  * src/cqrs/projection.c - projections: read models applied exactly once.
  *
- * A running projection is three things:
+ * A running projection is four things:
  *   - a catch-up loop, run by eddy_projection_start and _rebuild on the
- *     calling thread: it reads events from the checkpoint with a cursor and
- *     applies them `batch` at a time, each batch in one write job together
- *     with the checkpoint (fast: one commit per batch, not per event);
+ *     calling thread: it reads events after the checkpoint with the store's
+ *     cursors (eddy_store_query by type for an exact pattern, else
+ *     eddy_store_read_all) and applies them `batch` at a time, each batch
+ *     in one write job together with the checkpoint (one commit per batch,
+ *     not per event);
  *   - a durable subscription in TRANSACTIONAL mode (eddy/durable.h) for the
  *     live events: per event, apply + inbox row + checkpoint in one job;
  *   - INLINE only: an append hook (store_internal.h) that applies the
  *     events of every append through this handle inside the append's own
  *     transaction and marks them done in the inbox, so the subscription
- *     skips them.
+ *     skips them;
+ *   - a heartbeat thread: every HEARTBEAT_MS it refreshes the registry
+ *     row's updated_us, so that a rebuild in another process can tell a
+ *     running projection from the row a crashed one left behind.
  * Every path commits the read-model writes with what marks the event as
  * done (checkpoint or inbox row), so no event is applied twice or lost.
  *
@@ -20,125 +25,66 @@
  *
  * INLINE ordering: the hook is installed unarmed before the catch-up; a
  * write job ("arm") then applies, inside the writer, the few events that
- * landed after the catch-up's last batch (read from the events table on
- * the write connection) and arms the hook in the same transaction, so from
- * then on every event is applied in store order.
+ * landed after the catch-up's last batch (eddyi_txn_events_after: the log
+ * as the write transaction sees it, so nothing can slip in between) and
+ * arms the hook in the same transaction, so from then on every event is
+ * applied in store order.
+ *
+ * WHO RUNS IT. Within a process, a name claim per store handle
+ * (core/lifecycle.h) keeps a start and a rebuild of one name apart. Across
+ * processes, the registry row names its owner ("pid@host") and carries the
+ * heartbeat: a rebuild refuses while the row says running (or rebuilding)
+ * unless the heartbeat is older than STALE_US or the owner is a process of
+ * this host that no longer exists (a crash: SIGKILL leaves the row as it
+ * was). A start does not check: restarting right after a crash must work.
+ *
+ * Threads: start, stop and rebuild run on the caller's thread; `apply`
+ * runs on the store's writer thread; one heartbeat thread per running
+ * projection. Listing and the definition registry: projection_registry.c.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdatomic.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eddy/projection.h"
 
 #include "../core/internal.h"
-#include "../observe/observe_internal.h"
-#include "../reliability/reliability_internal.h"
+#include "../core/lifecycle.h"
+#include "../store/state_cqrs.h"
+#include "../store/state_durable.h"
+#include "../store/store_internal.h"
 #include "cqrs_internal.h"
 
 #define DEFAULT_BATCH 500
-
-static const char UPSERT_CHECKPOINT[] =
-    "INSERT INTO eddy_checkpoints(name, position, updated_us) "
-    "VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET "
-    "position = max(position, excluded.position), "
-    "updated_us = excluded.updated_us";
+/* The heartbeat period of a running projection, and the age after which a
+ * row that still says "running" is taken for a crashed process's. */
+#define HEARTBEAT_MS 2000
+#define STALE_US ((int64_t)10 * 1000 * 1000)
+#define OWNER_MAX 300
 
 struct eddy_projection {
     eddy_store *store;
     const eddy_projection_def *def;
     const char *pattern;
     eddy_durable *durable;
+    eddyi_claim *claim;
+    eddyi_stop stop;
     bool hooked;         /* INLINE: the append hook is installed */
     bool armed;          /* INLINE: writer thread only */
-    bool stopped;
-    struct eddy_projection *next; /* the running list */
+    char owner[OWNER_MAX];
+
+    pthread_mutex_t mu;  /* guards hb_stop */
+    pthread_cond_t cond;
+    bool hb_stop;
+    bool hb_started;
+    pthread_t heartbeat;
 };
 
-/* ---- the running list and the registry ------------------------------------ */
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct eddy_projection *g_running; /* under g_mu */
-struct def_entry {
-    struct def_entry *next;
-    const eddy_projection_def *def;
-};
-static struct def_entry *g_defs; /* under g_mu; lives until exit */
-
-/* Also used as the "rebuilding" marker: a rebuild claims the name. */
-static int claim_name(eddy_projection *p, eddy_error *err)
-{
-    pthread_mutex_lock(&g_mu);
-    for (eddy_projection *q = g_running; q; q = q->next) {
-        if (q->store == p->store && strcmp(q->def->name, p->def->name) == 0) {
-            pthread_mutex_unlock(&g_mu);
-            return eddyi_error(err, EDDY_EEXIST,
-                               "projection \"%s\" already runs or rebuilds "
-                               "on this store handle", p->def->name);
-        }
-    }
-    p->next = g_running;
-    g_running = p;
-    pthread_mutex_unlock(&g_mu);
-    return EDDY_OK;
-}
-
-static void release_name(eddy_projection *p)
-{
-    pthread_mutex_lock(&g_mu);
-    for (eddy_projection **pp = &g_running; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g_mu);
-}
-
-int eddy_projection_register_def(const eddy_projection_def *def,
-                                 eddy_error *err)
-{
-    if (!def || !def->name || !*def->name || !def->apply)
-        return eddyi_error(err, EDDY_EINVAL,
-                           "projection definition needs a name and apply");
-    pthread_mutex_lock(&g_mu);
-    for (struct def_entry *e = g_defs; e; e = e->next) {
-        if (strcmp(e->def->name, def->name) == 0) {
-            int same = e->def == def;
-            pthread_mutex_unlock(&g_mu);
-            return same ? EDDY_OK
-                        : eddyi_error(err, EDDY_EEXIST,
-                                      "projection \"%s\" is already "
-                                      "registered", def->name);
-        }
-    }
-    struct def_entry *e = malloc(sizeof *e);
-    if (!e) {
-        pthread_mutex_unlock(&g_mu);
-        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    }
-    e->def = def;
-    e->next = g_defs;
-    g_defs = e;
-    pthread_mutex_unlock(&g_mu);
-    return EDDY_OK;
-}
-
-const eddy_projection_def *eddy_projection_find_def(const char *name)
-{
-    const eddy_projection_def *found = NULL;
-    if (!name)
-        return NULL;
-    pthread_mutex_lock(&g_mu);
-    for (struct def_entry *e = g_defs; e && !found; e = e->next)
-        if (strcmp(e->def->name, name) == 0)
-            found = e->def;
-    pthread_mutex_unlock(&g_mu);
-    return found;
-}
-
-/* ---- write jobs ----------------------------------------------------------- */
+/* ---- checks --------------------------------------------------------------- */
 
 static int check_def(const eddy_projection_def *def, bool need_reset,
                      eddy_error *err)
@@ -156,13 +102,13 @@ static int check_def(const eddy_projection_def *def, bool need_reset,
         def->mode != EDDY_PROJECTION_INLINE)
         return eddyi_error(err, EDDY_EINVAL, "projection \"%s\": bad mode %d",
                            def->name, (int)def->mode);
-    char what[300];
-    snprintf(what, sizeof what, "projection \"%s\"", def->name);
     eddyi_pattern parsed;
     eddy_error perr = {0};
-    int rc = eddyi_pattern_parse(def->pattern ? def->pattern : "*", &parsed, &perr);
+    int rc = eddyi_pattern_parse(def->pattern ? def->pattern : "*", &parsed,
+                                 &perr);
     if (rc != EDDY_OK)
-        eddyi_error(err, rc, "%s: %.400s", what, perr.message);
+        eddyi_error(err, rc, "projection \"%.200s\": %.400s", def->name,
+                    perr.message);
     return rc;
 }
 
@@ -171,126 +117,149 @@ static const char *mode_name(eddy_projection_mode m)
     return m == EDDY_PROJECTION_INLINE ? "inline" : "async";
 }
 
-static int set_state(sqlite3 *db, const eddy_projection_def *def,
-                     const char *state, int64_t now, eddy_error *err)
+static const char *pattern_of(const eddy_projection_def *def)
 {
-    return eddyi_rel_exec(
-        db, NULL, err,
-        "INSERT INTO eddy_projections(name, pattern, mode, state, updated_us) "
-        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET "
-        "pattern = excluded.pattern, mode = excluded.mode, "
-        "state = excluded.state, updated_us = excluded.updated_us",
-        "tttti", def->name,
-        def->pattern ? def->pattern : "*", mode_name(def->mode), state, now);
+    return def->pattern ? def->pattern : "*";
+}
+
+/* This process as a registry owner: "pid@host". */
+static void owner_name(char *out, size_t size)
+{
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, size, "%ld@%s", (long)getpid(), host);
+}
+
+/*
+ * Whether registry row `r` says another runner is alive. Fills `why`
+ * ("pid 42 on db1, last seen 2 s ago"). A row is not alive when it is not
+ * running or rebuilding, when it has no owner (an interrupted rebuild),
+ * when its heartbeat is older than STALE_US, or when its owner is a process
+ * of this host that does not exist any more. A row of this very process is
+ * alive: another store handle here runs it (failed starts and rebuilds
+ * clear their owner).
+ */
+static bool owner_alive(const eddyi_proj_row *r, int64_t now_us, char *why,
+                        size_t size)
+{
+    if ((strcmp(r->state, "running") != 0 &&
+         strcmp(r->state, "rebuilding") != 0) ||
+        !r->owner[0])
+        return false; /* stopped, or an interrupted rebuild nobody runs */
+    int64_t age_us = now_us - r->updated_us;
+    if (age_us < 0)
+        age_us = 0; /* another host's clock ahead of ours */
+    if (age_us >= STALE_US)
+        return false;
+    long long age_s = (long long)((age_us + 500000) / 1000000);
+    char *end = NULL;
+    long pid = strtol(r->owner, &end, 10);
+    if (!end || *end != '@' || pid <= 0) {
+        snprintf(why, size, "owner %.200s, last seen %lld s ago", r->owner,
+                 age_s);
+        return true; /* an owner we cannot parse: the heartbeat decides */
+    }
+    const char *host = end + 1;
+    char mine[OWNER_MAX];
+    owner_name(mine, sizeof mine);
+    const char *my_host = strchr(mine, '@') + 1;
+    if (strcmp(host, my_host) == 0 && (pid_t)pid != getpid() &&
+        kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false; /* crashed on this host */
+    snprintf(why, size, "pid %ld on %s, last seen %lld s ago", pid, host,
+             age_s);
+    return true;
+}
+
+/* ---- write jobs ----------------------------------------------------------- */
+
+struct busy_check {
+    int64_t now_us;
+    bool busy;
+    char state[32];
+    char why[OWNER_MAX + 64];
+};
+
+static int busy_row(const eddyi_proj_row *r, void *user)
+{
+    struct busy_check *b = user;
+    b->busy = owner_alive(r, b->now_us, b->why, sizeof b->why);
+    snprintf(b->state, sizeof b->state, "%s", r->state);
+    return 0;
 }
 
 struct setup_job {
     const eddy_projection_def *def;
     const char *state;  /* recorded state */
-    bool reset;         /* rebuild: reset and forget progress */
-    int64_t checkpoint; /* out */
+    const char *owner;  /* recorded owner */
+    bool reset;         /* rebuild: refuse if running elsewhere, reset and
+                           forget progress */
 };
 
 static int setup_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct setup_job *j = arg;
     const eddy_projection_def *def = j->def;
-    sqlite3 *db;
-    sqlite3_stmt *st = NULL;
-    int64_t now = eddy_txn_now_us(txn);
-    int rc = eddyi_rel_db(txn, &db, err);
+    int rc = EDDY_OK;
+    if (j->reset) {
+        /* In the write transaction: no other process can record itself
+         * between this check and the 'rebuilding' row below. */
+        struct busy_check b = {.now_us = eddy_txn_now_us(txn)};
+        rc = eddyi_proj_get(txn, def->name, busy_row, &b, err);
+        if (rc == EDDY_OK && b.busy)
+            return eddyi_error(err, EDDY_EBUSY,
+                               "projection \"%s\" is %s (%s); stop it first",
+                               def->name, b.state, b.why);
+    }
     if (rc == EDDY_OK && def->setup)
-        rc = def->setup((eddy_txn *)txn, def->user, err);
+        rc = def->setup(txn, def->user, err);
     if (rc == EDDY_OK && j->reset) {
-        rc = def->reset((eddy_txn *)txn, def->user, err);
-        static const char *const wipe[] = {
-            "DELETE FROM eddy_checkpoints WHERE name = ?1",
-            "DELETE FROM eddy_inbox WHERE handler = ?1",
-            "DELETE FROM eddy_retries WHERE subscription = ?1",
-            "DELETE FROM eddy_dead_letters WHERE subscription = ?1",
-        };
-        for (size_t i = 0; rc == EDDY_OK && i < sizeof wipe / sizeof *wipe;
-             i++)
-            rc = eddyi_rel_exec(db, NULL, err, wipe[i], "t", def->name);
+        rc = def->reset(txn, def->user, err);
+        if (rc == EDDY_OK)
+            rc = eddyi_ckpt_reset(txn, def->name, err);
     }
     if (rc == EDDY_OK)
-        rc = set_state(db, def, j->state, now, err);
+        rc = eddyi_proj_record(txn, def->name, pattern_of(def),
+                               mode_name(def->mode), j->state, j->owner, err);
     if (rc == EDDY_OK)
-        rc = eddyi_subscription_record_db(
-            db, def->name, def->pattern ? def->pattern : "*", "projection",
-            now, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT position FROM eddy_checkpoints "
-                               "WHERE name = ?1",
-                               "t", def->name);
-    if (rc != EDDY_OK)
-        return rc;
-    int s = sqlite3_step(st);
-    j->checkpoint = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if (s != SQLITE_ROW && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reading the checkpoint", err);
-    sqlite3_finalize(st);
+        rc = eddyi_subs_record(txn, def->name, pattern_of(def), "projection",
+                               err);
     return rc;
 }
 
 struct state_job {
     const eddy_projection_def *def;
     const char *state;
+    const char *owner;
 };
 
 static int state_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct state_job *j = arg;
-    sqlite3 *db;
-    int rc = eddyi_rel_db(txn, &db, err);
-    return rc == EDDY_OK
-               ? set_state(db, j->def, j->state, eddy_txn_now_us(txn), err)
-               : rc;
-}
-
-/* Is (name, event id) marked done in the inbox? */
-static int inbox_done(sqlite3 *db, const char *name, const char *event_id,
-                      bool *done, eddy_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT 1 FROM eddy_inbox WHERE handler = ?1 "
-                               "AND event_id = ?2 AND state = 'done'",
-                               "tt", name, event_id);
-    if (rc != EDDY_OK)
-        return rc;
-    int s = sqlite3_step(st);
-    *done = s == SQLITE_ROW;
-    if (s != SQLITE_ROW && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reading the inbox", err);
-    sqlite3_finalize(st);
-    return rc;
+    return eddyi_proj_record(txn, j->def->name, pattern_of(j->def),
+                             mode_name(j->def->mode), j->state, j->owner,
+                             err);
 }
 
 /* Applies `ev` unless the inbox says it is done; with `mark`, marks it. */
-static int apply_once(eddy_txn *txn, sqlite3 *db,
-                      const eddy_projection_def *def, const eddy_event *ev,
-                      bool mark, eddy_error *err)
+static int apply_once(eddy_txn *txn, const eddy_projection_def *def,
+                      const eddy_event *ev, bool mark, eddy_error *err)
 {
     bool done = false;
-    int rc = inbox_done(db, def->name, eddy_event_id(ev), &done, err);
+    int rc = eddyi_inbox_is_done(txn, def->name, eddy_event_id(ev), &done,
+                                 err);
     if (rc != EDDY_OK || done)
         return rc;
     eddy_error e = {0};
-    rc = def->apply((eddy_txn *)txn, ev, def->user, &e);
+    rc = def->apply(txn, ev, def->user, &e);
     if (rc != EDDY_OK)
         return eddyi_error(err, rc, "projection \"%s\": event %s (%s): %s",
                            def->name, eddy_event_id(ev), eddy_event_type(ev),
                            e.message[0] ? e.message : eddy_strerror(rc));
     if (mark)
-        rc = eddyi_rel_exec(db, NULL, err,
-                            "INSERT INTO eddy_inbox(handler, event_id, state, "
-                            "updated_us) VALUES(?1, ?2, 'done', ?3) "
-                            "ON CONFLICT(handler, event_id) DO UPDATE SET "
-                            "state = 'done', updated_us = excluded.updated_us",
-                            "tti", def->name, eddy_event_id(ev),
-                            eddy_txn_now_us(txn));
+        rc = eddyi_inbox_done(txn, def->name, eddy_event_id(ev), err);
     return rc;
 }
 
@@ -298,6 +267,7 @@ static int apply_once(eddy_txn *txn, sqlite3 *db,
  * match) and the last position they cover. */
 struct batch_job {
     const eddy_projection_def *def;
+    const char *owner; /* rebuild: refresh the heartbeat too */
     eddy_event **events;
     size_t count;
     int64_t last;
@@ -306,61 +276,88 @@ struct batch_job {
 static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch_job *j = arg;
-    sqlite3 *db;
-    int rc = eddyi_rel_db(txn, &db, err);
+    int rc = EDDY_OK;
     for (size_t i = 0; rc == EDDY_OK && i < j->count; i++)
         if (j->events[i])
-            rc = apply_once(txn, db, j->def, j->events[i], false, err);
+            rc = apply_once(txn, j->def, j->events[i], false, err);
     if (rc == EDDY_OK)
-        rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii",
-                            j->def->name, j->last, eddy_txn_now_us(txn));
+        rc = eddyi_ckpt_save(txn, j->def->name, j->last, err);
+    if (rc == EDDY_OK && j->owner)
+        rc = eddyi_proj_heartbeat(txn, j->def->name, j->owner, err);
     return rc;
+}
+
+/* Opens a cursor on the events after `after`: by type for an exact
+ * pattern (the store's type index skips the others), else the whole log. */
+static int open_cursor(eddy_store *store, const char *pattern, bool exact,
+                       int64_t after, size_t batch, eddy_cursor **c,
+                       eddy_error *err)
+{
+    if (!exact)
+        return eddy_store_read_all(store, after + 1, batch, c, err);
+    eddy_query q = {.types = &pattern, .type_count = 1,
+                    .min_position = after + 1, .limit = batch};
+    return eddy_store_query(store, &q, c, err);
 }
 
 /*
  * Applies every event after `*position` up to the head, in batches; moves
- * `*position`. Returns EDDY_OK, an apply error (the failing batch is rolled
- * back; `*position` stays before it) or a store error.
+ * `*position` (to the head when the last events did not match). `owner`
+ * (rebuild; may be NULL) is refreshed with each batch. Returns EDDY_OK, an
+ * apply error (the failing batch is rolled back; `*position` stays before
+ * it) or a store error.
  */
 static int catch_up(eddy_store *store, const eddy_projection_def *def,
-                    size_t batch, int64_t *position,
+                    const char *owner, size_t batch, int64_t *position,
                     eddy_projection_progress_fn progress, void *user,
                     eddy_error *err)
 {
-    const char *pattern = def->pattern ? def->pattern : "*";
+    const char *pattern = pattern_of(def);
+    eddyi_pattern parsed;
+    if (eddyi_pattern_parse(pattern, &parsed, err) != EDDY_OK)
+        return EDDY_EINVAL;
+    bool exact = parsed.kind == EDDYI_PATTERN_EXACT;
     eddy_event **evs = calloc(batch, sizeof *evs);
     if (!evs)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     int64_t total = 0;
     int rc = eddy_store_head(store, &total, err);
     while (rc == EDDY_OK) {
+        /* Read before the cursor: a short page then covers every event up
+         * to this head, matching or not. */
+        int64_t head = 0;
         eddy_cursor *c = NULL;
-        rc = eddy_store_read_all(store, *position + 1, batch, &c, err);
+        rc = eddy_store_head(store, &head, err);
+        if (rc == EDDY_OK)
+            rc = open_cursor(store, pattern, exact, *position, batch, &c,
+                             err);
         if (rc != EDDY_OK)
             break;
-        struct batch_job j = {.def = def, .events = evs, .last = *position};
+        struct batch_job j = {.def = def, .owner = owner, .events = evs,
+                              .last = *position};
         eddy_record rec;
         int n;
         while ((n = eddy_cursor_next(c, &rec, err)) > 0) {
-            evs[j.count++] = eddyi_pattern_match_text(pattern,
-                                                 eddy_event_type(rec.event))
-                                 ? eddy_event_ref(rec.event)
-                                 : NULL;
+            evs[j.count++] =
+                eddyi_pattern_match(&parsed, pattern,
+                                    eddy_event_type(rec.event))
+                    ? eddy_event_ref(rec.event)
+                    : NULL;
             j.last = rec.position;
         }
         eddy_cursor_free(c);
         if (n < 0)
             rc = -n;
-        else if (j.count == 0)
-            break; /* at the head */
-        if (rc == EDDY_OK)
+        if (rc == EDDY_OK && j.count < batch && head > j.last)
+            j.last = head;
+        if (rc == EDDY_OK && j.last > *position)
             rc = eddyi_store_write(store, batch_job_run, &j, err);
         for (size_t i = 0; i < j.count; i++) {
             eddy_event_unref(evs[i]);
             evs[i] = NULL;
         }
-        if (rc != EDDY_OK)
-            break;
+        if (rc != EDDY_OK || j.last == *position)
+            break; /* an error, or at the head */
         *position = j.last;
         if (*position > total)
             total = *position;
@@ -381,68 +378,94 @@ static int inline_hook(eddy_txn *txn, const char *stream_id,
     EDDYI_UNUSED(stream_id);
     if (!p->armed)
         return EDDY_OK;
-    sqlite3 *db;
-    int rc = eddyi_rel_db(txn, &db, err);
+    int rc = EDDY_OK;
     for (size_t i = 0; rc == EDDY_OK && i < count; i++)
         if (eddyi_pattern_match_text(p->pattern, eddy_event_type(events[i])))
-            rc = apply_once(txn, db, p->def, events[i], true, err);
+            rc = apply_once(txn, p->def, events[i], true, err);
     return rc;
 }
 
 struct arm_job {
     eddy_projection *p;
+    eddy_txn *txn;
+    eddy_error *err;
     int64_t checkpoint;
+    int64_t last;
 };
 
-/*
- * Applies the events committed after the catch-up (read from the events
- * table on the write connection, so nothing can slip in between) and arms
- * the hook, in one transaction. These few events bypass the store's
- * transform hook (they are decoded as stored).
- */
-static int arm_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int arm_event(int64_t position, eddy_event *ev, void *user)
 {
-    struct arm_job *j = arg;
-    eddy_projection *p = j->p;
-    sqlite3 *db;
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT position, type, payload FROM events "
-                               "WHERE position > ?1 ORDER BY position",
-                               "i", j->checkpoint);
-    if (rc != EDDY_OK)
-        return rc;
-    int64_t last = j->checkpoint;
-    int s;
-    while (rc == EDDY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        last = sqlite3_column_int64(st, 0);
-        const char *type = (const char *)sqlite3_column_text(st, 1);
-        if (!eddyi_pattern_match_text(p->pattern, type))
-            continue;
-        const char *payload = (const char *)sqlite3_column_text(st, 2);
-        eddy_event *ev = eddy_event_decode(
-            payload, (size_t)sqlite3_column_bytes(st, 2), err);
-        if (!ev) {
-            rc = EDDY_EPARSE;
-            break;
-        }
-        rc = apply_once(txn, db, p->def, ev, false, err);
-        eddy_event_unref(ev);
-    }
-    if (rc == EDDY_OK && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reading new events", err);
-    sqlite3_finalize(st);
-    if (rc == EDDY_OK && last > j->checkpoint)
-        rc = eddyi_rel_exec(db, NULL, err, UPSERT_CHECKPOINT, "tii",
-                            p->def->name, last, eddy_txn_now_us(txn));
-    if (rc == EDDY_OK)
-        p->armed = true; /* writer thread: the hook reads it there */
+    struct arm_job *j = user;
+    int rc = EDDY_OK;
+    j->last = position;
+    if (eddyi_pattern_match_text(j->p->pattern, eddy_event_type(ev)))
+        rc = apply_once(j->txn, j->p->def, ev, false, j->err);
+    eddy_event_unref(ev);
     return rc;
 }
 
-/* ---- the live subscription ------------------------------------------------ */
+/* Applies the events committed after the catch-up and arms the hook, in
+ * one transaction. */
+static int arm_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    struct arm_job *j = arg;
+    j->txn = txn;
+    j->err = err;
+    j->last = j->checkpoint;
+    int rc = eddyi_txn_events_after(txn, j->checkpoint, arm_event, j, err);
+    if (rc == EDDY_OK && j->last > j->checkpoint)
+        rc = eddyi_ckpt_save(txn, j->p->def->name, j->last, err);
+    if (rc == EDDY_OK)
+        j->p->armed = true; /* writer thread: the hook reads it there */
+    return rc;
+}
+
+/* ---- the heartbeat ---------------------------------------------------------- */
+
+struct heartbeat_job {
+    const char *name, *owner;
+};
+
+static int heartbeat_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    struct heartbeat_job *j = arg;
+    return eddyi_proj_heartbeat(txn, j->name, j->owner, err);
+}
+
+static void *heartbeat_main(void *arg)
+{
+    eddy_projection *p = arg;
+    struct heartbeat_job j = {.name = p->def->name, .owner = p->owner};
+    pthread_mutex_lock(&p->mu);
+    while (!p->hb_stop) {
+        eddyi_cqrs_wait_ms(&p->cond, &p->mu, HEARTBEAT_MS);
+        if (p->hb_stop)
+            break;
+        pthread_mutex_unlock(&p->mu);
+        eddy_error e = {0};
+        if (eddyi_store_write(p->store, heartbeat_job_run, &j, &e) !=
+            EDDY_OK)
+            EDDYI_LOG(EDDY_LOG_WARN, "projection", "%s: heartbeat: %s",
+                      p->def->name, e.message);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void heartbeat_stop(eddy_projection *p)
+{
+    if (!p->hb_started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->hb_stop = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->heartbeat, NULL);
+    p->hb_started = false;
+}
+
+/* ---- start and stop ----------------------------------------------------------- */
 
 static int durable_apply(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
                          void *user)
@@ -456,41 +479,80 @@ static int durable_apply(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
     return EDDY_OK;
 }
 
+static void record_stopped(eddy_projection *p)
+{
+    struct state_job sj = {.def = p->def, .state = "stopped"};
+    eddy_error e = {0};
+    if (eddyi_store_write(p->store, state_job_run, &sj, &e) != EDDY_OK)
+        EDDYI_LOG(EDDY_LOG_WARN, "projection", "%s: recording the stop: %s",
+                  p->def->name, e.message);
+}
+
+static void projection_destroy(eddy_projection *p)
+{
+    eddyi_stop_destroy(&p->stop);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
 eddy_projection *eddy_projection_start(eddy_store *store,
                                        const eddy_projection_def *def,
                                        eddy_error *err)
 {
-    eddy_projection *p = NULL;
-    bool claimed = false;
+    bool recorded = false;
     if (!store) {
         eddyi_error(err, EDDY_EINVAL, "projection: store is NULL");
         return NULL;
     }
     if (check_def(def, false, err) != EDDY_OK)
         return NULL;
-    p = calloc(1, sizeof *p);
+    eddy_projection *p = calloc(1, sizeof *p);
     if (!p) {
         eddyi_error(err, EDDY_ENOMEM, "out of memory");
         return NULL;
     }
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        eddyi_error(err, EDDY_ENOMEM, "projection: cannot create a mutex");
+        return NULL;
+    }
+    if (eddyi_cqrs_cond_init(&p->cond) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        eddyi_error(err, EDDY_ENOMEM, "projection: cannot create a condition");
+        return NULL;
+    }
+    eddyi_stop_init(&p->stop);
     p->store = store;
     p->def = def;
-    p->pattern = def->pattern ? def->pattern : "*";
-    if (claim_name(p, err) != EDDY_OK)
+    p->pattern = pattern_of(def);
+    owner_name(p->owner, sizeof p->owner);
+    if (eddyi_claim_take(store, "projection", def->name, &p->claim, err) !=
+        EDDY_OK)
         goto fail;
-    claimed = true;
 
-    struct setup_job sj = {.def = def, .state = "running"};
+    struct setup_job sj = {.def = def, .state = "running", .owner = p->owner};
     if (eddyi_store_write(store, setup_job_run, &sj, err) != EDDY_OK)
         goto fail;
+    recorded = true;
+    int64_t position = 0;
+    bool found = false;
+    if (eddyi_ckpt_load(store, def->name, &position, &found, err) != EDDY_OK)
+        goto fail;
+    if (pthread_create(&p->heartbeat, NULL, heartbeat_main, p) != 0) {
+        eddyi_error(err, EDDY_ENOMEM, "projection \"%s\": cannot start its "
+                    "heartbeat thread", def->name);
+        goto fail;
+    }
+    p->hb_started = true;
     if (def->mode == EDDY_PROJECTION_INLINE) {
         if (eddyi_store_add_append_hook(store, inline_hook, p, err) != EDDY_OK)
             goto fail;
         p->hooked = true;
     }
-    int64_t position = sj.checkpoint;
     eddy_error e = {0};
-    if (catch_up(store, def, def->batch ? def->batch : DEFAULT_BATCH,
+    if (catch_up(store, def, NULL, def->batch ? def->batch : DEFAULT_BATCH,
                  &position, NULL, NULL, &e) != EDDY_OK) {
         /* Not fatal: the subscription takes over from the checkpoint, with
          * its retries and dead letters for the failing event. */
@@ -521,11 +583,13 @@ eddy_projection *eddy_projection_start(eddy_store *store,
         goto fail;
     return p;
 fail:
+    heartbeat_stop(p);
     if (p->hooked)
         eddyi_store_remove_append_hook(store, inline_hook, p);
-    if (claimed)
-        release_name(p);
-    free(p);
+    if (recorded)
+        record_stopped(p);
+    eddyi_claim_release(p->claim);
+    projection_destroy(p);
     return NULL;
 }
 
@@ -533,21 +597,20 @@ int eddy_projection_stop(eddy_projection *p, eddy_error *err)
 {
     if (!p)
         return EDDY_OK;
-    if (p->stopped)
-        return EDDY_OK;
-    p->stopped = true;
-    if (p->hooked) {
-        eddyi_store_remove_append_hook(p->store, inline_hook, p);
-        p->hooked = false;
+    if (eddyi_stop_begin(&p->stop)) {
+        if (p->hooked) {
+            eddyi_store_remove_append_hook(p->store, inline_hook, p);
+            p->hooked = false;
+        }
+        eddy_error e = {0};
+        int rc = eddy_durable_stop(p->durable, &e);
+        heartbeat_stop(p);
+        record_stopped(p);
+        eddyi_claim_release(p->claim);
+        p->claim = NULL;
+        eddyi_stop_end(&p->stop, rc, &e);
     }
-    int rc = eddy_durable_stop(p->durable, err);
-    struct state_job sj = {.def = p->def, .state = "stopped"};
-    eddy_error e = {0};
-    if (eddyi_store_write(p->store, state_job_run, &sj, &e) != EDDY_OK)
-        EDDYI_LOG(EDDY_LOG_WARN, "projection", "%s: recording the stop: %s",
-                  p->def->name, e.message);
-    release_name(p);
-    return rc;
+    return eddyi_stop_wait(&p->stop, err);
 }
 
 void eddy_projection_free(eddy_projection *p)
@@ -556,12 +619,12 @@ void eddy_projection_free(eddy_projection *p)
         return;
     eddy_projection_stop(p, NULL);
     eddy_durable_free(p->durable);
-    free(p);
+    projection_destroy(p);
 }
 
 int eddy_projection_wait(eddy_projection *p, int64_t position, int timeout_ms)
 {
-    if (!p || !p->durable || p->stopped)
+    if (!p || !p->durable || eddyi_stop_requested(&p->stop))
         return EDDY_ESTOPPED;
     return eddy_durable_wait_idle(p->durable, position, timeout_ms);
 }
@@ -582,15 +645,21 @@ int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
     int rc = check_def(def, true, err);
     if (rc != EDDY_OK)
         return rc;
-    /* A marker in the running list: no start of this name meanwhile. */
-    eddy_projection marker = {.store = store, .def = def};
-    rc = claim_name(&marker, err);
-    if (rc != EDDY_OK)
+    /* The claim keeps a start of this name on this handle out meanwhile. */
+    eddyi_claim *claim = NULL;
+    rc = eddyi_claim_take(store, "projection", def->name, &claim, err);
+    if (rc == EDDY_EEXIST)
         return eddyi_error(err, EDDY_EBUSY,
                            "projection \"%s\" is running on this store "
-                           "handle: stop it before rebuilding", def->name);
-    struct setup_job sj = {.def = def, .state = "rebuilding", .reset = true};
+                           "handle; stop it first", def->name);
+    if (rc != EDDY_OK)
+        return rc;
+    char owner[OWNER_MAX];
+    owner_name(owner, sizeof owner);
+    struct setup_job sj = {.def = def, .state = "rebuilding", .owner = owner,
+                           .reset = true};
     rc = eddyi_store_write(store, setup_job_run, &sj, err);
+    bool sj_done = rc == EDDY_OK;
     int64_t position = 0;
     if (rc == EDDY_OK) {
         /* Smaller batches when they would report progress too rarely: about
@@ -603,106 +672,24 @@ int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
                 batch = (size_t)step;
             progress(0, head, user);
         }
-        rc = catch_up(store, def, batch, &position, progress, user, err);
+        rc = catch_up(store, def, owner, batch, &position, progress, user,
+                      err);
     }
-    if (rc == EDDY_OK) {
-        struct state_job st = {.def = def, .state = "stopped"};
-        rc = eddyi_store_write(store, state_job_run, &st, err);
-    }
-    release_name(&marker);
-    return rc;
-}
-
-/* ---- listing -------------------------------------------------------------- */
-
-struct proj_row {
-    char *name, *pattern, *mode, *state;
-    int64_t checkpoint, updated_us;
-};
-
-struct list_job {
-    struct proj_row *rows;
-    size_t count;
-    int64_t head;
-};
-
-static int list_job_run(eddy_txn *txn, void *arg, eddy_error *err)
-{
-    struct list_job *j = arg;
-    sqlite3 *db;
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT coalesce(max(position), 0) FROM events",
-                               NULL);
-    if (rc != EDDY_OK)
-        return rc;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        j->head = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    rc = eddyi_rel_prepare(
-        db, &st, err,
-        "SELECT p.name, p.pattern, p.mode, p.state, "
-        "coalesce(c.position, 0), p.updated_us FROM eddy_projections p "
-        "LEFT JOIN eddy_checkpoints c ON c.name = p.name ORDER BY p.name",
-        NULL);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct proj_row *n = realloc(j->rows, (j->count + 1) * sizeof *n);
-        if (!n) {
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-            break;
-        }
-        j->rows = n;
-        struct proj_row *r = &j->rows[j->count++];
-        r->name = eddyi_rel_column_text(st, 0);
-        r->pattern = eddyi_rel_column_text(st, 1);
-        r->mode = eddyi_rel_column_text(st, 2);
-        r->state = eddyi_rel_column_text(st, 3);
-        r->checkpoint = sqlite3_column_int64(st, 4);
-        r->updated_us = sqlite3_column_int64(st, 5);
-        if (!r->name || !r->pattern || !r->mode || !r->state) {
-            rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-            break;
+    if (sj_done) {
+        /* Done: 'stopped'. Failed: still 'rebuilding' (the read model is
+         * incomplete until a start or a rebuild finishes it), but owned by
+         * nobody, so that the next rebuild is not refused. */
+        struct state_job st = {.def = def,
+                               .state = rc == EDDY_OK ? "stopped"
+                                                      : "rebuilding"};
+        eddy_error e = {0};
+        int r2 = eddyi_store_write(store, state_job_run, &st, &e);
+        if (r2 != EDDY_OK && rc == EDDY_OK) {
+            rc = r2;
+            if (err)
+                *err = e;
         }
     }
-    if (rc == EDDY_OK && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "listing projections", err);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-int eddy_projection_list(eddy_store *store, eddy_projection_info_fn fn,
-                         void *user, eddy_error *err)
-{
-    if (!store || !fn)
-        return eddyi_error(err, EDDY_EINVAL,
-                           "projection list: store and callback required");
-    struct list_job j = {0};
-    int rc = eddyi_store_write(store, list_job_run, &j, err);
-    for (size_t i = 0; i < j.count; i++) {
-        struct proj_row *r = &j.rows[i];
-        if (rc == EDDY_OK) {
-            eddy_projection_info info = {
-                .name = r->name,
-                .pattern = r->pattern,
-                .mode = r->mode,
-                .state = r->state,
-                .checkpoint = r->checkpoint,
-                .head = j.head,
-                .lag = j.head > r->checkpoint ? j.head - r->checkpoint : 0,
-                .updated_us = r->updated_us,
-            };
-            rc = fn(&info, user);
-        }
-        free(r->name);
-        free(r->pattern);
-        free(r->mode);
-        free(r->state);
-    }
-    free(j.rows);
+    eddyi_claim_release(claim);
     return rc;
 }

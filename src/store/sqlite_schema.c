@@ -169,5 +169,10 @@ const char *const eddyi_sqlite_migrations[EDDYI_SQLITE_SCHEMA_VERSION] = {
     "  subject = json_extract(payload, '$.subject');"
     "DROP INDEX IF EXISTS eddy_events_by_correlation;"
     "CREATE INDEX events_by_correlation ON events(correlation_id) "
-    "  WHERE correlation_id IS NOT NULL;",
+    "  WHERE correlation_id IS NOT NULL;"
+    /* cqrs: who runs or rebuilds a projection ("pid@host"), so that a
+     * rebuild in another process can refuse while it runs and tell a
+     * crashed owner (a dead pid on this host) from a live one. */
+    "ALTER TABLE eddy_projections ADD COLUMN owner TEXT NOT NULL "
+    "  DEFAULT '';",
 };
