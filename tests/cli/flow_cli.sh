@@ -79,7 +79,7 @@ EVENT=$(awk 'NR > 2 && !/->/ { print $NF; exit }' "$TMP/trace.out")
 run trace3 0 trace "$EVENT" --store "$STORE"
 cmp -s "$TMP/trace.out" "$TMP/trace3.out" || fail "trace by event id differs"
 run tmissing 1 trace no-such-thing --store "$STORE"
-has tmissing err 'no event, correlation or subject no-such-thing'
+has tmissing err 'no event, correlation, stream or subject "no-such-thing"'
 
 # graph
 run gdot 0 graph --store "$STORE"
