@@ -222,21 +222,8 @@ static int seed(orders_app *app, const orders_demo_options *opts, long stock,
 {
     int rc = EDDY_OK;
     for (size_t p = 0; !has_orders && stock > 0 && rc == EDDY_OK && p < NPRODUCTS; p++) {
-        char stream[ORDERS_ID_MAX + 16];
-        snprintf(stream, sizeof stream, "product-%s", PRODUCTS[p].id);
-        json_t *data = json_pack("{s:s, s:I}", "product_id", PRODUCTS[p].id,
-                                 "quantity", (json_int_t)stock);
-        eddy_event *ev = data ? orders_event_new(ORDERS_STOCK_ADDED,
-                                                 "inventory-service",
-                                                 PRODUCTS[p].id, NULL, NULL,
-                                                 NULL, data, err)
-                              : NULL;
-        json_decref(data);
-        if (!ev)
-            return err->code ? err->code : EDDY_ENOMEM;
-        rc = eddy_store_append(app->store, stream, EDDY_EXPECT_NO_STREAM, &ev,
-                               1, NULL, err);
-        eddy_event_unref(ev);
+        rc = orders_add_stock(app, PRODUCTS[p].id, stock, EDDY_EXPECT_NO_STREAM,
+                              err);
         if (rc == EDDY_ECONFLICT)
             rc = EDDY_OK;
     }

@@ -219,9 +219,12 @@ int orders_register_user(orders_app *app, const char *user_id,
                          eddy_error *err);
 
 /* InventoryService: adds `quantity` units of `product_id` to the stock (an
- * inventory.stock.added event the inventory subscription applies). */
+ * inventory.stock.added event on product-<id>, which the inventory
+ * subscription applies), if that stream is at `expected_version`
+ * (EDDY_EXPECT_ANY: always; EDDY_EXPECT_NO_STREAM: only as the product's
+ * first stock, else EDDY_ECONFLICT). Thread-safe. */
 int orders_add_stock(orders_app *app, const char *product_id, long quantity,
-                     eddy_error *err);
+                     int64_t expected_version, eddy_error *err);
 
 /*
  * OrderService.place_order: runs OrderAggregate.place on order `order_id`

@@ -99,7 +99,7 @@ int orders_register_user(orders_app *app, const char *user_id,
 }
 
 int orders_add_stock(orders_app *app, const char *product_id, long quantity,
-                     eddy_error *err)
+                     int64_t expected_version, eddy_error *err)
 {
     char stream[ORDERS_ID_MAX + 16];
     snprintf(stream, sizeof stream, "product-%s", product_id);
@@ -112,7 +112,7 @@ int orders_add_stock(orders_app *app, const char *product_id, long quantity,
     json_decref(data);
     if (!ev)
         return err && err->code ? err->code : EDDY_ENOMEM;
-    int rc = eddy_store_append(app->store, stream, EDDY_EXPECT_ANY, &ev, 1,
+    int rc = eddy_store_append(app->store, stream, expected_version, &ev, 1,
                                NULL, err);
     eddy_event_unref(ev);
     return rc;
