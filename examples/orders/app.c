@@ -40,8 +40,9 @@ orders_app *orders_app_start(eddy_store *store, const orders_config *cfg,
         orders_services_start(app, err) != EDDY_OK)
         goto fail;
     if (ORDERS_RUNS(app, ORDERS_PART_ORDERS) &&
-        !(app->read_model = eddy_projection_start(store, &orders_read_model_def,
-                                                  err)))
+        (orders_read_model_upgrade(store, &app->read_model_rebuilt, err) != EDDY_OK ||
+         !(app->read_model = eddy_projection_start(store, &orders_read_model_def,
+                                                   err))))
         goto fail;
     eddy_saga_options so = {.event_max_attempts = 10};
     if (ORDERS_RUNS(app, ORDERS_PART_SAGA) &&

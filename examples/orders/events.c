@@ -1,6 +1,6 @@
 /*
- * examples/orders/events.c - building the domain's events and appending a
- * command's result exactly once.
+ * examples/orders/events.c - building the domain's events, appending a
+ * command's result exactly once, and printing money.
  */
 #include <string.h>
 
@@ -17,14 +17,21 @@ eddy_event *orders_event_new(const char *type, const char *source,
         .source = source,
         .subject = subject,
         .id = id,
-        .dataversion = strcmp(type, ORDERS_USER_REGISTERED) == 0
-                           ? ORDERS_USER_VERSION
-                           : ORDERS_VERSION,
+        .dataversion = orders_event_version(type),
         .data = data,
         .correlation_id = correlation_id,
         .causation_id = causation_id,
     };
     return eddy_event_new(&init, err);
+}
+
+const char *orders_money(int64_t cents, char *buf, size_t size)
+{
+    /* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    uint64_t m = cents < 0 ? 0 - (uint64_t)cents : (uint64_t)cents;
+    snprintf(buf, size, "%s%llu.%02llu", cents < 0 ? "-" : "",
+             (unsigned long long)(m / 100), (unsigned long long)(m % 100));
+    return buf;
 }
 
 int orders_append_once(eddy_store *store, const char *stream,

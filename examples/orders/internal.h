@@ -6,7 +6,6 @@
 #define EDDY_EXAMPLES_ORDERS_INTERNAL_H
 
 #include "orders/orders.h"
-#include "eddy/sqlite.h"
 
 struct orders_app {
     eddy_store *store;            /* borrowed */
@@ -22,6 +21,7 @@ struct orders_app {
     eddy_projection *read_model;  /* OrderReadModel */
     eddy_saga *saga;              /* OrderProcessingSaga */
     eddy_saga_def saga_def;       /* orders_saga_def, user = &cfg */
+    bool read_model_rebuilt;      /* orders_read_model_upgrade rebuilt it */
     bool stopped;
 };
 
@@ -65,13 +65,15 @@ uint64_t orders_hash(uint64_t seed, const char *text);
 double orders_unit(uint64_t h);
 
 /*
- * Runs `sql` on `db` binding the variadic arguments by `types` ("t": a
- * const char *, "i": an int64_t). With `keep` NULL it steps once and
- * finalizes; else `*keep` receives the prepared statement for the caller to
- * step and finalize. Returns EDDY_OK or EDDY_EIO with `err` filled.
+ * Rebuilds the OrderReadModel when the store holds eddy 0.1.0's shape of
+ * its table (a `total REAL` in major units instead of total_cents): the
+ * read model is derived from the events, so the rebuild (whose reset drops
+ * and recreates the table) gives the current shape with every order in
+ * cents. `*rebuilt` says whether it did. Call before the projection
+ * starts. Returns EDDY_OK or the rebuild's error.
  */
-int orders_sql(sqlite3 *db, eddy_error *err, sqlite3_stmt **keep,
-               const char *sql, const char *types, ...);
+int orders_read_model_upgrade(eddy_store *store, bool *rebuilt,
+                              eddy_error *err);
 
 /* One store the demo's report folds: only events of `types` (NULL: all). */
 typedef struct orders_demo_source {
@@ -80,13 +82,18 @@ typedef struct orders_demo_source {
     size_t ntypes;
 } orders_demo_source;
 
-/* What the demo's report needs (demo.c): the stores to fold, the tables
- * (stock, sent_mail, order_read_model: the same file in process, each
- * service's own file apart) and the run's figures. Plain data, borrowed. */
+/* What the demo's report needs (report.c): the stores to fold, the stores
+ * holding the tables (stock, sent_mail, order_read_model: the demo's one
+ * store in process, each service's own store apart; read through
+ * eddy_store_sql_query) and the run's figures. Plain data, borrowed. */
 typedef struct orders_demo_inputs {
     const orders_demo_source *sources;
     size_t nsources;
-    sqlite3 *stock_db, *mail_db, *rm_db;
+    eddy_store *stock_store, *mail_store, *rm_store;
+    unsigned long expected;    /* orders the store must hold: the earlier
+                                  runs' and this run's */
+    unsigned long first_new;   /* the number of this run's first order (its
+                                  orders give the latency figures) */
     bool finished_ok;          /* every order finished in time, idle after */
     unsigned long finished;    /* orders finished while timing */
     int64_t t0, t1;            /* start, last finished order (µs) */
@@ -99,6 +106,22 @@ typedef struct orders_demo_inputs {
  * Returns 0 when every invariant holds, else 1. */
 int orders_demo_report(const orders_demo_options *opts,
                        const orders_demo_inputs *r, FILE *out);
+
+/* What a store already holds, for `eddy demo` on a store of an earlier
+ * run (report.c). Plain data. */
+typedef struct orders_demo_survey {
+    int64_t head;              /* the store's head when surveyed */
+    unsigned long placed;      /* orders placed */
+    unsigned long unfinished;  /* ... neither confirmed nor cancelled yet */
+    unsigned long last_number; /* the highest order number (o<number>) */
+    unsigned long users;       /* users registered */
+    long stock_units;          /* stock added, every product */
+} orders_demo_survey;
+
+/* Fills `*sv` from a fold of `store` (every event up to its head).
+ * Returns EDDY_OK or the read's error with `err` filled. */
+int orders_demo_survey_store(eddy_store *store, orders_demo_survey *sv,
+                             eddy_error *err);
 
 /* The demo's catalogue (demo.c): product i's id, for i < orders_products(),
  * and the items and customer of order number i (a new array of

@@ -14,7 +14,7 @@
 typedef struct order_state {
     orders_status status;
     char customer_id[ORDERS_ID_MAX];
-    double amount;
+    int64_t amount; /* cents */
     int item_count;
     char cancel_reason[32];
 } order_state;
@@ -48,15 +48,15 @@ static int order_apply(void *state, const eddy_event *ev, eddy_error *err)
     if (strcmp(type, ORDERS_ORDER_PLACED) == 0) {
         const char *customer;
         json_t *items;
-        double amount;
+        json_int_t amount;
         if (o->status != ORDERS_NONE)
             return fail(err, EDDY_ESTATE, "order %s placed twice", id);
-        if (eddy_event_unpack(ev, err, "{s:s, s:F, s:o}", "customer_id",
+        if (eddy_event_unpack(ev, err, "{s:s, s:I, s:o}", "customer_id",
                               &customer, "amount", &amount, "items",
                               &items) != EDDY_OK)
             return EDDY_EINVAL;
         snprintf(o->customer_id, sizeof o->customer_id, "%s", customer);
-        o->amount = amount;
+        o->amount = (int64_t)amount;
         o->item_count = (int)json_array_size(items);
         o->status = ORDERS_PENDING;
     } else if (strcmp(type, ORDERS_ORDER_CONFIRMED) == 0) {
@@ -110,17 +110,18 @@ int orders_cmd_place(eddy_aggregate *agg, void *state, eddy_error *err,
     if (o->status != ORDERS_NONE)
         return fail(err, EDDY_EEXIST, "order %s already exists",
                     eddy_aggregate_id(agg));
-    double amount = 0;
+    /* cents: the sum is exact (the schema checks the items' shape) */
+    int64_t amount = 0;
     size_t i;
     json_t *item;
     json_array_foreach(a->items, i, item) {
         json_int_t qty = json_integer_value(json_object_get(item, "quantity"));
-        amount += (double)qty * json_number_value(json_object_get(item, "price"));
+        amount += (int64_t)qty * orders_cents(json_object_get(item, "price"));
     }
-    json_t *data = json_pack("{s:s, s:s, s:f, s:O}", "order_id",
+    json_t *data = json_pack("{s:s, s:s, s:I, s:O}", "order_id",
                              eddy_aggregate_id(agg), "customer_id",
-                             a->customer_id, "amount", amount, "items",
-                             a->items);
+                             a->customer_id, "amount", (json_int_t)amount,
+                             "items", a->items);
     if (!data)
         return fail(err, EDDY_EINVAL, "order %s: bad items", eddy_aggregate_id(agg));
     eddy_event *ev = orders_event_new(ORDERS_ORDER_PLACED,

@@ -73,10 +73,6 @@
 #define ORDERS_CONFIRM_REQUESTED "order.confirmation.requested"
 #define ORDERS_CANCEL_REQUESTED "order.cancellation.requested"
 
-/* The version every event of the domain is written with (user.registered:
- * ORDERS_USER_VERSION). */
-#define ORDERS_VERSION "1.0"
-#define ORDERS_USER_VERSION "2.0"
 
 /* Cancellation reasons (order.cancelled data.reason). */
 #define ORDERS_REASON_PAYMENT "payment_failed"
@@ -115,11 +111,31 @@ eddy_schema_registry *orders_schemas_new(eddy_error *err);
 /* The number of (type, version) schemas orders_schemas_new registers. */
 size_t orders_schema_count(void);
 
+/* The version the domain writes events of `type` with: the newest one with
+ * a schema ("2.0" for user.registered and the types that carry money),
+ * "1.0" for types without a schema. A static string. */
+const char *orders_event_version(const char *type);
+
+/* ---- money ------------------------------------------------------------------ */
+
+/*
+ * Money is an int64_t number of cents (minor units) in events (version 2.0
+ * of the types that carry it), saga state, commands and tables.
+ * orders_cents reads a JSON amount: an integer is cents; a real is an
+ * amount in major units as eddy 0.1.0 wrote it (event data 1.0, saga state
+ * and commands of that release), rounded to the nearest cent.
+ */
+int64_t orders_cents(const json_t *money);
+
+/* Writes `cents` as "1234.56" (a minus sign first when negative) into
+ * `buf`; returns `buf`. */
+const char *orders_money(int64_t cents, char *buf, size_t size);
+
 /* ---- events (events.c) ---------------------------------------------------- */
 
 /*
  * Builds an event of the domain: `type`, `source`, `subject`, dataversion
- * (ORDERS_USER_VERSION for user.registered, else ORDERS_VERSION), `id`
+ * orders_event_version(type), `id`
  * (NULL: a new UUIDv7), the given correlation / causation ids (may be NULL)
  * and `data` (borrowed). Returns a new event or NULL with `err` filled.
  */
@@ -196,20 +212,25 @@ void orders_app_free(orders_app *app);
 int orders_app_stop(orders_app *app, eddy_error *err);
 
 /* UserService.register_user: appends user.registered 2.0 to user-<id>
- * (expected: no stream). Thread-safe. */
+ * (expected: no stream; EDDY_ECONFLICT when the user is registered
+ * already). Thread-safe. */
 int orders_register_user(orders_app *app, const char *user_id,
                          const char *email, const char *full_name,
                          eddy_error *err);
 
 /* InventoryService: adds `quantity` units of `product_id` to the stock (an
- * inventory.stock.added event the inventory subscription applies). */
+ * inventory.stock.added event on product-<id>, which the inventory
+ * subscription applies), if that stream is at `expected_version`
+ * (EDDY_EXPECT_ANY: always; EDDY_EXPECT_NO_STREAM: only as the product's
+ * first stock, else EDDY_ECONFLICT). Thread-safe. */
 int orders_add_stock(orders_app *app, const char *product_id, long quantity,
-                     eddy_error *err);
+                     int64_t expected_version, eddy_error *err);
 
 /*
  * OrderService.place_order: runs OrderAggregate.place on order `order_id`
  * (EDDY_EEXIST if it already exists) with `items` (borrowed: an array of
- * {product_id, quantity, price}). The amount is the sum of price*quantity.
+ * {product_id, quantity, price in cents}). The amount is the sum of
+ * price*quantity, in cents.
  * Thread-safe.
  */
 int orders_place_order(orders_app *app, const char *order_id,
@@ -239,7 +260,8 @@ void orders_register_projections(void);
 
 /* What `eddy demo` runs; see cmd_demo.c for the defaults. Plain data. */
 typedef struct orders_demo_options {
-    const char *store_url;  /* NULL: a fresh file in a temporary directory */
+    const char *store_url;  /* NULL: a fresh file in a temporary directory;
+                               a store of earlier runs is resumed */
     bool keep;              /* keep the temporary store */
     unsigned users;
     unsigned long orders;
@@ -256,11 +278,15 @@ typedef struct orders_demo_options {
 } orders_demo_options;
 
 /*
- * Runs the demo: opens the store (schemas checked on append, user.registered
- * upcast on read), seeds stock and users, places the orders from several
- * threads, waits for every order's saga, prints the summary and the
- * invariant checks to `out` (a progress bar on stderr). Returns the exit
- * status: 0 when every invariant holds, 1 otherwise (or on an error).
+ * Runs the demo: opens the store (schemas checked on append, old event
+ * versions upcast on read), seeds stock and users, places the orders from
+ * several threads, waits for every order's saga, prints the summary and the
+ * invariant checks to `out` (a progress bar on stderr). On a store of
+ * earlier runs (finished, or killed mid-run) it resumes: their unfinished
+ * orders are finished by the handlers from their checkpoints, the stock is
+ * not seeded again, this run's orders are numbered after theirs, and the
+ * checks cover every order in the store. Returns the exit status: 0 when
+ * every invariant holds, 1 otherwise (or on an error).
  */
 int orders_demo_run(const orders_demo_options *opts, FILE *out);
 

@@ -150,39 +150,39 @@ static int stop_child(struct child *c)
     return -1;
 }
 
-/* Opens the SQLite file behind `url` read-only (NULL on failure). */
-static sqlite3 *open_ro(const char *url)
+/* Opens service store `url` read-only (it only reads: the service is its
+ * writer), with the upcasting hook for the report's fold. NULL on failure,
+ * with the reason on stderr. */
+static eddy_store *open_ro(const char *url, eddy_schema_registry *reg)
 {
-    sqlite3 *db = NULL;
-    const char *path = strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(stderr, "eddy demo: cannot read %s: %s\n", path,
-                db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    return db;
+    eddy_error err = {0};
+    eddy_store_options so = {.read_only = true,
+                             .transform = eddy_schema_registry_upcast_hook,
+                             .transform_user = reg};
+    eddy_store *s = eddy_store_open(url, &so, &err);
+    if (!s)
+        fprintf(stderr, "eddy demo: cannot read %s: %s\n", url, err.message);
+    return s;
 }
 
-/* The first column of the first row of `sql`, or 0 (e.g. the table does
- * not exist yet). */
-static int64_t scalar(sqlite3 *db, const char *sql)
+/* The first column of the first row of `sql` on a reader of `s`, or 0
+ * (e.g. the table does not exist yet). */
+static int64_t scalar(eddy_store *s, const char *sql)
 {
-    sqlite3_stmt *st = NULL;
     int64_t v = 0;
-    if (db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    if (!s || eddy_store_sql_int(s, &v, NULL, sql, "") != EDDY_OK)
+        return 0;
     return v;
 }
 
-static int64_t heads(sqlite3 *const *dbs)
+static int64_t heads(eddy_store *const *stores)
 {
     int64_t sum = 0;
-    for (int i = 0; i < NSVC; i++)
-        sum += scalar(dbs[i], "SELECT coalesce(max(position), 0) FROM events");
+    for (int i = 0; i < NSVC; i++) {
+        int64_t h = 0;
+        if (stores[i] && eddy_store_head(stores[i], &h, NULL) == EDDY_OK)
+            sum += h;
+    }
     return sum;
 }
 
@@ -258,14 +258,15 @@ static const char *const FOLD_INVENTORY[] = {ORDERS_STOCK_ADDED,
                                              ORDERS_INVENTORY_RESERVED,
                                              ORDERS_INVENTORY_RELEASED};
 static const char *const FOLD_SAGA[] = {ORDERS_PAYMENT_REFUNDED};
+static const char *const FOLD_EMAIL[] = {ORDERS_USER_REGISTERED};
 
 int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
 {
     struct remote r = {.opts = opts};
     eddy_error err = {0};
     eddy_transport *t = NULL;
-    sqlite3 *dbs[NSVC] = {NULL};
-    eddy_store *stores[NSVC] = {NULL};
+    eddy_store *dbs[NSVC] = {NULL};    /* read-only: progress and report */
+    eddy_store *stores[NSVC] = {NULL}; /* writable, after the services stop */
     eddy_schema_registry *reg = NULL;
     struct placer pl = {.opts = opts};
     bool placer_started = false, failed = false;
@@ -320,8 +321,12 @@ int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
         if (spawn(&r, i) != 0)
             goto done;
     }
+    if (!(reg = orders_schemas_new(&err))) {
+        fprintf(stderr, "eddy demo: schemas: %s\n", err.message);
+        goto done;
+    }
     for (int i = 0; i < NSVC; i++)
-        if (!(dbs[i] = open_ro(r.svc[i].store)))
+        if (!(dbs[i] = open_ro(r.svc[i].store, reg)))
             goto done;
 
     /* stock and users first, and handled, so the orders find them */
@@ -452,18 +457,13 @@ int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
             failed = true;
         }
 
-    /* the report, from the stores */
-    if (!(reg = orders_schemas_new(&err))) {
-        fprintf(stderr, "eddy demo: schemas: %s\n", err.message);
-        goto done;
-    }
-    /* writable (the services have stopped): dead letters and saga
-     * instances are read through the store's writer */
-    eddy_store_options so = {.transform = eddy_schema_registry_upcast_hook,
-                             .transform_user = reg};
+    /* the report, from the stores: folds and tables through the read-only
+     * handles; dead letters and saga instances through writable ones (the
+     * services have stopped), as eddy_dlq_list and eddy_saga_list still
+     * read through the store's writer */
     long dead = 0;
     for (int i = 0; i < NSVC; i++) {
-        if (!(stores[i] = eddy_store_open(r.svc[i].store, &so, &err))) {
+        if (!(stores[i] = eddy_store_open(r.svc[i].store, NULL, &err))) {
             fprintf(stderr, "eddy demo: %s: %s\n", r.svc[i].store, err.message);
             goto done;
         }
@@ -474,18 +474,21 @@ int orders_remote_demo_run(const orders_demo_options *opts, FILE *out)
     eddy_saga_list(stores[SVC_SAGA], ORDERS_SAGA, "running", count_running,
                    &running, NULL);
     orders_demo_source src[] = {
-        {stores[SVC_ORDERS], FOLD_ORDERS, sizeof FOLD_ORDERS / sizeof FOLD_ORDERS[0]},
-        {stores[SVC_PAYMENT], FOLD_PAYMENT, sizeof FOLD_PAYMENT / sizeof FOLD_PAYMENT[0]},
-        {stores[SVC_INVENTORY], FOLD_INVENTORY,
+        {dbs[SVC_ORDERS], FOLD_ORDERS, sizeof FOLD_ORDERS / sizeof FOLD_ORDERS[0]},
+        {dbs[SVC_PAYMENT], FOLD_PAYMENT, sizeof FOLD_PAYMENT / sizeof FOLD_PAYMENT[0]},
+        {dbs[SVC_INVENTORY], FOLD_INVENTORY,
          sizeof FOLD_INVENTORY / sizeof FOLD_INVENTORY[0]},
-        {stores[SVC_SAGA], FOLD_SAGA, sizeof FOLD_SAGA / sizeof FOLD_SAGA[0]},
+        {dbs[SVC_SAGA], FOLD_SAGA, sizeof FOLD_SAGA / sizeof FOLD_SAGA[0]},
+        {dbs[SVC_EMAIL], FOLD_EMAIL, sizeof FOLD_EMAIL / sizeof FOLD_EMAIL[0]},
     };
     orders_demo_inputs in = {
         .sources = src,
         .nsources = sizeof src / sizeof src[0],
-        .stock_db = dbs[SVC_INVENTORY],
-        .mail_db = dbs[SVC_EMAIL],
-        .rm_db = dbs[SVC_ORDERS],
+        .stock_store = dbs[SVC_INVENTORY],
+        .mail_store = dbs[SVC_EMAIL],
+        .rm_store = dbs[SVC_ORDERS],
+        .expected = opts->orders,
+        .first_new = 1,
         .finished_ok = !timed_out && !failed && settled,
         .finished = finished,
         .t0 = pl.t0,
@@ -506,7 +509,7 @@ done:
         }
     for (int i = 0; i < NSVC; i++) {
         eddy_store_close(stores[i]);
-        sqlite3_close(dbs[i]);
+        eddy_store_close(dbs[i]);
     }
     eddy_schema_registry_free(reg);
     eddy_transport_close(t);

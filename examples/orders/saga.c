@@ -13,9 +13,9 @@
  *                                   payment, release a late reservation)
  *                                   until they come or "abandon" passes.
  *
- * The state ({step, customer_id, amount, items, payment_id}) is persisted by
- * the library with the checkpoint; every command is sent at least once and
- * its handler is idempotent.
+ * The state ({step, customer_id, amount (cents), items, payment_id}) is
+ * persisted by the library with the checkpoint; every command is sent at
+ * least once and its handler is idempotent.
  */
 #include <string.h>
 
@@ -60,12 +60,14 @@ static int cancel(eddy_saga_ctx *sc, const char *reason)
                           "order_id", eddy_saga_id(sc), "reason", reason);
 }
 
+/* The amount in the state is cents; an instance started by eddy 0.1.0
+ * holds it in major units as a real, which orders_cents converts. */
 static int refund(eddy_saga_ctx *sc, json_t *state)
 {
-    return eddy_saga_send(sc, ORDERS_CMD_REFUND_PAYMENT, "{s:s, s:O, s:O}",
+    return eddy_saga_send(sc, ORDERS_CMD_REFUND_PAYMENT, "{s:s, s:O, s:I}",
                           "order_id", eddy_saga_id(sc), "payment_id",
                           json_object_get(state, "payment_id"), "amount",
-                          json_object_get(state, "amount"));
+                          (json_int_t)orders_cents(json_object_get(state, "amount")));
 }
 
 static int saga_on_event(eddy_saga_ctx *sc, json_t *state,
@@ -101,16 +103,16 @@ static int saga_on_event(eddy_saga_ctx *sc, json_t *state,
 
     if (strcmp(type, ORDERS_ORDER_PLACED) == 0) {
         const char *customer_id;
-        double amount;
+        json_int_t amount;
         json_t *items;
         if (!eddy_saga_is_new(sc))
             return EDDY_OK; /* the same order placed twice: ignore */
-        if (eddy_event_unpack(ev, &err, "{s:s, s:F, s:o}", "customer_id",
+        if (eddy_event_unpack(ev, &err, "{s:s, s:I, s:o}", "customer_id",
                               &customer_id, "amount", &amount, "items",
                               &items) != EDDY_OK)
             return eddy_saga_ctx_fail(sc, EDDY_EINVAL, "%s", err.message);
         json_object_set_new(state, "customer_id", json_string(customer_id));
-        json_object_set_new(state, "amount", json_real(amount));
+        json_object_set_new(state, "amount", json_integer(amount));
         /* a copy: jansson's reference counts are not atomic, and the
          * event's data is not ours to share */
         json_object_set_new(state, "items", json_deep_copy(items));
@@ -118,7 +120,7 @@ static int saga_on_event(eddy_saga_ctx *sc, json_t *state,
         if ((rc = eddy_saga_set_timeout(sc, "order", cfg->saga_timeout_ms)) != EDDY_OK)
             return rc;
         return eddy_saga_send(sc, ORDERS_CMD_PROCESS_PAYMENT,
-                              "{s:s, s:s, s:f}", "order_id", eddy_saga_id(sc),
+                              "{s:s, s:s, s:I}", "order_id", eddy_saga_id(sc),
                               "customer_id", customer_id, "amount", amount);
     }
 

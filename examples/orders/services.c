@@ -14,7 +14,6 @@
  * (quickly) and derive their events' ids from the command id, so a command
  * sent twice (at-least-once) stores its event once.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -100,7 +99,7 @@ int orders_register_user(orders_app *app, const char *user_id,
 }
 
 int orders_add_stock(orders_app *app, const char *product_id, long quantity,
-                     eddy_error *err)
+                     int64_t expected_version, eddy_error *err)
 {
     char stream[ORDERS_ID_MAX + 16];
     snprintf(stream, sizeof stream, "product-%s", product_id);
@@ -113,7 +112,7 @@ int orders_add_stock(orders_app *app, const char *product_id, long quantity,
     json_decref(data);
     if (!ev)
         return err && err->code ? err->code : EDDY_ENOMEM;
-    int rc = eddy_store_append(app->store, stream, EDDY_EXPECT_ANY, &ev, 1,
+    int rc = eddy_store_append(app->store, stream, expected_version, &ev, 1,
                                NULL, err);
     eddy_event_unref(ev);
     return rc;
@@ -192,19 +191,27 @@ static int on_cancel_order(const eddy_command *cmd, void *user,
 
 /* ---- PaymentService ----------------------------------------------------------- */
 
+/* The `amount` of a command's data in cents (orders_cents: a command
+ * stored by eddy 0.1.0 holds a real in major units), or -1 if missing. */
+static int64_t amount_of(const eddy_command *cmd)
+{
+    json_t *v = cmd->data ? json_object_get(cmd->data, "amount") : NULL;
+    return json_is_number(v) ? orders_cents(v) : -1;
+}
+
 static int on_process_payment(const eddy_command *cmd, void *user,
                               eddy_error *err)
 {
     orders_app *app = user;
     const char *order_id, *customer_id;
-    double amount;
-    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:s, s:F}", "order_id",
-                                  &order_id, "customer_id", &customer_id,
-                                  "amount", &amount) != 0)
+    int64_t amount = amount_of(cmd);
+    if (amount < 0 || json_unpack(cmd->data, "{s:s, s:s}", "order_id",
+                                  &order_id, "customer_id", &customer_id) != 0)
         return set_err(err, EDDY_EINVAL, "%s without order_id, customer_id "
                        "and amount", cmd->name);
-    json_t *data = json_pack("{s:s, s:s, s:f}", "order_id", order_id,
-                             "customer_id", customer_id, "amount", amount);
+    json_t *data = json_pack("{s:s, s:s, s:I}", "order_id", order_id,
+                             "customer_id", customer_id, "amount",
+                             (json_int_t)amount);
     return append_result(app->store, "payment", "payment-service",
                          ORDERS_PAYMENT_REQUESTED, order_id, cmd, data, err);
 }
@@ -214,32 +221,36 @@ static int on_refund_payment(const eddy_command *cmd, void *user,
 {
     orders_app *app = user;
     const char *order_id, *payment_id;
-    double amount;
-    if (!cmd->data || json_unpack(cmd->data, "{s:s, s:s, s:F}", "order_id",
-                                  &order_id, "payment_id", &payment_id,
-                                  "amount", &amount) != 0)
+    int64_t amount = amount_of(cmd);
+    if (amount < 0 || json_unpack(cmd->data, "{s:s, s:s}", "order_id",
+                                  &order_id, "payment_id", &payment_id) != 0)
         return set_err(err, EDDY_EINVAL, "%s without order_id, payment_id "
                        "and amount", cmd->name);
-    json_t *data = json_pack("{s:s, s:s, s:f}", "payment_id", payment_id,
-                             "order_id", order_id, "amount", amount);
+    json_t *data = json_pack("{s:s, s:s, s:I}", "payment_id", payment_id,
+                             "order_id", order_id, "amount",
+                             (json_int_t)amount);
     return append_result(app->store, "payment", "payment-service",
                          ORDERS_PAYMENT_REFUNDED, order_id, cmd, data, err);
 }
 
 /*
  * The payment provider, simulated: a latency and an outcome drawn from the
- * seed and the order id (so a re-delivery decides the same way), then
- * payment.processed or payment.failed, with an id derived from the request.
- * Runs on the payment subscription's workers, several orders at once.
+ * seed and the order id, then payment.processed or payment.failed. A
+ * request has ONE answer: both outcomes get the same id, derived from the
+ * request's, so a re-delivery (at-least-once, e.g. after a crash) appends
+ * nothing new even when it decides otherwise (a resumed demo with another
+ * --seed or failure rate): the store refuses the second answer as a
+ * duplicate id and the first one stands. Runs on the payment
+ * subscription's workers, several orders at once.
  */
 static int on_payment_requested(eddy_ctx *ctx, const eddy_event *ev,
                                 void *user)
 {
     orders_app *app = user;
     const char *order_id;
-    double amount;
+    json_int_t amount; /* cents */
     eddy_error err = {0};
-    if (eddy_event_unpack(ev, &err, "{s:s, s:F}", "order_id", &order_id,
+    if (eddy_event_unpack(ev, &err, "{s:s, s:I}", "order_id", &order_id,
                           "amount", &amount) != EDDY_OK)
         return eddy_ctx_fail(ctx, EDDY_EINVAL, "%s", err.message);
     uint64_t h = orders_hash(app->cfg.seed, order_id);
@@ -253,11 +264,11 @@ static int on_payment_requested(eddy_ctx *ctx, const eddy_event *ev,
     const char *type = ok ? ORDERS_PAYMENT_PROCESSED : ORDERS_PAYMENT_FAILED;
     char payment_id[37], id[37], stream[ORDERS_ID_MAX + 16];
     eddy_id_derive(eddy_event_id(ev), "payment", payment_id);
-    eddy_id_derive(eddy_event_id(ev), type, id);
-    json_t *data = ok ? json_pack("{s:s, s:s, s:f, s:s}", "payment_id",
+    eddy_id_derive(eddy_event_id(ev), "payment.result", id);
+    json_t *data = ok ? json_pack("{s:s, s:s, s:I, s:s}", "payment_id",
                                   payment_id, "order_id", order_id, "amount",
                                   amount, "status", "captured")
-                      : json_pack("{s:s, s:f, s:s}", "order_id", order_id,
+                      : json_pack("{s:s, s:I, s:s}", "order_id", order_id,
                                   "amount", amount, "reason", "card declined");
     eddy_event *out = data ? orders_event_new(type, "payment-service",
                                               order_id, id,
@@ -310,53 +321,28 @@ static int on_release_inventory(const eddy_command *cmd, void *user,
                          ORDERS_RELEASE_REQUESTED, order_id, cmd, data, err);
 }
 
-int orders_sql(sqlite3 *db, eddy_error *err, sqlite3_stmt **keep,
-                const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return set_err(err, EDDY_EIO, "prepare: %s", sqlite3_errmsg(db));
-    va_list ap;
-    va_start(ap, types);
-    for (int i = 0; types[i]; i++) {
-        if (types[i] == 't')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-                              SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    }
-    va_end(ap);
-    if (keep) { /* the caller steps it */
-        *keep = st;
-        return EDDY_OK;
-    }
-    int s = sqlite3_step(st);
-    int rc = (s == SQLITE_DONE || s == SQLITE_ROW)
-                 ? EDDY_OK
-                 : set_err(err, EDDY_EIO, "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return rc;
-}
-
+/* The stock table: one row per product; a product without a row has
+ * none in stock. */
 static const char STOCK_TABLE[] =
     "CREATE TABLE IF NOT EXISTS stock("
     " product_id TEXT PRIMARY KEY,"
-    " quantity INTEGER NOT NULL CHECK (quantity >= 0))";
+    " quantity BIGINT NOT NULL CHECK (quantity >= 0))";
 
-/* The quantity of `product` in stock (0 when unknown), or -1 on error. */
-static int64_t stock_of(sqlite3 *db, const char *product, eddy_error *err)
+static int first_int(const eddy_row *row, void *user)
 {
-    sqlite3_stmt *st;
-    if (orders_sql(db, err, &st, "SELECT quantity FROM stock WHERE product_id = ?1",
-             "t", product) != EDDY_OK)
+    *(int64_t *)user = eddy_row_int(row, 0);
+    return 0;
+}
+
+/* The quantity of `product` in stock (0 when it has no row), or -1 with
+ * `err` filled. */
+static int64_t stock_of(eddy_txn *txn, const char *product, eddy_error *err)
+{
+    int64_t q = 0;
+    if (eddy_txn_query(txn, first_int, &q, err,
+                       "SELECT quantity FROM stock WHERE product_id = $1",
+                       "s", product) != EDDY_OK)
         return -1;
-    int s = sqlite3_step(st);
-    int64_t q = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if (s != SQLITE_ROW && s != SQLITE_DONE) {
-        set_err(err, EDDY_EIO, "stock: %s", sqlite3_errmsg(db));
-        q = -1;
-    }
-    sqlite3_finalize(st);
     return q;
 }
 
@@ -393,24 +379,19 @@ static int on_inventory_event(eddy_ctx *ctx, const eddy_event *ev,
 {
     (void)user;
     const char *type = eddy_event_type(ev);
-    sqlite3 *db = eddy_txn_sqlite(txn);
     eddy_error err = {0};
     const char *order_id, *product;
     json_t *items, *item;
     json_int_t qty;
     size_t i;
-    if (!db)
-        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "inventory needs SQLite");
-    if (orders_sql(db, &err, NULL, STOCK_TABLE, "") != EDDY_OK)
-        goto fail;
     if (strcmp(type, ORDERS_STOCK_ADDED) == 0) {
         if (eddy_event_unpack(ev, &err, "{s:s, s:I}", "product_id", &product,
-                              "quantity", &qty) != EDDY_OK)
-            goto fail;
-        if (orders_sql(db, &err, NULL,
-                 "INSERT INTO stock(product_id, quantity) VALUES(?1, ?2) "
-                 "ON CONFLICT(product_id) DO UPDATE SET quantity = quantity + ?2",
-                 "ti", product, (int64_t)qty) != EDDY_OK)
+                              "quantity", &qty) != EDDY_OK ||
+            eddy_txn_exec(txn, NULL, &err,
+                          "INSERT INTO stock(product_id, quantity) "
+                          "VALUES($1, $2) ON CONFLICT (product_id) DO UPDATE "
+                          "SET quantity = stock.quantity + excluded.quantity",
+                          "sI", product, (int64_t)qty) != EDDY_OK)
             goto fail;
         return EDDY_OK;
     }
@@ -428,7 +409,7 @@ static int on_inventory_event(eddy_ctx *ctx, const eddy_event *ev,
                 set_err(&err, EDDY_EINVAL, "order %s: bad item", order_id);
                 goto fail;
             }
-            int64_t have = stock_of(db, product, &err);
+            int64_t have = stock_of(txn, product, &err);
             if (have < 0)
                 goto fail;
             if (have < qty) {
@@ -449,12 +430,13 @@ static int on_inventory_event(eddy_ctx *ctx, const eddy_event *ev,
             set_err(&err, EDDY_EINVAL, "order %s: bad item", order_id);
             goto fail;
         }
-        if (orders_sql(db, &err, NULL,
-                 reserve ? "UPDATE stock SET quantity = quantity - ?2 "
-                           "WHERE product_id = ?1"
-                         : "UPDATE stock SET quantity = quantity + ?2 "
-                           "WHERE product_id = ?1",
-                 "ti", product, (int64_t)qty) != EDDY_OK)
+        /* a release puts back what a reservation took: the row exists */
+        if (eddy_txn_exec(txn, NULL, &err,
+                          reserve ? "UPDATE stock SET quantity = quantity - $2 "
+                                    "WHERE product_id = $1"
+                                  : "UPDATE stock SET quantity = quantity + $2 "
+                                    "WHERE product_id = $1",
+                          "sI", product, (int64_t)qty) != EDDY_OK)
             goto fail;
     }
     json_t *data = json_pack("{s:s, s:o}", "order_id", order_id, "items",
@@ -471,50 +453,40 @@ fail:
 
 /* ---- EmailNotificationHandler ----------------------------------------------- */
 
-static const char MAIL_TABLES[] =
+/* sent_mail is keyed by the event that caused the mail: a mail is sent
+ * (recorded) once per event. A store written by eddy 0.1.0 has an extra
+ * `id INTEGER PRIMARY KEY` column, which the inserts below leave to
+ * SQLite. */
+static const char SENT_MAIL_TABLE[] =
     "CREATE TABLE IF NOT EXISTS sent_mail("
-    " id INTEGER PRIMARY KEY,"
+    " event_id TEXT PRIMARY KEY,"
     " kind TEXT NOT NULL,"          /* 'welcome' or 'order_confirmation' */
     " recipient TEXT NOT NULL,"
     " about TEXT NOT NULL,"         /* the user or order id */
-    " event_id TEXT NOT NULL UNIQUE,"
-    " sent_us INTEGER NOT NULL);"
+    " sent_us BIGINT NOT NULL)";
+static const char RECIPIENTS_TABLE[] =
     "CREATE TABLE IF NOT EXISTS mail_recipients("
     " user_id TEXT PRIMARY KEY, email TEXT NOT NULL, full_name TEXT NOT NULL)";
-
-static int mail_tables(sqlite3 *db, eddy_error *err)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, MAIL_TABLES, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, EDDY_EIO, "sent_mail: %s", msg);
-        sqlite3_free(msg);
-        return EDDY_EIO;
-    }
-    return EDDY_OK;
-}
 
 /* Welcome mail: remembers the address for later mails and "sends" one. */
 static int on_user_registered(eddy_ctx *ctx, const eddy_event *ev,
                               eddy_txn *txn, void *user)
 {
     (void)user;
-    sqlite3 *db = eddy_txn_sqlite(txn);
     eddy_error err = {0};
     const char *user_id, *email, *name;
-    if (!db)
-        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "mail needs SQLite");
     if (eddy_event_unpack(ev, &err, "{s:s, s:s, s:s}", "user_id", &user_id,
                           "email", &email, "full_name", &name) != EDDY_OK ||
-        mail_tables(db, &err) != EDDY_OK ||
-        orders_sql(db, &err, NULL,
-             "INSERT INTO mail_recipients(user_id, email, full_name) "
-             "VALUES(?1, ?2, ?3) ON CONFLICT(user_id) DO UPDATE SET "
-             "email = excluded.email, full_name = excluded.full_name",
-             "ttt", user_id, email, name) != EDDY_OK ||
-        orders_sql(db, &err, NULL,
-             "INSERT INTO sent_mail(kind, recipient, about, event_id, sent_us) "
-             "VALUES('welcome', ?1, ?2, ?3, ?4)",
-             "ttti", email, user_id, eddy_event_id(ev), eddy_now_us()) != EDDY_OK)
+        eddy_txn_exec(txn, NULL, &err,
+                      "INSERT INTO mail_recipients(user_id, email, full_name) "
+                      "VALUES($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET "
+                      "email = excluded.email, full_name = excluded.full_name",
+                      "sss", user_id, email, name) != EDDY_OK ||
+        eddy_txn_exec(txn, NULL, &err,
+                      "INSERT INTO sent_mail(kind, recipient, about, event_id, "
+                      "sent_us) VALUES('welcome', $1, $2, $3, $4)",
+                      "sssI", email, user_id, eddy_event_id(ev),
+                      eddy_txn_now_us(txn)) != EDDY_OK)
         return eddy_ctx_fail(ctx, err.code ? err.code : EDDY_EIO, "%s",
                              err.message);
     return EDDY_OK;
@@ -525,33 +497,42 @@ static int on_order_confirmed(eddy_ctx *ctx, const eddy_event *ev,
                               eddy_txn *txn, void *user)
 {
     (void)user;
-    sqlite3 *db = eddy_txn_sqlite(txn);
     eddy_error err = {0};
     const char *order_id, *customer_id;
-    if (!db)
-        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "mail needs SQLite");
+    int64_t sent = 0;
+    /* CAST: a parameter in a select list has no type of its own on every
+     * engine */
     if (eddy_event_unpack(ev, &err, "{s:s, s:s}", "order_id", &order_id,
                           "customer_id", &customer_id) != EDDY_OK ||
-        mail_tables(db, &err) != EDDY_OK)
+        eddy_txn_exec(txn, &sent, &err,
+                      "INSERT INTO sent_mail(kind, recipient, about, event_id, "
+                      "sent_us) SELECT 'order_confirmation', email, "
+                      "CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT) "
+                      "FROM mail_recipients WHERE user_id = $4",
+                      "ssIs", order_id, eddy_event_id(ev),
+                      eddy_txn_now_us(txn), customer_id) != EDDY_OK)
         return eddy_ctx_fail(ctx, err.code ? err.code : EDDY_EIO, "%s",
                              err.message);
-    sqlite3_stmt *st;
-    if (orders_sql(db, &err, &st,
-             "INSERT INTO sent_mail(kind, recipient, about, event_id, sent_us) "
-             "SELECT 'order_confirmation', email, ?1, ?2, ?3 "
-             "FROM mail_recipients WHERE user_id = ?4",
-             "ttit", order_id, eddy_event_id(ev), eddy_now_us(),
-             customer_id) != EDDY_OK)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "%s", err.message);
-    int s = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (s != SQLITE_DONE)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "sent_mail: %s", sqlite3_errmsg(db));
-    if (sqlite3_changes(db) != 1) /* retried: the welcome mail may lag */
+    if (sent != 1) /* retried: the welcome mail may lag */
         return eddy_ctx_fail(ctx, EDDY_ENOTFOUND,
                              "order %s: no address for customer %s", order_id,
                              customer_id);
     return EDDY_OK;
+}
+
+/* Creates the tables of the parts this process runs (in the store's next
+ * write transaction), before their subscriptions deliver anything. */
+static int tables_setup(eddy_txn *txn, void *user, eddy_error *err)
+{
+    orders_app *app = user;
+    int rc = EDDY_OK;
+    if (ORDERS_RUNS(app, ORDERS_PART_INVENTORY))
+        rc = eddy_txn_exec(txn, NULL, err, STOCK_TABLE, "");
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
+        rc = eddy_txn_exec(txn, NULL, err, SENT_MAIL_TABLE, "");
+    if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
+        rc = eddy_txn_exec(txn, NULL, err, RECIPIENTS_TABLE, "");
+    return rc;
 }
 
 /* ---- OrderService requests (services in separate processes) ------------------ */
@@ -655,8 +636,11 @@ static int start_subscription(orders_app *app, const char *name,
 int orders_services_start(orders_app *app, eddy_error *err)
 {
     int rc = EDDY_OK;
+    if (ORDERS_RUNS(app, ORDERS_PART_INVENTORY | ORDERS_PART_EMAIL))
+        rc = eddy_store_transact(app->store, tables_setup, app, err);
     /* Order requests come from other processes only (multi-process runs). */
-    if (app->cfg.parts != 0 && (app->cfg.parts & ORDERS_PART_ORDERS))
+    if (rc == EDDY_OK && app->cfg.parts != 0 &&
+        (app->cfg.parts & ORDERS_PART_ORDERS))
         rc = start_subscription(app, "order-service-requests", "order.*",
                                 on_order_request, NULL, &app->order_requests, err);
     if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_INVENTORY))

@@ -1,8 +1,9 @@
 #!/bin/bash
 # tests/cli/demo.sh - `eddy demo` end to end: the order system on a durable
 # store with both failure paths (declined payments and out-of-stock with
-# refunds), then saga timeouts with late answers compensated, each run
-# passing its own invariant checks; plus the usage errors.
+# refunds), a second run resuming the same store, a run without stock, then
+# saga timeouts with late answers compensated, each run passing its own
+# invariant checks; plus the usage errors.
 # usage: bash demo.sh EDDY_BINARY TESTDATA_DIR
 set -euo pipefail
 
@@ -70,9 +71,33 @@ if "$EDDY" help 2>/dev/null | grep -q '^  projections'; then
     cmp -s "$TMP/before.txt" "$TMP/after.txt" || fail "rebuild: the read model changed"
 fi
 
-# 2. the same store again: the demo refuses a store that is not empty
-run again 1 demo --orders 5 --users 2 --store "sqlite:$TMP/small.db"
-grep -q 'needs an empty store' "$TMP/again.err" || fail "again: no 'needs an empty store' message"
+# 2. the same store again: the demo resumes it, places 60 more orders
+#    (numbered after the first 60), does not seed the stock again, and checks
+#    every order of the store: 120.
+run again 0 demo --orders 60 --users 5 --stock 20 --seed 8 --store "sqlite:$TMP/small.db"
+grep -q '^resuming: the store holds [0-9]* events and 60 orders' "$TMP/again.out" ||
+    fail "again: no 'resuming' line for 60 orders"
+grep -q 'new orders from o0000061$' "$TMP/again.out" || fail "again: new orders not after o0000060"
+[ "$(figure again '^orders placed +([0-9]+)$')" = 120 ] || fail "again: not 120 orders checked"
+grep -q 'ends CONFIRMED or CANCELLED, exactly once (120/120)' "$TMP/again.out" ||
+    fail "again: the end check does not cover 120 orders"
+grep -q 'read model equals a fold of the store (120/120 rows match)' "$TMP/again.out" ||
+    fail "again: the read model check does not cover 120 orders"
+grep -q '^all invariants hold$' "$TMP/again.out" || fail "again: no 'all invariants hold'"
+# the stock was seeded once, by the first run: 8 products x 20
+grep -q 'its stock (160 units) was seeded by the first run' "$TMP/again.out" ||
+    fail "again: the stock of the first run is not 160 units"
+grep -q '= initial (160 units) - confirmed quantities for 8/8 products' "$TMP/again.out" ||
+    fail "again: the stock was seeded again (initial is not 160 units)"
+
+# 2b. no stock at all: every order runs out of stock, and that is no FAIL
+#     (no product row is ever made; a missing row is none in stock)
+run nostock 0 demo --orders 12 --users 3 --stock 0 --seed 5 --payment-failure-rate 0
+[ "$(figure nostock '^  confirmed +([0-9]+)$')" = 0 ] || fail "nostock: confirmed orders without stock"
+[ "$(figure nostock '^  cancelled .*out_of_stock ([0-9]+),.*$')" = 12 ] ||
+    fail "nostock: not every order out of stock"
+grep -q '^all invariants hold$' "$TMP/nostock.out" || fail "nostock: no 'all invariants hold'"
+if grep -q '^FAIL' "$TMP/nostock.out"; then fail "nostock: a FAIL line"; fi
 
 # 3. timeouts: the payment provider answers after the saga's deadline, so
 #    orders are cancelled with reason timeout and late payments refunded.
