@@ -232,18 +232,21 @@ typedef int (*eddy_dead_letter_fn)(const eddy_dead_letter *dl, void *user);
 
 /*
  * Calls `fn` for the dead letters of `handler` (NULL: every handler), oldest
- * id first. The rows are read first, then `fn` runs on the calling thread
- * with no store lock held (it may call other eddy_dlq_* functions).
- * Returns EDDY_OK, `fn`'s non-zero value, or a store error (EDDY_ESTATE on
- * a read-only store: the dead-letter tables are read through the writer).
+ * id first. The rows are read on a reader connection (never queued behind
+ * the writer; works on a store opened read-only), a page at a time, then
+ * `fn` runs on the calling thread with no connection held (it may call
+ * other eddy_dlq_* functions). Returns EDDY_OK, `fn`'s non-zero value,
+ * EDDY_EPARSE (a stored event does not decode) or a store error.
  * Thread-safe.
  */
 int eddy_dlq_list(eddy_store *store, const char *handler,
                   eddy_dead_letter_fn fn, void *user, eddy_error *err);
 
 /*
- * Loads dead letter `id` into `*out` (destructor: eddy_dead_letter_free).
- * Returns EDDY_OK, EDDY_ENOTFOUND or a store error. Thread-safe.
+ * Loads dead letter `id` into `*out` (destructor: eddy_dead_letter_free),
+ * on a reader connection (works on a read-only store). Returns EDDY_OK,
+ * EDDY_ENOTFOUND, EDDY_EPARSE (its stored event does not decode) or a store
+ * error. Thread-safe.
  */
 int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
                  eddy_error *err);
