@@ -3,8 +3,10 @@
  *
  * The parent queues events through the outbox, then 20 times starts a child
  * process that runs a relay (and a producer appending more events through
- * the outbox) and SIGKILLs it after a random 5-150 ms; a last child runs
- * until the queue is empty. The relay's publisher appends each event id to
+ * the outbox) and SIGKILLs it: in even rounds after a random 5-150 ms, in
+ * odd rounds a random 0-100 ms after the relay published its first row (so
+ * that half the kills hit a relay at work whatever the start-up time); a
+ * last child runs until the queue is empty. The relay's publisher appends each event id to
  * a file BEFORE it returns, so the file is what an external consumer
  * received. At the end:
  *   - every queued event was published at least once, and the consumer's
@@ -261,7 +263,19 @@ static void test_relay_survives_sigkill(void **state)
     size_t lines_before = 0;
     for (int round = 0; round < ROUNDS; round++) {
         pid_t pid = spawn(false);
-        usleep((useconds_t)(5 + rand_r(&seed) % 146) * 1000);
+        if (round % 2) {
+            /* Odd rounds: the relay is at work (it published a row) before
+             * the random kill, however long the child took to start (a
+             * sanitizer build on a loaded machine takes tens of ms). */
+            int64_t t0 = eddy_now_us();
+            while (count_lines() == lines_before &&
+                   eddy_now_us() - t0 < 20 * 1000000LL)
+                usleep(1000);
+            usleep((useconds_t)(rand_r(&seed) % 100) * 1000);
+        } else {
+            /* Even rounds: any moment, start-up included. */
+            usleep((useconds_t)(5 + rand_r(&seed) % 146) * 1000);
+        }
         assert_int_equal(kill(pid, SIGKILL), 0);
         int status = 0;
         assert_int_equal(waitpid(pid, &status, 0), pid);

@@ -175,7 +175,7 @@ typedef struct eddy_outbox_relay_stats {
  * Returns a new relay (destructor: eddy_outbox_relay_free), or NULL with
  * `err`: EDDY_EINVAL (no publish function, bad options or retry policy:
  * the message names the field), EDDY_ESTATE (read-only store),
- * EDDY_EUNSUPPORTED (a backend without SQL tables), EDDY_ENOMEM.
+ * EDDY_ENOMEM.
  * A failing publish is logged (component "outbox") at warn level and
  * retried with the backoff of opts->retry; past the policy it is logged at
  * error level and retried every retry.max_delay_ms, until it succeeds or

@@ -564,11 +564,10 @@ eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
     eddy_retry_policy retry;
     if (options_resolve(opts, &o, &retry, err) != EDDY_OK)
         return NULL;
-    /* Surfaces a store that cannot hold the queue, or a read-only or
-     * closing one, as an error of this call rather than of the thread. */
-    int64_t queued = 0;
-    if (eddyi_outbox_pending(s, o.destination, &queued, err) != EDDY_OK ||
-        eddyi_store_write(s, start_check, NULL, err) != EDDY_OK)
+    /* Surfaces a read-only or closing store as an error of this call
+     * rather than of the thread. (Nothing is read here: opening a reader
+     * connection is left to the thread, so the caller goes on sooner.) */
+    if (eddyi_store_write(s, start_check, NULL, err) != EDDY_OK)
         return NULL;
 
     r = calloc(1, sizeof *r);
