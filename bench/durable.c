@@ -15,7 +15,8 @@
  *   store sub      reference: eddy_store_subscribe from position 0 with a
  *                  no-op callback (what the durable layer reads through);
  *   durable txn    the same with a TRANSACTIONAL handler that inserts one
- *                  row per event into its own table, in the transaction
+ *                  row per event into its own table (eddy_txn_exec, the
+ *                  portable statement API), in the transaction
  *                  that also records the inbox row and the checkpoint (the
  *                  exactly-once path).
  * Both sides use 4 worker threads. The store runs with sync NORMAL
@@ -29,9 +30,6 @@
  */
 #include <pthread.h>
 #include <sched.h>
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,7 +41,7 @@
 
 #include "eddy/durable.h"
 #include "eddy/eddy.h"
-#include "store/store_internal.h"
+#include "eddy/sqlite.h" /* sqlite3_libversion() for the machine line */
 
 #define RUNS 5
 #define KEYS 64
@@ -135,58 +133,36 @@ static double run_bus(void)
 
 /* ---- durable ---------------------------------------------------------------- */
 
+/* The handler a user writes: one row in its own table, through the
+ * portable statement API (eddy/sql.h), in the subscription's transaction. */
 static int txn_handler(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
                        void *user)
 {
     (void)user;
-    sqlite3 *db = eddy_txn_sqlite(txn);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT INTO bench_effects(event_id, subject) "
-                           "VALUES(?1, ?2)", -1, &st, NULL) != SQLITE_OK)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "prepare: %s", sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, eddy_event_id(ev), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, eddy_event_subject(ev), -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "insert: %s", sqlite3_errmsg(db));
+    eddy_error e = {0};
+    if (eddy_txn_exec(txn, NULL, &e, "INSERT INTO bench_effects(event_id, "
+                      "subject) VALUES($1, $2)", "ss", eddy_event_id(ev),
+                      eddy_event_subject(ev)) != EDDY_OK)
+        return eddy_ctx_fail(ctx, e.code, "insert: %s", e.message);
     return EDDY_OK;
 }
 
-typedef struct sql_job {
-    const char *sql;
-    int64_t value;
-} sql_job;
-
-/* Runs SQL through the store's writer; a SELECT's first column goes to
- * `value`. */
-static int run_sql(eddy_txn *txn, void *arg, eddy_error *err)
+static int create_table(eddy_txn *txn, void *user, eddy_error *err)
 {
-    sql_job *j = arg;
-    sqlite3 *db = eddyi_txn_native(txn);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, j->sql, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));
-        return err->code = EDDY_EIO;
-    }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        j->value = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        snprintf(err->message, sizeof err->message, "%s", sqlite3_errmsg(db));
-        return err->code = EDDY_EIO;
-    }
-    return EDDY_OK;
+    (void)user;
+    return eddy_txn_exec(txn, NULL, err, "CREATE TABLE bench_effects("
+                         "event_id TEXT NOT NULL, subject TEXT NOT NULL)",
+                         NULL);
 }
 
-static int64_t store_sql(eddy_store *s, const char *sql)
+static int64_t count_effects(eddy_store *s)
 {
-    sql_job j = {.sql = sql};
+    int64_t n = 0;
     eddy_error err = {0};
-    if (eddyi_store_write(s, run_sql, &j, &err) != EDDY_OK)
-        die(sql, err.message);
-    return j.value;
+    if (eddy_store_sql_int(s, &n, &err, "SELECT count(*) FROM bench_effects",
+                           NULL) != EDDY_OK)
+        die("count", err.message);
+    return n;
 }
 
 /* A fresh store holding every event; returns it open. */
@@ -209,9 +185,9 @@ static eddy_store *fill_store(const char *path, bool txn_table)
                               &err) != EDDY_OK)
             die("append", err.message);
     }
-    if (txn_table)
-        store_sql(s, "CREATE TABLE bench_effects(event_id TEXT NOT NULL, "
-                     "subject TEXT NOT NULL)");
+    if (txn_table && eddy_store_transact(s, create_table, NULL, &err) !=
+                         EDDY_OK)
+        die("create table", err.message);
     return s;
 }
 
@@ -244,8 +220,7 @@ static double run_durable(eddy_delivery_mode mode, int run)
     if (eddy_durable_stop(d, &err) != EDDY_OK)
         die("durable stop", err.message);
     eddy_durable_free(d);
-    size_t done = txn ? (size_t)store_sql(s, "SELECT count(*) FROM bench_effects")
-                      : atomic_load(&handled);
+    size_t done = txn ? (size_t)count_effects(s) : atomic_load(&handled);
     if (done != nevents) {
         fprintf(stderr, "durable bench: %zu of %zu events handled\n", done,
                 nevents);

@@ -7,12 +7,13 @@
  *   eddy dlq delete ID [--store URL]
  *   eddy dlq purge  [--store URL] [--handler H]
  *
- * Over the library's DLQ API (eddy/durable.h). The dead-letter tables are
- * read through the store's writer, so the store is opened for writing, but
- * only an existing one (cli_store_open_existing): these commands never
- * create a store file. `retry` only marks dead letters for redrive: the
- * running durable subscription of their handler redelivers them and deletes
- * each one only after its handler succeeded.
+ * Over the library's DLQ API (eddy/durable.h). `list` and `show` only read
+ * (on the store's reader connections), so they open the store read-only and
+ * work on read-only media; the others open it for writing, after a
+ * read-only open made sure it exists: these commands never create a store
+ * file. `retry` only marks dead letters for redrive and says which handler
+ * must run: the durable subscription of that handler redelivers them and
+ * deletes each one only after its handler succeeded.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -40,8 +41,10 @@ static void dlq_usage(FILE *out)
             "  list     one line per dead letter, oldest first\n"
             "  show     every detail of dead letter ID, and its event\n"
             "  retry    mark dead letter ID (or --all, of --handler H or of every\n"
-            "           handler) for redrive: the running subscription of its handler\n"
-            "           redelivers it and deletes it only after the handler succeeds\n"
+            "           handler) for redrive. Nothing is redelivered until the durable\n"
+            "           subscription of its handler runs: a running one redelivers it\n"
+            "           within about 200 ms, one that starts later at its start; it\n"
+            "           deletes it only after the handler succeeds\n"
             "  delete   delete dead letter ID for good\n"
             "  purge    delete every dead letter of --handler H (default: of every\n"
             "           handler) for good\n"
@@ -222,6 +225,87 @@ static int dlq_show(eddy_store *s, int64_t id, cli_format format)
     return 0;
 }
 
+/* ---- retry ------------------------------------------------------------------ */
+
+/* The handlers whose dead letters a `retry --all` marks, each once. */
+#define RETRY_HANDLERS_MAX 8
+
+typedef struct retry_ctx {
+    char *names[RETRY_HANDLERS_MAX];
+    size_t n;
+    size_t more; /* handlers beyond RETRY_HANDLERS_MAX */
+} retry_ctx;
+
+static int retry_collect(const eddy_dead_letter *dl, void *user)
+{
+    retry_ctx *c = user;
+    if (strcmp(dl->status, EDDY_DLQ_DEAD) != 0)
+        return 0; /* retry --all marks only "dead" ones */
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->names[i], dl->handler) == 0)
+            return 0;
+    if (c->n == RETRY_HANDLERS_MAX) {
+        c->more++;
+        return 0;
+    }
+    c->names[c->n] = strdup(dl->handler);
+    if (!c->names[c->n])
+        return EDDY_ENOMEM;
+    c->n++;
+    return 0;
+}
+
+/* Marks dead letter `id` (or every "dead" one of `handler`, NULL: all, when
+ * `all`) and says which handler must run to redeliver them: marking alone
+ * redelivers nothing. */
+static int dlq_retry(eddy_store *s, bool all, int64_t id, const char *handler)
+{
+    eddy_error err = {0};
+    if (!all) {
+        eddy_dead_letter *dl = NULL;
+        int rc = eddy_dlq_get(s, id, &dl, &err);
+        if (rc == EDDY_OK)
+            rc = eddy_dlq_retry(s, id, &err);
+        if (rc == EDDY_ENOTFOUND)
+            rc = cli_fail(1, "dlq retry: no dead letter %" PRId64, id);
+        else if (rc != EDDY_OK)
+            rc = cli_fail(1, "dlq retry: %s", err.message);
+        else
+            printf("marked dead letter %" PRId64 " for redrive: handler "
+                   "\"%s\" redelivers it when it runs\n", id, dl->handler);
+        eddy_dead_letter_free(dl);
+        return rc;
+    }
+    retry_ctx c = {.n = 0};
+    size_t count = 0;
+    int rc = eddy_dlq_list(s, handler, retry_collect, &c, &err);
+    if (rc == EDDY_ENOMEM)
+        rc = cli_fail(1, "out of memory");
+    else if (rc != EDDY_OK)
+        rc = cli_fail(1, "dlq retry: %s", err.message);
+    else if ((rc = eddy_dlq_retry_all(s, handler, &count, &err)) != EDDY_OK)
+        rc = cli_fail(1, "dlq retry: %s", err.message);
+    if (rc == EDDY_OK) {
+        printf("%zu dead letter%s marked for redrive", count,
+               count == 1 ? "" : "s");
+        if (count && c.n) {
+            printf(": handler%s", c.n + c.more == 1 ? "" : "s");
+            for (size_t i = 0; i < c.n; i++)
+                printf("%s \"%s\"", i ? "," : "", c.names[i]);
+            if (c.more)
+                printf(" and %zu more", c.more);
+            printf(" redeliver%s %s when %s\n",
+                   c.n + c.more == 1 ? "s" : "", count == 1 ? "it" : "them",
+                   c.n + c.more == 1 ? "it runs" : "they run");
+        } else {
+            printf("\n");
+        }
+    }
+    for (size_t i = 0; i < c.n; i++)
+        free(c.names[i]);
+    return rc;
+}
+
 /* ---- the subcommand ---------------------------------------------------------- */
 
 int cmd_dlq(int argc, char **argv)
@@ -302,8 +386,8 @@ int cmd_dlq(int argc, char **argv)
         return cli_fail(2, "dlq %s: --format only applies to list and show", action);
 
     url = cli_store_url(url);
-    bool writes = strcmp(action, "list") != 0 && strcmp(action, "show") != 0;
-    eddy_store *s = cli_store_open_existing(url, writes);
+    bool reads = !strcmp(action, "list") || !strcmp(action, "show");
+    eddy_store *s = cli_store_open_existing(url, !reads);
     if (!s)
         return 1;
     eddy_error err = {0};
@@ -315,21 +399,8 @@ int cmd_dlq(int argc, char **argv)
         status = dlq_list(s, handler, format);
     } else if (!strcmp(action, "show")) {
         status = dlq_show(s, id, format);
-    } else if (!strcmp(action, "retry") && !all) {
-        rc = eddy_dlq_retry(s, id, &err);
-        if (rc == EDDY_ENOTFOUND)
-            status = cli_fail(1, "dlq retry: no dead letter %" PRId64, id);
-        else if (rc != EDDY_OK)
-            status = cli_fail(1, "dlq retry: %s", err.message);
-        else
-            printf("dead letter %" PRId64 " marked for redrive\n", id);
     } else if (!strcmp(action, "retry")) {
-        rc = eddy_dlq_retry_all(s, handler, &count, &err);
-        if (rc != EDDY_OK)
-            status = cli_fail(1, "dlq retry: %s", err.message);
-        else
-            printf("%zu dead letter%s marked for redrive\n", count,
-                   count == 1 ? "" : "s");
+        status = dlq_retry(s, all, id, handler);
     } else if (!strcmp(action, "delete")) {
         rc = eddy_dlq_delete(s, id, &err);
         if (rc == EDDY_ENOTFOUND)

@@ -2,8 +2,10 @@
  * tests/test_durable.c - durable subscriptions: catch-up then live, the
  * checkpoint across restarts, retries with growing delays that keep per-key
  * order without blocking other keys, dead letters and their redrive,
- * retry state surviving a restart, inbox and transactional idempotency,
- * metrics, bad options. Also runs under ThreadSanitizer.
+ * retry state surviving a restart, dead letters marked for redrive taken
+ * at start and waited for by wait_idle, a stop from several threads, inbox
+ * and transactional idempotency, metrics, bad options. Also runs under
+ * ThreadSanitizer.
  *
  * Handlers never call cmocka's asserts (they run on worker threads): they
  * record what they saw under a mutex, and the test thread asserts.
@@ -21,9 +23,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 
 #include "eddy/eddy.h"
 
@@ -472,6 +471,100 @@ static void test_dead_letter_and_redrive(void **state)
     rec_free(r);
 }
 
+/* Issue 15, "redrive that happens": dead letters marked while no
+ * subscription of their handler runs are redelivered when it starts, and
+ * eddy_durable_wait_idle waits for them; a mark made while it runs counts
+ * for wait_idle too, success or failure. */
+static void test_redrive_at_start_and_wait_idle(void **state)
+{
+    struct fx *f = *state;
+    struct rec *r = rec_new();
+    snprintf(r->fail_key, sizeof r->fail_key, "k");
+    r->fail_times = -1;
+    eddy_durable_options o = {.name = "payer",
+                              .handler = rec_handler,
+                              .user = r,
+                              .retry = {.max_attempts = 1}};
+    eddy_durable *d = start(f->store, &o);
+    wait_idle(d, append_n(f->store, "pay.x", "k", 0, 3));
+    eddy_durable_free(d);
+    assert_int_equal(dl_list(f->store, "payer").count, 3);
+
+    /* Marked with nothing running: nothing happens ... */
+    size_t marked = 0;
+    assert_int_equal(eddy_dlq_retry_all(f->store, "payer", &marked, NULL),
+                     EDDY_OK);
+    assert_int_equal(marked, 3);
+    atomic_store(&r->fixed, 1);
+    /* ... until the subscription starts: wait_idle returns once all three
+     * were redelivered, with no sleep in between. */
+    d = start(f->store, &o);
+    wait_idle(d, head_of(f->store));
+    assert_int_equal(dl_list(f->store, "payer").count, 0);
+    for (int n = 0; n < 3; n++)
+        assert_int_equal(rec_ok_count(r, "k", n), 1);
+
+    /* Marked while it runs: wait_idle at once, with a handler that fails
+     * again (back to "dead", attempts + 1) and then one that succeeds. */
+    atomic_store(&r->fixed, 0);
+    wait_idle(d, append_n(f->store, "pay.x", "k", 3, 1));
+    struct dl_seen s = dl_list(f->store, "payer");
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.attempts, 1);
+    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    wait_idle(d, 0);
+    s = dl_list(f->store, "payer");
+    assert_int_equal(s.count, 1);
+    assert_string_equal(s.status, EDDY_DLQ_DEAD);
+    assert_int_equal(s.attempts, 2);
+    atomic_store(&r->fixed, 1);
+    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    wait_idle(d, 0);
+    assert_int_equal(dl_list(f->store, "payer").count, 0);
+    assert_int_equal(rec_ok_count(r, "k", 3), 1);
+
+    /* Stopped with a mark left: wait_idle says nothing will redeliver it. */
+    atomic_store(&r->fixed, 0);
+    wait_idle(d, append_n(f->store, "pay.x", "k", 4, 1));
+    s = dl_list(f->store, "payer");
+    assert_int_equal(s.count, 1);
+    assert_int_equal(eddy_durable_stop(d, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_durable_wait_idle(d, 0, 1000), EDDY_ESTOPPED);
+    eddy_durable_free(d);
+    rec_free(r);
+}
+
+static void *stop_thread(void *arg)
+{
+    return (void *)(intptr_t)eddy_durable_stop(arg, NULL);
+}
+
+/* eddy_durable_stop from several threads at once: one stops, all return
+ * its status (TSan checks the rest). */
+static void test_concurrent_stop(void **state)
+{
+    struct fx *f = *state;
+    struct rec *r = rec_new();
+    eddy_durable_options o = {.name = "stopper", .handler = rec_handler,
+                              .user = r};
+    eddy_durable *d = start(f->store, &o);
+    wait_idle(d, append_n(f->store, "a.b", "k", 0, 20));
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, stop_thread, d), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc = NULL;
+        pthread_join(t[i], &rc);
+        assert_int_equal((int)(intptr_t)rc, EDDY_OK);
+    }
+    /* The name is free again once stopped. */
+    eddy_durable *d2 = start(f->store, &o);
+    eddy_durable_free(d2);
+    eddy_durable_free(d);
+    rec_free(r);
+}
+
 static void test_non_retryable(void **state)
 {
     struct fx *f = *state;
@@ -527,19 +620,25 @@ static void test_retry_state_survives_restart(void **state)
 
 /* ---- idempotency ---------------------------------------------------------- */
 
-/* Moves a subscription's stored checkpoint back, as a crash right after
- * its handler ran would leave it. The store must be closed. */
-static void rewind_checkpoint(const char *path, const char *name)
+static int rewind_fn(eddy_txn *txn, void *user, eddy_error *err)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE eddy_checkpoints SET position = 0 WHERE name = '%s'",
-             name);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_changes(db), 1);
-    sqlite3_close(db);
+    int64_t changes = 0;
+    int rc = eddy_txn_exec(txn, &changes, err,
+                           "UPDATE eddy_checkpoints SET position = 0 "
+                           "WHERE name = $1",
+                           "s", (const char *)user);
+    if (rc == EDDY_OK && changes != 1)
+        rc = EDDY_ENOTFOUND;
+    return rc;
+}
+
+/* Moves a subscription's stored checkpoint back, as a crash right after
+ * its handler ran would leave it. The subscription must be stopped. */
+static void rewind_checkpoint(eddy_store *s, const char *name)
+{
+    eddy_error err = {0};
+    if (eddy_store_transact(s, rewind_fn, (void *)name, &err) != EDDY_OK)
+        fail_msg("rewinding %s: %s", name, err.message);
 }
 
 static void test_inbox_and_at_least_once(void **state)
@@ -558,9 +657,9 @@ static void test_inbox_and_at_least_once(void **state)
     wait_idle(da, p);
     eddy_durable_free(di);
     eddy_durable_free(da);
+    rewind_checkpoint(f->store, "inboxed");
+    rewind_checkpoint(f->store, "plain");
     eddy_store_close(f->store);
-    rewind_checkpoint(f->path, "inboxed");
-    rewind_checkpoint(f->path, "plain");
     f->store = store_open(f->path);
     di = start(f->store, &oi);
     da = start(f->store, &oa);
@@ -587,19 +686,12 @@ static int txn_handler(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
 {
     struct txn_state *t = user;
     int call = atomic_fetch_add(&t->calls, 1);
-    sqlite3 *db = eddy_txn_sqlite(txn);
-    if (!db)
-        return eddy_ctx_fail(ctx, EDDY_EUNSUPPORTED, "no sqlite");
-    if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS effects(event_id TEXT)",
-                     NULL, NULL, NULL) != SQLITE_OK)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "create: %s", sqlite3_errmsg(db));
-    sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "INSERT INTO effects VALUES(?1)", -1, &st, NULL);
-    sqlite3_bind_text(st, 1, eddy_event_id(ev), -1, SQLITE_TRANSIENT);
-    int s = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (s != SQLITE_DONE)
-        return eddy_ctx_fail(ctx, EDDY_EIO, "insert: %s", sqlite3_errmsg(db));
+    eddy_error e = {0};
+    if (eddy_txn_exec(txn, NULL, &e, "CREATE TABLE IF NOT EXISTS "
+                      "effects(event_id TEXT)", NULL) != EDDY_OK ||
+        eddy_txn_exec(txn, NULL, &e, "INSERT INTO effects VALUES($1)", "s",
+                      eddy_event_id(ev)) != EDDY_OK)
+        return eddy_ctx_fail(ctx, e.code, "effects: %s", e.message);
     int rc = eddy_ctx_publish(ctx, "effect.done", "{s:i}", "n", event_n(ev));
     if (rc != EDDY_OK)
         return rc;
@@ -610,16 +702,12 @@ static int txn_handler(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
     return EDDY_OK;
 }
 
-static int64_t count_sql(const char *path, const char *sql)
+static int64_t count_sql(eddy_store *s, const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    int64_t n = 0;
+    eddy_error err = {0};
+    if (eddy_store_sql_int(s, &n, &err, sql, NULL) != EDDY_OK)
+        fail_msg("%s: %s", sql, err.message);
     return n;
 }
 
@@ -637,18 +725,18 @@ static void test_transactional_exactly_once(void **state)
     eddy_durable *d = start(f->store, &o);
     wait_idle(d, p);
     eddy_durable_free(d);
-    eddy_store_close(f->store);
     /* Crash simulation: the checkpoint goes back; the inbox rows committed
      * with the effects make the re-delivery skip them. */
-    rewind_checkpoint(f->path, "projector");
+    rewind_checkpoint(f->store, "projector");
+    eddy_store_close(f->store);
     f->store = store_open(f->path);
     d = start(f->store, &o);
     wait_idle(d, p);
     eddy_durable_free(d);
 
-    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM effects"), 6);
-    assert_int_equal(count_sql(f->path, "SELECT count(DISTINCT event_id) "
-                                        "FROM effects"), 6);
+    assert_int_equal(count_sql(f->store, "SELECT count(*) FROM effects"), 6);
+    assert_int_equal(count_sql(f->store, "SELECT count(DISTINCT event_id) "
+                                         "FROM effects"), 6);
     /* Follow-ups: exactly one per event (failed attempts rolled back),
      * in stream k1 (the subject), with correlation and causation. */
     eddy_cursor *c = NULL;
@@ -772,6 +860,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_and_redrive, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_redrive_at_start_and_wait_idle,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_retryable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_state_survives_restart,
                                         setup, teardown),

@@ -2,8 +2,9 @@
  * tests/test_outbox.c - the transactional outbox and its relay: append and
  * queue in one transaction (all or nothing, idempotent retry), in-order
  * at-least-once publishing to a recording publisher, live wake-up on commit,
- * a failing publisher retried without skipping ahead, the bus publisher,
- * destination filters, marking on stop, cleanup, bad arguments.
+ * a failing publisher retried without skipping ahead and never dropped past
+ * its retry policy, the bus publisher, destination filters, marking on
+ * stop, cleanup, bad arguments, reads on a store opened read-only.
  * The crash test (SIGKILL of a relay process) is tests/test_outbox_crash.c.
  */
 #include <setjmp.h>
@@ -16,9 +17,6 @@
 #include "test_util.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,19 +42,13 @@ static eddy_store *new_store(void)
     return s;
 }
 
-/* A column of the outbox read through a separate read-only connection. */
-static int64_t raw_int(const char *sql)
+/* A figure of the store's outbox table, read on a reader connection. */
+static int64_t raw_int(eddy_store *s, const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    int64_t v = 0;
+    eddy_error err = {0};
+    if (eddy_store_sql_int(s, &v, &err, sql, NULL) != EDDY_OK)
+        fail_msg("%s: %s", sql, err.message);
     return v;
 }
 
@@ -214,9 +206,11 @@ static void test_in_order(void **state)
     assert_int_equal(pending(s, "orders"), 65);
     assert_int_equal(pending(s, "elsewhere"), 0);
     /* The queue holds each event's store position. */
-    assert_int_equal(raw_int("SELECT count(*) FROM eddy_outbox o JOIN events e "
-                             "ON e.id = o.event_id AND e.position = o.position "
-                             "AND e.payload = o.payload"), 65);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM eddy_outbox o "
+                                "JOIN events e ON e.id = o.event_id "
+                                "AND e.position = o.position "
+                                "AND e.payload = o.payload"),
+                     65);
 
     recorder rec;
     rec_init(&rec);
@@ -240,8 +234,9 @@ static void test_in_order(void **state)
     assert_int_equal(st.marked, 65);
     assert_int_equal(pending(s, NULL), 0);
     assert_int_equal(rec_count(&rec), 65); /* at-least-once, and no more here */
-    assert_int_equal(raw_int("SELECT count(*) FROM eddy_outbox WHERE "
-                             "sent_us IS NOT NULL AND attempts = 1"), 65);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM eddy_outbox WHERE "
+                                "sent_us IS NOT NULL AND attempts = 1"),
+                     65);
     eddy_outbox_relay_free(relay);
     assert_int_equal(atomic_load(&rec.closed), 1);
 
@@ -367,8 +362,9 @@ static void test_failing_publisher(void **state)
     snprintf(rec.fail_id, sizeof rec.fail_id, "%s", eddy_event_id(evs[10]));
     rec.fail_times = 4;
     eddy_publisher pub = rec_publisher(&rec);
-    eddy_outbox_relay_options o = {.retry_initial_ms = 10, .retry_max_ms = 40,
-                                   .mark_batch = 1000};
+    eddy_outbox_relay_options o = {
+        .retry = {.initial_delay_ms = 10, .max_delay_ms = 40, .jitter = -1},
+        .mark_batch = 1000};
     int64_t t0 = eddy_now_us();
     eddy_outbox_relay *relay = eddy_outbox_relay_start(s, &pub, &o, &err);
     assert_non_null(relay);
@@ -388,8 +384,8 @@ static void test_failing_publisher(void **state)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT attempts FROM eddy_outbox WHERE "
              "event_id = '%s'", eddy_event_id(evs[10]));
-    assert_int_equal(raw_int(sql), 5);
-    assert_int_equal(raw_int("SELECT sum(attempts) FROM eddy_outbox"), 34);
+    assert_int_equal(raw_int(s, sql), 5);
+    assert_int_equal(raw_int(s, "SELECT sum(attempts) FROM eddy_outbox"), 34);
     eddy_outbox_relay_free(relay);
     rec_fini(&rec);
 
@@ -401,8 +397,8 @@ static void test_failing_publisher(void **state)
     rec_init(&rec);
     atomic_store(&rec.fail_all, true);
     pub = rec_publisher(&rec);
-    o.retry_initial_ms = 5000;
-    o.retry_max_ms = 5000;
+    o.retry.initial_delay_ms = 5000;
+    o.retry.max_delay_ms = 5000;
     relay = eddy_outbox_relay_start(s, &pub, &o, &err);
     assert_non_null(relay);
     while (atomic_load(&rec.calls) < 1)
@@ -417,6 +413,59 @@ static void test_failing_publisher(void **state)
 
     eddy_event_array_free(more, 3);
     eddy_event_array_free(evs, 30);
+    eddy_store_close(s);
+}
+
+/* Past the retry policy the relay does not drop the row: it reports it
+ * (stats.stalled_seq) and keeps retrying it at the policy's max delay; the
+ * rows behind it wait, then everything goes out in order. */
+static void test_never_drops_past_the_policy(void **state)
+{
+    (void)state;
+    eddy_store *s = new_store();
+    eddy_error err = {0};
+    eddy_event **evs = make_events("pay-9", 5);
+    assert_int_equal(eddy_outbox_append(s, "pay-9", EDDY_EXPECT_ANY, evs, 5,
+                                        "payments", NULL, &err), EDDY_OK);
+    recorder rec;
+    rec_init(&rec);
+    atomic_store(&rec.fail_all, true);
+    eddy_publisher pub = rec_publisher(&rec);
+    eddy_outbox_relay_options o = {
+        .retry = {.max_attempts = 2, .initial_delay_ms = 5,
+                  .max_delay_ms = 20, .jitter = -1}};
+    eddy_outbox_relay *relay = eddy_outbox_relay_start(s, &pub, &o, &err);
+    assert_non_null(relay);
+    eddy_outbox_relay_stats st = {0};
+    int64_t t0 = eddy_now_us();
+    while (st.stalled_seq == 0 || st.failures < 6) {
+        if (eddy_now_us() - t0 > 20 * 1000000LL)
+            fail_msg("the relay did not report the stalled row");
+        usleep(1000);
+        eddy_outbox_relay_stats_get(relay, &st);
+    }
+    /* Still retried well past max_attempts, nothing published or lost. */
+    assert_int_equal(st.published, 0);
+    assert_int_equal(rec_count(&rec), 0);
+    assert_int_equal(pending(s, "payments"), 5);
+    int64_t first_seq = st.stalled_seq;
+    assert_true(first_seq > 0);
+
+    atomic_store(&rec.fail_all, false);
+    wait_recorded(&rec, 5);
+    assert_published(&rec, 0, evs, 5);
+    eddy_outbox_relay_stats_get(relay, &st);
+    assert_int_equal(st.stalled_seq, 0);
+    assert_int_equal(st.published, 5);
+    assert_int_equal(eddy_outbox_relay_stop(relay, &err), EDDY_OK);
+    assert_int_equal(pending(s, NULL), 0);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT attempts FROM eddy_outbox WHERE "
+             "seq = %lld", (long long)first_seq);
+    assert_true(raw_int(s, sql) >= 7); /* 6+ failures, 1 success */
+    eddy_outbox_relay_free(relay);
+    rec_fini(&rec);
+    eddy_event_array_free(evs, 5);
     eddy_store_close(s);
 }
 
@@ -480,7 +529,7 @@ static void test_bus_publisher(void **state)
     eddy_event **more = make_events("order-8", 2);
     assert_int_equal(eddy_outbox_append(s, "order-8", EDDY_EXPECT_ANY, more, 2,
                                         "bus", NULL, &err), EDDY_OK);
-    eddy_outbox_relay_options o = {.retry_initial_ms = 5};
+    eddy_outbox_relay_options o = {.retry = {.initial_delay_ms = 5}};
     relay = eddy_outbox_relay_start(s, &pub, &o, &err);
     assert_non_null(relay);
     eddy_outbox_relay_stats st = {0};
@@ -560,7 +609,7 @@ static void test_stop_marks_and_cleanup(void **state)
                      EDDY_OK);
     assert_int_equal(deleted, 4);
     assert_int_equal(pending(s, NULL), 2);
-    assert_int_equal(raw_int("SELECT count(*) FROM eddy_outbox"), 2);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM eddy_outbox"), 2);
     assert_int_equal(eddy_outbox_cleanup(s, 0, &deleted, &err), EDDY_EINVAL);
 
     /* The relay's own cleanup, and seq never reused after a deletion: the
@@ -571,7 +620,7 @@ static void test_stop_marks_and_cleanup(void **state)
     wait_recorded(&rec, 6);
     assert_published(&rec, 4, evs + 4, 2);
     int64_t t0 = eddy_now_us();
-    while (raw_int("SELECT count(*) FROM eddy_outbox") != 0) {
+    while (raw_int(s, "SELECT count(*) FROM eddy_outbox") != 0) {
         if (eddy_now_us() - t0 > 10 * 1000000LL)
             fail_msg("the relay did not clean up sent rows");
         /* The relay cleans up at most once a second. */
@@ -596,7 +645,15 @@ static void test_bad_arguments(void **state)
     assert_int_equal(err.code, EDDY_EINVAL);
     assert_null(eddy_outbox_relay_start(NULL, &pub, NULL, &err));
     assert_null(eddy_outbox_relay_start(s, NULL, NULL, &err));
-    eddy_outbox_relay_options o = {.retry_initial_ms = -1};
+    eddy_outbox_relay_options o = {.retry = {.multiplier = 0.5}};
+    assert_null(eddy_outbox_relay_start(s, &pub, &o, &err));
+    assert_int_equal(err.code, EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "multiplier"));
+    o = (eddy_outbox_relay_options){
+        .retry = {.initial_delay_ms = 500, .max_delay_ms = 100}};
+    assert_null(eddy_outbox_relay_start(s, &pub, &o, &err));
+    assert_int_equal(err.code, EDDY_EINVAL);
+    o = (eddy_outbox_relay_options){.cleanup_after_ms = -1};
     assert_null(eddy_outbox_relay_start(s, &pub, &o, &err));
     assert_int_equal(err.code, EDDY_EINVAL);
     o = (eddy_outbox_relay_options){.destination = ""};
@@ -605,12 +662,20 @@ static void test_bad_arguments(void **state)
     int64_t n;
     assert_int_equal(eddy_outbox_pending(s, NULL, NULL, &err), EDDY_EINVAL);
     assert_int_equal(eddy_outbox_pending(NULL, NULL, &n, &err), EDDY_EINVAL);
+    eddy_event **evs = make_events("ro-1", 2);
+    assert_int_equal(eddy_outbox_append(s, "ro-1", EDDY_EXPECT_ANY, evs, 2,
+                                        "crm", NULL, &err), EDDY_OK);
+    eddy_event_array_free(evs, 2);
     eddy_store_close(s);
 
-    /* A read-only store cannot run a relay; the publisher is not closed. */
+    /* A read-only store cannot run a relay; the publisher is not closed.
+     * Counting what is queued only reads: it works there. */
     eddy_store_options ro = {.read_only = true};
     s = eddy_store_open(db_path, &ro, &err);
     assert_non_null(s);
+    assert_int_equal(pending(s, NULL), 2);
+    assert_int_equal(pending(s, "crm"), 2);
+    assert_int_equal(pending(s, "elsewhere"), 0);
     eddy_error_clear(&err);
     assert_null(eddy_outbox_relay_start(s, &pub, NULL, &err));
     assert_int_equal(err.code, EDDY_ESTATE);
@@ -680,8 +745,10 @@ static void test_concurrent_producers(void **state)
         eddy_event_array_free(args[i].evs, N);
     }
     /* Queue order is commit order: positions ascend with seq. */
-    assert_int_equal(raw_int("SELECT count(*) FROM eddy_outbox a JOIN eddy_outbox b "
-                             "ON b.seq = a.seq + 1 WHERE b.position < a.position"), 0);
+    assert_int_equal(raw_int(s, "SELECT count(*) FROM eddy_outbox a "
+                                "JOIN eddy_outbox b ON b.seq = a.seq + 1 "
+                                "WHERE b.position < a.position"),
+                     0);
     assert_int_equal(pending(s, NULL), 0);
     rec_fini(&rec);
     eddy_store_close(s);
@@ -704,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_live_wakeup),
         cmocka_unit_test(test_atomic_and_idempotent),
         cmocka_unit_test(test_failing_publisher),
+        cmocka_unit_test(test_never_drops_past_the_policy),
         cmocka_unit_test(test_bus_publisher),
         cmocka_unit_test(test_destination_filter),
         cmocka_unit_test(test_stop_marks_and_cleanup),

@@ -159,7 +159,7 @@ static void test_urls(void **state)
 static int read_pragmas(eddy_txn *txn, void *arg, eddy_error *err)
 {
     (void)err;
-    sqlite3 *db = eddyi_txn_native(txn);
+    sqlite3 *db = eddy_txn_sqlite(txn);
     int64_t *out = arg;
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &st, NULL);

@@ -51,13 +51,15 @@
  *
  * COSTS. Each INBOX event takes two store commits (claim, done) and each
  * TRANSACTIONAL event one (shared with concurrent writers by group commit);
- * a running subscription also runs one small write job every 200 ms to look
- * for dead letters marked for redrive. Inbox rows are never pruned.
+ * a running subscription also looks for dead letters marked for redrive
+ * every 200 ms (one small query on a reader connection). Inbox rows are
+ * never pruned.
  *
- * STORE TABLES. The subscriptions keep their state in the store file, in
- * tables that are part of the store's schema: eddy_checkpoints,
- * eddy_retries, eddy_dead_letters, eddy_inbox. They are written through the store's
- * writer (group commit); a handler must not write to them itself.
+ * STORE TABLES. The subscriptions keep their state in the store, in tables
+ * that are part of the store's schema (on SQLite: eddy_checkpoints,
+ * eddy_retries, eddy_dead_letters, eddy_inbox). They are written through
+ * the store's writer (group commit) and read on its reader connections; a
+ * handler must not write to them itself.
  *
  * THREADING. eddy_durable_* calls are thread-safe unless said otherwise; a
  * subscription runs its handler on its own worker threads (TRANSACTIONAL:
@@ -146,9 +148,11 @@ typedef struct eddy_durable_options {
 } eddy_durable_options;
 
 /*
- * Starts durable subscription `opts->name`: creates its tables if needed,
- * loads its checkpoint and pending retries, then delivers every event after
- * the checkpoint (catch-up) and follows live appends, until stopped.
+ * Starts durable subscription `opts->name`: records it in the store (for
+ * `eddy graph`), loads its checkpoint and pending retries, then delivers
+ * every event after the checkpoint (catch-up) and follows live appends,
+ * until stopped. Dead letters of this name marked for redrive
+ * (eddy_dlq_retry) while it did not run are redelivered at once.
  * Returns a running subscription (destructor: eddy_durable_free), or NULL
  * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
  * handler for the mode, bad policy: the message names it), EDDY_EEXIST
@@ -183,10 +187,14 @@ void eddy_durable_free(eddy_durable *d);
 int64_t eddy_durable_checkpoint(const eddy_durable *d);
 
 /*
- * Waits until the checkpoint reaches `position` (>= position), or
- * `timeout_ms` passes (< 0: no limit), then persists the checkpoint.
- * Returns EDDY_OK, EDDY_ETIMEDOUT, or EDDY_ESTOPPED if the subscription
- * ended before. Thread-safe; not from the subscription's handler.
+ * Waits until the checkpoint reaches `position` (>= position) and no dead
+ * letter of this subscription is marked for redrive (each marked one was
+ * redelivered: deleted after a success, back to "dead" after a failure),
+ * or until `timeout_ms` passes (< 0: no limit); then persists the
+ * checkpoint. Returns EDDY_OK, EDDY_ETIMEDOUT, EDDY_ESTOPPED if the
+ * subscription ended before (or is stopped with dead letters still
+ * marked), or a store error reading the dead letters. Thread-safe; not
+ * from the subscription's handler.
  */
 int eddy_durable_wait_idle(eddy_durable *d, int64_t position, int timeout_ms);
 
@@ -232,18 +240,21 @@ typedef int (*eddy_dead_letter_fn)(const eddy_dead_letter *dl, void *user);
 
 /*
  * Calls `fn` for the dead letters of `handler` (NULL: every handler), oldest
- * id first. The rows are read first, then `fn` runs on the calling thread
- * with no store lock held (it may call other eddy_dlq_* functions).
- * Returns EDDY_OK, `fn`'s non-zero value, or a store error (EDDY_ESTATE on
- * a read-only store: the dead-letter tables are read through the writer).
+ * id first. The rows are read on a reader connection (never queued behind
+ * the writer; works on a store opened read-only), a page at a time, then
+ * `fn` runs on the calling thread with no connection held (it may call
+ * other eddy_dlq_* functions). Returns EDDY_OK, `fn`'s non-zero value,
+ * EDDY_EPARSE (a stored event does not decode) or a store error.
  * Thread-safe.
  */
 int eddy_dlq_list(eddy_store *store, const char *handler,
                   eddy_dead_letter_fn fn, void *user, eddy_error *err);
 
 /*
- * Loads dead letter `id` into `*out` (destructor: eddy_dead_letter_free).
- * Returns EDDY_OK, EDDY_ENOTFOUND or a store error. Thread-safe.
+ * Loads dead letter `id` into `*out` (destructor: eddy_dead_letter_free),
+ * on a reader connection (works on a read-only store). Returns EDDY_OK,
+ * EDDY_ENOTFOUND, EDDY_EPARSE (its stored event does not decode) or a store
+ * error. Thread-safe.
  */
 int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
                  eddy_error *err);
@@ -252,13 +263,16 @@ int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
 void eddy_dead_letter_free(eddy_dead_letter *dl);
 
 /*
- * Marks dead letter `id` for redrive: the running durable subscription of
- * its handler (in this process or another one on the same store file; or
- * the next one to start) redelivers it within about 200 ms, deletes it if
- * the handler succeeds and puts it back to "dead" (attempts + 1, new error)
- * if not. It is never deleted before a success. Redrive ignores per-key
- * order: the key moved on when the event was dead-lettered. Returns EDDY_OK, EDDY_ENOTFOUND or a store
- * error. Thread-safe.
+ * Marks dead letter `id` for redrive. Nothing is redelivered by this call:
+ * the durable subscription of its handler (eddy_dead_letter.handler) does
+ * it, so that subscription must run, in this process or another one on the
+ * same store. A running one redelivers it within about 200 ms (at once
+ * when eddy_durable_wait_idle is called on it), one that starts later
+ * redelivers it when it starts; it deletes the dead letter if the handler
+ * succeeds and puts it back to "dead" (attempts + 1, new error) if not. It
+ * is never deleted before a success. Redrive ignores per-key order: the key
+ * moved on when the event was dead-lettered. Returns EDDY_OK,
+ * EDDY_ENOTFOUND or a store error. Thread-safe.
  */
 int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err);
 

@@ -13,12 +13,14 @@
  * DELIVERY: at-least-once, in queue order. A row is marked sent only after
  * its publish returned EDDY_OK, so a crash (or a stop) between the publish
  * and the mark makes the next relay publish it again: consumers deduplicate
- * by event id (eddy_event_id). A failed publish is retried with backoff; the
- * relay never skips ahead of a row it could not publish.
+ * by event id (eddy_event_id). A failed publish is retried with backoff
+ * (the relay's `retry` policy, eddy/retry.h); the relay never skips ahead
+ * of a row it could not publish, and never drops one.
  *
- * STORAGE: the SQLite table eddy_outbox (seq, position, event_id,
- * destination, payload, created_us, sent_us, attempts), created when first
- * needed. Backends without SQLite give EDDY_EUNSUPPORTED.
+ * STORAGE: the store's outbox table, part of the store's schema (on
+ * SQLite: eddy_outbox(seq, position, event_id, destination, payload,
+ * created_us, sent_us, attempts)). The relay reads it on the store's reader
+ * connections and writes (marks sent) through the store's writer.
  *
  * THREADING: every function here is thread-safe unless it says otherwise.
  * A relay runs one thread of its own; run one relay per store and
@@ -34,6 +36,7 @@
 #include "eddy/bus.h"
 #include "eddy/error.h"
 #include "eddy/event.h"
+#include "eddy/retry.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -84,7 +87,7 @@ eddy_publisher eddy_publisher_bus(eddy_bus *bus);
  * same content, same destination) after a lost acknowledgement stores and
  * queues nothing twice.
  * Errors: those of eddy_store_append; EDDY_EINVAL for a NULL/empty/invalid
- * destination; EDDY_EUNSUPPORTED for a store backend without SQLite.
+ * destination; EDDY_EUNSUPPORTED for a store backend without SQL tables.
  * Thread-safe; blocks until the commit. Must not be called from a store
  * callback that runs on the writer thread.
  */
@@ -95,9 +98,9 @@ int eddy_outbox_append(eddy_store *s, const char *stream_id,
 
 /*
  * Sets `*count` to the number of queued rows not yet marked sent (every
- * destination when `destination` is NULL, else only that one). Runs as a
- * job of the store's writer, so it needs a writable store (EDDY_ESTATE
- * otherwise). Returns EDDY_OK or a store error. Thread-safe.
+ * destination when `destination` is NULL, else only that one). Reads on a
+ * reader connection: works on a read-only store and never waits for the
+ * writer. Returns EDDY_OK or a store error. Thread-safe.
  */
 int eddy_outbox_pending(eddy_store *s, const char *destination,
                         int64_t *count, eddy_error *err);
@@ -117,6 +120,9 @@ typedef struct eddy_outbox_relay eddy_outbox_relay;
 
 #define EDDY_OUTBOX_DEFAULT_PAGE_ROWS 256
 #define EDDY_OUTBOX_DEFAULT_MARK_BATCH 64
+/* The relay's own defaults for retry.initial_delay_ms and
+ * retry.max_delay_ms: it publishes one row at a time, in order, so every
+ * row behind a failing one waits as long as it does. */
 #define EDDY_OUTBOX_DEFAULT_RETRY_INITIAL_MS 50
 #define EDDY_OUTBOX_DEFAULT_RETRY_MAX_MS 5000
 
@@ -130,9 +136,17 @@ typedef struct eddy_outbox_relay_options {
                                  smaller batch is marked whenever the relay
                                  runs out of rows, fails or stops);
                                  0: EDDY_OUTBOX_DEFAULT_MARK_BATCH */
-    int retry_initial_ms;     /* first delay after a failed publish, then
-                                 doubled; 0: ..._RETRY_INITIAL_MS */
-    int retry_max_ms;         /* longest delay; 0: ..._RETRY_MAX_MS */
+    /* After a failed publish (eddy/retry.h): the row is retried after
+     * the policy's backoff. Zero fields take the policy's defaults, except
+     * initial_delay_ms (0: EDDY_OUTBOX_DEFAULT_RETRY_INITIAL_MS, or
+     * max_delay_ms if smaller) and max_delay_ms (0:
+     * EDDY_OUTBOX_DEFAULT_RETRY_MAX_MS, or initial_delay_ms if larger).
+     * The relay NEVER drops a row: after retry.max_attempts failed
+     * attempts, or an error retry.retryable refuses, it reports the row
+     * (an error in the log, stats.stalled_seq) and keeps retrying it every
+     * max_delay_ms until it succeeds or the relay stops; the rows behind
+     * it wait. */
+    eddy_retry_policy retry;
     int64_t cleanup_after_ms; /* > 0: the relay deletes rows sent more than
                                  this long ago (checked about once per
                                  cleanup_after_ms / 2, at most every
@@ -145,6 +159,9 @@ typedef struct eddy_outbox_relay_stats {
     uint64_t failures;    /* failed publish calls (each retried) */
     uint64_t marked;      /* rows marked sent */
     int64_t last_seq;     /* queue seq of the last row published (0: none) */
+    int64_t stalled_seq;  /* queue seq of the row the relay is stuck on:
+                             it failed beyond the retry policy and is
+                             retried every retry.max_delay_ms (0: none) */
 } eddy_outbox_relay_stats;
 
 /*
@@ -156,11 +173,13 @@ typedef struct eddy_outbox_relay_stats {
  * `pub` is copied; its `self` is taken on success (eddy_outbox_relay_free
  * calls pub->close(self)), untouched on failure. `opts` may be NULL.
  * Returns a new relay (destructor: eddy_outbox_relay_free), or NULL with
- * `err`: EDDY_EINVAL (no publish function, bad options), EDDY_ESTATE
- * (read-only store), EDDY_EUNSUPPORTED (not SQLite), EDDY_ENOMEM.
+ * `err`: EDDY_EINVAL (no publish function, bad options or retry policy:
+ * the message names the field), EDDY_ESTATE (read-only store),
+ * EDDY_ENOMEM.
  * A failing publish is logged (component "outbox") at warn level and
- * retried after retry_initial_ms, doubling up to retry_max_ms, until it
- * succeeds or the relay stops. Thread-safe.
+ * retried with the backoff of opts->retry; past the policy it is logged at
+ * error level and retried every retry.max_delay_ms, until it succeeds or
+ * the relay stops. Thread-safe.
  */
 eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
                                            const eddy_publisher *pub,
@@ -171,8 +190,9 @@ eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
  * Stops the relay: a publish in progress finishes, the rows published so
  * far are marked sent, and the thread is joined. Returns EDDY_OK, or the
  * error that made the relay give up (a store error; `err` filled). Rows not
- * yet published stay queued for the next relay. Idempotent. Must not be
- * called from the relay's publisher.
+ * yet published stay queued for the next relay. Idempotent and
+ * thread-safe: concurrent calls all return once the thread is joined, with
+ * the same status. Must not be called from the relay's publisher.
  */
 int eddy_outbox_relay_stop(eddy_outbox_relay *r, eddy_error *err);
 

@@ -1,118 +1,28 @@
 /*
- * src/reliability/dlq.c - the dead-letter store (eddy_dlq_*) and the
- * SQLite helpers of the reliability layer.
+ * src/reliability/dlq.c - the dead-letter store (eddy_dlq_*, eddy/durable.h)
+ * over the store's state operations (src/store/state_durable.h).
  *
- * Every call here runs through the store's writer (eddyi_store_write): the
- * store exposes no read connection to other layers. Listing pages through the
- * table in jobs of DLQ_PAGE rows and calls the user's callback between
- * jobs, never on the writer thread.
+ * Reads (list, get) run on reader connections: they never queue behind the
+ * writer and work on a read-only store. Listing copies a page of DLQ_PAGE
+ * rows out of the reader, then decodes and hands them to the user's
+ * callback with no connection held, so the callback may call other
+ * eddy_dlq_* functions. Changes (mark for redrive, delete, purge) are write
+ * jobs. Runs on the calling thread; no thread of its own.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/internal.h"
+#include "../store/state_durable.h"
+#include "../store/store_internal.h"
 #include "reliability_internal.h"
 
 #define DLQ_PAGE 256
 
-/* ---- schema and helpers --------------------------------------------------- */
+/* ---- dead letters as views ----------------------------------------------- */
 
-int eddyi_rel_sqlerr(sqlite3 *db, const char *what, eddy_error *err)
-{
-    int code = sqlite3_errcode(db);
-    int ec = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? EDDY_EBUSY
-                                                            : EDDY_EIO;
-    return eddyi_error(err, ec, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-int eddyi_rel_db(eddy_txn *txn, sqlite3 **db, eddy_error *err)
-{
-    *db = eddyi_txn_native(txn);
-    if (!*db)
-        return eddyi_error(err, EDDY_EUNSUPPORTED,
-                           "durable subscriptions and dead letters need the "
-                           "SQLite store backend");
-    return EDDY_OK;
-}
-
-static int vprepare(sqlite3 *db, sqlite3_stmt **stmt, eddy_error *err,
-                    const char *sql, const char *types, va_list ap)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return eddyi_rel_sqlerr(db, "preparing a reliability statement", err);
-    int rc = SQLITE_OK;
-    for (int i = 0; types && types[i] && rc == SQLITE_OK; i++) {
-        switch (types[i]) {
-        case 't': {
-            const char *s = va_arg(ap, const char *);
-            rc = s ? sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT)
-                   : sqlite3_bind_null(st, i + 1);
-            break;
-        }
-        case 'i':
-            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-            break;
-        case 'n':
-            rc = sqlite3_bind_int(st, i + 1, va_arg(ap, int));
-            break;
-        default:
-            sqlite3_finalize(st);
-            return eddyi_error(err, EDDY_EINVAL, "bad bind type '%c'",
-                               types[i]);
-        }
-    }
-    if (rc != SQLITE_OK) {
-        int e = eddyi_rel_sqlerr(db, "binding a reliability statement", err);
-        sqlite3_finalize(st);
-        return e;
-    }
-    *stmt = st;
-    return EDDY_OK;
-}
-
-int eddyi_rel_prepare(sqlite3 *db, sqlite3_stmt **stmt, eddy_error *err,
-                      const char *sql, const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int rc = vprepare(db, stmt, err, sql, types, ap);
-    va_end(ap);
-    return rc;
-}
-
-int eddyi_rel_exec(sqlite3 *db, int64_t *changes, eddy_error *err,
-                   const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = NULL;
-    va_list ap;
-    va_start(ap, types);
-    int rc = vprepare(db, &st, err, sql, types, ap);
-    va_end(ap);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW)
-        ;
-    if (s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "reliability statement", err);
-    else if (changes)
-        *changes = sqlite3_changes(db);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-char *eddyi_rel_column_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return eddyi_strdup(t ? (const char *)t : "");
-}
-
-/* ---- dead letters as views ------------------------------------------------ */
-
-/* A dead letter read from the table: the public view plus its storage. */
+/* A dead letter read from the store: the public view plus its storage. */
 struct dl_row {
     eddy_dead_letter view; /* first: eddy_dead_letter_free casts back */
     char *handler;
@@ -139,28 +49,24 @@ void eddy_dead_letter_free(eddy_dead_letter *dl)
     free(dl);
 }
 
-#define DL_COLUMNS                                                             \
-    "id, subscription, position, payload, error_code, error, attempts, "       \
-    "first_failure_us, last_failure_us, status"
-
-/* Reads the current row of a DL_COLUMNS select into `r` (payload not yet
- * decoded). */
-static int dl_row_read(sqlite3_stmt *st, struct dl_row *r, eddy_error *err)
+/* Copies a row of the store into `r` (payload not yet decoded). Returns
+ * EDDY_OK, or EDDY_ENOMEM with `r` cleared. */
+static int dl_row_copy(const eddyi_dl_row *in, struct dl_row *r)
 {
     memset(r, 0, sizeof *r);
-    r->view.id = sqlite3_column_int64(st, 0);
-    r->handler = eddyi_rel_column_text(st, 1);
-    r->view.position = sqlite3_column_int64(st, 2);
-    r->payload = eddyi_rel_column_text(st, 3);
-    r->view.error_code = sqlite3_column_int(st, 4);
-    r->error = eddyi_rel_column_text(st, 5);
-    r->view.attempts = sqlite3_column_int(st, 6);
-    r->view.first_failure_us = sqlite3_column_int64(st, 7);
-    r->view.last_failure_us = sqlite3_column_int64(st, 8);
-    r->status = eddyi_rel_column_text(st, 9);
-    if (!r->handler || !r->payload || !r->error || !r->status) {
+    r->view.id = in->id;
+    r->view.position = in->position;
+    r->view.error_code = in->error_code;
+    r->view.attempts = in->attempts;
+    r->view.first_failure_us = in->first_failure_us;
+    r->view.last_failure_us = in->last_failure_us;
+    r->handler = eddyi_strdup(in->subscription);
+    r->error = eddyi_strdup(in->error);
+    r->status = eddyi_strdup(in->status);
+    r->payload = eddyi_strdup(in->payload);
+    if (!r->handler || !r->error || !r->status || !r->payload) {
         dl_row_clear(r);
-        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        return EDDY_ENOMEM;
     }
     r->view.handler = r->handler;
     r->view.error = r->error;
@@ -168,13 +74,14 @@ static int dl_row_read(sqlite3_stmt *st, struct dl_row *r, eddy_error *err)
     return EDDY_OK;
 }
 
-/* Decodes the payload into the view's event (outside the writer). */
+/* Decodes the payload into the view's event (no connection held).
+ * EDDY_EPARSE whatever the decoder said: the stored bytes are damaged. */
 static int dl_row_decode(struct dl_row *r, eddy_error *err)
 {
     eddy_error e = {0};
     r->view.event = eddy_event_decode(r->payload, strlen(r->payload), &e);
     if (!r->view.event)
-        return eddyi_error(err, e.code ? e.code : EDDY_EPARSE,
+        return eddyi_error(err, EDDY_EPARSE,
                            "dead letter %lld: stored event does not decode: "
                            "%.300s", (long long)r->view.id, e.message);
     free(r->payload);
@@ -182,47 +89,22 @@ static int dl_row_decode(struct dl_row *r, eddy_error *err)
     return EDDY_OK;
 }
 
-/* ---- list ----------------------------------------------------------------- */
+/* ---- list ---------------------------------------------------------------- */
 
-struct list_job {
-    const char *handler;
-    int64_t after_id;
+struct page {
     struct dl_row rows[DLQ_PAGE];
     size_t n;
 };
 
-static int list_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int page_row(const eddyi_dl_row *row, void *user)
 {
-    struct list_job *j = arg;
-    sqlite3 *db;
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc != EDDY_OK)
-        return rc;
-    if (j->handler)
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT " DL_COLUMNS " FROM eddy_dead_letters "
-                               "WHERE id > ?1 AND subscription = ?2 "
-                               "ORDER BY id LIMIT ?3",
-                               "itn", j->after_id, j->handler, DLQ_PAGE);
-    else
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT " DL_COLUMNS " FROM eddy_dead_letters "
-                               "WHERE id > ?1 ORDER BY id LIMIT ?2",
-                               "in", j->after_id, DLQ_PAGE);
-    if (rc != EDDY_OK)
-        return rc;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW && j->n < DLQ_PAGE) {
-        rc = dl_row_read(st, &j->rows[j->n], err);
-        if (rc != EDDY_OK)
-            break;
-        j->n++;
-    }
-    if (rc == EDDY_OK && s != SQLITE_ROW && s != SQLITE_DONE)
-        rc = eddyi_rel_sqlerr(db, "listing dead letters", err);
-    sqlite3_finalize(st);
-    return rc;
+    struct page *p = user;
+    if (p->n == DLQ_PAGE)
+        return EDDY_OK;
+    if (dl_row_copy(row, &p->rows[p->n]) != EDDY_OK)
+        return EDDY_ENOMEM;
+    p->n++;
+    return EDDY_OK;
 }
 
 int eddy_dlq_list(eddy_store *store, const char *handler,
@@ -231,66 +113,39 @@ int eddy_dlq_list(eddy_store *store, const char *handler,
     if (!store || !fn)
         return eddyi_error(err, EDDY_EINVAL, "dlq list: store and callback "
                                              "are required");
-    struct list_job *j = calloc(1, sizeof *j);
-    if (!j)
+    struct page *p = calloc(1, sizeof *p);
+    if (!p)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    j->handler = handler;
-    int rc = EDDY_OK;
+    int64_t after_id = 0;
+    int rc;
     for (;;) {
-        j->n = 0;
-        rc = eddyi_store_write(store, list_job_run, j, err);
-        if (rc != EDDY_OK)
-            break;
+        p->n = 0;
+        rc = eddyi_dl_page(store, handler, after_id, DLQ_PAGE, page_row, p,
+                           err);
+        if (rc == EDDY_ENOMEM)
+            eddyi_error(err, rc, "dlq list: out of memory");
         size_t i = 0;
-        for (; i < j->n && rc == EDDY_OK; i++) {
-            rc = dl_row_decode(&j->rows[i], err);
+        for (; i < p->n && rc == EDDY_OK; i++) {
+            rc = dl_row_decode(&p->rows[i], err);
             if (rc == EDDY_OK)
-                rc = fn(&j->rows[i].view, user);
-            j->after_id = j->rows[i].view.id;
+                rc = fn(&p->rows[i].view, user);
+            after_id = p->rows[i].view.id;
         }
-        for (size_t k = 0; k < j->n; k++)
-            dl_row_clear(&j->rows[k]);
-        if (rc != EDDY_OK || j->n < DLQ_PAGE)
+        size_t got = p->n;
+        for (size_t k = 0; k < p->n; k++)
+            dl_row_clear(&p->rows[k]);
+        if (rc != EDDY_OK || got < DLQ_PAGE)
             break;
     }
-    for (size_t k = 0; k < j->n; k++)
-        dl_row_clear(&j->rows[k]);
-    free(j);
+    free(p);
     return rc;
 }
 
-/* ---- get ------------------------------------------------------------------ */
+/* ---- get ----------------------------------------------------------------- */
 
-struct get_job {
-    int64_t id;
-    const char *subscription; /* NULL: any */
-    struct dl_row *row;
-    bool found;
-};
-
-static int get_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int get_row(const eddyi_dl_row *row, void *user)
 {
-    struct get_job *j = arg;
-    sqlite3 *db;
-    sqlite3_stmt *st = NULL;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_rel_prepare(db, &st, err,
-                               "SELECT " DL_COLUMNS " FROM eddy_dead_letters "
-                               "WHERE id = ?1 AND (?2 IS NULL OR "
-                               "subscription = ?2)",
-                               "it", j->id, j->subscription);
-    if (rc != EDDY_OK)
-        return rc;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        rc = dl_row_read(st, j->row, err);
-        j->found = rc == EDDY_OK;
-    } else if (s != SQLITE_DONE) {
-        rc = eddyi_rel_sqlerr(db, "reading a dead letter", err);
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return dl_row_copy(row, user);
 }
 
 int eddyi_dlq_load(eddy_store *store, int64_t id, const char *subscription,
@@ -299,14 +154,9 @@ int eddyi_dlq_load(eddy_store *store, int64_t id, const char *subscription,
     struct dl_row *row = calloc(1, sizeof *row);
     if (!row)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    struct get_job j = {.id = id, .subscription = subscription, .row = row};
-    int rc = eddyi_store_write(store, get_job_run, &j, err);
-    if (rc == EDDY_OK && !j.found)
-        rc = eddyi_error(err, EDDY_ENOTFOUND,
-                         subscription ? "no dead letter %lld for handler "
-                                        "\"%s\""
-                                      : "no dead letter %lld%s",
-                         (long long)id, subscription ? subscription : "");
+    int rc = eddyi_dl_get(store, id, subscription, get_row, row, err);
+    if (rc == EDDY_ENOMEM)
+        eddyi_error(err, rc, "dead letter %lld: out of memory", (long long)id);
     if (rc == EDDY_OK)
         rc = dl_row_decode(row, err);
     if (rc != EDDY_OK) {
@@ -326,84 +176,82 @@ int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
     return eddyi_dlq_load(store, id, NULL, out, err);
 }
 
-/* ---- retry / delete / purge ----------------------------------------------- */
+/* ---- retry / delete / purge ---------------------------------------------- */
 
-struct update_job {
-    const char *sql;
-    const char *types;
-    int64_t id;
-    const char *handler;
+enum change { MARK, DELETE, PURGE };
+
+struct change_job {
+    enum change what;
+    int64_t id;          /* MARK, DELETE: one dead letter (MARK: 0 = all) */
+    const char *handler; /* MARK all, PURGE: NULL = every handler */
     int64_t changes;
 };
 
-static int update_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+static int change_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
-    struct update_job *j = arg;
-    sqlite3 *db;
-    int rc = eddyi_rel_db(txn, &db, err);
-    if (rc != EDDY_OK)
-        return rc;
-    if (strcmp(j->types, "i") == 0)
-        return eddyi_rel_exec(db, &j->changes, err, j->sql, "i", j->id);
-    return eddyi_rel_exec(db, &j->changes, err, j->sql, "t", j->handler);
+    struct change_job *j = arg;
+    switch (j->what) {
+    case MARK:
+        return eddyi_dl_mark(txn, j->id, j->handler, &j->changes, err);
+    case DELETE:
+        return eddyi_dl_delete(txn, j->id, &j->changes, err);
+    case PURGE:
+    default:
+        return eddyi_dl_purge(txn, j->handler, &j->changes, err);
+    }
 }
 
-/* Runs `sql` (one ?1 = a dead letter id) through the writer; EDDY_ENOTFOUND
- * when it changed no row. `what` names the call in messages. */
-static int dlq_by_id(eddy_store *store, const char *what, const char *sql,
-                     int64_t id, eddy_error *err)
+/* Runs `j` as a write job; `what` names the call in messages. */
+static int change(eddy_store *store, const char *what, struct change_job *j,
+                  eddy_error *err)
 {
     if (!store)
         return eddyi_error(err, EDDY_EINVAL, "%s: no store", what);
-    struct update_job j = {.sql = sql, .types = "i", .id = id};
-    int rc = eddyi_store_write(store, update_job_run, &j, err);
-    if (rc == EDDY_OK && j.changes == 0)
+    return eddyi_store_write(store, change_job_run, j, err);
+}
+
+/* As change() for one dead letter: EDDY_ENOTFOUND when it changed none. */
+static int change_one(eddy_store *store, const char *what,
+                      struct change_job *j, eddy_error *err)
+{
+    if (j->id <= 0)
         return eddyi_error(err, EDDY_ENOTFOUND, "no dead letter %lld",
-                           (long long)id);
-    return rc;
-}
-
-/* Runs `sql` (?1 = a handler name or NULL for all) through the writer;
- * `*count` (may be NULL) receives the rows changed. */
-static int dlq_by_handler(eddy_store *store, const char *what, const char *sql,
-                          const char *handler, size_t *count, eddy_error *err)
-{
-    if (!store)
-        return eddyi_error(err, EDDY_EINVAL, "%s: no store", what);
-    struct update_job j = {.sql = sql, .types = "t", .handler = handler};
-    int rc = eddyi_store_write(store, update_job_run, &j, err);
-    if (rc == EDDY_OK && count)
-        *count = (size_t)j.changes;
+                           (long long)j->id);
+    int rc = change(store, what, j, err);
+    if (rc == EDDY_OK && j->changes == 0)
+        return eddyi_error(err, EDDY_ENOTFOUND, "no dead letter %lld",
+                           (long long)j->id);
     return rc;
 }
 
 int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err)
 {
-    return dlq_by_id(store, "dlq retry",
-                     "UPDATE eddy_dead_letters SET status = 'redrive' WHERE id = ?1",
-                     id, err);
+    struct change_job j = {.what = MARK, .id = id};
+    return change_one(store, "dlq retry", &j, err);
 }
 
 int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
                        eddy_error *err)
 {
-    return dlq_by_handler(store, "dlq retry",
-                          "UPDATE eddy_dead_letters SET status = 'redrive' "
-                          "WHERE status = 'dead' AND (?1 IS NULL OR subscription = ?1)",
-                          handler, count, err);
+    struct change_job j = {.what = MARK, .handler = handler};
+    int rc = change(store, "dlq retry", &j, err);
+    if (rc == EDDY_OK && count)
+        *count = (size_t)j.changes;
+    return rc;
 }
 
 int eddy_dlq_delete(eddy_store *store, int64_t id, eddy_error *err)
 {
-    return dlq_by_id(store, "dlq delete",
-                     "DELETE FROM eddy_dead_letters WHERE id = ?1", id, err);
+    struct change_job j = {.what = DELETE, .id = id};
+    return change_one(store, "dlq delete", &j, err);
 }
 
 int eddy_dlq_purge(eddy_store *store, const char *handler, size_t *count,
                    eddy_error *err)
 {
-    return dlq_by_handler(store, "dlq purge",
-                          "DELETE FROM eddy_dead_letters "
-                          "WHERE ?1 IS NULL OR subscription = ?1",
-                          handler, count, err);
+    struct change_job j = {.what = PURGE, .handler = handler};
+    int rc = change(store, "dlq purge", &j, err);
+    if (rc == EDDY_OK && count)
+        *count = (size_t)j.changes;
+    return rc;
 }

@@ -1,31 +1,27 @@
 /*
- * src/reliability/outbox.c - the transactional outbox and its relay.
+ * src/reliability/outbox.c - the transactional outbox and its relay
+ * (eddy/outbox.h), over the store's outbox operations
+ * (src/store/state_outbox.h).
  *
- * The queue is the SQLite table eddy_outbox, written only through the
- * store's writer (eddyi_store_write): an outbox append is one write job that
- * appends the events (eddy_txn_append) and then copies each stored event
- * into the queue with INSERT ... SELECT from the events table, so the queued
- * payload is exactly the stored one and both commit or roll back together.
+ * An outbox append is one write job that appends the events
+ * (eddy_txn_append) and queues each stored event for the destination, so
+ * both commit or roll back together and the queued payload is exactly the
+ * stored one.
  *
- * The relay reads the queue inside write jobs too. That costs the writer a
- * few hundred microseconds per page, but it is the only connection the
- * store lends to other layers, and it is safe: eddyi_store_write reports
- * the job's result only once its transaction has committed, so a page is
- * never published from a group commit that later failed.
+ * The relay thread reads the queue on reader connections (committed rows
+ * only, so a page is never published from a group commit that later
+ * failed; and the writer is not taken for reads), publishes each row in
+ * seq order and marks published ranges sent through the writer. Seqs are
+ * never reused and grow in commit order (state_outbox.h), which is what
+ * lets the relay mark [first, last] sent in one statement without missing
+ * or wrongly marking a row.
  *
- * seq is AUTOINCREMENT: a deleted (cleaned-up) seq is never reused, so every
- * row queued after a page was read has a larger seq than the whole page.
- * That is what lets the relay mark a published range sent with one UPDATE
- * over [first, last] without missing or wrongly marking a row.
- *
- * The table is part of the store file's schema (store migration 3,
- * src/store/sqlite_schema.c).
+ * Threads: eddy_outbox_append / _pending / _cleanup run on the caller's
+ * thread; a relay runs one thread of its own (relay_main); stop, stats and
+ * free may come from any thread.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sqlite3.h>
-
-#include "eddy/sqlite.h"
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,87 +30,10 @@
 #include "eddy/outbox.h"
 
 #include "../core/internal.h"
+#include "../core/lifecycle.h"
+#include "../core/retry.h"
+#include "../store/state_outbox.h"
 #include "../store/store_internal.h"
-
-/* Queues one stored event; a row already queued for the destination (a
- * retried append) is left alone. */
-static const char SQL_QUEUE[] =
-    "INSERT INTO eddy_outbox(position, event_id, destination, payload, "
-    "created_us) SELECT position, id, ?1, payload, ?2 FROM events "
-    "WHERE id = ?3 ON CONFLICT(event_id, destination) DO NOTHING";
-static const char SQL_PENDING[] =
-    "SELECT count(*) FROM eddy_outbox WHERE sent_us IS NULL "
-    "AND (?1 IS NULL OR destination = ?1)";
-static const char SQL_CLEANUP[] =
-    "DELETE FROM eddy_outbox WHERE sent_us IS NOT NULL AND sent_us < ?1";
-static const char SQL_PAGE[] =
-    "SELECT seq, destination, payload FROM eddy_outbox "
-    "WHERE sent_us IS NULL AND seq > ?1 "
-    "AND (?2 IS NULL OR destination = ?2) ORDER BY seq LIMIT ?3";
-static const char SQL_MARK[] =
-    "UPDATE eddy_outbox SET sent_us = ?1, attempts = attempts + 1 "
-    "WHERE seq BETWEEN ?2 AND ?3 AND sent_us IS NULL "
-    "AND (?4 IS NULL OR destination = ?4)";
-static const char SQL_ATTEMPT[] =
-    "UPDATE eddy_outbox SET attempts = attempts + 1 WHERE seq = ?1";
-
-/* ---- SQL helpers --------------------------------------------------------- */
-
-static int code_for(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return EDDY_EBUSY;
-    case SQLITE_NOMEM:
-        return EDDY_ENOMEM;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        return EDDY_ECORRUPT;
-    default:
-        return EDDY_EIO;
-    }
-}
-
-static int sql_error(sqlite3 *db, int rc, eddy_error *err, const char *what)
-{
-    return eddyi_error(err, code_for(rc), "outbox: %s: %s", what,
-                       sqlite3_errmsg(db));
-}
-
-/* The SQLite connection of the job's transaction, or EDDY_EUNSUPPORTED. */
-static sqlite3 *txn_db(eddy_txn *txn, eddy_error *err)
-{
-    sqlite3 *db = eddyi_txn_native(txn);
-    if (!db)
-        eddyi_error(err, EDDY_EUNSUPPORTED,
-                    "the outbox needs a SQLite store");
-    return db;
-}
-
-/* Prepares `sql` on the writer's connection. Returns EDDY_OK with `*st`
- * (finalize it), or an error with `*st` NULL. */
-static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st,
-                   eddy_error *err)
-{
-    *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK) {
-        int code = sql_error(db, rc, err, "prepare");
-        sqlite3_finalize(*st);
-        *st = NULL;
-        return code;
-    }
-    return EDDY_OK;
-}
-
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
 
 static int check_destination(const char *destination, eddy_error *err)
 {
@@ -141,30 +60,11 @@ typedef struct append_job {
 static int run_append(eddy_txn *txn, void *arg, eddy_error *err)
 {
     append_job *a = arg;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
     int rc = eddy_txn_append(txn, a->stream_id, a->expected, a->events,
-                              a->count, a->result, err);
-    if (rc != EDDY_OK)
-        return rc;
-    sqlite3_stmt *st = NULL;
-    if ((rc = prepare(db, SQL_QUEUE, &st, err)) != EDDY_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, a->destination, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, eddy_txn_now_us(txn));
-    for (size_t i = 0; i < a->count; i++) {
-        const char *id = eddy_event_id(a->events[i]);
-        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-        int src = sqlite3_step(st);
-        if (src != SQLITE_DONE) {
-            rc = sql_error(db, src, err, "queueing an event");
-            goto done;
-        }
-        sqlite3_reset(st);
-    }
-done:
-    sqlite3_finalize(st);
+                             a->count, a->result, err);
+    for (size_t i = 0; i < a->count && rc == EDDY_OK; i++)
+        rc = eddyi_outbox_enqueue(txn, a->destination,
+                                  eddy_event_id(a->events[i]), err);
     return rc;
 }
 
@@ -189,54 +89,7 @@ int eddy_outbox_append(eddy_store *s, const char *stream_id,
     return eddyi_store_write(s, run_append, &a, err);
 }
 
-/* ---- counting and cleaning ------------------------------------------------ */
-
-typedef struct count_job {
-    const char *sql;
-    const char *text;   /* ?1 of SQL_PENDING */
-    int64_t value;      /* ?1 of SQL_CLEANUP */
-    int64_t out;
-} count_job;
-
-static int run_pending(eddy_txn *txn, void *arg, eddy_error *err)
-{
-    count_job *c = arg;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, SQL_PENDING, &st, err);
-    if (rc != EDDY_OK)
-        return rc;
-    bind_text_or_null(st, 1, c->text);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_ROW)
-        c->out = sqlite3_column_int64(st, 0);
-    else
-        rc = sql_error(db, src, err, "counting pending rows");
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int run_cleanup(eddy_txn *txn, void *arg, eddy_error *err)
-{
-    count_job *c = arg;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, SQL_CLEANUP, &st, err);
-    if (rc != EDDY_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, c->value);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE)
-        c->out = sqlite3_changes(db);
-    else
-        rc = sql_error(db, src, err, "deleting sent rows");
-    sqlite3_finalize(st);
-    return rc;
-}
+/* ---- counting and cleaning ----------------------------------------------- */
 
 int eddy_outbox_pending(eddy_store *s, const char *destination,
                         int64_t *count, eddy_error *err)
@@ -244,11 +97,18 @@ int eddy_outbox_pending(eddy_store *s, const char *destination,
     if (!s || !count)
         return eddyi_error(err, EDDY_EINVAL,
                            "outbox_pending: NULL store or count");
-    count_job c = {.text = destination};
-    int rc = eddyi_store_write(s, run_pending, &c, err);
-    if (rc == EDDY_OK)
-        *count = c.out;
-    return rc;
+    return eddyi_outbox_pending(s, destination, count, err);
+}
+
+typedef struct prune_job {
+    int64_t before_us;
+    int64_t deleted;
+} prune_job;
+
+static int run_prune(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    prune_job *p = arg;
+    return eddyi_outbox_prune(txn, p->before_us, &p->deleted, err);
 }
 
 int eddy_outbox_cleanup(eddy_store *s, int64_t sent_before_us,
@@ -260,14 +120,14 @@ int eddy_outbox_cleanup(eddy_store *s, int64_t sent_before_us,
         return eddyi_error(err, EDDY_EINVAL,
                            "outbox_cleanup: sent_before_us must be > 0, "
                            "got %lld", (long long)sent_before_us);
-    count_job c = {.value = sent_before_us};
-    int rc = eddyi_store_write(s, run_cleanup, &c, err);
+    prune_job p = {.before_us = sent_before_us};
+    int rc = eddyi_store_write(s, run_prune, &p, err);
     if (rc == EDDY_OK && deleted)
-        *deleted = c.out;
+        *deleted = p.deleted;
     return rc;
 }
 
-/* ---- publishers ------------------------------------------------------------ */
+/* ---- publishers ---------------------------------------------------------- */
 
 static int bus_publish(void *self, const eddy_event *ev,
                        const char *destination, eddy_error *err)
@@ -288,7 +148,7 @@ eddy_publisher eddy_publisher_bus(eddy_bus *bus)
     return p;
 }
 
-/* ---- the relay -------------------------------------------------------------- */
+/* ---- the relay ----------------------------------------------------------- */
 
 typedef struct outbox_row {
     int64_t seq;
@@ -301,10 +161,11 @@ struct eddy_outbox_relay {
     eddy_store *store;
     eddy_publisher pub;
     eddy_outbox_relay_options opts; /* defaults filled; destination owned */
+    eddy_retry_policy retry;        /* resolved */
 
     pthread_t thread;
     bool started;
-    bool joined;
+    eddyi_stop stop_once;           /* who joins, and the final status */
     pthread_mutex_t mu;             /* guards the fields below */
     pthread_cond_t cond;            /* stop requested */
     bool stop;
@@ -314,10 +175,12 @@ struct eddy_outbox_relay {
 
     /* Relay thread only. */
     outbox_row *rows;
+    size_t nrows;
     int64_t cursor;                 /* seq of the last row published */
     int64_t mark_first, mark_last;  /* published, not yet marked; 0: none */
     size_t unmarked;
     int64_t next_cleanup_us;
+    uint64_t rng;                   /* jitter */
 };
 
 static bool stopping(eddy_outbox_relay *r)
@@ -328,13 +191,13 @@ static bool stopping(eddy_outbox_relay *r)
     return stop;
 }
 
-/* Waits up to `ms` for a stop request; true when stopping. */
-static bool sleep_unless_stopped(eddy_outbox_relay *r, int ms)
+/* Waits up to `us` for a stop request; true when stopping. */
+static bool sleep_unless_stopped(eddy_outbox_relay *r, int64_t us)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += (time_t)(us / 1000000);
+    ts.tv_nsec += (long)(us % 1000000) * 1000L;
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
@@ -349,110 +212,68 @@ static bool sleep_unless_stopped(eddy_outbox_relay *r, int ms)
     return stop;
 }
 
-static void rows_clear(outbox_row *rows, size_t n)
+static void rows_clear(eddy_outbox_relay *r)
 {
-    for (size_t i = 0; i < n; i++) {
-        free(rows[i].destination);
-        free(rows[i].payload);
-        rows[i].destination = rows[i].payload = NULL;
+    for (size_t i = 0; i < r->nrows; i++) {
+        free(r->rows[i].destination);
+        free(r->rows[i].payload);
+        r->rows[i].destination = r->rows[i].payload = NULL;
     }
+    r->nrows = 0;
 }
 
-typedef struct page_job {
-    eddy_outbox_relay *r;
-    size_t n;
-} page_job;
-
-static int run_page(eddy_txn *txn, void *arg, eddy_error *err)
+/* Copies one queued row out of the reader. */
+static int page_row(const eddyi_outbox_row *in, void *user)
 {
-    page_job *p = arg;
-    eddy_outbox_relay *r = p->r;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, SQL_PAGE, &st, err);
-    if (rc != EDDY_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, r->cursor);
-    bind_text_or_null(st, 2, r->opts.destination);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->opts.page_rows);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        outbox_row *row = &r->rows[p->n];
-        row->seq = sqlite3_column_int64(st, 0);
-        row->destination = eddyi_strdup((const char *)sqlite3_column_text(st, 1));
-        const char *payload = (const char *)sqlite3_column_text(st, 2);
-        row->len = (size_t)sqlite3_column_bytes(st, 2);
-        row->payload = payload ? malloc(row->len + 1) : NULL;
-        if (!row->destination || !row->payload) {
-            free(row->destination);
-            free(row->payload);
-            row->destination = row->payload = NULL;
-            rc = eddyi_error(err, EDDY_ENOMEM, "outbox: out of memory "
-                             "reading row %lld", (long long)row->seq);
-            goto fail;
-        }
-        memcpy(row->payload, payload, row->len);
-        row->payload[row->len] = '\0';
-        p->n++;
+    eddy_outbox_relay *r = user;
+    if (r->nrows == r->opts.page_rows)
+        return EDDY_OK;
+    outbox_row *row = &r->rows[r->nrows];
+    row->seq = in->seq;
+    row->len = in->payload_len;
+    row->destination = eddyi_strdup(in->destination);
+    row->payload = malloc(in->payload_len + 1);
+    if (!row->destination || !row->payload) {
+        free(row->destination);
+        free(row->payload);
+        row->destination = row->payload = NULL;
+        return EDDY_ENOMEM;
     }
-    if (src != SQLITE_DONE) {
-        rc = sql_error(db, src, err, "reading the queue");
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    memcpy(row->payload, in->payload, in->payload_len);
+    row->payload[in->payload_len] = '\0';
+    r->nrows++;
     return EDDY_OK;
-fail:
-    sqlite3_finalize(st);
-    rows_clear(r->rows, p->n);
-    p->n = 0;
+}
+
+/* Reads the next page of unsent rows after the cursor, on a reader. */
+static int read_page(eddy_outbox_relay *r, eddy_error *err)
+{
+    int rc = eddyi_outbox_page(r->store, r->cursor, r->opts.destination,
+                               r->opts.page_rows, page_row, r, err);
+    if (rc == EDDY_ENOMEM)
+        eddyi_error(err, rc, "outbox: out of memory reading the queue");
+    if (rc != EDDY_OK)
+        rows_clear(r);
     return rc;
 }
 
 typedef struct mark_job {
     eddy_outbox_relay *r;
-    int64_t seq; /* SQL_ATTEMPT only */
+    int64_t seq; /* run_attempt only */
 } mark_job;
 
 static int run_mark(eddy_txn *txn, void *arg, eddy_error *err)
 {
     mark_job *m = arg;
     eddy_outbox_relay *r = m->r;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, SQL_MARK, &st, err);
-    if (rc != EDDY_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, eddy_txn_now_us(txn));
-    sqlite3_bind_int64(st, 2, r->mark_first);
-    sqlite3_bind_int64(st, 3, r->mark_last);
-    bind_text_or_null(st, 4, r->opts.destination);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE)
-        rc = sql_error(db, src, err, "marking rows sent");
-    sqlite3_finalize(st);
-    return rc;
+    return eddyi_outbox_mark_sent(txn, r->mark_first, r->mark_last,
+                                  r->opts.destination, NULL, err);
 }
 
 static int run_attempt(eddy_txn *txn, void *arg, eddy_error *err)
 {
     mark_job *m = arg;
-    sqlite3 *db = txn_db(txn, err);
-    if (!db)
-        return EDDY_EUNSUPPORTED;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, SQL_ATTEMPT, &st, err);
-    if (rc != EDDY_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, m->seq);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE)
-        rc = sql_error(db, src, err, "counting an attempt");
-    sqlite3_finalize(st);
-    return rc;
+    return eddyi_outbox_attempt(txn, m->seq, err);
 }
 
 /* Marks the published range sent. On failure the range stays pending (a
@@ -462,11 +283,14 @@ static int flush_marks(eddy_outbox_relay *r, eddy_error *err)
     if (!r->unmarked)
         return EDDY_OK;
     mark_job m = {.r = r};
-    int rc = eddyi_store_write(r->store, run_mark, &m, err);
+    eddy_error e = {0};
+    int rc = eddyi_store_write(r->store, run_mark, &m, &e);
     if (rc != EDDY_OK) {
         EDDYI_LOG(EDDY_LOG_WARN, "outbox", "marking rows %lld..%lld sent "
                   "failed: %s", (long long)r->mark_first,
-                  (long long)r->mark_last, err ? err->message : "");
+                  (long long)r->mark_last, e.message);
+        if (err)
+            *err = e;
         return rc;
     }
     pthread_mutex_lock(&r->mu);
@@ -477,13 +301,24 @@ static int flush_marks(eddy_outbox_relay *r, eddy_error *err)
     return EDDY_OK;
 }
 
-/* The delay before retry number `failures` (1, 2, ...). */
-static int backoff_ms(const eddy_outbox_relay *r, unsigned failures)
+/* The wait before retry `n` of a publish that failed with `rc`: the
+ * policy's backoff, or its max delay once the policy gives up (the relay
+ * never drops a row). `*gave_up` says which. */
+static int64_t retry_wait_us(eddy_outbox_relay *r, int rc, unsigned n,
+                             bool *gave_up)
 {
-    int64_t d = r->opts.retry_initial_ms;
-    for (unsigned i = 1; i < failures && d < r->opts.retry_max_ms; i++)
-        d *= 2;
-    return (int)(d < r->opts.retry_max_ms ? d : r->opts.retry_max_ms);
+    *gave_up = !eddyi_retry_again(&r->retry, rc, n);
+    if (*gave_up)
+        return (int64_t)r->retry.max_delay_ms * 1000;
+    return eddyi_retry_delay_us(&r->retry, n, &r->rng);
+}
+
+/* Sets stats.stalled_seq to `seq` (0: none stalls any more). */
+static void set_stalled(eddy_outbox_relay *r, int64_t seq)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stats.stalled_seq = seq;
+    pthread_mutex_unlock(&r->mu);
 }
 
 /*
@@ -493,6 +328,7 @@ static int backoff_ms(const eddy_outbox_relay *r, unsigned failures)
 static int publish_row(eddy_outbox_relay *r, const outbox_row *row)
 {
     unsigned failures = 0;
+    bool stalled = false;
     for (;;) {
         eddy_error perr = {0};
         eddy_event *ev = eddy_event_decode(row->payload, row->len, &perr);
@@ -511,24 +347,44 @@ static int publish_row(eddy_outbox_relay *r, const outbox_row *row)
             pthread_mutex_lock(&r->mu);
             r->stats.published++;
             r->stats.last_seq = row->seq;
+            if (stalled)
+                r->stats.stalled_seq = 0;
             pthread_mutex_unlock(&r->mu);
+            if (stalled)
+                EDDYI_LOG(EDDY_LOG_INFO, "outbox", "row %lld to %s published "
+                          "after %u failed attempts", (long long)row->seq,
+                          row->destination, failures);
             return EDDY_OK;
         }
         failures++;
         pthread_mutex_lock(&r->mu);
         r->stats.failures++;
         pthread_mutex_unlock(&r->mu);
-        int delay = backoff_ms(r, failures);
-        EDDYI_LOG(ev ? EDDY_LOG_WARN : EDDY_LOG_ERROR, "outbox",
-                  "publishing row %lld to %s failed (attempt %u): %s; "
-                  "retrying in %d ms", (long long)row->seq, row->destination,
-                  failures, perr.message, delay);
+        bool gave_up;
+        int64_t wait = retry_wait_us(r, rc, failures, &gave_up);
+        if (gave_up && !stalled) {
+            stalled = true;
+            set_stalled(r, row->seq);
+            EDDYI_LOG(EDDY_LOG_ERROR, "outbox",
+                      "publishing row %lld to %s failed %u time(s), beyond "
+                      "what the retry policy allows: %s; the relay never "
+                      "drops a row and keeps retrying it every %u ms (rows "
+                      "behind it wait)", (long long)row->seq,
+                      row->destination, failures, perr.message,
+                      r->retry.max_delay_ms);
+        } else {
+            EDDYI_LOG(ev ? EDDY_LOG_WARN : EDDY_LOG_ERROR, "outbox",
+                      "publishing row %lld to %s failed (attempt %u): %s; "
+                      "retrying in %lld ms", (long long)row->seq,
+                      row->destination, failures, perr.message,
+                      (long long)(wait / 1000));
+        }
         /* Keep the progress made so far, and count the attempt. Failures
          * here are logged by flush_marks; the retry goes on regardless. */
         flush_marks(r, NULL);
         mark_job m = {.r = r, .seq = row->seq};
         eddyi_store_write(r->store, run_attempt, &m, NULL);
-        if (sleep_unless_stopped(r, delay))
+        if (sleep_unless_stopped(r, wait))
             return EDDY_ESTOPPED;
     }
 }
@@ -570,7 +426,8 @@ static void maybe_cleanup(eddy_outbox_relay *r)
 
 /* Idle: wait for a commit past `head`, checking for a stop request every
  * STOP_CHECK_MS; after IDLE_REREAD_MS read the queue anyway (rows queued
- * without a new event: a retried append of events stored earlier). */
+ * without a new event: a retried append of events stored earlier, or rows
+ * queued by another process). */
 #define STOP_CHECK_MS 50
 #define IDLE_REREAD_MS 1000
 
@@ -599,24 +456,25 @@ static void *relay_main(void *arg)
         /* The head before the read: a commit after it wakes the wait. */
         int64_t head = 0;
         eddy_store_wait(r->store, -1, 0, &head);
-        page_job p = {.r = r};
         eddy_error_clear(&err);
-        rc = eddyi_store_write(r->store, run_page, &p, &err);
+        rc = read_page(r, &err);
         if (rc == EDDY_ESTATE) /* the store is closing */
             break;
         if (rc != EDDY_OK) {
             read_failures++;
-            int delay = backoff_ms(r, read_failures);
+            int64_t wait = eddyi_retry_delay_us(&r->retry, read_failures,
+                                                &r->rng);
             EDDYI_LOG(EDDY_LOG_WARN, "outbox", "reading the queue failed: "
-                      "%s; retrying in %d ms", err.message, delay);
+                      "%s; retrying in %lld ms", err.message,
+                      (long long)(wait / 1000));
             rc = EDDY_OK;
-            if (sleep_unless_stopped(r, delay))
+            if (sleep_unless_stopped(r, wait))
                 break;
             continue;
         }
         read_failures = 0;
-        size_t i = 0;
-        for (; i < p.n; i++) {
+        size_t i = 0, n = r->nrows;
+        for (; i < n; i++) {
             if (publish_row(r, &r->rows[i]) != EDDY_OK)
                 break; /* stopping */
             r->cursor = r->rows[i].seq;
@@ -627,10 +485,10 @@ static void *relay_main(void *arg)
             if (r->unmarked >= r->opts.mark_batch)
                 flush_marks(r, NULL);
         }
-        rows_clear(r->rows, p.n);
-        if (i < p.n)
+        rows_clear(r);
+        if (i < n)
             break; /* stopped in the middle of the page */
-        if (p.n == r->opts.page_rows)
+        if (n == r->opts.page_rows)
             continue; /* more to read at once */
         flush_marks(r, NULL);
         if (wait_for_commit(r, head) == EDDY_ESTOPPED)
@@ -650,8 +508,45 @@ static void *relay_main(void *arg)
 
 static int start_check(eddy_txn *txn, void *arg, eddy_error *err)
 {
+    EDDYI_UNUSED(txn);
     EDDYI_UNUSED(arg);
-    return txn_db(txn, err) ? EDDY_OK : EDDY_EUNSUPPORTED;
+    EDDYI_UNUSED(err);
+    return EDDY_OK;
+}
+
+/* Checks and completes the options; `o` receives the copy (destination
+ * still borrowed), `retry` the resolved policy. */
+static int options_resolve(const eddy_outbox_relay_options *opts,
+                           eddy_outbox_relay_options *o,
+                           eddy_retry_policy *retry, eddy_error *err)
+{
+    *o = opts ? *opts : (eddy_outbox_relay_options){0};
+    if (o->cleanup_after_ms < 0)
+        return eddyi_error(err, EDDY_EINVAL, "outbox relay: negative "
+                           "cleanup_after_ms %lld",
+                           (long long)o->cleanup_after_ms);
+    if (o->destination && check_destination(o->destination, err) != EDDY_OK)
+        return EDDY_EINVAL;
+    if (!o->page_rows)
+        o->page_rows = EDDY_OUTBOX_DEFAULT_PAGE_ROWS;
+    if (!o->mark_batch)
+        o->mark_batch = EDDY_OUTBOX_DEFAULT_MARK_BATCH;
+    if (o->page_rows > 100000)
+        return eddyi_error(err, EDDY_EINVAL, "outbox relay: page_rows %zu is "
+                           "above the limit of 100000", o->page_rows);
+    /* A relay publishes one row at a time in order: its delays default to
+     * shorter ones than a handler's, as every row behind waits. */
+    eddy_retry_policy p = o->retry;
+    if (!p.initial_delay_ms) {
+        p.initial_delay_ms = EDDY_OUTBOX_DEFAULT_RETRY_INITIAL_MS;
+        if (p.max_delay_ms && p.max_delay_ms < p.initial_delay_ms)
+            p.initial_delay_ms = p.max_delay_ms;
+    }
+    if (!p.max_delay_ms)
+        p.max_delay_ms = p.initial_delay_ms > EDDY_OUTBOX_DEFAULT_RETRY_MAX_MS
+                             ? p.initial_delay_ms
+                             : EDDY_OUTBOX_DEFAULT_RETRY_MAX_MS;
+    return eddyi_retry_resolve(&p, retry, "outbox relay", err);
 }
 
 eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
@@ -665,33 +560,13 @@ eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
                     "outbox relay: a store and a publish function are required");
         return NULL;
     }
-    eddy_outbox_relay_options o = {0};
-    if (opts)
-        o = *opts;
-    if (o.retry_initial_ms < 0 || o.retry_max_ms < 0 ||
-        o.cleanup_after_ms < 0) {
-        eddyi_error(err, EDDY_EINVAL, "outbox relay: negative delay in options");
+    eddy_outbox_relay_options o;
+    eddy_retry_policy retry;
+    if (options_resolve(opts, &o, &retry, err) != EDDY_OK)
         return NULL;
-    }
-    if (o.destination && check_destination(o.destination, err) != EDDY_OK)
-        return NULL;
-    if (!o.page_rows)
-        o.page_rows = EDDY_OUTBOX_DEFAULT_PAGE_ROWS;
-    if (!o.mark_batch)
-        o.mark_batch = EDDY_OUTBOX_DEFAULT_MARK_BATCH;
-    if (!o.retry_initial_ms)
-        o.retry_initial_ms = EDDY_OUTBOX_DEFAULT_RETRY_INITIAL_MS;
-    if (!o.retry_max_ms)
-        o.retry_max_ms = EDDY_OUTBOX_DEFAULT_RETRY_MAX_MS;
-    if (o.retry_max_ms < o.retry_initial_ms)
-        o.retry_max_ms = o.retry_initial_ms;
-    if (o.page_rows > 100000) {
-        eddyi_error(err, EDDY_EINVAL, "outbox relay: page_rows %zu is above "
-                    "the limit of 100000", o.page_rows);
-        return NULL;
-    }
-    /* Surfaces a read-only or non-SQLite store as an error of this call
-     * rather than of the thread. */
+    /* Surfaces a read-only or closing store as an error of this call
+     * rather than of the thread. (Nothing is read here: opening a reader
+     * connection is left to the thread, so the caller goes on sooner.) */
     if (eddyi_store_write(s, start_check, NULL, err) != EDDY_OK)
         return NULL;
 
@@ -701,6 +576,9 @@ eddy_outbox_relay *eddy_outbox_relay_start(eddy_store *s,
     r->store = s;
     r->pub = *pub;
     r->opts = o;
+    r->retry = retry;
+    r->rng = (uint64_t)eddy_now_us() | 1;
+    eddyi_stop_init(&r->stop_once);
     r->opts.destination = NULL;
     if (o.destination && !(r->opts.destination = eddyi_strdup(o.destination)))
         goto nomem;
@@ -724,6 +602,7 @@ nomem:
     eddyi_error(err, EDDY_ENOMEM, "outbox relay: out of memory");
 fail:
     if (r) {
+        eddyi_stop_destroy(&r->stop_once);
         free((char *)r->opts.destination);
         free(r->rows);
         free(r);
@@ -735,23 +614,21 @@ int eddy_outbox_relay_stop(eddy_outbox_relay *r, eddy_error *err)
 {
     if (!r)
         return EDDY_OK;
-    pthread_mutex_lock(&r->mu);
-    r->stop = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    /* Stop may be called from several threads; one joins. */
-    pthread_mutex_lock(&r->mu);
-    bool join = r->started && !r->joined;
-    r->joined = true;
-    pthread_mutex_unlock(&r->mu);
-    if (join)
-        pthread_join(r->thread, NULL);
-    pthread_mutex_lock(&r->mu);
-    int rc = r->status;
-    if (rc != EDDY_OK && err)
-        *err = r->status_err;
-    pthread_mutex_unlock(&r->mu);
-    return rc;
+    /* Several threads may stop it: one joins, all return the status. */
+    if (eddyi_stop_begin(&r->stop_once)) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->mu);
+        if (r->started)
+            pthread_join(r->thread, NULL);
+        pthread_mutex_lock(&r->mu);
+        int rc = r->status;
+        eddy_error e = r->status_err;
+        pthread_mutex_unlock(&r->mu);
+        eddyi_stop_end(&r->stop_once, rc, &e);
+    }
+    return eddyi_stop_wait(&r->stop_once, err);
 }
 
 void eddy_outbox_relay_stats_get(const eddy_outbox_relay *r,
@@ -777,6 +654,7 @@ void eddy_outbox_relay_free(eddy_outbox_relay *r)
         r->pub.close(r->pub.self);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
+    eddyi_stop_destroy(&r->stop_once);
     free((char *)r->opts.destination);
     free(r->rows);
     free(r);

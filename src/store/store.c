@@ -247,15 +247,11 @@ int eddy_store_transact(eddy_store *s, eddy_txn_fn fn, void *user,
     return run_sync(s, transact_job, &r, 1, err);
 }
 
-void *eddyi_txn_native(eddy_txn *txn)
-{
-    const eddyi_backend *b = txn->store->backend;
-    return b->write_native ? b->write_native(txn->store->impl) : NULL;
-}
-
 void *eddyi_txn_native_of(eddy_txn *txn, const eddyi_backend *b)
 {
-    return txn && txn->store->backend == b ? eddyi_txn_native(txn) : NULL;
+    if (!txn || txn->store->backend != b || !b->write_native)
+        return NULL;
+    return b->write_native(txn->store->impl);
 }
 
 int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err)

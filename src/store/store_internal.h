@@ -45,10 +45,6 @@ int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err);
 int eddyi_txn_release(eddy_txn *txn, eddy_error *err);
 void eddyi_txn_rollback(eddy_txn *txn);
 
-/* The backend's write connection (a `sqlite3 *` for SQLite), or NULL.
- * Valid during the job only. Transitional: for code not yet moved behind
- * the store's state operations. */
-void *eddyi_txn_native(eddy_txn *txn);
 
 /*
  * The store's own statements, for the state operations in src/store: as

@@ -1,0 +1,256 @@
+/*
+ * src/reliability/durable_internal.h - what the files of a durable
+ * subscription (eddy/durable.h) share. Not public.
+ *
+ *   durable.c          options, start (loading the stored state on a
+ *                      reader), stop, free, checkpoint, wait_idle
+ *   durable_ring.c     the dispatcher (store subscription callback), the
+ *                      completion ring and its checkpoint, the
+ *                      maintenance thread
+ *   durable_worker.c   the workers: per-key order, parking, transactional
+ *                      batches
+ *   durable_deliver.c  one delivery in each of the three modes
+ *   durable_dead.c     failures: retry rows, dead letters, redrive
+ *
+ * THREADS of one subscription:
+ *   - the store subscription's thread runs the dispatcher: it filters by
+ *     pattern and types, records the position in the completion ring and
+ *     hands the event to the worker chosen by the hash of its partition
+ *     key. It blocks while max_in_flight events are uncompleted
+ *     (backpressure).
+ *   - N workers: each keeps an inbound FIFO (shared, under its mutex) and a
+ *     private list of parked keys. A key whose event failed is parked with
+ *     a due time; its later events queue behind it; other keys keep
+ *     flowing. A worker sleeps on its condvar until new work or the
+ *     earliest due time: nothing ever sleeps inside a handler.
+ *   - a maintenance thread: persists the checkpoint every checkpoint_every
+ *     completions or checkpoint_interval_ms, and redrives the dead letters
+ *     marked "redrive" (eddy_dlq_retry): at once when the subscription
+ *     starts, when eddy_durable_wait_idle asks, and every REDRIVE_POLL_MS.
+ *   - TRANSACTIONAL handlers and the bookkeeping around every mode run in
+ *     write jobs, on the store's writer thread.
+ *
+ * The checkpoint is the completion ring's low watermark: positions enter the
+ * ring in store order; a completed position is flagged; the front pops
+ * while flagged. So the checkpoint never passes an uncompleted event, and
+ * after a crash everything above it is delivered again (at-least-once).
+ *
+ * Every table access goes through the store's state operations
+ * (src/store/state_durable.h); reads of stored state run on readers.
+ */
+#ifndef EDDY_SRC_RELIABILITY_DURABLE_INTERNAL_H
+#define EDDY_SRC_RELIABILITY_DURABLE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "eddy/durable.h"
+
+#include "../core/lifecycle.h"
+#include "../core/pattern.h"
+#include "reliability_internal.h"
+
+#define MESSAGE_MAX 384
+/* How often a running subscription looks for dead letters marked for
+ * redrive by another handle or process. */
+#define REDRIVE_POLL_MS 200
+/* Dead letters redriven per pass of the maintenance thread. */
+#define REDRIVE_BATCH 64
+/* Events of a TRANSACTIONAL worker run in one write job. */
+#define TXN_BATCH 64
+
+/* ---- types --------------------------------------------------------------- */
+
+/* One event on its way through a worker. */
+struct item {
+    struct item *next;
+    eddy_event *ev;
+    int64_t position;
+    uint64_t hash;
+    const char *key;        /* borrowed from ev */
+    int attempts;           /* failed handler calls so far */
+    int64_t first_fail_us;
+    int64_t last_fail_us;
+    int64_t next_at_us;     /* when parked: due time (wall clock) */
+    int last_code;
+    char last_error[MESSAGE_MAX];
+    bool dl_pending;        /* given up; the dead-letter write must retry */
+};
+
+/* A key whose head event waits for its retry; later events of the key wait
+ * behind it. Private to its worker. */
+struct parked {
+    struct parked *next;
+    struct item *head;
+    struct item *wait_head, *wait_tail;
+};
+
+struct worker {
+    eddy_durable *d;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct item *in_head, *in_tail; /* under mu */
+    bool stop;                      /* under mu */
+    struct parked *parked;          /* worker thread only */
+    uint64_t rng;                   /* jitter; worker thread only */
+};
+
+/* A retry row loaded at start. */
+struct restored {
+    int64_t position;
+    int attempts;
+    int64_t first_fail_us, last_fail_us, next_at_us;
+    int code;
+    char *error;
+};
+
+struct slot {
+    int64_t position;
+    bool done;
+};
+
+struct eddy_durable {
+    eddy_store *store;
+    char *name;
+    char *pattern;
+    char **types;        /* exact-type filter (NULL: none) */
+    size_t ntypes;
+    char *source;
+    eddyi_pattern match; /* parsed `pattern` */
+    eddy_delivery_mode mode;
+    eddy_handler_fn handler;
+    eddy_txn_handler_fn txn_handler;
+    void *user;
+    unsigned nworkers;
+    size_t max_in_flight;
+    eddy_retry_policy retry; /* resolved: no zero fields */
+    unsigned ckpt_every;
+    unsigned ckpt_interval_ms;
+    eddy_metrics *metrics;
+    bool gauge_registered;
+    eddyi_claim *claim;  /* the name, on this store handle */
+    eddyi_stop stop;
+
+    struct worker *workers;
+    eddy_store_subscription *sub;
+
+    pthread_mutex_t mu;       /* ring, watermark, flags below */
+    pthread_cond_t cond;      /* ring room, watermark moved, redrive pass */
+    pthread_cond_t maint_cond;
+    struct slot *ring;        /* max_in_flight slots */
+    size_t ring_head, ring_len;
+    int64_t watermark;        /* the checkpoint in memory */
+    int64_t persisted;        /* last checkpoint written */
+    unsigned since_persist;   /* completions since */
+    bool stopping;            /* dispatcher must not queue more */
+    bool maint_stop;
+    bool stopped;             /* the stop ended */
+    bool redrive_now;         /* wait_idle asks for a redrive pass */
+    uint64_t redrive_started; /* redrive passes begun ... */
+    uint64_t redrive_passes;  /* ... and finished (one at a time) */
+
+    pthread_t maint;
+    bool maint_started;
+    pthread_mutex_t redrive_mu; /* one redrive at a time */
+
+    /* Loaded at start, read by the dispatcher only. */
+    struct restored *restored;
+    size_t nrestored;
+    int64_t *dead;            /* dead-lettered positions above the checkpoint */
+    size_t ndead;
+};
+
+/* The bookkeeping of one delivery, run in a write job around (TRANSACTIONAL)
+ * or after (INBOX, redrives) the handler call. */
+struct txn_job {
+    eddy_durable *d;
+    const eddy_event *ev;
+    int64_t position;
+    int64_t dead_letter_id; /* > 0: a redrive; delete it on success */
+    bool had_retry;         /* delete the retry row on success */
+    eddy_txn *txn;
+    bool skipped;           /* the inbox said "done" already */
+    bool batched;           /* the batch writes the checkpoint once */
+    char msg[MESSAGE_MAX];
+};
+
+static inline void eddyi_abs_deadline(struct timespec *ts, int64_t at_us)
+{
+    ts->tv_sec = (time_t)(at_us / 1000000);
+    ts->tv_nsec = (long)(at_us % 1000000) * 1000;
+}
+
+/* ---- durable_ring.c ------------------------------------------------------ */
+
+/* The store subscription callback (the dispatcher). */
+int eddyi_durable_on_record(const eddy_record *rec, void *user);
+
+/* Marks `position` completed (handled, skipped or dead-lettered). Any
+ * thread. */
+void eddyi_durable_complete(eddy_durable *d, int64_t position);
+
+/* The checkpoint in memory. Any thread. */
+int64_t eddyi_durable_watermark(eddy_durable *d);
+
+/* Writes the in-memory checkpoint if it moved (and prunes the retry rows
+ * it passed). Not from the writer thread. */
+int eddyi_durable_persist(eddy_durable *d, eddy_error *err);
+
+/* The maintenance thread. */
+void *eddyi_durable_maint_main(void *arg);
+
+/* ---- durable_worker.c ---------------------------------------------------- */
+
+void *eddyi_durable_worker_main(void *arg);
+
+/* Frees the worker's parked keys and queued events (after it stopped). */
+void eddyi_durable_worker_drop(struct worker *w);
+
+/* ---- durable_deliver.c --------------------------------------------------- */
+
+/* The metrics series of (d, event type), or NULL without metrics. */
+eddy_metrics_series *eddyi_durable_series(const eddy_durable *d,
+                                          const eddy_event *ev);
+
+/*
+ * Delivers `ev` once in the subscription's mode. `dead_letter_id` > 0: a
+ * redrive (deleted with the success bookkeeping). Returns EDDY_OK (handled,
+ * or skipped as already done) or the failure, with `msg` (MESSAGE_MAX
+ * bytes) set. Not from the writer thread.
+ */
+int eddyi_durable_deliver(eddy_durable *d, const eddy_event *ev,
+                          int64_t position, bool had_retry,
+                          int64_t dead_letter_id, char *msg);
+
+/* TRANSACTIONAL, inside a write job: inbox check, handler, success
+ * bookkeeping (and the checkpoint unless j->batched). */
+int eddyi_durable_txn_item(eddy_txn *txn, struct txn_job *j, eddy_error *err);
+
+/* The checkpoint written with TRANSACTIONAL deliveries: the watermark as it
+ * is now, which does not include the events of this job, so the stored
+ * checkpoint never passes them before they commit. */
+int eddyi_durable_txn_checkpoint(eddy_txn *txn, eddy_durable *d,
+                                 eddy_error *err);
+
+/* ---- durable_dead.c ------------------------------------------------------ */
+
+/*
+ * Runs `it` once on worker `w`. True: completed (handled, skipped or
+ * dead-lettered); false: it must be parked until it->next_at_us.
+ */
+bool eddyi_durable_item_run(struct worker *w, struct item *it);
+
+/* Records a failed call of `it` (error `rc`, message `msg`): schedules a
+ * retry (false: park it) or dead-letters it (true: the key moves on). */
+bool eddyi_durable_item_failed(struct worker *w, struct item *it, int rc,
+                               const char *msg);
+
+/* One pass over the dead letters of `d` marked for redrive (at most
+ * REDRIVE_BATCH of them). Maintenance thread. */
+void eddyi_durable_redrive_marked(eddy_durable *d);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * src/reliability/durable_ring.c - the dispatcher, the completion ring and
+ * the checkpoint of a durable subscription, and its maintenance thread.
+ *
+ * Threads: eddyi_durable_on_record runs on the store subscription's thread;
+ * eddyi_durable_complete on workers, the maintenance thread and the
+ * stopping thread; eddyi_durable_maint_main is the maintenance thread. The
+ * ring and the watermark are under d->mu.
+ *
+ * The checkpoint is the ring's low watermark (durable_internal.h): it never
+ * passes an uncompleted event.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "../store/state_durable.h"
+#include "../store/store_internal.h"
+#include "durable_internal.h"
+
+/* ---- completion ring and checkpoint -------------------------------------- */
+
+static struct slot *ring_at(eddy_durable *d, size_t i)
+{
+    return &d->ring[(d->ring_head + i) % d->max_in_flight];
+}
+
+/* Pops the completed front; under d->mu. */
+static void ring_advance(eddy_durable *d)
+{
+    bool moved = false;
+    while (d->ring_len > 0 && ring_at(d, 0)->done) {
+        d->watermark = ring_at(d, 0)->position;
+        d->ring_head = (d->ring_head + 1) % d->max_in_flight;
+        d->ring_len--;
+        d->since_persist++;
+        moved = true;
+    }
+    if (moved) {
+        pthread_cond_broadcast(&d->cond);
+        if (d->since_persist >= d->ckpt_every)
+            pthread_cond_signal(&d->maint_cond);
+    }
+}
+
+void eddyi_durable_complete(eddy_durable *d, int64_t position)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t lo = 0, hi = d->ring_len;
+    while (lo < hi) { /* positions in the ring are increasing */
+        size_t mid = lo + (hi - lo) / 2;
+        if (ring_at(d, mid)->position < position)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < d->ring_len && ring_at(d, lo)->position == position) {
+        ring_at(d, lo)->done = true;
+        ring_advance(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+int64_t eddyi_durable_watermark(eddy_durable *d)
+{
+    pthread_mutex_lock(&d->mu);
+    int64_t w = d->watermark;
+    pthread_mutex_unlock(&d->mu);
+    return w;
+}
+
+struct ckpt_job {
+    eddy_durable *d;
+    int64_t position;
+};
+
+static int ckpt_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    struct ckpt_job *j = arg;
+    int rc = eddyi_ckpt_save(txn, j->d->name, j->position, err);
+    /* Retry rows at or below the checkpoint are stale (their event was
+     * handled or dead-lettered). */
+    if (rc == EDDY_OK)
+        rc = eddyi_retry_prune(txn, j->d->name, j->position, err);
+    return rc;
+}
+
+int eddyi_durable_persist(eddy_durable *d, eddy_error *err)
+{
+    pthread_mutex_lock(&d->mu);
+    int64_t w = d->watermark;
+    bool need = w > d->persisted;
+    d->since_persist = 0;
+    pthread_mutex_unlock(&d->mu);
+    if (!need)
+        return EDDY_OK;
+    struct ckpt_job j = {.d = d, .position = w};
+    int rc = eddyi_store_write(d->store, ckpt_job_run, &j, err);
+    if (rc == EDDY_OK) {
+        pthread_mutex_lock(&d->mu);
+        if (w > d->persisted)
+            d->persisted = w;
+        pthread_mutex_unlock(&d->mu);
+    }
+    return rc;
+}
+
+/* ---- the dispatcher (store subscription callback) ------------------------ */
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static bool wanted_type(const eddy_durable *d, const char *type)
+{
+    if (d->ntypes) {
+        size_t i = 0;
+        while (i < d->ntypes && strcmp(d->types[i], type) != 0)
+            i++;
+        if (i == d->ntypes)
+            return false;
+    }
+    return eddyi_pattern_match(&d->match, d->pattern, type);
+}
+
+static const struct restored *restored_find(const eddy_durable *d,
+                                            int64_t pos)
+{
+    size_t lo = 0, hi = d->nrestored;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->restored[mid].position < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < d->nrestored && d->restored[lo].position == pos
+               ? &d->restored[lo]
+               : NULL;
+}
+
+static bool dead_find(const eddy_durable *d, int64_t pos)
+{
+    size_t lo = 0, hi = d->ndead;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->dead[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < d->ndead && d->dead[lo] == pos;
+}
+
+/* A new item for `rec`, with the retry state restored at start; NULL when
+ * out of memory. */
+static struct item *item_new(const eddy_durable *d, const eddy_record *rec)
+{
+    struct item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->ev = eddy_event_ref(rec->event);
+    it->position = rec->position;
+    it->key = eddy_event_subject(rec->event);
+    if (!it->key)
+        it->key = eddy_event_id(rec->event);
+    it->hash = fnv1a(it->key);
+    const struct restored *r = restored_find(d, rec->position);
+    if (r) {
+        it->attempts = r->attempts;
+        it->first_fail_us = r->first_fail_us;
+        it->last_fail_us = r->last_fail_us;
+        it->next_at_us = r->next_at_us;
+        it->last_code = r->code;
+        snprintf(it->last_error, sizeof it->last_error, "%s", r->error);
+    }
+    return it;
+}
+
+int eddyi_durable_on_record(const eddy_record *rec, void *user)
+{
+    eddy_durable *d = user;
+    bool wanted = wanted_type(d, eddy_event_type(rec->event)) &&
+                  !dead_find(d, rec->position);
+    struct item *it = NULL;
+    if (wanted && !(it = item_new(d, rec)))
+        return EDDY_ENOMEM; /* ends the subscription; status says so */
+    pthread_mutex_lock(&d->mu);
+    while (d->ring_len >= d->max_in_flight && !d->stopping)
+        pthread_cond_wait(&d->cond, &d->mu);
+    if (d->stopping) {
+        pthread_mutex_unlock(&d->mu);
+        if (it) {
+            eddy_event_unref(it->ev);
+            free(it);
+        }
+        return EDDY_ESTOPPED;
+    }
+    if (!wanted && d->ring_len == 0) {
+        d->watermark = rec->position;
+        d->since_persist++;
+        pthread_cond_broadcast(&d->cond);
+    } else {
+        struct slot *s = ring_at(d, d->ring_len++);
+        s->position = rec->position;
+        s->done = !wanted;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (it) {
+        struct worker *w = &d->workers[it->hash % d->nworkers];
+        pthread_mutex_lock(&w->mu);
+        if (w->in_tail)
+            w->in_tail->next = it;
+        else
+            w->in_head = it;
+        w->in_tail = it;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->mu);
+    }
+    return 0;
+}
+
+/* ---- maintenance thread -------------------------------------------------- */
+
+/*
+ * Persists the checkpoint in batches and redrives marked dead letters. The
+ * first pass runs at once: dead letters marked while no subscription of
+ * this name ran are redelivered when it starts. Later passes come every
+ * REDRIVE_POLL_MS (marks made by another handle or process), or at once
+ * when eddy_durable_wait_idle asks (redrive_now). redrive_started and
+ * redrive_passes count the passes begun and finished: wait_idle waits for
+ * a pass that began after its request.
+ */
+void *eddyi_durable_maint_main(void *arg)
+{
+    eddy_durable *d = arg;
+    unsigned tick = d->ckpt_interval_ms < REDRIVE_POLL_MS ? d->ckpt_interval_ms
+                                                          : REDRIVE_POLL_MS;
+    int64_t next_redrive = 0; /* at once */
+    pthread_mutex_lock(&d->mu);
+    while (!d->maint_stop) {
+        if (next_redrive > 0 && d->since_persist < d->ckpt_every &&
+            !d->redrive_now) {
+            struct timespec ts;
+            eddyi_abs_deadline(&ts, eddy_now_us() + (int64_t)tick * 1000);
+            pthread_cond_timedwait(&d->maint_cond, &d->mu, &ts);
+            if (d->maint_stop)
+                break;
+        }
+        bool redrive = d->redrive_now || eddy_now_us() >= next_redrive;
+        d->redrive_now = false;
+        if (redrive)
+            d->redrive_started++;
+        pthread_mutex_unlock(&d->mu);
+        eddy_error e = {0};
+        if (eddyi_durable_persist(d, &e) != EDDY_OK)
+            EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: checkpoint not "
+                      "persisted: %s", d->name, e.message);
+        if (redrive) {
+            eddyi_durable_redrive_marked(d);
+            next_redrive = eddy_now_us() + REDRIVE_POLL_MS * 1000;
+        }
+        pthread_mutex_lock(&d->mu);
+        if (redrive) {
+            d->redrive_passes++;
+            pthread_cond_broadcast(&d->cond);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}

@@ -1,0 +1,319 @@
+/*
+ * src/reliability/durable_worker.c - the workers of a durable subscription:
+ * per-key order, parking a failing key until its retry is due, and the
+ * transactional batches.
+ *
+ * Threads: each worker runs eddyi_durable_worker_main. Its inbound FIFO is
+ * shared with the dispatcher under w->mu; its parked keys are its own. The
+ * stopping thread calls eddyi_durable_worker_drop after joining it.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "../store/store_internal.h"
+#include "durable_internal.h"
+
+static void item_free(struct item *it)
+{
+    if (!it)
+        return;
+    eddy_event_unref(it->ev);
+    free(it);
+}
+
+static void item_done(eddy_durable *d, struct item *it)
+{
+    eddyi_durable_complete(d, it->position);
+    item_free(it);
+}
+
+/* ---- parking ------------------------------------------------------------- */
+
+static bool same_key(const struct item *a, const struct item *b)
+{
+    return a->hash == b->hash && strcmp(a->key, b->key) == 0;
+}
+
+static struct parked *parked_find(struct worker *w, const struct item *it)
+{
+    for (struct parked *p = w->parked; p; p = p->next)
+        if (same_key(p->head, it))
+            return p;
+    return NULL;
+}
+
+static bool park_new(struct worker *w, struct item *it)
+{
+    struct parked *p = calloc(1, sizeof *p);
+    if (!p)
+        return false;
+    p->head = it;
+    p->next = w->parked;
+    w->parked = p;
+    return true;
+}
+
+static void queue_behind(struct parked *p, struct item *it)
+{
+    if (p->wait_tail)
+        p->wait_tail->next = it;
+    else
+        p->wait_head = it;
+    p->wait_tail = it;
+}
+
+static void park_or_drop(struct worker *w, struct item *it)
+{
+    if (!park_new(w, it)) {
+        /* Out of memory: drop it from this run; the checkpoint stays below
+         * it, so it is delivered again after a restart. */
+        EDDYI_LOG(EDDY_LOG_ERROR, "durable", "%s: out of memory parking "
+                  "position %" PRId64, w->d->name, it->position);
+        item_free(it);
+    }
+}
+
+/* A retry restored from the store waits for its due time first. */
+static bool not_due(const struct item *it)
+{
+    return it->attempts > 0 && it->next_at_us > eddy_now_us();
+}
+
+/* Runs a fresh item, parking it (or queueing it behind its parked key). */
+static void worker_take(struct worker *w, struct item *it)
+{
+    struct parked *p = parked_find(w, it);
+    if (p) {
+        queue_behind(p, it);
+        return;
+    }
+    if (not_due(it) || !eddyi_durable_item_run(w, it)) {
+        park_or_drop(w, it);
+        return;
+    }
+    item_done(w->d, it);
+}
+
+/* Retries a due parked key, then lets its queued events run in order until
+ * one fails again. Returns false when the key stays parked. */
+static bool parked_run(struct worker *w, struct parked *p)
+{
+    if (!eddyi_durable_item_run(w, p->head))
+        return false;
+    item_done(w->d, p->head);
+    p->head = NULL;
+    while (p->wait_head) {
+        struct item *it = p->wait_head;
+        p->wait_head = it->next;
+        if (!p->wait_head)
+            p->wait_tail = NULL;
+        it->next = NULL;
+        if (!eddyi_durable_item_run(w, it)) {
+            p->head = it;
+            return false;
+        }
+        item_done(w->d, it);
+    }
+    return true;
+}
+
+void eddyi_durable_worker_drop(struct worker *w)
+{
+    while (w->parked) {
+        struct parked *p = w->parked;
+        w->parked = p->next;
+        item_free(p->head);
+        while (p->wait_head) {
+            struct item *it = p->wait_head;
+            p->wait_head = it->next;
+            item_free(it);
+        }
+        free(p);
+    }
+    while (w->in_head) {
+        struct item *it = w->in_head;
+        w->in_head = it->next;
+        item_free(it);
+    }
+    w->in_tail = NULL;
+}
+
+/* ---- transactional batches ----------------------------------------------- */
+
+/*
+ * A TRANSACTIONAL worker hands every runnable event it has queued (up to
+ * TXN_BATCH) to the writer in ONE job: each event runs in its own nested
+ * savepoint (a failing handler rolls back only its own writes), and the
+ * checkpoint is written once. Without this, each event would cost a commit
+ * round trip to the writer. Per-key order holds inside a batch: after an
+ * event fails, the later events of its key in the batch are not run
+ * ("deferred") and queue behind it.
+ */
+struct batch {
+    eddy_durable *d;
+    size_t n;
+    struct item *items[TXN_BATCH];
+    struct txn_job jobs[TXN_BATCH];
+    int rc[TXN_BATCH];
+    bool deferred[TXN_BATCH];
+};
+
+static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
+{
+    struct batch *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        b->rc[i] = EDDY_OK;
+        b->deferred[i] = false;
+        for (size_t k = 0; k < i && !b->deferred[i]; k++)
+            if ((b->rc[k] != EDDY_OK || b->deferred[k]) &&
+                same_key(b->items[k], b->items[i]))
+                b->deferred[i] = true;
+        if (b->deferred[i])
+            continue;
+        int rc = eddyi_txn_savepoint(txn, err);
+        if (rc != EDDY_OK)
+            return rc;
+        eddy_error ie = {0};
+        int r = eddyi_durable_txn_item(txn, &b->jobs[i], &ie);
+        if (r == EDDY_OK) {
+            if ((rc = eddyi_txn_release(txn, err)) != EDDY_OK)
+                return rc;
+            continue;
+        }
+        b->rc[i] = r;
+        if (!b->jobs[i].msg[0])
+            snprintf(b->jobs[i].msg, sizeof b->jobs[i].msg, "%.360s",
+                     ie.message);
+        eddyi_txn_rollback(txn);
+    }
+    return eddyi_durable_txn_checkpoint(txn, b->d, err);
+}
+
+/* Runs `n` fresh items of a TRANSACTIONAL subscription, batched. */
+static void worker_take_batch(struct worker *w, struct item **in, size_t n)
+{
+    eddy_durable *d = w->d;
+    struct batch *b = calloc(1, sizeof *b);
+    if (!b) { /* run them one by one */
+        for (size_t i = 0; i < n; i++)
+            worker_take(w, in[i]);
+        return;
+    }
+    b->d = d;
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = in[i];
+        struct parked *p = parked_find(w, it);
+        if (p) {
+            queue_behind(p, it);
+        } else if (not_due(it)) {
+            park_or_drop(w, it);
+        } else {
+            b->items[b->n] = it;
+            b->jobs[b->n] = (struct txn_job){.d = d,
+                                             .ev = it->ev,
+                                             .position = it->position,
+                                             .had_retry = it->attempts > 0,
+                                             .batched = true};
+            b->n++;
+        }
+    }
+    eddy_error e = {0};
+    int rc = b->n ? eddyi_store_write(d->store, batch_job_run, b, &e)
+                  : EDDY_OK;
+    for (size_t i = 0; i < b->n; i++) {
+        struct item *it = b->items[i];
+        struct parked *p = parked_find(w, it);
+        if (p) { /* an earlier event of its key failed just now */
+            queue_behind(p, it);
+            continue;
+        }
+        if (b->deferred[i]) {
+            worker_take(w, it);
+            continue;
+        }
+        int r = rc != EDDY_OK ? rc : b->rc[i];
+        if (r == EDDY_OK) {
+            item_done(d, it);
+        } else if (eddyi_durable_item_failed(
+                       w, it, r, rc != EDDY_OK ? e.message : b->jobs[i].msg)) {
+            item_done(d, it);
+        } else {
+            park_or_drop(w, it);
+        }
+    }
+    free(b);
+}
+
+/* ---- the worker thread --------------------------------------------------- */
+
+void *eddyi_durable_worker_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        bool stop = w->stop;
+        /* A due retry first (not while stopping: it stays stored). */
+        int64_t now = eddy_now_us(), earliest = INT64_MAX;
+        struct parked **due = NULL;
+        if (!stop) {
+            for (struct parked **pp = &w->parked; *pp; pp = &(*pp)->next) {
+                int64_t at = (*pp)->head->next_at_us;
+                if (at <= now) {
+                    due = pp;
+                    break;
+                }
+                if (at < earliest)
+                    earliest = at;
+            }
+        }
+        if (due) {
+            struct parked *p = *due;
+            *due = p->next; /* unlinked while it runs */
+            pthread_mutex_unlock(&w->mu);
+            if (parked_run(w, p)) {
+                free(p);
+            } else {
+                p->next = w->parked;
+                w->parked = p;
+            }
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
+        if (w->in_head) {
+            struct item *batch[TXN_BATCH];
+            size_t n = 0;
+            size_t max = w->d->mode == EDDY_DELIVERY_TRANSACTIONAL ? TXN_BATCH
+                                                                  : 1;
+            while (w->in_head && n < max) {
+                struct item *it = w->in_head;
+                w->in_head = it->next;
+                it->next = NULL;
+                batch[n++] = it;
+            }
+            if (!w->in_head)
+                w->in_tail = NULL;
+            pthread_mutex_unlock(&w->mu);
+            if (max == 1)
+                worker_take(w, batch[0]);
+            else
+                worker_take_batch(w, batch, n);
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
+        if (stop)
+            break;
+        if (earliest == INT64_MAX) {
+            pthread_cond_wait(&w->cond, &w->mu);
+        } else {
+            struct timespec ts;
+            eddyi_abs_deadline(&ts, earliest);
+            pthread_cond_timedwait(&w->cond, &w->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
