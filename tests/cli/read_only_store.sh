@@ -26,7 +26,8 @@ chmod 755 "$TMP"
     { cat "$TMP/demo.out" >&2; echo "FAIL: demo" >&2; exit 1; }
 [ ! -e "$TMP/src/orders.db-wal" ] || fail "a -wal is left after a clean close"
 # Something to trace: the first order's stream.
-order=$("$EDDY" streams list --store "$TMP/src/orders.db" | awk '/^order-/ {print $1; exit}')
+"$EDDY" streams list --store "$TMP/src/orders.db" >"$TMP/streams"
+order=$(awk '/^order-/ {print $1; exit}' "$TMP/streams")
 [ -n "$order" ] || { echo "FAIL: no order stream in the demo store" >&2; exit 1; }
 # That read left an empty -wal and a -shm (a reader cannot remove them): the
 # store as a backup or a copy has it, checkpointed and without them.
