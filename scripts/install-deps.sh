@@ -9,6 +9,9 @@ packages=(
   libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
   sqlite3
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
+  libmicrohttpd-dev
+  # headless, for the dashboard tests (tests/test_http_dashboard.c)
+  chromium
 )
 
 missing=()

@@ -53,6 +53,7 @@
 #include "eddy/saga.h"
 #include "eddy/trace.h"
 #include "eddy/transport.h"
+#include "eddy/http.h"
 
 #ifdef __cplusplus
 extern "C" {
