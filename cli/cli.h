@@ -61,5 +61,7 @@ int cmd_projections(int argc, char **argv);
 int cmd_sagas(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+/* `eddy serve`: the store over HTTP (cli/cmd_serve.c). */
+int cmd_serve(int argc, char **argv);
 
 #endif

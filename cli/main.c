@@ -21,6 +21,7 @@ const struct cli_command cli_commands[] = {
     {"sagas", "list saga instances; show one with its commands and timeouts", cmd_sagas},
     {"trace", "print the causal tree of a flow (event, correlation or subject id)", cmd_trace},
     {"graph", "print who publishes and who handles which event type (dot, mermaid)", cmd_graph},
+    {"serve", "serve a store over HTTP: CloudEvents in and out, SSE, metrics, dashboard", cmd_serve},
     {NULL, NULL, NULL},
 };
 

@@ -611,7 +611,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     struct producer *prod = NULL;
     sqlite3 *db = NULL;
     int status = 1;
-    bool made_dir = false;
+    bool made_dir = false, hooked = false;
     struct monitor mon = {.mu = PTHREAD_MUTEX_INITIALIZER,
                           .cv = PTHREAD_COND_INITIALIZER};
     atomic_ulong placed = 0;
@@ -675,6 +675,9 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         status = fail_status(out, "starting the order domain", &err);
         goto done;
     }
+    if (opts->on_store && opts->on_store(store, opts->on_store_user) != 0)
+        goto done;
+    hooked = opts->on_store != NULL;
     /* stock and users first, and handled, so the orders find them */
     for (size_t p = 0; stock > 0 && p < NPRODUCTS; p++)
         if (orders_add_stock(app, PRODUCTS[p].id, stock, &err) != EDDY_OK) {
@@ -800,6 +803,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     }
 
 done:
+    if (hooked)
+        opts->on_store(NULL, opts->on_store_user);
     if (db)
         sqlite3_close(db);
     free(prod);
