@@ -49,6 +49,14 @@
 #define DEFAULT_MAX_PENDING 1024
 #define DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define TICK_MS 100
+/* libmicrohttpd's memory per connection: the request line and headers must
+ * fit (16 KiB of headers is more than any client here sends), and it holds
+ * the read and write buffers. Its default is 32 KiB; a Server-Sent Events
+ * client costs about this much, so it is kept small. */
+#define CONNECTION_MEMORY (16 * 1024)
+/* Bytes of a body over the limit read (and dropped) before the connection
+ * is closed without an answer. */
+#define DISCARD_CAP(srv) ((srv)->max_body * 4 + ((size_t)1 << 20))
 
 int64_t eddyi_http_now_us(void)
 {
@@ -485,21 +493,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     if (*upload_data_size) {
+        /* libmicrohttpd takes a response only before the body or once it
+         * has all arrived: a body over the limit is counted and dropped,
+         * and answered 413 at the end; past DISCARD_CAP bytes the
+         * connection is closed without an answer */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->answered || r->too_big)
-            return MHD_YES; /* discarded */
-        if (r->len + n > srv->max_body) {
-            r->too_big = true;
-            return eddyi_reply_error(
-                r, 413, "too_large",
-                json_pack("{s:I}", "limit", (json_int_t)srv->max_body),
-                "the request body exceeds the limit of %zu bytes (--max-body)",
-                srv->max_body);
-        }
-        if (r->route != EDDYI_R_APPEND) {
-            r->len += n; /* counted against the limit, not kept */
-            return MHD_YES;
+        if (r->answered)
+            return MHD_YES; /* answered early: libmicrohttpd closes */
+        if (r->too_big || r->len + n > srv->max_body ||
+            r->route != EDDYI_R_APPEND) {
+            r->too_big = r->too_big || r->len + n > srv->max_body;
+            r->len += n;
+            return r->len > DISCARD_CAP(srv) ? MHD_NO : MHD_YES;
         }
         if (r->len + n + 1 > r->cap) {
             size_t cap = r->cap ? r->cap : 4096;
@@ -509,8 +515,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                 cap = srv->max_body + 1;
             char *bigger = realloc(r->body, cap);
             if (!bigger)
-                return eddyi_reply_error(r, 500, "internal", NULL,
-                                         "out of memory");
+                return MHD_NO;
             r->body = bigger;
             r->cap = cap;
         }
@@ -519,6 +524,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         r->body[r->len] = '\0';
         return MHD_YES;
     }
+    if (!r->answered && r->too_big)
+        return eddyi_reply_error(
+            r, 413, "too_large",
+            json_pack("{s:I}", "limit", (json_int_t)srv->max_body),
+            "the request body exceeds the limit of %zu bytes (--max-body)",
+            srv->max_body);
     if (r->answered)
         return MHD_YES;
     /* the whole request has arrived: no deadline while it is answered */
@@ -602,6 +613,7 @@ static int start_listener(eddy_http_server *srv, eddyi_listener *l,
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, srv->threads,
         MHD_OPTION_CONNECTION_LIMIT, srv->max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_END);
