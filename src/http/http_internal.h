@@ -101,6 +101,11 @@ typedef struct eddyi_listener {
     int port;
     char url[96];
     atomic_uint_fast64_t responses[EDDYI_CODE_COUNT];
+    /* libmicrohttpd's last message while the daemon starts (for the
+     * error when it cannot); afterwards its messages go to the debug log */
+    pthread_mutex_t log_mu;
+    bool running;
+    char start_log[256];
 } eddyi_listener;
 
 /* One TCP connection, tracked so that the reaper can bound how long a

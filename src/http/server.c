@@ -555,17 +555,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages are about clients going away or misbehaving
+ * (debug), except while a daemon starts: then the last one explains why it
+ * could not. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     eddyi_listener *l = cls;
-    if (!eddyi_log_enabled(EDDY_LOG_INFO))
-        return;
-    char msg[512];
+    char msg[256];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t len = strlen(msg);
     while (len > 0 && msg[len - 1] == '\n')
         msg[--len] = '\0';
-    eddyi_log(EDDY_LOG_INFO, "http", "%s listener: %s", l->name, msg);
+    pthread_mutex_lock(&l->log_mu);
+    bool running = l->running;
+    if (!running)
+        snprintf(l->start_log, sizeof l->start_log, "%s", msg);
+    pthread_mutex_unlock(&l->log_mu);
+    EDDYI_LOG(running ? EDDY_LOG_DEBUG : EDDY_LOG_WARN, "http",
+              "%s listener: %s", l->name, msg);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -617,12 +624,15 @@ static int start_listener(eddy_http_server *srv, eddyi_listener *l,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_END);
+    pthread_mutex_lock(&l->log_mu);
+    l->running = l->daemon != NULL;
+    pthread_mutex_unlock(&l->log_mu);
     if (!l->daemon) {
         close(fd);
         return eddyi_error(err, EDDY_ECONNECT,
-                           "%s %s: libmicrohttpd could not start (see the "
-                           "log)",
-                           option, l->addr);
+                           "%s %s: libmicrohttpd could not start: %s", option,
+                           l->addr,
+                           l->start_log[0] ? l->start_log : "(no reason given)");
     }
     return EDDY_OK;
 }
@@ -669,6 +679,8 @@ eddy_http_server *eddy_http_server_start(const eddy_http_options *opts,
                                          .name = "events"};
     srv->listeners[1] = (eddyi_listener){.srv = srv, .which = EDDY_HTTP_ADMIN,
                                          .name = "admin"};
+    pthread_mutex_init(&srv->listeners[0].log_mu, NULL);
+    pthread_mutex_init(&srv->listeners[1].log_mu, NULL);
     if ((opts->listen && !(srv->listeners[0].addr = strdup(opts->listen))) ||
         (opts->admin && !(srv->listeners[1].addr = strdup(opts->admin)))) {
         eddyi_error(err, EDDY_ENOMEM, "out of memory");
@@ -791,8 +803,10 @@ void eddy_http_server_free(eddy_http_server *srv)
         eddy_metrics_free(srv->metrics);
     eddyi_tokens_free(srv->tokens, srv->token_count);
     eddyi_strv_free(srv->webhook_origins, srv->webhook_origin_count);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         free(srv->listeners[i].addr);
+        pthread_mutex_destroy(&srv->listeners[i].log_mu);
+    }
     pthread_cond_destroy(&srv->tick_cv);
     pthread_mutex_destroy(&srv->tick_mu);
     pthread_mutex_destroy(&srv->conn_mu);
