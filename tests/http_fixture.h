@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "eddy/eddy.h"
 #include "eddy/http.h"
@@ -50,6 +51,7 @@ static inline void hfx_store(hfx *f, const eddy_store_options *so)
     fprintf(t, "# one token per role\nread %s\nwrite %s\n\nadmin %s\n",
             TOK_READ, TOK_WRITE, TOK_ADMIN);
     fclose(t);
+    chmod(f->tokens, 0644); /* test_http checks the warning about it */
     char url[128];
     snprintf(url, sizeof url, "sqlite:%s/store.db", f->dir);
     eddy_store_options o = so ? *so : (eddy_store_options){0};

@@ -50,6 +50,9 @@ static void capture_log(eddy_log_level level, const char *component,
 static void assert_log_has_no_token(void)
 {
     pthread_mutex_lock(&log_mu);
+    /* the fixture's tokens file has mode 644: the server says so */
+    if (!strstr(log_text, "can be read by other users (mode 644): chmod 600"))
+        fail_msg("no warning about the tokens file's mode in the log");
     const char *secrets[] = {TOK_READ, TOK_WRITE, TOK_ADMIN,
                              "wrong-token-0123456789", "read-token-0123"};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
@@ -897,19 +900,19 @@ static void test_sse_slow_client_dropped(void **state)
     assert_true(htc_read_until(&c, ": eddy events", 5000));
     /* 3000 events of 4 KiB: far more than the socket buffers and the 16
      * events the server keeps */
-    size_t per = 50;
-    char *batch = malloc(per * 4300 + 16);
+    size_t per = 50, cap = per * 4300 + 16;
+    char *batch = malloc(cap);
     for (int b = 0; b < 60; b++) {
         size_t o = 0;
         batch[o++] = '[';
         for (size_t i = 0; i < per; i++) {
-            o += (size_t)sprintf(batch + o,
-                                 "%s{\"specversion\":\"1.0\",\"id\":\"big-%d-%zu\","
-                                 "\"source\":\"/t\",\"type\":\"big\",\"data\":\"",
-                                 i ? "," : "", b, i);
+            o += (size_t)snprintf(batch + o, cap - o,
+                                  "%s{\"specversion\":\"1.0\",\"id\":\"big-%d-%zu\","
+                                  "\"source\":\"/t\",\"type\":\"big\",\"data\":\"",
+                                  i ? "," : "", b, i);
             memset(batch + o, 'x', 4096);
             o += 4096;
-            o += (size_t)sprintf(batch + o, "\"}");
+            o += (size_t)snprintf(batch + o, cap - o, "\"}");
         }
         batch[o++] = ']';
         batch[o] = '\0';

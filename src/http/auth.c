@@ -6,9 +6,9 @@
  * reply. Errors about the file name the file and the line only.
  *
  * The lookup compares the presented token with EVERY token held, each over
- * the full length of the token held (the presented bytes are read modulo
- * their length), folding every difference into an accumulator without a
- * data-dependent branch. Its running time therefore depends on the number
+ * the full length of the token held (past the end of the presented bytes
+ * it compares with 0), folding every difference into an accumulator without
+ * a data-dependent branch. Its running time therefore depends on the number
  * and lengths of the tokens held, which an attacker already bounds, and not
  * on which token matched, how many leading bytes were right, or the length
  * of the guess.
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/internal.h"
 #include "http/http_internal.h"
@@ -139,6 +140,12 @@ int eddyi_tokens_load(const char *path, eddyi_token **out, size_t *count,
     if (!f)
         return eddyi_error(err, EDDY_EIO, "tokens file %s: %s", path,
                            strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+        EDDYI_LOG(EDDY_LOG_WARN, "http",
+                  "tokens file %s can be read by other users (mode %03o): "
+                  "chmod 600 it",
+                  path, (unsigned)(st.st_mode & 0777));
     eddyi_token *tokens = NULL;
     size_t n = 0, cap = 0, lineno = 0;
     char *line = NULL;
@@ -224,11 +231,12 @@ eddyi_role eddyi_tokens_role(const eddyi_token *tokens, size_t count,
     for (size_t i = 0; i < count; i++) {
         const eddyi_token *t = &tokens[i];
         /* differences: the lengths, then every byte of the token held
-         * against the presented byte at the same index (modulo its
-         * length, so a short guess costs as much as a long one) */
+         * against the presented byte at the same index (0 past its end:
+         * the loop runs over the token held, so a short guess costs as
+         * much as a long one; k < len depends on public lengths only) */
         size_t diff = t->len ^ len;
         for (size_t k = 0; k < t->len; k++) {
-            unsigned char c = len ? p[k % len] : 0;
+            unsigned char c = k < len ? p[k] : 0;
             diff |= (size_t)(t->token[k] ^ c);
         }
         /* mask = all ones when diff == 0, else 0, without a branch */
