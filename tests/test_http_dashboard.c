@@ -90,9 +90,9 @@ static char *slurp(const char *path)
  * cmocka cuts short); returns where. */
 static const char *dom_keep(const char *dom)
 {
-    static char kept[1400];
+    static char kept[1600];
     const char *base = strrchr(dom, '/');
-    snprintf(kept, sizeof kept, "%s/%s", shots, base ? base + 1 : dom);
+    snprintf(kept, sizeof kept, "%.1000s/%.500s", shots, base ? base + 1 : dom);
     char *text = slurp(dom);
     FILE *f = fopen(kept, "w");
     if (f) {

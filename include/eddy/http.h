@@ -15,10 +15,17 @@
  *                                 "any", "no-stream" or "exists")
  *     OPTIONS /streams/{stream}   the CloudEvents web-hook abuse-protection
  *                                 handshake (WebHook-Request-Origin)
- *     GET     /streams/{stream}?from=V&limit=N
- *     GET     /events?from=POS&type=T&since=TIME&limit=N
+ *     GET     /streams/{stream}?from=V&limit=N&direction=backward
+ *     GET     /events?from=POS&type=T&since=TIME&until=TIME&stream=S
+ *                    &order=newest&limit=N   (type: repeated or comma-
+ *                    separated; since/until: RFC 3339 or microseconds,
+ *                    on the events' time attribute: events without one
+ *                    do not match)
  *     GET     /events/{id}
- *     GET     /events/stream?from=POS&type=T   Server-Sent Events
+ *     GET     /events/stream?from=POS&type=T&limit=N   Server-Sent Events:
+ *                    "id:" is the position, the data the record; resume
+ *                    with Last-Event-ID; type may be a pattern ("order.*");
+ *                    without from, only new events
  *
  *   the ADMIN listener (options.admin, e.g. "127.0.0.1:8081")
  *     /metrics (Prometheus text 0.0.4), /healthz, /readyz, the dashboard
@@ -124,9 +131,10 @@ typedef struct eddy_http_options {
      * connection idle that long is closed: a slow or stalled client holds a
      * connection for a bounded time. 0: 30000 ms. */
     unsigned request_timeout_ms;
-    /* Live events the server keeps for Server-Sent Events clients; a client
-     * that falls further behind than this is dropped with a final
-     * "eddy.dropped" event saying why. 0: 4096. */
+    /* Live events the server keeps for Server-Sent Events clients (and at
+     * most 64 MiB of them); a client that falls further behind than this
+     * is dropped with a final "eddy.dropped" event saying why, and catches
+     * up from the store when it reconnects with Last-Event-ID. 0: 4096. */
     size_t sse_buffer_events;
     /* Comment lines sent to idle SSE clients; 0: 15000 ms. */
     unsigned sse_heartbeat_ms;
