@@ -86,7 +86,7 @@
   function isAdmin() { return role === 'admin'; }
   function adminButton(label, cls, fn) {
     const b = el('button', { type: 'button', class: cls, text: label,
-      title: isAdmin() ? null : 'needs the admin token (top right)' });
+      title: isAdmin() ? null : 'needs the admin token (Token, top right)' });
     b.disabled = !isAdmin();
     b.addEventListener('click', async () => {
       b.disabled = true;
@@ -126,7 +126,7 @@
   document.getElementById('token-button').addEventListener('click', () => {
     const box = document.getElementById('session');
     if (box.querySelector('input')) return;
-    const input = el('input', { type: 'password', placeholder: 'admin token', autocomplete: 'off', size: 18 });
+    const input = el('input', { type: 'password', placeholder: 'admin (or read) token', autocomplete: 'off', size: 18 });
     const use = el('button', { type: 'button', text: 'Use' });
     const clear = el('button', { type: 'button', text: 'Forget' });
     const done = async () => {
