@@ -449,7 +449,7 @@ static void *rebuild_main(void *arg)
 static json_t *rebuild_json(struct eddyi_rebuild *rb)
 {
     char started[EDDY_TIME_STRLEN], finished[EDDY_TIME_STRLEN];
-    return json_pack("{s:s, s:b, s:I, s:I, s:s, s:s, s:s?, s:s?}", "name",
+    return json_pack("{s:s, s:b, s:I, s:I, s:s, s:s, s:s*, s:s*}", "name",
                      rb->name, "running", rb->running, "done",
                      (json_int_t)rb->done, "total", (json_int_t)rb->total,
                      "started", time_text(rb->started_us, started,
