@@ -168,4 +168,7 @@ json_t *cli_json_time(int64_t us);
  * memory). */
 json_t *cli_json_record(const eddy_record *rec);
 
+/* `eddy serve`: the store over HTTP (cli/cmd_serve.c). */
+int cmd_serve(int argc, char **argv);
+
 #endif

@@ -7,7 +7,37 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eddy/http.h"
 #include "orders/orders.h"
+
+/* `--serve`: the dashboard on the demo's store while it runs. */
+struct demo_serve {
+    const char *addr;
+    eddy_metrics *metrics; /* the demo's subscriptions record into it */
+    eddy_http_server *srv;
+};
+
+/* orders_demo_options.on_store: starts the server on the open store, and
+ * stops it (store NULL) before the store closes. */
+static int demo_on_store(eddy_store *store, void *user)
+{
+    struct demo_serve *ds = user;
+    if (!store) {
+        eddy_http_server_free(ds->srv);
+        ds->srv = NULL;
+        return 0;
+    }
+    eddy_error err = {0};
+    eddy_http_options ho = {.store = store, .admin = ds->addr,
+                            .metrics = ds->metrics};
+    if (!(ds->srv = eddy_http_server_start(&ho, &err))) {
+        cli_fail(1, "demo: --serve %s: %s", ds->addr, err.message);
+        return 1;
+    }
+    fprintf(stderr, "eddy demo: dashboard on %s/ while the demo runs\n",
+            eddy_http_server_url(ds->srv, EDDY_HTTP_ADMIN));
+    return 0;
+}
 
 static void demo_usage(FILE *out)
 {
@@ -16,7 +46,7 @@ static void demo_usage(FILE *out)
             "                 [--payment-failure-rate P] [--stock N] [--seed S]\n"
             "                 [--workers W] [--producers N] [--payment-latency-us US]\n"
             "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
-            "                 [--transport URL [--kill SERVICE]]\n\n"
+            "                 [--transport URL [--kill SERVICE]] [--serve HOST:PORT]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
             "orders are placed (OrderAggregate), the OrderProcessingSaga drives\n"
             "payment (simulated), inventory reservation (stock table), the\n"
@@ -50,7 +80,11 @@ static void demo_usage(FILE *out)
             "                            ('eddy service'), each with its own store,\n"
             "                            talking through redis://, nats://, kafka://\n"
             "  --kill SERVICE            with --transport: SIGKILL that service once\n"
-            "                            30%% of the orders finished, then restart it\n");
+            "                            30%% of the orders finished, then restart it\n"
+            "  --serve HOST:PORT         serve the dashboard (and /metrics) on the\n"
+            "                            demo's store while it runs, to watch the\n"
+            "                            order flow live (loopback only; port 0: any\n"
+            "                            free port, printed on stderr)\n");
 }
 
 /* Parses a number for option `name`; 0 on success, else a usage error. */
@@ -69,6 +103,7 @@ static int number(const char *name, const char *text, double min, double max,
 
 int cmd_demo(int argc, char **argv)
 {
+    struct demo_serve serve = {0};
     orders_demo_options o = {
         .users = 20,
         .orders = 1000,
@@ -102,6 +137,8 @@ int cmd_demo(int argc, char **argv)
             o.transport = val;
         } else if (strcmp(a, "--kill") == 0) {
             o.kill = val;
+        } else if (strcmp(a, "--serve") == 0) {
+            serve.addr = val;
         } else if (strcmp(a, "--users") == 0) {
             if (!(rc = number(a, val, 1, 9999, &v)))
                 o.users = (unsigned)v;
@@ -146,5 +183,18 @@ int cmd_demo(int argc, char **argv)
     if (o.transport && o.store_url)
         return cli_fail(2, "demo: --store and --transport exclude each other "
                         "(with --transport every service has its own store)");
-    return orders_demo_run(&o, stdout);
+    if (o.transport && serve.addr)
+        return cli_fail(2, "demo: --serve and --transport exclude each other "
+                        "(serve one service's store with 'eddy serve')");
+    if (!serve.addr)
+        return orders_demo_run(&o, stdout);
+    if (!(serve.metrics = eddy_metrics_new()))
+        return cli_fail(1, "out of memory");
+    o.cfg.metrics = serve.metrics;
+    o.on_store = demo_on_store;
+    o.on_store_user = &serve;
+    int status = orders_demo_run(&o, stdout);
+    eddy_http_server_free(serve.srv); /* when the demo failed before */
+    eddy_metrics_free(serve.metrics);
+    return status;
 }

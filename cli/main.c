@@ -24,6 +24,7 @@ const struct cli_command cli_commands[] = {
     {"publish", "publish events to Redis, Kafka or NATS (--data JSON or stdin lines)", cmd_publish},
     {"subscribe", "print events from Redis, Kafka or NATS as CloudEvents JSON lines", cmd_subscribe},
     {"transport", "show an engine's topics and consumer groups with their lag", cmd_transport},
+    {"serve", "serve a store over HTTP: CloudEvents in and out, SSE, metrics, dashboard", cmd_serve},
     {NULL, NULL, NULL},
 };
 

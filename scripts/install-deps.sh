@@ -15,13 +15,15 @@ set -euo pipefail
 mode=${1:-full}
 demo=(
   build-essential cmake pkg-config
-  libjansson-dev libsqlite3-dev uuid-dev libpcre2-dev
+  libjansson-dev libsqlite3-dev uuid-dev libpcre2-dev libmicrohttpd-dev
 )
 full=(
   "${demo[@]}"
   sqlite3 libcmocka-dev
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
   openssl groff-base man-db
+  # headless, for the dashboard tests (tests/test_http_dashboard.c)
+  chromium
 )
 case "$mode" in
   demo) packages=("${demo[@]}") ;;

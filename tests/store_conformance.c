@@ -431,6 +431,36 @@ static void test_queries(void **state)
     recs_free(recs, n);
 }
 
+/* One event by id: through the id index, with the transform hook, and
+ * nothing (not an error) for an unknown id. */
+static void test_read_event(void **state)
+{
+    tstate *t = *state;
+    eddy_error err = {0};
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "ev-%d", i);
+        eddy_event *ev = conf_event("a.one", id, 0, i);
+        assert_int_equal(eddy_store_append(t->store, i < 3 ? "s1" : "s2",
+                                           EDDY_EXPECT_ANY, &ev, 1, NULL, &err),
+                         EDDY_OK);
+        eddy_event_unref(ev);
+    }
+    eddy_cursor *c = NULL;
+    eddy_record recs[2];
+    assert_int_equal(eddy_store_read_event(t->store, "ev-3", &c, &err), EDDY_OK);
+    assert_int_equal(drain(c, recs, 2), 1);
+    assert_string_equal(eddy_event_id(recs[0].event), "ev-3");
+    assert_string_equal(recs[0].stream_id, "s2");
+    assert_int_equal(recs[0].position, 4);
+    assert_int_equal(recs[0].stream_version, 1);
+    recs_free(recs, 1);
+    assert_int_equal(eddy_store_read_event(t->store, "nope", &c, &err), EDDY_OK);
+    assert_int_equal(drain(c, NULL, 0), 0);
+    assert_int_equal(eddy_store_read_event(t->store, "", &c, &err), EDDY_EINVAL);
+    assert_int_equal(eddy_store_read_event(t->store, NULL, &c, &err), EDDY_EINVAL);
+}
+
 static void test_paging(void **state)
 {
     tstate *t = *state;
@@ -953,6 +983,7 @@ int store_conformance_run(const store_backend_fixture *fx)
         cmocka_unit_test_setup_teardown(test_idempotent_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_race, setup, teardown),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -391,6 +392,65 @@ static void test_policy_hooks(void **state)
     eddy_schema_registry_free(reg);
 }
 
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A directory of TYPE@VERSION.json files fills a registry; other files are
+ * ignored; a badly named one, an empty or a missing directory fail naming
+ * the file or the directory. */
+static void test_registry_dir(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/eddy-schema-dir-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    eddy_error err = {0};
+    size_t count = 99;
+    eddy_schema_registry *reg = eddy_schema_registry_new();
+    assert_int_equal(eddy_schema_registry_add_dir(reg, dir, &count, &err),
+                     EDDY_ENOTFOUND);
+    assert_non_null(strstr(err.message, dir));
+    assert_int_equal(count, 0);
+    write_text(dir, "user.registered@1.0.json", V1);
+    write_text(dir, "user.registered@2.0.json", V2);
+    write_text(dir, "README.txt", "not a schema");
+    assert_int_equal(eddy_schema_registry_add_dir(reg, dir, &count, &err),
+                     EDDY_OK);
+    assert_int_equal(count, 2);
+    assert_non_null(eddy_schema_registry_get(reg, "user.registered", "1.0"));
+    assert_non_null(eddy_schema_registry_get(reg, "user.registered", "2.0"));
+    eddy_schema_registry_free(reg);
+
+    write_text(dir, "nameless.json", "{}");
+    reg = eddy_schema_registry_new();
+    assert_int_equal(eddy_schema_registry_add_dir(reg, dir, NULL, &err),
+                     EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "nameless.json"));
+    assert_non_null(strstr(err.message, "TYPE@VERSION.json"));
+    eddy_schema_registry_free(reg);
+
+    char path[512];
+    const char *names[] = {"user.registered@1.0.json",
+                           "user.registered@2.0.json", "README.txt",
+                           "nameless.json"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+    reg = eddy_schema_registry_new();
+    assert_int_equal(eddy_schema_registry_add_dir(reg, dir, NULL, &err),
+                     EDDY_EIO);
+    assert_non_null(strstr(err.message, dir));
+    eddy_schema_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_chain_of_three),
         cmocka_unit_test(test_chain_rules),
         cmocka_unit_test(test_policy_hooks),
+        cmocka_unit_test(test_registry_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

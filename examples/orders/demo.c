@@ -289,7 +289,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     eddy_store_subscription *sub = NULL;
     struct producer *prod = NULL;
     int status = 1;
-    bool made_dir = false;
+    bool made_dir = false, hooked = false;
     struct monitor mon = {.mu = PTHREAD_MUTEX_INITIALIZER,
                           .cv = PTHREAD_COND_INITIALIZER};
     atomic_ulong placed = 0;
@@ -370,6 +370,9 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         status = fail_status("starting the order domain", &err);
         goto done;
     }
+    if (opts->on_store && opts->on_store(store, opts->on_store_user) != 0)
+        goto done;
+    hooked = opts->on_store != NULL;
     if (app->read_model_rebuilt) {
         fprintf(out, "order_read_model: rebuilt from the events (its table "
                 "had amounts in major units)\n");
@@ -455,6 +458,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     status = orders_demo_report(opts, &in, out);
 
 done:
+    if (hooked)
+        opts->on_store(NULL, opts->on_store_user);
     free(prod);
     eddy_store_subscription_free(sub);
     orders_app_free(app);

@@ -181,6 +181,9 @@ typedef struct orders_config {
     int saga_timeout_ms;         /* a saga waiting longer cancels */
     unsigned parts;              /* ORDERS_PART_* started by this process;
                                     0: every part (the in-process demo) */
+    eddy_metrics *metrics;       /* NULL: none; else the durable
+                                    subscriptions record into it (borrowed:
+                                    must outlive the app) */
 } orders_config;
 
 /* The parts of the domain, one per `eddy service NAME`. */
@@ -275,6 +278,13 @@ typedef struct orders_demo_options {
     const char *kill;       /* with transport: SIGKILL this service once
                                mid-run and restart it (NULL: none) */
     orders_config cfg;
+    /* In process only: called with the open store once the domain has
+     * started, and (unless that call returned non-zero, which ends the
+     * demo as a failure) with store NULL before the store closes; e.g.
+     * `eddy demo --serve` serves the dashboard on the store while the demo
+     * runs. NULL: none. */
+    int (*on_store)(eddy_store *store, void *user);
+    void *on_store_user;
 } orders_demo_options;
 
 /*

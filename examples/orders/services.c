@@ -628,6 +628,7 @@ static int start_subscription(orders_app *app, const char *name,
         .txn_handler = txn_fn,
         .user = app,
         .workers = app->cfg.workers,
+        .metrics = app->cfg.metrics,
     };
     *out = eddy_durable_start(app->store, &o, err);
     return *out ? EDDY_OK : err && err->code ? err->code : EDDY_EIO;

@@ -56,6 +56,7 @@
 #include "eddy/trace.h"
 #include "eddy/status.h"
 #include "eddy/transport.h"
+#include "eddy/http.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -203,6 +203,19 @@ int eddy_schema_registry_add_file(eddy_schema_registry *reg, const char *type,
                                   eddy_error *err);
 
 /*
+ * Registers every file DIR/TYPE@VERSION.json of directory `dir` (in name
+ * order; other files and dot files are ignored), as
+ * eddy_schema_registry_add_file. `*count` (may be NULL) receives how many.
+ * Stops at the first failure, with `err` naming the file: EDDY_EIO (the
+ * directory cannot be read), EDDY_EINVAL (a .json file not named
+ * TYPE@VERSION.json, a bad schema), EDDY_EPARSE, EDDY_EEXIST; EDDY_ENOTFOUND
+ * when it holds no schema file. Schemas registered before a failure stay.
+ * Registration thread only.
+ */
+int eddy_schema_registry_add_dir(eddy_schema_registry *reg, const char *dir,
+                                 size_t *count, eddy_error *err);
+
+/*
  * Sets when events of `type` are validated (a mask of eddy_validate_policy
  * bits). Returns EDDY_OK, or EDDY_EINVAL for an empty type or unknown bits.
  * Registration thread only.

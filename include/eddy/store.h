@@ -260,6 +260,16 @@ int eddy_store_read_all(eddy_store *s, int64_t from_position, size_t limit,
                         eddy_cursor **out, eddy_error *err);
 
 /*
+ * Opens a cursor over the event whose id is `event_id` (borrowed): it gives
+ * that one record, or nothing when the store holds no such event. Looks the
+ * id up through the store's unique index (it never scans the log).
+ * Returns as eddy_store_read_stream (EDDY_EINVAL for a NULL or empty id).
+ * Thread-safe.
+ */
+int eddy_store_read_event(eddy_store *s, const char *event_id,
+                          eddy_cursor **out, eddy_error *err);
+
+/*
  * A query over the global log. Plain data; the zero value selects
  * everything, oldest first. All pointers are borrowed for the call
  * (eddy_store_query copies what it keeps).

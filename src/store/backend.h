@@ -42,6 +42,8 @@ typedef struct eddyi_read_spec {
     int64_t to_time_us;   /* 0: unbounded; exclusive */
     int64_t min_position; /* 0: unbounded; inclusive */
     int64_t max_position; /* 0: unbounded; inclusive */
+    char *event_id;       /* NULL: any; else only the event with this id
+                             (looked up through the unique id index) */
     bool descending;
 } eddyi_read_spec;
 

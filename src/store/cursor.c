@@ -28,6 +28,7 @@ void eddyi_read_spec_clear(eddyi_read_spec *spec)
     for (size_t i = 0; i < spec->type_count; i++)
         free(spec->types[i]);
     free(spec->types);
+    free(spec->event_id);
     memset(spec, 0, sizeof *spec);
 }
 
@@ -178,6 +179,22 @@ int eddy_store_read_all(eddy_store *s, int64_t from_position, size_t limit,
                            (long long)from_position);
     eddyi_read_spec spec = {0};
     return eddyi_cursor_open(s, &spec, from_position, limit, out, err);
+}
+
+int eddy_store_read_event(eddy_store *s, const char *event_id,
+                          eddy_cursor **out, eddy_error *err)
+{
+    if (!s || !out)
+        return eddyi_error(err, EDDY_EINVAL, "read_event: NULL argument");
+    if (!event_id || !*event_id)
+        return eddyi_error(err, EDDY_EINVAL, "read_event: %s event id",
+                           event_id ? "empty" : "NULL");
+    eddyi_read_spec spec = {0};
+    if (!(spec.event_id = eddyi_strdup(event_id)))
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    int rc = eddyi_cursor_open(s, &spec, 0, 1, out, err);
+    eddyi_read_spec_clear(&spec);
+    return rc;
 }
 
 int eddy_store_query(eddy_store *s, const eddy_query *q, eddy_cursor **out,

@@ -994,6 +994,8 @@ static char *page_sql(const eddyi_read_spec *spec)
         n += (size_t)snprintf(sql + n, cap - n, " AND position >= ?");
     if (spec->max_position)
         n += (size_t)snprintf(sql + n, cap - n, " AND position <= ?");
+    if (spec->event_id)
+        n += (size_t)snprintf(sql + n, cap - n, " AND id = ?");
     snprintf(sql + n, cap - n, " ORDER BY %s %s LIMIT ?", key,
              spec->descending ? "DESC" : "ASC");
     return sql;
@@ -1035,6 +1037,8 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
         sqlite3_bind_int64(st, k++, spec->min_position);
     if (spec->max_position)
         sqlite3_bind_int64(st, k++, spec->max_position);
+    if (spec->event_id)
+        sqlite3_bind_text(st, k++, spec->event_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, k++, (sqlite3_int64)max_rows);
     size_t bytes = 0;
     int s;
