@@ -90,8 +90,8 @@ run gmer 0 graph --store "$STORE" --format mermaid
 has gmer out '^flowchart LR'
 has gmer out '\{\{"ProcessPayment"\}\}'
 has gmer out '-->\|leads to [0-9]+\|'
-run gbad 2 graph --store "$STORE" --format svg
-has gbad err 'unknown format "svg"'
+run gbad 2 graph --store "$STORE" --format xml
+has gbad err 'unknown format "xml"'
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s)" >&2
