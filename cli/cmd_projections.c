@@ -93,7 +93,7 @@ static const char *age(int64_t us, char *buf, size_t size)
 struct recorded {
     const char *name;
     bool found;
-    char state[16], owner[256];
+    char state[16], owner[320];
     int64_t updated_us;
     cli_names names; /* every recorded name, for the message */
 };
@@ -143,7 +143,7 @@ static int not_defined_here(const char *url, const char *name)
         return 1;
     }
     cli_names_free(&r.names);
-    char when[32], who[300];
+    char when[32], who[340];
     bool live = strcmp(r.state, "stopped") != 0;
     if (r.owner[0])
         snprintf(who, sizeof who, "pid %s", r.owner);
