@@ -3,10 +3,14 @@
  * `eddy projections rebuild NAME`.
  *
  * list shows what running systems recorded in the store (name, pattern,
- * mode, state, checkpoint, lag = head - checkpoint). rebuild can only
- * rebuild projections whose definition this program knows: the example
- * order domain registers its OrderReadModel (orders_register_projections);
- * an unknown name is an error naming it and listing the known ones.
+ * mode, state, owner, checkpoint, lag = head - checkpoint). rebuild can
+ * only rebuild projections whose definition this program knows: the
+ * example order domain registers its OrderReadModel
+ * (orders_register_projections). A projection an application defined is
+ * recorded in the store with its owner (the process that runs it or ran
+ * it last) but not its code: rebuild says so, names that process and how
+ * to rebuild it there. A name recorded nowhere is an error listing the
+ * recorded and the known ones.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -26,16 +30,22 @@ static int usage(FILE *out, int status)
             "usage: eddy projections list [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
             "       eddy projections rebuild NAME [--store URL]\n\n"
             "list     the projections recorded in the store: name, mode, state\n"
-            "         (running, stopped, rebuilding), checkpoint and lag (events\n"
-            "         of the store after the checkpoint). jsonl and json rows:\n"
+            "         (running, stopped, rebuilding), checkpoint, lag (events of\n"
+            "         the store after the checkpoint) and owner (the process that\n"
+            "         runs it, or ran it last: pid@host). jsonl and json rows:\n"
             "         {\"name\", \"mode\", \"state\", \"checkpoint\", \"head\", \"lag\",\n"
-            "         \"pattern\", \"updated\"}.\n"
+            "         \"pattern\", \"updated\", \"owner\"}.\n"
             "rebuild  clears the read model of projection NAME and replays the\n"
             "         whole store into it (stop the programs running it first).\n"
             "         Progress: a bar on a terminal, else a line every 10%%.\n"
+            "         This eddy has the code of the demo's projections only\n"
+            "         (" ORDERS_PROJECTION "); one that an application defines is\n"
+            "         rebuilt by that application, with eddy_projection_rebuild():\n"
+            "         for such a NAME, rebuild names the process that runs it.\n"
             "  --store URL        the store (default: $EDDY_STORE, else %s)\n"
             CLI_FORMAT_HELP "\n"
-            "exit status: 0 success, 1 store error or unknown projection,\n"
+            "exit status: 0 success, 1 store error, unknown projection or one\n"
+            "this eddy has no code for,\n"
             "2 usage error.\n",
             CLI_DEFAULT_STORE_URL);
     return status;
@@ -46,18 +56,111 @@ static int print_row(const eddy_projection_info *info, void *user)
     cli_writer *w = user;
     if (w->format != CLI_FORMAT_TABLE)
         return cli_writer_put(
-            w, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "name", info->name,
+            w, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:s?}", "name", info->name,
                          "mode", info->mode, "state", info->state, "checkpoint",
                          (json_int_t)info->checkpoint, "head", (json_int_t)info->head,
                          "lag", (json_int_t)info->lag, "pattern", info->pattern,
-                         "updated", cli_json_time(info->updated_us)));
+                         "updated", cli_json_time(info->updated_us), "owner",
+                         info->owner[0] ? info->owner : NULL));
     if (w->count++ == 0)
-        printf("%-24s %-7s %-11s %12s %10s  %s\n", "NAME", "MODE", "STATE",
-               "CHECKPOINT", "LAG", "PATTERN");
-    printf("%-24s %-7s %-11s %12" PRId64 " %10" PRId64 "  %s\n", info->name,
+        printf("%-24s %-7s %-11s %12s %10s  %-24s %s\n", "NAME", "MODE", "STATE",
+               "CHECKPOINT", "LAG", "OWNER", "PATTERN");
+    printf("%-24s %-7s %-11s %12" PRId64 " %10" PRId64 "  %-24s %s\n", info->name,
            info->mode, info->state, info->checkpoint, info->lag,
-           info->pattern);
+           info->owner[0] ? info->owner : "-", info->pattern);
     return 0;
+}
+
+/* ---- a projection this eddy has no code for ----------------------------------- */
+
+/* "3 s", "4 min", "2 h", "5 days": how long ago `us` was. */
+static const char *age(int64_t us, char *buf, size_t size)
+{
+    int64_t s = (eddy_now_us() - us) / 1000000;
+    if (s < 0)
+        s = 0; /* another host's clock ahead of ours */
+    if (s < 120)
+        snprintf(buf, size, "%" PRId64 " s", s);
+    else if (s < 2 * 3600)
+        snprintf(buf, size, "%" PRId64 " min", s / 60);
+    else if (s < 2 * 86400)
+        snprintf(buf, size, "%" PRId64 " h", s / 3600);
+    else
+        snprintf(buf, size, "%" PRId64 " days", s / 86400);
+    return buf;
+}
+
+struct recorded {
+    const char *name;
+    bool found;
+    char state[16], owner[320];
+    int64_t updated_us;
+    cli_names names; /* every recorded name, for the message */
+};
+
+static int recorded_row(const eddy_projection_info *info, void *user)
+{
+    struct recorded *r = user;
+    cli_names_add(&r->names, info->name);
+    if (strcmp(info->name, r->name) == 0) {
+        r->found = true;
+        snprintf(r->state, sizeof r->state, "%s", info->state);
+        snprintf(r->owner, sizeof r->owner, "%s", info->owner);
+        r->updated_us = info->updated_us;
+    }
+    return 0;
+}
+
+/*
+ * Explains why this eddy cannot rebuild projection `name`: the store
+ * records it (an application defined it: name the process that runs it or
+ * ran it last, and how to rebuild it there) or it does not (list what it
+ * records). Returns 1 (or 1 after the store's own error).
+ */
+static int not_defined_here(const char *url, const char *name)
+{
+    eddy_store *s = cli_store_open_existing(url, false);
+    if (!s)
+        return 1;
+    struct recorded r = {.name = name};
+    eddy_error err = {0};
+    int rc = eddy_projection_list(s, recorded_row, &r, &err);
+    eddy_store_close(s);
+    if (rc != EDDY_OK) {
+        cli_names_free(&r.names);
+        return cli_fail(1, "projections rebuild: listing the projections of %s: %s", url,
+                        err.message);
+    }
+    if (!r.found) {
+        fprintf(stderr, "eddy: projections rebuild: unknown projection \"%s\": %s records ",
+                name, url);
+        if (r.names.n == 0)
+            fputs("no projections", stderr);
+        for (size_t i = 0; i < r.names.n; i++)
+            fprintf(stderr, "%s%s", i ? ", " : "", r.names.v[i]);
+        fprintf(stderr, ", and this eddy can rebuild only %s\n", ORDERS_PROJECTION);
+        cli_names_free(&r.names);
+        return 1;
+    }
+    cli_names_free(&r.names);
+    char when[32], who[340];
+    bool live = strcmp(r.state, "stopped") != 0;
+    if (r.owner[0])
+        snprintf(who, sizeof who, "pid %s", r.owner);
+    else
+        snprintf(who, sizeof who, "owner unknown");
+    age(r.updated_us, when, sizeof when);
+    fprintf(stderr,
+            "eddy: projections rebuild: projection \"%s\" is defined by the application "
+            "that %s it (%s, %s%s %s ago); this eddy has only the code of %s\n",
+            name, live ? "runs" : "ran", who, r.state, live ? ", last seen" : "", when,
+            ORDERS_PROJECTION);
+    fprintf(stderr,
+            "eddy: rebuild it there with eddy_projection_rebuild(): stop the projection "
+            "(eddy_projection_stop), rebuild, start it again; or stop that application and "
+            "rebuild from any program that registers the definition "
+            "(eddy_projection_register_def)\n");
+    return 1;
 }
 
 struct progress {
@@ -145,9 +248,7 @@ int cmd_projections(int argc, char **argv)
         orders_register_projections();
         const eddy_projection_def *def = eddy_projection_find_def(name);
         if (!def)
-            return cli_fail(1, "unknown projection \"%s\": this eddy can "
-                            "rebuild only the projections it knows (%s)",
-                            name, ORDERS_PROJECTION);
+            return not_defined_here(url, name);
         eddy_store *s = cli_store_open_existing(url, true);
         if (!s)
             return 1;

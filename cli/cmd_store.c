@@ -315,10 +315,10 @@ static void append_usage(FILE *out)
 {
     fprintf(out,
             "usage: eddy append [--store URL] --stream ID [--type T] [--source S]\n"
-            "                   [--expected-version V] [--data JSON]\n\n"
+            "                   [--data-version V] [--expected-version V] [--data JSON]\n\n"
             "Appends one event with --data, or else one event per line of standard\n"
             "input: each line is a CloudEvents JSON event (an object with\n"
-            "\"specversion\"; its own type and source are kept) or bare data (any\n"
+            "\"specversion\"; its own attributes are kept) or bare data (any\n"
             "other JSON value; the event gets --type, --source and subject = ID).\n"
             "Blank lines are skipped. For every event acknowledged durable, as soon\n"
             "as it is, prints one line:\n"
@@ -327,6 +327,9 @@ static void append_usage(FILE *out)
             "  --stream ID             the stream to append to (required)\n"
             "  --type T                the type of bare-data events\n"
             "  --source S              their source (default: %s)\n"
+            "  --data-version V        their dataversion, the version of the schema\n"
+            "                          their data follows (\"2.0\"; default: none), as\n"
+            "                          eddy schema check --version expects\n"
             "  --expected-version V    the stream's version before the first event:\n"
             "                          N (0: the stream must not exist), any (default),\n"
             "                          exists; event k of the input then expects V+k-1\n"
@@ -343,6 +346,7 @@ struct append_spec {
     const char *stream;
     const char *type;
     const char *source;
+    const char *dataversion; /* of bare-data events; NULL: none */
     int64_t expected; /* EDDY_EXPECT_* or a version */
 };
 
@@ -369,8 +373,11 @@ static eddy_event *event_from_value(const struct append_spec *sp, json_t *value,
                  "bare data needs --type (or give a CloudEvents event)");
         return NULL;
     }
-    eddy_event_init init = {
-        .type = sp->type, .source = sp->source, .subject = sp->stream, .data = value};
+    eddy_event_init init = {.type = sp->type,
+                            .source = sp->source,
+                            .subject = sp->stream,
+                            .dataversion = sp->dataversion,
+                            .data = value};
     return eddy_event_new(&init, err);
 }
 
@@ -565,6 +572,7 @@ int cmd_append(int argc, char **argv)
         {"stream", required_argument, NULL, 'i'},
         {"type", required_argument, NULL, 't'},
         {"source", required_argument, NULL, 'o'},
+        {"data-version", required_argument, NULL, 'v'},
         {"expected-version", required_argument, NULL, 'e'},
         {"data", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -582,6 +590,7 @@ int cmd_append(int argc, char **argv)
         case 't': sp.type = optarg; break;
         case 'o': sp.source = optarg; break;
         case 'd': data = optarg; break;
+        case 'v': sp.dataversion = optarg; break;
         case 'e':
             if (strcmp(optarg, "any") == 0)
                 sp.expected = EDDY_EXPECT_ANY;
@@ -609,6 +618,8 @@ int cmd_append(int argc, char **argv)
         return cli_fail(2, "append: --type must not be empty");
     if (!*sp.source)
         return cli_fail(2, "append: --source must not be empty");
+    if (sp.dataversion && !*sp.dataversion)
+        return cli_fail(2, "append: --data-version must not be empty");
 
     url = cli_store_url(url);
     eddy_store *s = open_store(url, false);

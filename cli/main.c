@@ -20,7 +20,7 @@ const struct cli_command cli_commands[] = {
     {"projections", "list projections; rebuild a read model from the store", cmd_projections},
     {"sagas", "list saga instances; show one with its commands and timeouts", cmd_sagas},
     {"trace", "print the causal tree of a flow (event, correlation or subject id)", cmd_trace},
-    {"graph", "print who publishes and who handles which event type (dot, mermaid)", cmd_graph},
+    {"graph", "draw who publishes and who handles which event type (dot, mermaid, svg, png)", cmd_graph},
     {"publish", "publish events to Redis, Kafka or NATS (--data JSON or stdin lines)", cmd_publish},
     {"subscribe", "print events from Redis, Kafka or NATS as CloudEvents JSON lines", cmd_subscribe},
     {"transport", "show an engine's topics and consumer groups with their lag", cmd_transport},

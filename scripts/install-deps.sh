@@ -9,7 +9,7 @@
 #   full  (the default) everything: the transports' client libraries
 #         (hiredis, librdkafka, libnats), cmocka, and what the tests start
 #         or use (redis-server, nats-server, sqlite3, openssl, groff and
-#         man for the man-page test).
+#         man for the man-page test, Graphviz for eddy graph's pictures).
 set -euo pipefail
 
 mode=${1:-full}
@@ -22,6 +22,8 @@ full=(
   sqlite3 libcmocka-dev
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
   openssl groff-base man-db
+  # Graphviz: eddy graph --format svg|png (tests/cli/graph.sh)
+  graphviz
   # headless, for the dashboard tests (tests/test_http_dashboard.c)
   chromium
 )

@@ -724,6 +724,110 @@ static void test_apply_error_fails_load(void **state)
     assert_non_null(strstr(err.message, "poisoned"));
 }
 
+/* The versions of the order's events, as a schema registry knows them. */
+static const char *order_dataversion(const char *event_type)
+{
+    if (strcmp(event_type, "order.placed") == 0)
+        return "2.0";
+    if (strcmp(event_type, "order.confirmed") == 0)
+        return "1.0";
+    return NULL; /* order.item_added: unversioned */
+}
+
+static const char *empty_dataversion(const char *event_type)
+{
+    (void)event_type;
+    return "";
+}
+
+/* eddy_aggregate_raise gives each event the dataversion its type's
+ * `dataversion` names, so that a schema registry (and `eddy schema check`)
+ * accepts what a command raised; it is stored and read back with it. */
+static void test_raise_sets_dataversion(void **state)
+{
+    struct fixture *f = *state;
+    eddy_error err = {0};
+    eddy_aggregate_type t = order_type;
+    t.dataversion = order_dataversion;
+    eddy_repository *repo = eddy_repository_new(f->store, &t, &err);
+    assert_non_null(repo);
+
+    eddy_schema_registry *reg = eddy_schema_registry_new();
+    assert_non_null(reg);
+    static const char schema[] = "{\"type\": \"object\", \"required\": [\"order_id\"]}";
+    assert_int_equal(eddy_schema_registry_add_text(reg, "order.confirmed", "1.0", schema,
+                                                   sizeof schema - 1, &err), EDDY_OK);
+    assert_int_equal(eddy_schema_registry_add_text(reg, "order.placed", "2.0", schema,
+                                                   sizeof schema - 1, &err), EDDY_OK);
+
+    eddy_aggregate *agg = eddy_repository_load(repo, "o-dv", &err);
+    assert_non_null(agg);
+    json_t *items = two_items();
+    struct place_args a = {"o-dv", "c-1", items};
+    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &err, &a), EDDY_OK);
+    json_decref(items);
+    struct item_args ia = {"ink", 2.0, 1};
+    assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &err, &ia), EDDY_OK);
+    assert_int_equal(confirm_order(agg, eddy_aggregate_state(agg), &err, NULL), EDDY_OK);
+    assert_int_equal(eddy_aggregate_uncommitted_count(agg), 3);
+    assert_string_equal(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 0)), "2.0");
+    assert_null(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 1)));
+    assert_string_equal(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 2)), "1.0");
+    for (size_t i = 0; i < 3; i += 2)
+        if (eddy_schema_registry_validate_event(reg, eddy_aggregate_uncommitted(agg, i),
+                                                &err) != EDDY_OK)
+            fail_msg("raised event %zu does not validate: %s", i, err.message);
+    assert_int_equal(eddy_repository_save(repo, agg, &err), EDDY_OK);
+    eddy_aggregate_free(agg);
+
+    /* Stored and read back with their versions. */
+    eddy_cursor *c = NULL;
+    assert_int_equal(eddy_store_read_stream(f->store, "order-o-dv", 0, EDDY_FORWARD, 0,
+                                            &c, &err), EDDY_OK);
+    static const char *const want[] = {"2.0", NULL, "1.0"};
+    eddy_record rec;
+    size_t n = 0;
+    while (eddy_cursor_next(c, &rec, &err) == 1) {
+        assert_true(n < 3);
+        const char *got = eddy_event_dataversion(rec.event);
+        if (want[n])
+            assert_string_equal(got, want[n]);
+        else
+            assert_null(got);
+        n++;
+    }
+    assert_int_equal(n, 3);
+    eddy_cursor_free(c);
+
+    /* Without the callback (the old way) the registry refuses the event:
+     * what `eddy schema check` reported before. */
+    agg = eddy_repository_load(f->orders, "o-plain", &err);
+    assert_non_null(agg);
+    items = two_items();
+    struct place_args b = {"o-plain", "c-1", items};
+    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &err, &b), EDDY_OK);
+    json_decref(items);
+    assert_null(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 0)));
+    assert_int_equal(eddy_schema_registry_validate_event(reg, eddy_aggregate_uncommitted(agg, 0),
+                                                         &err), EDDY_ESCHEMA);
+    eddy_aggregate_free(agg);
+
+    /* A version the event cannot carry fails the raise and queues nothing. */
+    eddy_repository_free(repo);
+    t.dataversion = empty_dataversion;
+    repo = eddy_repository_new(f->store, &t, &err);
+    assert_non_null(repo);
+    agg = eddy_repository_load(repo, "o-bad", &err);
+    assert_non_null(agg);
+    eddy_error_clear(&err);
+    assert_int_equal(eddy_aggregate_raise(agg, &err, "order.confirmed", NULL), EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "dataversion"));
+    assert_int_equal(eddy_aggregate_uncommitted_count(agg), 0);
+    eddy_aggregate_free(agg);
+    eddy_repository_free(repo);
+    eddy_schema_registry_free(reg);
+}
+
 static void test_bad_arguments(void **state)
 {
     struct fixture *f = *state;
@@ -765,6 +869,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_execute_concurrent_clerks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_error_fails_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raise_sets_dataversion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,7 +87,7 @@ static void wait_head(eddy_projection *p, eddy_store *s)
 struct list_seen {
     int count;
     eddy_projection_info last;
-    char state[32], mode[16];
+    char state[32], mode[16], owner[300];
 };
 
 static int on_info(const eddy_projection_info *info, void *user)
@@ -97,7 +97,9 @@ static int on_info(const eddy_projection_info *info, void *user)
     l->last = *info;
     snprintf(l->state, sizeof l->state, "%s", info->state);
     snprintf(l->mode, sizeof l->mode, "%s", info->mode);
+    snprintf(l->owner, sizeof l->owner, "%s", info->owner);
     l->last.name = l->last.pattern = l->last.state = l->last.mode = NULL;
+    l->last.owner = NULL;
     return 0;
 }
 
@@ -315,6 +317,12 @@ static void test_list_read_only_and_heartbeat(void **state)
     struct list_seen first = {0}, later = {0};
     assert_int_equal(eddy_projection_list(s, on_info, &first, &err), EDDY_OK);
     assert_string_equal(first.state, "running");
+    /* The owner: this process, "pid@host". */
+    char host[256], me[300];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
+    snprintf(me, sizeof me, "%ld@%s", (long)getpid(), host);
+    assert_string_equal(first.owner, me);
     /* A running projection refreshes its row every 2 s. */
     usleep(2600 * 1000);
     assert_int_equal(eddy_projection_list(s, on_info, &later, &err), EDDY_OK);
@@ -334,6 +342,9 @@ static void test_list_read_only_and_heartbeat(void **state)
     assert_int_equal(eddy_projection_list(s, on_info, &l, &err), EDDY_OK);
     assert_int_equal(l.count, 1);
     assert_string_equal(l.state, "stopped");
+    /* Stopped, it still names who ran it last (for `eddy projections
+     * rebuild`, which has no code for it). */
+    assert_string_equal(l.owner, me);
     assert_true(l.last.lag > 0);
     assert_int_equal(l.last.head - l.last.checkpoint, l.last.lag);
     /* Starting or rebuilding needs the writer. */
@@ -432,9 +443,21 @@ static void test_rebuild_refused_while_another_process_runs(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     s = reopen();
+    /* The stopped row names the process that ran it. */
+    struct list_seen stopped = {0};
+    assert_int_equal(eddy_projection_list(s, on_info, &stopped, &err), EDDY_OK);
+    assert_string_equal(stopped.state, "stopped");
+    snprintf(pidtext, sizeof pidtext, "%ld@", (long)pid);
+    assert_true(strncmp(stopped.owner, pidtext, strlen(pidtext)) == 0);
     assert_int_equal(eddy_projection_rebuild(s, &def_async, NULL, NULL, &err),
                      EDDY_OK);
     assert_model_is_fold(s);
+    /* ... and after the rebuild, the process that rebuilt it. */
+    struct list_seen rebuilt = {0};
+    assert_int_equal(eddy_projection_list(s, on_info, &rebuilt, &err), EDDY_OK);
+    assert_string_equal(rebuilt.state, "stopped");
+    snprintf(pidtext, sizeof pidtext, "%ld@", (long)getpid());
+    assert_true(strncmp(rebuilt.owner, pidtext, strlen(pidtext)) == 0);
     eddy_store_close(s);
 
     /* Killed: its row still says running, with a fresh heartbeat, but its

@@ -148,11 +148,13 @@ typedef struct eddy_durable_options {
 } eddy_durable_options;
 
 /*
- * Starts durable subscription `opts->name`: records it in the store (for
- * `eddy graph`), loads its checkpoint and pending retries, then delivers
- * every event after the checkpoint (catch-up) and follows live appends,
- * until stopped. Dead letters of this name marked for redrive
- * (eddy_dlq_retry) while it did not run are redelivered at once.
+ * Starts durable subscription `opts->name`: records it in the store with
+ * what it receives (its pattern or, with `types`, the types its pattern
+ * lets through; for `eddy graph` and `eddy stats`), loads its checkpoint
+ * and pending retries, then delivers every event after the checkpoint
+ * (catch-up) and follows live appends, until stopped. Dead letters of
+ * this name marked for redrive (eddy_dlq_retry) while it did not run are
+ * redelivered at once.
  * Returns a running subscription (destructor: eddy_durable_free), or NULL
  * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
  * handler for the mode, bad policy: the message names it), EDDY_EEXIST

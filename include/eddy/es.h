@@ -97,6 +97,14 @@ typedef struct eddy_aggregate_type {
     int snapshot_schema_version;
     /* Take a snapshot every this many events; 0: never. */
     unsigned snapshot_every;
+    /* Optional: the dataversion (the schema version of the data, "1.0")
+     * that eddy_aggregate_raise gives an event of `event_type`, so that the
+     * events a command raises name the schema they follow (eddy/schema.h
+     * validates and upcasts by type and dataversion; `eddy schema check`
+     * refuses events without one). NULL, or a NULL return: no dataversion.
+     * The string returned must stay valid while the repository is used
+     * (usually a literal). Runs on the thread raising the event. */
+    const char *(*dataversion)(const char *event_type);
 } eddy_aggregate_type;
 
 /* A repository of aggregates of one type in one store. */
@@ -221,7 +229,8 @@ const eddy_event *eddy_aggregate_uncommitted(const eddy_aggregate *agg,
 /*
  * Raises an event from inside a command: builds an event of `type` whose
  * data is packed from `fmt` (jansson json_pack; NULL: no data), with subject
- * = the aggregate id and source = the type's source, applies it to the
+ * = the aggregate id, source = the type's source and dataversion = what the
+ * type's `dataversion` says for `type` (none without it), applies it to the
  * state and queues it for the next save. Returns EDDY_OK, or the pack
  * error (EDDY_EINVAL) or the `apply` error with `err` filled; then nothing
  * is queued (the state may have been partly changed by a failing `apply`,
@@ -235,7 +244,8 @@ int eddy_aggregate_raise(eddy_aggregate *agg, eddy_error *err,
  * As eddy_aggregate_raise, with a ready-made event (borrowed; the aggregate
  * takes its own reference on success). Its subject must be the aggregate id
  * (EDDY_EINVAL otherwise: events are immutable, so build it with the id as
- * subject).
+ * subject). The event is raised as it is: the type's `dataversion` is not
+ * consulted (set eddy_event_init.dataversion when building it).
  */
 int eddy_aggregate_raise_event(eddy_aggregate *agg, eddy_event *ev,
                                eddy_error *err);

@@ -26,7 +26,9 @@
  *
  * WHO RUNS IT. A running projection records itself in the store as
  * 'running', with its owner (process id and host) and a heartbeat: the
- * row's updated_us is refreshed every 2 s. A rebuild refuses while the row
+ * row's updated_us is refreshed every 2 s. A stopped one keeps the owner
+ * that ran (or rebuilt) it last, so that a tool without its definition can
+ * say where it lives (`eddy projections rebuild NAME`). A rebuild refuses while the row
  * says another runner is alive (heartbeat younger than 10 s, and, for an
  * owner on this host, its process still exists), so a SIGKILLed process
  * does not block a rebuild. Hosts are told apart by name (gethostname):
@@ -200,6 +202,11 @@ typedef struct eddy_projection_info {
                                (events of other types count too) */
     int64_t updated_us;     /* when the state last changed or, while it
                                runs or rebuilds, its last heartbeat */
+    const char *owner;      /* the process that runs or rebuilds it or,
+                               when stopped, ran or rebuilt it last:
+                               "pid@host" (e.g. "4242@db1"); "" when
+                               unknown (an interrupted rebuild, or a row
+                               written before eddy recorded owners) */
 } eddy_projection_info;
 
 typedef int (*eddy_projection_info_fn)(const eddy_projection_info *info,

@@ -30,7 +30,10 @@ typedef struct eddy_consumer_info {
     const char *name;
     const char *kind;          /* "handler", "projection", "saga"; "" when
                                   the consumer never recorded itself */
-    const char *pattern;       /* the event types it reads; "" as kind */
+    const char *pattern;       /* the event types it reads: a pattern, or
+                                  the comma-separated exact types of a
+                                  durable handler's types filter; "" when
+                                  it reads none, or as kind */
     int64_t checkpoint;        /* stored checkpoint; -1: none yet */
     int64_t checkpoint_updated_us; /* when it was written; 0: never */
     int64_t head;              /* the store's head in the same snapshot */

@@ -5,9 +5,9 @@
  *
  * Both read the store's events (their correlationid / causationid / source
  * attributes), the saga commands (eddy/saga.h) and the subscriptions that
- * running systems record in the table eddy_subscriptions(name, pattern,
- * kind) - projections and sagas record themselves; durable handlers are
- * recorded by eddy_durable_start.
+ * running systems record in the store's subscription registry (name, what
+ * it receives, kind) - projections and sagas record themselves; durable
+ * handlers are recorded by eddy_durable_start.
  *
  * Both read committed data on the store's reader connections (correlation
  * lookups use the index on the events' correlation id): they work on a
@@ -102,22 +102,47 @@ typedef enum eddy_graph_edge_kind {
     EDDY_GRAPH_LEADS_TO = 3   /* command name -> event type it caused */
 } eddy_graph_edge_kind;
 
+/* What a node of the graph is. */
+typedef enum eddy_graph_node_kind {
+    EDDY_GRAPH_NODE_EVENT_TYPE = 0, /* a stored event type */
+    EDDY_GRAPH_NODE_SERVICE = 1,    /* a source that publishes events and is
+                                       not seen handling any: an entry point
+                                       (a service, a tool, an HTTP client) */
+    EDDY_GRAPH_NODE_HANDLER = 2,    /* a durable handler, or a source seen
+                                       publishing in reaction to an event */
+    EDDY_GRAPH_NODE_PROJECTION = 3, /* a projection (eddy/projection.h) */
+    EDDY_GRAPH_NODE_SAGA = 4,       /* a saga (eddy/saga.h) */
+    EDDY_GRAPH_NODE_COMMAND = 5     /* a command a saga sends */
+} eddy_graph_node_kind;
+
 /* One edge: a read-only view borrowed from the graph. */
 typedef struct eddy_graph_edge {
     eddy_graph_edge_kind kind;
     const char *from;
     const char *to;
-    int64_t count; /* how many stored events / commands show it (0 for
-                      HANDLES edges, which come from patterns) */
+    int64_t count; /* how many stored events / commands show it: for
+                      HANDLES, the stored events of that type (a recorded
+                      subscription receives each of them) or, for a handler
+                      known only from what it published, the events it
+                      published in reaction to that type */
 } eddy_graph_edge;
 
+/* One node: a read-only view borrowed from the graph. */
+typedef struct eddy_graph_node {
+    eddy_graph_node_kind kind;
+    const char *name; /* event type, source, subscription or command name */
+} eddy_graph_node;
+
 /*
- * Builds the graph from the store: HANDLES edges from the recorded
- * subscriptions' patterns matched against the stored event types;
+ * Builds the graph from the store: HANDLES edges from what the recorded
+ * subscriptions receive (a pattern, or the exact types of a durable
+ * handler's types filter) matched against the stored event types;
  * PUBLISHES edges from causation (an event whose causation event it names,
  * published by source H, means H publishes its type; events without a
  * cause give "source -> type" too, the entry points); SENDS / LEADS_TO from
- * the saga commands. Returns EDDY_OK with `*out` (destructor:
+ * the saga commands. Every edge has a count. Nodes get their kind from the
+ * subscription registry (handler, projection, saga) and else from the
+ * edges they are on. Returns EDDY_OK with `*out` (destructor:
  * eddy_graph_free) or a store error. Thread-safe.
  */
 int eddy_graph_build(eddy_store *store, eddy_graph **out, eddy_error *err);
@@ -130,8 +155,18 @@ void eddy_graph_free(eddy_graph *g);
 size_t eddy_graph_edge_count(const eddy_graph *g);
 const eddy_graph_edge *eddy_graph_edge_at(const eddy_graph *g, size_t i);
 
-/* Writes the graph in `format`. Returns EDDY_OK, EDDY_EINVAL (unknown
- * format) or EDDY_EIO. */
+/* The number of nodes (every name an edge starts or ends at) and node `i`
+ * (NULL if out of range), sorted by kind, then name. */
+size_t eddy_graph_node_count(const eddy_graph *g);
+const eddy_graph_node *eddy_graph_node_at(const eddy_graph *g, size_t i);
+
+/*
+ * Writes the graph in `format`, left to right: one shape and colour per
+ * node kind, every edge labelled with its kind and count ("handles 42"),
+ * and a legend of the node kinds present. Graphviz's `dot` turns the DOT
+ * text into SVG or PNG (`eddy graph --format svg` runs it). Returns
+ * EDDY_OK, EDDY_EINVAL (unknown format) or EDDY_EIO.
+ */
 int eddy_graph_write(const eddy_graph *g, eddy_graph_format format,
                      FILE *out);
 

@@ -138,8 +138,9 @@ static void owner_name(char *out, size_t size)
  * running or rebuilding, when it has no owner (an interrupted rebuild),
  * when its heartbeat is older than STALE_US, or when its owner is a process
  * of this host that does not exist any more. A row of this very process is
- * alive: another store handle here runs it (failed starts and rebuilds
- * clear their owner).
+ * alive: another store handle here runs it (a failed start records
+ * 'stopped', a failed rebuild clears its owner). A 'stopped' row keeps the
+ * owner that ran it last, for messages; it is never alive.
  */
 static bool owner_alive(const eddyi_proj_row *r, int64_t now_us, char *why,
                         size_t size)
@@ -479,9 +480,12 @@ static int durable_apply(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
     return EDDY_OK;
 }
 
+/* 'stopped', keeping this process as the owner: who last ran it, for a
+ * tool that cannot rebuild it (`eddy projections rebuild` names it). */
 static void record_stopped(eddy_projection *p)
 {
-    struct state_job sj = {.def = p->def, .state = "stopped"};
+    struct state_job sj = {.def = p->def, .state = "stopped",
+                           .owner = p->owner};
     eddy_error e = {0};
     if (eddyi_store_write(p->store, state_job_run, &sj, &e) != EDDY_OK)
         EDDYI_LOG(EDDY_LOG_WARN, "projection", "%s: recording the stop: %s",
@@ -676,12 +680,14 @@ int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
                       err);
     }
     if (sj_done) {
-        /* Done: 'stopped'. Failed: still 'rebuilding' (the read model is
-         * incomplete until a start or a rebuild finishes it), but owned by
-         * nobody, so that the next rebuild is not refused. */
+        /* Done: 'stopped', by this process. Failed: still 'rebuilding'
+         * (the read model is incomplete until a start or a rebuild finishes
+         * it), but owned by nobody, so that the next rebuild is not
+         * refused. */
         struct state_job st = {.def = def,
                                .state = rc == EDDY_OK ? "stopped"
-                                                      : "rebuilding"};
+                                                      : "rebuilding",
+                               .owner = rc == EDDY_OK ? owner : NULL};
         eddy_error e = {0};
         int r2 = eddyi_store_write(store, state_job_run, &st, &e);
         if (r2 != EDDY_OK && rc == EDDY_OK) {

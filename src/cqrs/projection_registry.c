@@ -72,7 +72,7 @@ const eddy_projection_def *eddy_projection_find_def(const char *name)
 /* ---- listing -------------------------------------------------------------- */
 
 struct proj_copy {
-    char *name, *pattern, *mode, *state;
+    char *name, *pattern, *mode, *state, *owner;
     int64_t checkpoint, updated_us;
 };
 
@@ -94,9 +94,10 @@ static int copy_row(const eddyi_proj_row *r, void *user)
     c->pattern = eddyi_strdup(r->pattern);
     c->mode = eddyi_strdup(r->mode);
     c->state = eddyi_strdup(r->state);
+    c->owner = eddyi_strdup(r->owner);
     c->checkpoint = r->checkpoint;
     c->updated_us = r->updated_us;
-    if (!c->name || !c->pattern || !c->mode || !c->state)
+    if (!c->name || !c->pattern || !c->mode || !c->state || !c->owner)
         return eddyi_error(l->err, EDDY_ENOMEM, "out of memory");
     return 0;
 }
@@ -124,6 +125,7 @@ int eddy_projection_list(eddy_store *store, eddy_projection_info_fn fn,
                 .head = head,
                 .lag = head > r->checkpoint ? head - r->checkpoint : 0,
                 .updated_us = r->updated_us,
+                .owner = r->owner,
             };
             rc = fn(&info, user);
         }
@@ -131,6 +133,7 @@ int eddy_projection_list(eddy_store *store, eddy_projection_info_fn fn,
         free(r->pattern);
         free(r->mode);
         free(r->state);
+        free(r->owner);
     }
     free(l.rows);
     return rc;

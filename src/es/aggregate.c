@@ -147,10 +147,12 @@ int eddy_aggregate_raise(eddy_aggregate *agg, eddy_error *err, const char *type,
             return eddyi_error(err, EDDY_EINVAL, "raise %s: data: %s", type,
                                jerr.text);
     }
+    const eddy_aggregate_type *t = agg->repo->type;
     eddy_event_init init = {
         .type = type,
         .source = agg->repo->source,
         .subject = agg->id,
+        .dataversion = t->dataversion ? t->dataversion(type) : NULL,
         .data = data,
     };
     eddy_error eerr = {0};

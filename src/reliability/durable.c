@@ -113,17 +113,49 @@ static int options_copy(eddy_durable *d, const eddy_durable_options *o,
 
 struct record_job {
     eddy_durable *d;
+    const char *filter; /* what it receives, as recorded */
     bool save;          /* no checkpoint stored yet: write the first */
     int64_t checkpoint;
 };
+
+/*
+ * What the subscription receives, as the registry records it for `eddy
+ * graph` and `eddy stats`: the pattern, or with a types filter the types
+ * that the pattern lets through, comma-separated ("" when none does: it
+ * receives nothing). A new string, or NULL when out of memory.
+ */
+static char *recorded_filter(const eddy_durable *d)
+{
+    if (!d->ntypes)
+        return eddyi_strdup(d->pattern);
+    size_t len = 1;
+    for (size_t i = 0; i < d->ntypes; i++)
+        len += strlen(d->types[i]) + 1;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p = '\0';
+    for (size_t i = 0; i < d->ntypes; i++) {
+        if (!eddyi_pattern_match(&d->match, d->pattern, d->types[i]))
+            continue;
+        size_t n = strlen(d->types[i]);
+        if (p != out)
+            *p++ = ',';
+        memcpy(p, d->types[i], n + 1);
+        p += n;
+    }
+    if (!*out)
+        EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: none of its types matches "
+                  "pattern %s: it receives nothing", d->name, d->pattern);
+    return out;
+}
 
 static int record_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct record_job *j = arg;
     /* Who handles what, for `eddy graph` (a projection or saga of this name
      * has recorded itself already and keeps its record). */
-    int rc = eddyi_subs_record(txn, j->d->name, j->d->pattern, "handler",
-                               err);
+    int rc = eddyi_subs_record(txn, j->d->name, j->filter, "handler", err);
     if (rc == EDDY_OK && j->save)
         rc = eddyi_ckpt_save(txn, j->d->name, j->checkpoint, err);
     return rc;
@@ -194,8 +226,13 @@ static int load_state(eddy_durable *d, eddy_start_from from,
     if (!found && from == EDDY_START_END &&
         (rc = eddy_store_head(d->store, &j.checkpoint, err)) != EDDY_OK)
         return rc;
-    if ((rc = eddyi_store_write(d->store, record_job_run, &j, err)) !=
-        EDDY_OK)
+    char *filter = recorded_filter(d);
+    if (!filter)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    j.filter = filter;
+    rc = eddyi_store_write(d->store, record_job_run, &j, err);
+    free(filter);
+    if (rc != EDDY_OK)
         return rc;
     if (!found)
         *checkpoint = j.checkpoint;

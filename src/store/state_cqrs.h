@@ -32,8 +32,10 @@ typedef struct eddyi_proj_row {
     const char *pattern;
     const char *mode;     /* "async" or "inline" */
     const char *state;    /* "running", "stopped" or "rebuilding" */
-    const char *owner;    /* who runs or rebuilds it ("pid@host"); "" when
-                             nobody (stopped, or recorded before owners) */
+    const char *owner;    /* who runs or rebuilds it, or when stopped who
+                             ran or rebuilt it last ("pid@host"); "" when
+                             nobody (an interrupted rebuild, or recorded
+                             before owners) */
     int64_t checkpoint;   /* eddyi_proj_list only: its checkpoint (0: none) */
     int64_t updated_us;   /* the last state change or heartbeat */
 } eddyi_proj_row;

@@ -154,7 +154,9 @@ int eddyi_dl_positions(eddy_store *s, const char *subscription, int64_t above,
 
 /* ---- who subscribes to what (eddy graph) ----------------------------------- */
 
-/* Records (or refreshes) consumer `name` with `pattern` (NULL: "*") and
+/* Records (or refreshes) consumer `name` with what it receives, `pattern`
+ * (a pattern, or a comma-separated list of patterns and exact types as a
+ * durable handler's types filter gives; "" for nothing; NULL: "*"), and
  * `kind` ("handler", "projection", "saga"). A "handler" record never
  * replaces a "projection" or "saga" record of the same name (those run on
  * a durable subscription of their name and record themselves first). */
