@@ -350,6 +350,23 @@ typedef struct eddy_store_info {
 } eddy_store_info;
 
 /* Fills `*info`. Returns EDDY_OK or EDDY_EIO. Thread-safe. */
+/*
+ * What this store handle's writer did since it was opened (this process
+ * only): group commits, the write jobs they held (appends, handlers'
+ * transactions, state writes), the events appended, and the time spent
+ * committing (the engine's commit: the fsync for SQLite). Jobs per commit
+ * is the batching group commit achieved. Plain data.
+ */
+typedef struct eddy_store_stats {
+    uint64_t commits;
+    uint64_t jobs;
+    uint64_t events;
+    uint64_t commit_ns; /* total time inside the engine's commit */
+} eddy_store_stats;
+
+/* Copies the counters into `*out` (zeros for NULL `s`). Thread-safe. */
+void eddy_store_stats_get(eddy_store *s, eddy_store_stats *out);
+
 int eddy_store_info_get(eddy_store *s, eddy_store_info *info,
                         eddy_error *err);
 
@@ -413,10 +430,26 @@ int eddy_store_wait(eddy_store *s, int64_t after_position, int timeout_ms,
  */
 typedef int (*eddy_record_fn)(const eddy_record *rec, void *user);
 
-/* Subscription options; the zero value gives the defaults. Copied. */
+/*
+ * Called by a live subscription when it has read the log up to `position`
+ * and delivered every record at or below it that its filter matches: a
+ * filtered subscription's way to learn that the events it skipped are
+ * behind it (e.g. to move a checkpoint past them). Runs on the
+ * subscription's thread, between record callbacks, with `position`
+ * strictly increasing; the same rules as eddy_record_fn.
+ */
+typedef void (*eddy_progress_fn)(int64_t position, void *user);
+
+/* Subscription options; the zero value gives the defaults. Copied. The
+ * filter is evaluated by the store (an event filtered out is never read
+ * into memory): a record is delivered when its type is one of `types` or
+ * matches one of `patterns`; with neither, every record is. */
 typedef struct eddy_store_subscribe_options {
-    const char *const *types; /* only these event types (0 count: all) */
+    const char *const *types; /* exact event types (0 count: none) */
     size_t type_count;
+    const char *const *patterns; /* "x.y", "x.*" (a prefix) or "*" */
+    size_t pattern_count;
+    eddy_progress_fn progress;   /* NULL: none; gets the callback's `user` */
 } eddy_store_subscribe_options;
 
 /*

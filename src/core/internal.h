@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "eddy/error.h"
 
@@ -34,6 +35,9 @@ void eddyi_log(eddy_log_level level, const char *component, const char *fmt,
         if (eddyi_log_enabled(level))                                          \
             eddyi_log(level, component, __VA_ARGS__);                          \
     } while (0)
+
+/* A monotonic clock in nanoseconds, for measuring durations. */
+uint64_t eddyi_clock_ns(void);
 
 /* strdup that accepts NULL (returns NULL). Returns NULL when out of memory
  * too: callers check `src && !copy`. */

@@ -140,3 +140,10 @@ int eddy_time_parse(const char *text, int64_t *time_us)
     *time_us = ((int64_t)t - (int64_t)offset_min * 60) * 1000000 + usec;
     return EDDY_OK;
 }
+
+uint64_t eddyi_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

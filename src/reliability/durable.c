@@ -390,8 +390,20 @@ eddy_durable *eddy_durable_start(eddy_store *store,
         goto fail;
     }
     d->maint_started = true;
+    /* The store filters by type, so events of other types are never read
+     * into memory: the exact types when given (the pattern is checked here
+     * too), else the pattern. Progress moves the checkpoint past them. */
+    const char *patterns[1] = {d->pattern};
+    eddy_store_subscribe_options so = {.progress = eddyi_durable_on_progress};
+    if (d->ntypes) {
+        so.types = (const char *const *)d->types;
+        so.type_count = d->ntypes;
+    } else {
+        so.patterns = patterns;
+        so.pattern_count = 1;
+    }
     if (eddy_store_subscribe(store, checkpoint, eddyi_durable_on_record, d,
-                             NULL, &d->sub, err) != EDDY_OK)
+                             &so, &d->sub, err) != EDDY_OK)
         goto fail;
     gauge_register(d);
     EDDYI_LOG(EDDY_LOG_INFO, "durable", "%s: started at checkpoint %" PRId64

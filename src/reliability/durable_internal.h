@@ -188,6 +188,8 @@ static inline void eddyi_abs_deadline(struct timespec *ts, int64_t at_us)
 
 /* The store subscription callback (the dispatcher). */
 int eddyi_durable_on_record(const eddy_record *rec, void *user);
+/* The store subscription's progress callback (eddy_progress_fn). */
+void eddyi_durable_on_progress(int64_t position, void *user);
 
 /* Marks `position` completed (handled, skipped or dead-lettered). Any
  * thread. */

@@ -184,6 +184,41 @@ static struct item *item_new(const eddy_durable *d, const eddy_record *rec)
     return it;
 }
 
+/*
+ * The store subscription read the log up to `position` and delivered every
+ * record its filter passed: the records in between are not this
+ * subscription's (the store skipped them without reading them into memory)
+ * and count as completed, like a record of another type. A done slot at
+ * the ring's tail is moved forward rather than a new one queued.
+ */
+void eddyi_durable_on_progress(int64_t position, void *user)
+{
+    eddy_durable *d = user;
+    pthread_mutex_lock(&d->mu);
+    if (d->ring_len == 0) {
+        if (position > d->watermark) {
+            d->watermark = position;
+            d->since_persist++;
+            pthread_cond_broadcast(&d->cond);
+        }
+    } else {
+        struct slot *tail = ring_at(d, d->ring_len - 1);
+        if (tail->done) {
+            if (position > tail->position)
+                tail->position = position;
+        } else {
+            while (d->ring_len >= d->max_in_flight && !d->stopping)
+                pthread_cond_wait(&d->cond, &d->mu);
+            if (!d->stopping && position > tail->position) {
+                struct slot *s = ring_at(d, d->ring_len++);
+                s->position = position;
+                s->done = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 int eddyi_durable_on_record(const eddy_record *rec, void *user)
 {
     eddy_durable *d = user;

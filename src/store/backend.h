@@ -36,8 +36,14 @@ typedef struct eddyi_pending {
  */
 typedef struct eddyi_read_spec {
     char *stream_id;     /* NULL: every stream */
-    char **types;        /* NULL/0: every type */
+    char **types;        /* exact types; with prefixes: a type matches if
+                            it is one of them OR has one of the prefixes;
+                            both empty: every type */
     size_t type_count;
+    char **prefixes;     /* type prefixes ("order." for the pattern
+                            "order.*"), compared as text ranges so an index
+                            on type serves them */
+    size_t prefix_count;
     int64_t from_time_us; /* 0: unbounded; inclusive */
     int64_t to_time_us;   /* 0: unbounded; exclusive */
     int64_t min_position; /* 0: unbounded; inclusive */
@@ -45,6 +51,9 @@ typedef struct eddyi_read_spec {
     char *event_id;       /* NULL: any; else only the event with this id
                              (looked up through the unique id index) */
     bool descending;
+    bool on_writer;       /* read on the writer, inside the open write
+                             transaction (its own writes included): writer
+                             thread only (eddy_txn_read_stream) */
 } eddyi_read_spec;
 
 /* One row read, owned by the page that holds it. */

@@ -28,6 +28,9 @@ void eddyi_read_spec_clear(eddyi_read_spec *spec)
     for (size_t i = 0; i < spec->type_count; i++)
         free(spec->types[i]);
     free(spec->types);
+    for (size_t i = 0; i < spec->prefix_count; i++)
+        free(spec->prefixes[i]);
+    free(spec->prefixes);
     free(spec->event_id);
     memset(spec, 0, sizeof *spec);
 }
@@ -55,6 +58,71 @@ int eddyi_read_spec_set_types(eddyi_read_spec *spec, const char *const *types,
         spec->type_count = i + 1;
     }
     return EDDY_OK;
+}
+
+static int add_string(char ***v, size_t *n, const char *text, size_t len,
+                      eddy_error *err)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (!nv)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    *v = nv;
+    if (!(nv[*n] = malloc(len + 1)))
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    memcpy(nv[*n], text, len);
+    nv[*n][len] = '\0';
+    (*n)++;
+    return EDDY_OK;
+}
+
+int eddyi_read_spec_add_patterns(eddyi_read_spec *spec,
+                                 const char *const *patterns, size_t count,
+                                 bool *all, eddy_error *err)
+{
+    *all = false;
+    if (count && !patterns)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "%zu patterns given but no array", count);
+    if (count > 500)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "%zu patterns, the limit is 500", count);
+    for (size_t i = 0; i < count; i++) {
+        const char *p = patterns[i];
+        if (!p || !*p)
+            return eddyi_error(err, EDDY_EINVAL, "pattern %zu is %s", i,
+                               p ? "empty" : "NULL");
+        size_t len = strlen(p);
+        int rc;
+        if (strcmp(p, "*") == 0) {
+            *all = true;
+            continue;
+        }
+        if (len >= 2 && p[len - 1] == '*' && p[len - 2] == '.')
+            rc = add_string(&spec->prefixes, &spec->prefix_count, p, len - 1,
+                            err);
+        else if (strchr(p, '*'))
+            return eddyi_error(err, EDDY_EINVAL,
+                               "pattern \"%s\": '*' only as \"*\" or at the "
+                               "end after a dot (\"order.*\")", p);
+        else
+            rc = add_string(&spec->types, &spec->type_count, p, len, err);
+        if (rc != EDDY_OK)
+            return rc;
+    }
+    return EDDY_OK;
+}
+
+int eddyi_read_spec_copy_filter(eddyi_read_spec *dst,
+                                const eddyi_read_spec *src, eddy_error *err)
+{
+    int rc = EDDY_OK;
+    for (size_t i = 0; i < src->type_count && rc == EDDY_OK; i++)
+        rc = add_string(&dst->types, &dst->type_count, src->types[i],
+                        strlen(src->types[i]), err);
+    for (size_t i = 0; i < src->prefix_count && rc == EDDY_OK; i++)
+        rc = add_string(&dst->prefixes, &dst->prefix_count, src->prefixes[i],
+                        strlen(src->prefixes[i]), err);
+    return rc;
 }
 
 int eddyi_cursor_open(eddy_store *s, eddyi_read_spec *spec, int64_t start_key,
@@ -166,6 +234,19 @@ int eddy_store_read_stream(eddy_store *s, const char *stream_id,
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     rc = eddyi_cursor_open(s, &spec, from_version, limit, out, err);
     eddyi_read_spec_clear(&spec);
+    return rc;
+}
+
+int eddy_txn_read_stream(eddy_txn *txn, const char *stream_id,
+                         int64_t from_version, eddy_direction dir,
+                         size_t limit, eddy_cursor **out, eddy_error *err)
+{
+    if (!txn)
+        return eddyi_error(err, EDDY_EINVAL, "txn_read_stream: no transaction");
+    int rc = eddy_store_read_stream(txn->store, stream_id, from_version, dir,
+                                    limit, out, err);
+    if (rc == EDDY_OK)
+        (*out)->spec.on_writer = true;
     return rc;
 }
 

@@ -969,21 +969,40 @@ void eddyi_rows_clear(eddyi_row *rows, size_t n)
 /* Builds the page query for `spec` into a malloc'd string. */
 static char *page_sql(const eddyi_read_spec *spec)
 {
-    size_t cap = 512 + spec->type_count * 4;
+    size_t cap = 512 + spec->type_count * 4 + spec->prefix_count * 40;
     char *sql = malloc(cap);
     if (!sql)
         return NULL;
     const char *key = spec->stream_id ? "stream_version" : "position";
+    /* Over the global log with several types or type prefixes, the planner
+     * would merge the type index's ranges and sort every match from the
+     * start position on, for each page: the position order itself (the
+     * table's key) with the filter checked per row reads each row once.
+     * One exact type keeps its (type, position) index. */
+    bool filtered = spec->type_count + spec->prefix_count > 0;
+    bool one_type = spec->type_count == 1 && spec->prefix_count == 0;
+    bool by_position = !spec->stream_id && !spec->event_id && filtered &&
+                       !one_type;
     size_t n = (size_t)snprintf(
         sql, cap,
         "SELECT position, stream_id, stream_version, recorded_us, payload "
-        "FROM events WHERE %s %s %s ?",
+        "FROM events%s WHERE %s %s %s ?",
+        by_position ? " NOT INDEXED" : "",
         spec->stream_id ? "stream_id = ? AND" : "", key,
         spec->descending ? "<=" : ">=");
-    if (spec->type_count) {
-        n += (size_t)snprintf(sql + n, cap - n, " AND type IN (");
-        for (size_t i = 0; i < spec->type_count; i++)
-            n += (size_t)snprintf(sql + n, cap - n, i ? ",?" : "?");
+    if (spec->type_count || spec->prefix_count) {
+        /* exact types OR prefixes, a prefix as a range of text
+         * [prefix, prefix with its last byte + 1) */
+        n += (size_t)snprintf(sql + n, cap - n, " AND (");
+        if (spec->type_count) {
+            n += (size_t)snprintf(sql + n, cap - n, "type IN (");
+            for (size_t i = 0; i < spec->type_count; i++)
+                n += (size_t)snprintf(sql + n, cap - n, i ? ",?" : "?");
+            n += (size_t)snprintf(sql + n, cap - n, ")");
+        }
+        for (size_t i = 0; i < spec->prefix_count; i++)
+            n += (size_t)snprintf(sql + n, cap - n, "%s(type >= ? AND type < ?)",
+                                  i || spec->type_count ? " OR " : "");
         n += (size_t)snprintf(sql + n, cap - n, ")");
     }
     if (spec->from_time_us)
@@ -1012,7 +1031,13 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
     if (!sql)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     conn *c = NULL;
-    int rc = reader_get(im, &c, err);
+    int rc = EDDY_OK;
+    if (spec->on_writer) {
+        if (!(c = im->writer))
+            rc = eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    } else {
+        rc = reader_get(im, &c, err);
+    }
     if (rc != EDDY_OK) {
         free(sql);
         return rc;
@@ -1029,6 +1054,23 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
     sqlite3_bind_int64(st, k++, start_key);
     for (size_t i = 0; i < spec->type_count; i++)
         sqlite3_bind_text(st, k++, spec->types[i], -1, SQLITE_STATIC);
+    /* The range's end: the prefix with its last byte incremented (a
+     * prefix ends with '.', so "order." -> "order/"). */
+    char ends[16][128];
+    for (size_t i = 0; i < spec->prefix_count; i++) {
+        const char *p = spec->prefixes[i];
+        size_t len = strlen(p);
+        char *end = i < 16 && len < sizeof ends[0] ? ends[i] : NULL;
+        if (!end) {
+            rc = eddyi_error(err, EDDY_EINVAL, "type prefix \"%.40s\" is too "
+                             "long, or more than 16 prefixes", p);
+            goto out;
+        }
+        memcpy(end, p, len + 1);
+        end[len - 1]++;
+        sqlite3_bind_text(st, k++, p, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, k++, end, -1, SQLITE_TRANSIENT);
+    }
     if (spec->from_time_us)
         sqlite3_bind_int64(st, k++, spec->from_time_us);
     if (spec->to_time_us)
@@ -1077,7 +1119,8 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
         *n = 0;
     }
 out:
-    reader_put(im, c);
+    if (!spec->on_writer)
+        reader_put(im, c);
     return rc;
 }
 

@@ -98,6 +98,8 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
             if (j->rc != EDDY_OK)
                 continue;
             txn.depth = 0;
+            txn.saved_position[0] = txn.last_position;
+            txn.saved_events[0] = txn.events;
             j->rc = j->fn(&txn, j->arg, &j->err);
             if (txn.depth != 0) { /* a job left savepoints open: its bug */
                 EDDYI_LOG(EDDY_LOG_ERROR, "store", "a write job left %d "
@@ -111,11 +113,23 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
                             eddy_strerror(j->rc));
             if (j->rc == EDDY_OK)
                 j->rc = b->savepoint_release(s->impl, 0, &j->err);
-            else
+            if (j->rc != EDDY_OK) {
                 b->savepoint_rollback(s->impl, 0);
+                txn.last_position = txn.saved_position[0];
+                txn.events = txn.saved_events[0];
+            }
+            atomic_fetch_add_explicit(&s->stat_jobs, 1, memory_order_relaxed);
             any_ok |= j->rc == EDDY_OK;
         }
+        uint64_t t0 = eddyi_clock_ns();
         rc = any_ok ? b->write_commit(s->impl, &berr) : EDDY_OK;
+        if (any_ok) {
+            atomic_fetch_add_explicit(&s->stat_commit_ns,
+                                      eddyi_clock_ns() - t0,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->stat_commits, 1,
+                                      memory_order_relaxed);
+        }
         if (!any_ok)
             b->write_rollback(s->impl);
         if (rc != EDDY_OK) {
@@ -130,12 +144,17 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
             }
         }
         if (any_ok && rc == EDDY_OK) {
-            int64_t head = 0;
-            if (b->head(s->impl, &head, NULL) == EDDY_OK) {
+            /* The head is what this commit appended up to: no need to ask
+             * the engine (another process's appends are polled for by the
+             * waiters). Waiters wake only when it moved. */
+            atomic_fetch_add_explicit(&s->stat_events, (uint64_t)txn.events,
+                                      memory_order_relaxed);
+            if (txn.last_position > 0) {
                 pthread_mutex_lock(&s->mu);
-                if (head > s->head)
-                    s->head = head;
-                pthread_cond_broadcast(&s->head_cond);
+                if (txn.last_position > s->head) {
+                    s->head = txn.last_position;
+                    pthread_cond_broadcast(&s->head_cond);
+                }
                 pthread_mutex_unlock(&s->mu);
             }
         }
@@ -257,9 +276,15 @@ void *eddyi_txn_native_of(eddy_txn *txn, const eddyi_backend *b)
 int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err)
 {
     eddy_store *s = txn->store;
+    if (txn->depth >= EDDYI_TXN_DEPTHS)
+        return eddyi_error(err, EDDY_EINVAL, "savepoints nested %d deep (at "
+                           "most %d)", txn->depth + 1, EDDYI_TXN_DEPTHS);
     int rc = s->backend->savepoint(s->impl, txn->depth + 1, err);
-    if (rc == EDDY_OK)
+    if (rc == EDDY_OK) {
         txn->depth++;
+        txn->saved_position[txn->depth] = txn->last_position;
+        txn->saved_events[txn->depth] = txn->events;
+    }
     return rc;
 }
 
@@ -279,6 +304,8 @@ void eddyi_txn_rollback(eddy_txn *txn)
     if (txn->depth <= 0)
         return;
     s->backend->savepoint_rollback(s->impl, txn->depth);
+    txn->last_position = txn->saved_position[txn->depth];
+    txn->events = txn->saved_events[txn->depth];
     txn->depth--;
 }
 
@@ -568,6 +595,16 @@ int eddyi_store_remove_append_hook(eddy_store *s, eddyi_append_hook_fn fn,
     return r.found ? EDDY_OK : EDDY_ENOTFOUND;
 }
 
+/* Notes what an append stored (an idempotent retry may store nothing new
+ * and report older positions: the head only moves up). */
+static void txn_appended(eddy_txn *txn, const eddy_append_result *res,
+                         size_t count)
+{
+    if (res->last_position > txn->last_position)
+        txn->last_position = res->last_position;
+    txn->events += (int64_t)count;
+}
+
 static int append_job(eddy_txn *txn, void *arg, eddy_error *err)
 {
     append_req *r = arg;
@@ -575,6 +612,8 @@ static int append_job(eddy_txn *txn, void *arg, eddy_error *err)
     int rc = s->backend->append(s->impl, r->stream_id, r->expected,
                                 r->pending, r->count, txn->now_us, &r->result,
                                 err);
+    if (rc == EDDY_OK)
+        txn_appended(txn, &r->result, r->count);
     if (rc == EDDY_OK)
         rc = run_append_hooks(txn, r->stream_id, r->pending, r->count, err);
     return rc;
@@ -672,6 +711,8 @@ int eddy_txn_append(eddy_txn *txn, const char *stream_id,
     rc = s->backend->append(s->impl, stream_id, expected_version, p, count,
                             txn->now_us, &res, err);
     if (rc == EDDY_OK)
+        txn_appended(txn, &res, count);
+    if (rc == EDDY_OK)
         rc = run_append_hooks(txn, stream_id, p, count, err);
     if (rc == EDDY_OK && result)
         *result = res;
@@ -720,6 +761,32 @@ int eddy_store_snapshot_save(eddy_store *s, const char *stream_id,
                            stream_id);
     snapshot_req r = {stream_id, version, schema_version, text};
     rc = run_sync(s, snapshot_job, &r, 1, err);
+    free(text);
+    return rc;
+}
+
+int eddy_txn_snapshot_save(eddy_txn *txn, const char *stream_id,
+                           int64_t version, int schema_version, json_t *state,
+                           eddy_error *err)
+{
+    if (!txn)
+        return eddyi_error(err, EDDY_EINVAL, "txn_snapshot_save: no "
+                           "transaction");
+    int rc = eddyi_stream_id_check(stream_id, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (!state || version < 1)
+        return eddyi_error(err, EDDY_EINVAL, "stream %s: snapshot %s",
+                           stream_id, state ? "version must be >= 1"
+                                            : "state is NULL");
+    char *text = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: snapshot state cannot be serialised",
+                           stream_id);
+    eddy_store *s = txn->store;
+    rc = s->backend->snapshot_save(s->impl, stream_id, version, schema_version,
+                                   text, txn->now_us, err);
     free(text);
     return rc;
 }
@@ -810,6 +877,20 @@ int eddy_store_streams(eddy_store *s, const char *after_stream_id,
     }
     free(after);
     return rc;
+}
+
+void eddy_store_stats_get(eddy_store *s, eddy_store_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return;
+    out->commits = atomic_load_explicit(&s->stat_commits, memory_order_relaxed);
+    out->jobs = atomic_load_explicit(&s->stat_jobs, memory_order_relaxed);
+    out->events = atomic_load_explicit(&s->stat_events, memory_order_relaxed);
+    out->commit_ns =
+        atomic_load_explicit(&s->stat_commit_ns, memory_order_relaxed);
 }
 
 int eddy_store_info_get(eddy_store *s, eddy_store_info *info, eddy_error *err)

@@ -7,6 +7,7 @@
 #define EDDY_SRC_STORE_STORE_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "backend.h"
@@ -22,10 +23,18 @@ struct eddyi_append_hook {
 };
 
 /* The writer's open transaction, as jobs and handlers see it. */
+#define EDDYI_TXN_DEPTHS 8
+
 struct eddy_txn {
     eddy_store *store;
     int64_t now_us;
     int depth; /* nested savepoints open inside the current job */
+    /* What the transaction appended, for the head and the stats without
+     * asking the engine: kept per savepoint so a rollback forgets what it
+     * undid ([0]: at the job's start). */
+    int64_t last_position, events;
+    int64_t saved_position[EDDYI_TXN_DEPTHS + 1];
+    int64_t saved_events[EDDYI_TXN_DEPTHS + 1];
 };
 
 struct eddy_store {
@@ -39,6 +48,8 @@ struct eddy_store {
     eddyi_job *queue_head, *queue_tail;
     bool stopping;
     bool writer_started;
+    /* eddy_store_stats, written by the writer thread only */
+    _Atomic uint64_t stat_commits, stat_jobs, stat_events, stat_commit_ns;
     int64_t head;            /* last committed position known here */
     pthread_t writer;
     struct eddyi_append_hook *append_hooks; /* writer thread only */
@@ -61,6 +72,17 @@ void eddyi_read_spec_clear(eddyi_read_spec *spec);
  * empty type). */
 int eddyi_read_spec_set_types(eddyi_read_spec *spec, const char *const *types,
                               size_t count, eddy_error *err);
+
+/* Adds `count` event-type patterns to the spec's filter: "x.y" an exact
+ * type, "x.*" a prefix, "*" everything (`*all` is set: the caller drops
+ * the filter). EDDY_EINVAL names a bad pattern. */
+int eddyi_read_spec_add_patterns(eddyi_read_spec *spec,
+                                 const char *const *patterns, size_t count,
+                                 bool *all, eddy_error *err);
+
+/* Copies the type filter (types and prefixes) of `src` into `dst`. */
+int eddyi_read_spec_copy_filter(eddyi_read_spec *dst,
+                                const eddyi_read_spec *src, eddy_error *err);
 
 /* Validates a stream id: non-NULL, non-empty, valid UTF-8. */
 int eddyi_stream_id_check(const char *stream_id, eddy_error *err);

@@ -18,9 +18,9 @@
 struct eddy_store_subscription {
     eddy_store *store;
     eddy_record_fn fn;
+    eddy_progress_fn progress;
     void *user;
-    char **types;
-    size_t type_count;
+    eddyi_read_spec filter; /* types and prefixes only; copied per pass */
     pthread_t thread;
     bool joined;
     atomic_bool stop;     /* set by stop(); read by the thread */
@@ -73,8 +73,7 @@ static void *sub_main(void *arg)
 
         eddyi_read_spec spec = {.min_position = scanned + 1};
         eddy_cursor *c = NULL;
-        int rc = eddyi_read_spec_set_types(&spec, (const char *const *)sub->types,
-                                           sub->type_count, &sub->err);
+        int rc = eddyi_read_spec_copy_filter(&spec, &sub->filter, &sub->err);
         if (rc == EDDY_OK)
             rc = eddyi_cursor_open(s, &spec, scanned + 1, 0, &c, &sub->err);
         eddyi_read_spec_clear(&spec);
@@ -107,9 +106,13 @@ static void *sub_main(void *arg)
         }
         if (atomic_load(&sub->stop))
             break;
-        /* Everything committed before head_before was visible to the read. */
-        if (head_before > scanned)
+        /* Everything committed before head_before was visible to the read:
+         * the records the filter skipped up to there are behind us. */
+        if (head_before > scanned) {
             scanned = head_before;
+            if (sub->progress)
+                sub->progress(scanned, sub->user);
+        }
         if (!wait_head(sub, scanned))
             break;
     }
@@ -142,15 +145,18 @@ int eddy_store_subscribe(eddy_store *s, int64_t after_position,
     atomic_init(&sub->running, true);
     atomic_init(&sub->position, after_position);
     int rc = EDDY_OK;
-    if (opts && opts->type_count) {
-        /* Validate and copy through a spec, then keep its array. */
-        eddyi_read_spec spec = {0};
-        rc = eddyi_read_spec_set_types(&spec, opts->types, opts->type_count,
-                                       err);
-        sub->types = spec.types;
-        sub->type_count = spec.type_count;
+    bool all = false;
+    if (opts) {
+        sub->progress = opts->progress;
+        rc = eddyi_read_spec_set_types(&sub->filter, opts->types,
+                                       opts->type_count, err);
+        if (rc == EDDY_OK)
+            rc = eddyi_read_spec_add_patterns(&sub->filter, opts->patterns,
+                                              opts->pattern_count, &all, err);
         if (rc != EDDY_OK)
             goto fail;
+        if (all) /* "*" among the patterns: no filter */
+            eddyi_read_spec_clear(&sub->filter);
     }
     if (pthread_create(&sub->thread, NULL, sub_main, sub) != 0) {
         rc = eddyi_error(err, EDDY_ENOMEM, "cannot start a subscription thread");
@@ -159,9 +165,7 @@ int eddy_store_subscribe(eddy_store *s, int64_t after_position,
     *out = sub;
     return EDDY_OK;
 fail:
-    for (size_t i = 0; i < sub->type_count; i++)
-        free(sub->types[i]);
-    free(sub->types);
+    eddyi_read_spec_clear(&sub->filter);
     free(sub);
     return rc;
 }
@@ -199,8 +203,6 @@ void eddy_store_subscription_free(eddy_store_subscription *sub)
     if (!sub)
         return;
     eddy_store_subscription_stop(sub, NULL);
-    for (size_t i = 0; i < sub->type_count; i++)
-        free(sub->types[i]);
-    free(sub->types);
+    eddyi_read_spec_clear(&sub->filter);
     free(sub);
 }
