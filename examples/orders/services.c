@@ -53,8 +53,9 @@ static int set_err(eddy_error *err, int code, const char *fmt, const char *a)
 }
 
 /* Builds `type` for order `order_id` with `data` (taken), id derived from
- * the command id, and appends it once to "<prefix>-<order_id>". */
-static int append_result(eddy_store *store, const char *prefix,
+ * the command id, and appends it once to "<prefix>-<order_id>", inside the
+ * command's transaction. */
+static int append_result(eddy_txn *txn, const char *prefix,
                          const char *source, const char *type,
                          const char *order_id, const eddy_command *cmd,
                          json_t *data, eddy_error *err)
@@ -69,8 +70,13 @@ static int append_result(eddy_store *store, const char *prefix,
     json_decref(data);
     if (!ev)
         return err && err->code ? err->code : EDDY_ENOMEM;
-    int rc = orders_append_once(store, stream, ev, err);
+    eddy_error e = {0};
+    int rc = eddy_txn_append(txn, stream, EDDY_EXPECT_ANY, &ev, 1, NULL, &e);
     eddy_event_unref(ev);
+    if (rc == EDDY_EDUPLICATE) /* stored by an earlier send of the command */
+        return EDDY_OK;
+    if (rc != EDDY_OK && err)
+        *err = e;
     return rc;
 }
 
@@ -148,7 +154,7 @@ static const char *order_id_of(const eddy_command *cmd, eddy_error *err)
  * that reaches the orders service through the transport, where
  * on_order_request runs the aggregate with the same command id.
  */
-static int request_order_change(orders_app *app, const eddy_command *cmd,
+static int request_order_change(eddy_txn *txn, const eddy_command *cmd,
                                 const char *type, const char *order_id,
                                 eddy_error *err)
 {
@@ -157,11 +163,12 @@ static int request_order_change(orders_app *app, const eddy_command *cmd,
         json_decref(data);
         data = NULL;
     }
-    return append_result(app->store, "orderreq", "order-service", type,
+    return append_result(txn, "orderreq", "order-service", type,
                          order_id, cmd, data, err);
 }
 
-static int on_confirm_order(const eddy_command *cmd, void *user,
+static int on_confirm_order(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                             eddy_error *err)
 {
     orders_app *app = user;
@@ -169,13 +176,15 @@ static int on_confirm_order(const eddy_command *cmd, void *user,
     if (!order_id)
         return EDDY_EINVAL;
     if (!ORDERS_RUNS(app, ORDERS_PART_ORDERS))
-        return request_order_change(app, cmd, ORDERS_CONFIRM_REQUESTED,
+        return request_order_change(txn, cmd, ORDERS_CONFIRM_REQUESTED,
                                     order_id, err);
-    return eddy_repository_execute(app->orders, order_id, orders_cmd_confirm,
-                                   (void *)cmd, 5, NULL, err);
+    return eddy_repository_execute_txn(app->orders, txn, order_id,
+                                       orders_cmd_confirm, (void *)cmd, NULL,
+                                       err);
 }
 
-static int on_cancel_order(const eddy_command *cmd, void *user,
+static int on_cancel_order(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                            eddy_error *err)
 {
     orders_app *app = user;
@@ -183,10 +192,11 @@ static int on_cancel_order(const eddy_command *cmd, void *user,
     if (!order_id)
         return EDDY_EINVAL;
     if (!ORDERS_RUNS(app, ORDERS_PART_ORDERS))
-        return request_order_change(app, cmd, ORDERS_CANCEL_REQUESTED,
+        return request_order_change(txn, cmd, ORDERS_CANCEL_REQUESTED,
                                     order_id, err);
-    return eddy_repository_execute(app->orders, order_id, orders_cmd_cancel,
-                                   (void *)cmd, 5, NULL, err);
+    return eddy_repository_execute_txn(app->orders, txn, order_id,
+                                       orders_cmd_cancel, (void *)cmd, NULL,
+                                       err);
 }
 
 /* ---- PaymentService ----------------------------------------------------------- */
@@ -199,10 +209,11 @@ static int64_t amount_of(const eddy_command *cmd)
     return json_is_number(v) ? orders_cents(v) : -1;
 }
 
-static int on_process_payment(const eddy_command *cmd, void *user,
+static int on_process_payment(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                               eddy_error *err)
 {
-    orders_app *app = user;
+    (void)user;
     const char *order_id, *customer_id;
     int64_t amount = amount_of(cmd);
     if (amount < 0 || json_unpack(cmd->data, "{s:s, s:s}", "order_id",
@@ -212,14 +223,15 @@ static int on_process_payment(const eddy_command *cmd, void *user,
     json_t *data = json_pack("{s:s, s:s, s:I}", "order_id", order_id,
                              "customer_id", customer_id, "amount",
                              (json_int_t)amount);
-    return append_result(app->store, "payment", "payment-service",
+    return append_result(txn, "payment", "payment-service",
                          ORDERS_PAYMENT_REQUESTED, order_id, cmd, data, err);
 }
 
-static int on_refund_payment(const eddy_command *cmd, void *user,
+static int on_refund_payment(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                              eddy_error *err)
 {
-    orders_app *app = user;
+    (void)user;
     const char *order_id, *payment_id;
     int64_t amount = amount_of(cmd);
     if (amount < 0 || json_unpack(cmd->data, "{s:s, s:s}", "order_id",
@@ -229,7 +241,7 @@ static int on_refund_payment(const eddy_command *cmd, void *user,
     json_t *data = json_pack("{s:s, s:s, s:I}", "payment_id", payment_id,
                              "order_id", order_id, "amount",
                              (json_int_t)amount);
-    return append_result(app->store, "payment", "payment-service",
+    return append_result(txn, "payment", "payment-service",
                          ORDERS_PAYMENT_REFUNDED, order_id, cmd, data, err);
 }
 
@@ -288,10 +300,11 @@ static int on_payment_requested(eddy_ctx *ctx, const eddy_event *ev,
 
 /* ---- InventoryService ------------------------------------------------------- */
 
-static int on_reserve_inventory(const eddy_command *cmd, void *user,
+static int on_reserve_inventory(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                                 eddy_error *err)
 {
-    orders_app *app = user;
+    (void)user;
     const char *order_id;
     json_t *items;
     if (!cmd->data || json_unpack(cmd->data, "{s:s, s:o}", "order_id",
@@ -300,15 +313,16 @@ static int on_reserve_inventory(const eddy_command *cmd, void *user,
                        cmd->name);
     json_t *data = json_pack("{s:s, s:O}", "order_id", order_id, "items",
                              items);
-    return append_result(app->store, "inventory", "inventory-service",
+    return append_result(txn, "inventory", "inventory-service",
                          ORDERS_RESERVATION_REQUESTED, order_id, cmd, data,
                          err);
 }
 
-static int on_release_inventory(const eddy_command *cmd, void *user,
+static int on_release_inventory(eddy_txn *txn, const eddy_command *cmd,
+                  void *user,
                                 eddy_error *err)
 {
-    orders_app *app = user;
+    (void)user;
     const char *order_id;
     json_t *items;
     if (!cmd->data || json_unpack(cmd->data, "{s:s, s:o}", "order_id",
@@ -317,7 +331,7 @@ static int on_release_inventory(const eddy_command *cmd, void *user,
                        cmd->name);
     json_t *data = json_pack("{s:s, s:O}", "order_id", order_id, "items",
                              items);
-    return append_result(app->store, "inventory", "inventory-service",
+    return append_result(txn, "inventory", "inventory-service",
                          ORDERS_RELEASE_REQUESTED, order_id, cmd, data, err);
 }
 
@@ -593,9 +607,11 @@ static int on_order_request(eddy_ctx *ctx, const eddy_event *ev, void *user)
 
 int orders_services_register(orders_app *app, eddy_error *err)
 {
+    /* Transactional: a saga's command runs in the saga's own transaction,
+     * with its events (eddy/command.h). */
     static const struct {
         const char *name;
-        eddy_command_handler_fn fn;
+        eddy_command_txn_fn fn;
     } handlers[] = {
         {ORDERS_CMD_PROCESS_PAYMENT, on_process_payment},
         {ORDERS_CMD_REFUND_PAYMENT, on_refund_payment},
@@ -605,8 +621,9 @@ int orders_services_register(orders_app *app, eddy_error *err)
         {ORDERS_CMD_CANCEL_ORDER, on_cancel_order},
     };
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
-        int rc = eddy_command_bus_register(app->commands, handlers[i].name,
-                                           handlers[i].fn, app, err);
+        int rc = eddy_command_bus_register_txn(app->commands,
+                                               handlers[i].name,
+                                               handlers[i].fn, app, err);
         if (rc != EDDY_OK)
             return rc;
     }

@@ -52,6 +52,7 @@
 
 #include "eddy/error.h"
 #include "eddy/event.h"
+#include "eddy/sql.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -186,6 +187,26 @@ int eddy_repository_execute(eddy_repository *repo, const char *id,
                             eddy_command_fn command, void *arg,
                             unsigned max_attempts, int64_t *version,
                             eddy_error *err);
+
+/*
+ * The same three inside a store write transaction (`txn`: a transactional
+ * handler's, a transactional command handler's, or eddy_store_transact's):
+ * the load sees the transaction's own appends, the save appends (and
+ * snapshots) in the transaction, so the aggregate's events commit or roll
+ * back with everything else it wrote. execute_txn makes ONE attempt: in
+ * the transaction no other writer of this store can interleave, so
+ * EDDY_ECONFLICT only means another process appended first; fail the
+ * transaction and let it run again. Runs on the store's writer thread:
+ * the command must be quick. Returns as eddy_repository_load / _save /
+ * _execute.
+ */
+eddy_aggregate *eddy_repository_load_txn(eddy_repository *repo, eddy_txn *txn,
+                                         const char *id, eddy_error *err);
+int eddy_repository_save_txn(eddy_repository *repo, eddy_txn *txn,
+                             eddy_aggregate *agg, eddy_error *err);
+int eddy_repository_execute_txn(eddy_repository *repo, eddy_txn *txn,
+                                const char *id, eddy_command_fn command,
+                                void *arg, int64_t *version, eddy_error *err);
 
 /* Counters of one repository since it was created (atomic snapshots of
  * each; not mutually consistent under concurrency). */

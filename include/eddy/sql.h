@@ -120,6 +120,27 @@ int eddy_txn_append(eddy_txn *txn, const char *stream_id,
                     size_t count, eddy_append_result *result,
                     eddy_error *err);
 
+/*
+ * Opens a cursor over one stream's events as the transaction sees them (its
+ * own appends included), with the arguments and results of
+ * eddy_store_read_stream. The cursor must be freed (eddy_cursor_free)
+ * before the callback that received `txn` returns, and used on its thread
+ * only. For a command that decides inside the transaction
+ * (eddy_repository_execute_txn). Returns as eddy_store_read_stream.
+ */
+int eddy_txn_read_stream(eddy_txn *txn, const char *stream_id,
+                         int64_t from_version, eddy_direction dir,
+                         size_t limit, eddy_cursor **out, eddy_error *err);
+
+/*
+ * Saves a snapshot inside the transaction, as eddy_store_snapshot_save
+ * (it commits or rolls back with the transaction). Returns as
+ * eddy_store_snapshot_save.
+ */
+int eddy_txn_snapshot_save(eddy_txn *txn, const char *stream_id,
+                           int64_t version, int schema_version, json_t *state,
+                           eddy_error *err);
+
 /* The commit time shared by every write of the transaction, microseconds
  * since the epoch. */
 int64_t eddy_txn_now_us(const eddy_txn *txn);

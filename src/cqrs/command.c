@@ -11,7 +11,8 @@
 
 struct route {
     char *name;
-    eddy_command_handler_fn fn;
+    eddy_command_handler_fn fn;     /* plain, or */
+    eddy_command_txn_fn txn_fn;     /* transactional */
     void *user;
 };
 
@@ -19,6 +20,7 @@ struct eddy_command_bus {
     pthread_rwlock_t lock; /* writers: register; readers: send */
     struct route *routes;  /* unsorted; command buses have a handful */
     size_t count, cap;
+    eddy_store *store;     /* where send() runs transactional handlers */
 };
 
 eddy_command_bus *eddy_command_bus_new(void)
@@ -53,10 +55,11 @@ static struct route *find(eddy_command_bus *cb, const char *name)
     return NULL;
 }
 
-int eddy_command_bus_register(eddy_command_bus *cb, const char *name,
-                              eddy_command_handler_fn fn, void *user, eddy_error *err)
+static int add_route(eddy_command_bus *cb, const char *name,
+                     eddy_command_handler_fn fn, eddy_command_txn_fn txn_fn,
+                     void *user, eddy_error *err)
 {
-    if (!cb || !name || !*name || !fn)
+    if (!cb || !name || !*name || (!fn && !txn_fn))
         return eddyi_error(err, EDDY_EINVAL,
                            "command registration needs a bus, a non-empty name and a handler");
     int rc = EDDY_OK;
@@ -80,31 +83,123 @@ int eddy_command_bus_register(eddy_command_bus *cb, const char *name,
         rc = eddyi_error(err, EDDY_ENOMEM, "out of memory registering %s", name);
         goto out;
     }
-    cb->routes[cb->count++] = (struct route){copy, fn, user};
+    cb->routes[cb->count++] = (struct route){copy, fn, txn_fn, user};
 out:
     pthread_rwlock_unlock(&cb->lock);
     return rc;
 }
 
-int eddy_command_send(eddy_command_bus *cb, const eddy_command *cmd, eddy_error *err)
+int eddy_command_bus_register(eddy_command_bus *cb, const char *name,
+                              eddy_command_handler_fn fn, void *user,
+                              eddy_error *err)
+{
+    return add_route(cb, name, fn, NULL, user, err);
+}
+
+int eddy_command_bus_register_txn(eddy_command_bus *cb, const char *name,
+                                  eddy_command_txn_fn fn, void *user,
+                                  eddy_error *err)
+{
+    return add_route(cb, name, NULL, fn, user, err);
+}
+
+void eddy_command_bus_set_store(eddy_command_bus *cb, eddy_store *store)
+{
+    if (!cb)
+        return;
+    pthread_rwlock_wrlock(&cb->lock);
+    cb->store = store;
+    pthread_rwlock_unlock(&cb->lock);
+}
+
+bool eddy_command_bus_is_txn(eddy_command_bus *cb, const char *name)
+{
+    if (!cb || !name)
+        return false;
+    pthread_rwlock_rdlock(&cb->lock);
+    struct route *r = find(cb, name);
+    bool txn = r && r->txn_fn;
+    pthread_rwlock_unlock(&cb->lock);
+    return txn;
+}
+
+/* Looks `cmd` up; a copy of its route (routes are never removed). */
+static int route_of(eddy_command_bus *cb, const eddy_command *cmd,
+                    struct route *out, eddy_store **store, eddy_error *err)
 {
     if (!cb || !cmd || !cmd->name || !*cmd->name)
         return eddyi_error(err, EDDY_EINVAL, "a command needs a name");
     pthread_rwlock_rdlock(&cb->lock);
     struct route *r = find(cb, cmd->name);
-    struct route route = r ? *r : (struct route){0};
+    *out = r ? *r : (struct route){0};
+    if (store)
+        *store = cb->store;
     pthread_rwlock_unlock(&cb->lock);
-    /* The handler runs outside the lock: it may send further commands, and
-     * a route is never removed, so the copy stays valid. */
-    if (!route.fn)
-        return eddyi_error(err, EDDY_ENOTFOUND, "no handler for command %s", cmd->name);
+    if (!out->fn && !out->txn_fn)
+        return eddyi_error(err, EDDY_ENOTFOUND, "no handler for command %s",
+                           cmd->name);
+    return EDDY_OK;
+}
+
+struct txn_send {
+    const struct route *route;
+    const eddy_command *cmd;
+};
+
+static int txn_send_job(eddy_txn *txn, void *user, eddy_error *err)
+{
+    struct txn_send *t = user;
+    return t->route->txn_fn(txn, t->cmd, t->route->user, err);
+}
+
+int eddy_command_send_txn(eddy_command_bus *cb, eddy_txn *txn,
+                          const eddy_command *cmd, eddy_error *err)
+{
+    struct route route;
+    int rc = route_of(cb, cmd, &route, NULL, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (!txn)
+        return eddyi_error(err, EDDY_EINVAL, "command %s: no transaction",
+                           cmd->name);
+    if (!route.txn_fn)
+        return eddyi_error(err, EDDY_ESTATE,
+                           "command %s has a plain handler: send it with "
+                           "eddy_command_send, outside a transaction",
+                           cmd->name);
     if (cmd->id)
-        return route.fn(cmd, route.user, err);
+        return route.txn_fn(txn, cmd, route.user, err);
     char id[EDDY_UUID_STRLEN];
     eddy_uuid7(id);
     eddy_command with_id = *cmd;
     with_id.id = id;
-    return route.fn(&with_id, route.user, err);
+    return route.txn_fn(txn, &with_id, route.user, err);
+}
+
+int eddy_command_send(eddy_command_bus *cb, const eddy_command *cmd, eddy_error *err)
+{
+    struct route route;
+    eddy_store *store = NULL;
+    int rc = route_of(cb, cmd, &route, &store, err);
+    if (rc != EDDY_OK)
+        return rc;
+    /* The handler runs outside the lock: it may send further commands, and
+     * a route is never removed, so the copy stays valid. */
+    char id[EDDY_UUID_STRLEN];
+    eddy_command with_id = *cmd;
+    if (!cmd->id) {
+        eddy_uuid7(id);
+        with_id.id = id;
+    }
+    if (route.fn)
+        return route.fn(&with_id, route.user, err);
+    if (!store)
+        return eddyi_error(err, EDDY_ESTATE,
+                           "command %s has a transactional handler and the "
+                           "bus has no store to run it in "
+                           "(eddy_command_bus_set_store)", cmd->name);
+    struct txn_send t = {.route = &route, .cmd = &with_id};
+    return eddy_store_transact(store, txn_send_job, &t, err);
 }
 
 int eddy_command_sendf(eddy_command_bus *cb, const char *name,

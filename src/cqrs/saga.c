@@ -186,6 +186,9 @@ eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
     sg->store = store;
     sg->def = def;
     sg->commands = commands;
+    /* The dispatcher retries transactional commands through the bus: each
+     * in a transaction of its own on this store. */
+    eddy_command_bus_set_store(commands, store);
     if (opts)
         sg->opts = *opts;
     if (!sg->opts.timer_poll_ms)

@@ -17,6 +17,7 @@
 
 #include "../core/internal.h"
 #include "../store/state_cqrs.h"
+#include "../store/store_internal.h"
 #include "saga_internal.h"
 
 #define MESSAGE_MAX 400
@@ -215,11 +216,46 @@ static int instance_row(const eddyi_saga_row *r, void *user)
     return 0;
 }
 
-/* Writes what on_event decided. */
-static int instance_save(eddy_txn *txn, const eddy_saga_def *def,
-                         eddy_saga_ctx *sc, struct instance *in,
-                         const eddy_event *ev, eddy_error *err)
+/*
+ * Runs a command whose handler is transactional at once, in the saga's own
+ * transaction (its own savepoint): the saga's state, the command and its
+ * effects commit together, with no dispatch and no commit of their own.
+ * `*ran` is set when it succeeded (the command is recorded as sent); on
+ * failure its writes are rolled back and it is queued for the dispatcher,
+ * which retries it with the policy. Returns a store error only.
+ */
+static int run_now(eddy_txn *txn, eddy_saga *sg, const eddyi_saga_cmd_row *c,
+                   json_t *data, bool *ran, eddy_error *err)
 {
+    *ran = false;
+    eddy_command cmd = {.name = c->name,
+                        .id = c->id,
+                        .data = data && !json_is_null(data) ? data : NULL,
+                        .correlation_id = c->correlation_id,
+                        .causation_id = c->causation_id};
+    int rc = eddyi_txn_savepoint(txn, err);
+    if (rc != EDDY_OK)
+        return rc;
+    eddy_error cerr = {0};
+    rc = eddy_command_send_txn(sg->commands, txn, &cmd, &cerr);
+    if (rc == EDDY_OK) {
+        rc = eddyi_txn_release(txn, err);
+        *ran = rc == EDDY_OK;
+        return rc;
+    }
+    eddyi_txn_rollback(txn);
+    EDDYI_LOG(EDDY_LOG_INFO, "saga", "%s %s: command %s %s failed in the "
+              "saga's transaction, queued for retry: %s", c->saga_type,
+              c->saga_id, c->name, c->id, cerr.message);
+    return EDDY_OK;
+}
+
+/* Writes what on_event decided. */
+static int instance_save(eddy_txn *txn, eddy_saga *sg, eddy_saga_ctx *sc,
+                         struct instance *in, const eddy_event *ev,
+                         bool *queued, eddy_error *err)
+{
+    const eddy_saga_def *def = sg->def;
     const char *type = def->name;
     char *text = json_dumps(in->state, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
@@ -237,6 +273,13 @@ static int instance_save(eddy_txn *txn, const eddy_saga_def *def,
                           .updated_us = sc->now_us};
     int rc = eddyi_saga_save(txn, &row, err);
     free(text);
+    /* Transactional commands run now unless an earlier command of this
+     * instance is pending (order per instance), then every later one
+     * queues behind it. */
+    bool behind = false;
+    *queued = false;
+    if (rc == EDDY_OK && json_array_size(sc->commands) > 0)
+        rc = eddyi_saga_cmd_instance_pending(txn, type, sc->id, &behind, err);
     size_t i;
     json_t *cmd;
     json_array_foreach(sc->commands, i, cmd)
@@ -262,7 +305,16 @@ static int instance_save(eddy_txn *txn, const eddy_saga_def *def,
             .causation_id = eddy_event_id(ev),
             .created_us = sc->now_us,
         };
-        rc = eddyi_saga_cmd_queue(txn, &c, err);
+        bool ran = false;
+        if (!behind && eddy_command_bus_is_txn(sg->commands, c.name))
+            rc = run_now(txn, sg, &c, data, &ran, err);
+        if (rc == EDDY_OK && ran) {
+            rc = eddyi_saga_cmd_record_sent(txn, &c, err);
+        } else if (rc == EDDY_OK) {
+            behind = true;
+            *queued = true;
+            rc = eddyi_saga_cmd_queue(txn, &c, err);
+        }
         free(dtext);
     }
     for (i = 0; rc == EDDY_OK && i < sc->tmo_count; i++) {
@@ -355,10 +407,10 @@ int eddyi_saga_handle_event(eddy_ctx *ctx, const eddy_event *ev,
                     sc.message[0] ? sc.message : eddy_strerror(rc));
         goto done;
     }
-    rc = instance_save(txn, def, &sc, &in, ev, &e);
+    bool queued = false;
+    rc = instance_save(txn, sg, &sc, &in, ev, &queued, &e);
     if (rc == EDDY_OK)
-        eddyi_saga_kick(sg, json_array_size(sc.commands) > 0,
-                        sc.tmo_count > 0);
+        eddyi_saga_kick(sg, queued, sc.tmo_count > 0);
 done:
     instance_clear(&in);
     json_decref(sc.commands);

@@ -148,8 +148,10 @@ static void load_snapshot(eddy_repository *repo, eddy_aggregate *agg)
     count(&repo->snapshot_hits, 1);
 }
 
-eddy_aggregate *eddy_repository_load(eddy_repository *repo, const char *id,
-                                     eddy_error *err)
+/* Loads through the store, or inside `txn` when it is not NULL (the
+ * writer's view, the transaction's own appends included). */
+static eddy_aggregate *load(eddy_repository *repo, eddy_txn *txn,
+                            const char *id, eddy_error *err)
 {
     eddy_aggregate *agg = NULL;
     eddy_cursor *cur = NULL;
@@ -168,8 +170,11 @@ eddy_aggregate *eddy_repository_load(eddy_repository *repo, const char *id,
     if (repo->snapshots)
         load_snapshot(repo, agg);
 
-    int rc = eddy_store_read_stream(repo->store, agg->stream_id, agg->version + 1,
-                                    EDDY_FORWARD, 0, &cur, err);
+    int rc = txn ? eddy_txn_read_stream(txn, agg->stream_id, agg->version + 1,
+                                        EDDY_FORWARD, 0, &cur, err)
+                 : eddy_store_read_stream(repo->store, agg->stream_id,
+                                          agg->version + 1, EDDY_FORWARD, 0,
+                                          &cur, err);
     if (rc != EDDY_OK)
         goto fail;
     eddy_record rec;
@@ -205,17 +210,40 @@ fail:
     return NULL;
 }
 
-/* Stores a snapshot of the just-saved state. Failure is only logged: the
- * events are durable, the snapshot would only have made loads faster. */
-static void save_snapshot(eddy_repository *repo, eddy_aggregate *agg)
+eddy_aggregate *eddy_repository_load(eddy_repository *repo, const char *id,
+                                     eddy_error *err)
+{
+    return load(repo, NULL, id, err);
+}
+
+eddy_aggregate *eddy_repository_load_txn(eddy_repository *repo, eddy_txn *txn,
+                                         const char *id, eddy_error *err)
+{
+    if (!txn) {
+        eddyi_error(err, EDDY_EINVAL, "load: no transaction");
+        return NULL;
+    }
+    return load(repo, txn, id, err);
+}
+
+/* Stores a snapshot of the just-saved state (in `txn` when not NULL).
+ * Failure is only logged: the events are durable, the snapshot would only
+ * have made loads faster. */
+static void save_snapshot(eddy_repository *repo, eddy_txn *txn,
+                          eddy_aggregate *agg)
 {
     json_t *snap = repo->type->snapshot(agg->state);
     if (!snap)
         return;
     eddy_error serr = {0};
-    if (eddy_store_snapshot_save(repo->store, agg->stream_id, agg->version,
-                                 repo->type->snapshot_schema_version, snap,
-                                 &serr) == EDDY_OK)
+    int rc = txn ? eddy_txn_snapshot_save(txn, agg->stream_id, agg->version,
+                                          repo->type->snapshot_schema_version,
+                                          snap, &serr)
+                 : eddy_store_snapshot_save(repo->store, agg->stream_id,
+                                            agg->version,
+                                            repo->type->snapshot_schema_version,
+                                            snap, &serr);
+    if (rc == EDDY_OK)
         count(&repo->snapshots_written, 1);
     else
         EDDYI_LOG(EDDY_LOG_WARN, COMPONENT,
@@ -224,8 +252,8 @@ static void save_snapshot(eddy_repository *repo, eddy_aggregate *agg)
     json_decref(snap);
 }
 
-int eddy_repository_save(eddy_repository *repo, eddy_aggregate *agg,
-                         eddy_error *err)
+static int save(eddy_repository *repo, eddy_txn *txn, eddy_aggregate *agg,
+                eddy_error *err)
 {
     if (!repo || !agg)
         return eddyi_error(err, EDDY_EINVAL, "save: NULL %s",
@@ -239,8 +267,10 @@ int eddy_repository_save(eddy_repository *repo, eddy_aggregate *agg,
     /* Version 0 means "no stream yet", which is EDDY_EXPECT_NO_STREAM. */
     int64_t expected = agg->version;
     eddy_append_result res;
-    int rc = eddy_store_append(repo->store, agg->stream_id, expected, agg->pending,
-                               agg->npending, &res, err);
+    int rc = txn ? eddy_txn_append(txn, agg->stream_id, expected, agg->pending,
+                                   agg->npending, &res, err)
+                 : eddy_store_append(repo->store, agg->stream_id, expected,
+                                     agg->pending, agg->npending, &res, err);
     if (rc != EDDY_OK) {
         if (rc == EDDY_ECONFLICT)
             count(&repo->conflicts, 1);
@@ -252,8 +282,22 @@ int eddy_repository_save(eddy_repository *repo, eddy_aggregate *agg,
     count(&repo->saves, 1);
     unsigned every = repo->type->snapshot_every;
     if (repo->snapshots && before / every != agg->version / every)
-        save_snapshot(repo, agg);
+        save_snapshot(repo, txn, agg);
     return EDDY_OK;
+}
+
+int eddy_repository_save(eddy_repository *repo, eddy_aggregate *agg,
+                         eddy_error *err)
+{
+    return save(repo, NULL, agg, err);
+}
+
+int eddy_repository_save_txn(eddy_repository *repo, eddy_txn *txn,
+                             eddy_aggregate *agg, eddy_error *err)
+{
+    if (!txn)
+        return eddyi_error(err, EDDY_EINVAL, "save: no transaction");
+    return save(repo, txn, agg, err);
 }
 
 int eddy_repository_execute(eddy_repository *repo, const char *id,
@@ -298,6 +342,45 @@ int eddy_repository_execute(eddy_repository *repo, const char *id,
     }
     return eddyi_error(err, EDDY_ECONFLICT, "%s (after %u attempts)", aerr.message,
                        max_attempts);
+fail:
+    if (err)
+        *err = aerr;
+    return aerr.code ? aerr.code : EDDY_EINVAL;
+}
+
+int eddy_repository_execute_txn(eddy_repository *repo, eddy_txn *txn,
+                                const char *id, eddy_command_fn command,
+                                void *arg, int64_t *version, eddy_error *err)
+{
+    if (!repo || !command || !txn)
+        return eddyi_error(err, EDDY_EINVAL, "execute: NULL %s",
+                           !repo ? "repository" : !command ? "command"
+                                                           : "transaction");
+    /* One attempt: inside the transaction nobody else can append to the
+     * stream between the load and the append (the transaction holds the
+     * store's write lock), so a conflict can only mean another process
+     * wrote before this transaction began; the caller's transaction fails
+     * with it and is run again. */
+    eddy_error aerr;
+    eddy_error_clear(&aerr);
+    eddy_aggregate *agg = load(repo, txn, id, &aerr);
+    int rc;
+    if (!agg)
+        goto fail;
+    rc = command(agg, agg->state, &aerr, arg);
+    if (rc != EDDY_OK) {
+        if (aerr.code != rc)
+            eddyi_error(&aerr, rc, "command on %s failed: %s", agg->stream_id,
+                        eddy_strerror(rc));
+        eddy_aggregate_free(agg);
+        goto fail;
+    }
+    rc = save(repo, txn, agg, &aerr);
+    if (rc == EDDY_OK && version)
+        *version = agg->version;
+    eddy_aggregate_free(agg);
+    if (rc == EDDY_OK)
+        return EDDY_OK;
 fail:
     if (err)
         *err = aerr;

@@ -302,6 +302,38 @@ int eddyi_saga_cmd_queue(eddy_txn *txn, const eddyi_saga_cmd_row *r,
         r->correlation_id, r->causation_id, r->created_us);
 }
 
+int eddyi_saga_cmd_record_sent(eddy_txn *txn, const eddyi_saga_cmd_row *r,
+                               eddy_error *err)
+{
+    return eddyi_sql_exec(
+        txn, NULL, err,
+        "INSERT INTO eddy_saga_commands(id, saga_type, saga_id, name, data, "
+        "correlation_id, causation_id, state, attempts, created_us, sent_us) "
+        "VALUES($1, $2, $3, $4, $5, $6, $7, 'sent', 1, $8, $8) "
+        "ON CONFLICT(id) DO NOTHING",
+        "sssssssI", r->id, r->saga_type, r->saga_id, r->name, r->data,
+        r->correlation_id, r->causation_id, r->created_us);
+}
+
+static int found_row(const eddy_row *row, void *user)
+{
+    (void)row;
+    *(bool *)user = true;
+    return 0;
+}
+
+int eddyi_saga_cmd_instance_pending(eddy_txn *txn, const char *type,
+                                    const char *saga_id, bool *pending,
+                                    eddy_error *err)
+{
+    *pending = false;
+    return eddyi_sql_query(txn, found_row, pending, err,
+                           "SELECT 1 FROM eddy_saga_commands WHERE "
+                           "saga_id = $1 AND saga_type = $2 AND "
+                           "state = 'pending' LIMIT 1",
+                           "ss", saga_id, type);
+}
+
 int eddyi_saga_cmd_pending(eddy_txn *txn, const char *type, size_t max,
                            eddyi_saga_cmd_fn fn, void *user, eddy_error *err)
 {

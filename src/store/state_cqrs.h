@@ -141,6 +141,19 @@ typedef int (*eddyi_saga_cmd_fn)(const eddyi_saga_cmd_row *row, void *user);
 int eddyi_saga_cmd_queue(eddy_txn *txn, const eddyi_saga_cmd_row *row,
                          eddy_error *err);
 
+/* Records a command that was already executed inside this transaction
+ * (a transactional handler run at once): state 'sent', one attempt, sent
+ * at the transaction's time. A command id already there is left as it
+ * is. */
+int eddyi_saga_cmd_record_sent(eddy_txn *txn, const eddyi_saga_cmd_row *row,
+                               eddy_error *err);
+
+/* Whether saga instance (type, id) has a command pending, as the
+ * transaction sees it: a later command must then queue behind it. */
+int eddyi_saga_cmd_instance_pending(eddy_txn *txn, const char *type,
+                                    const char *saga_id, bool *pending,
+                                    eddy_error *err);
+
 /* Calls `fn` for up to `max` pending commands of saga type `type`, by seq:
  * in the write transaction (sees commands queued but not yet committed)... */
 int eddyi_saga_cmd_pending(eddy_txn *txn, const char *type, size_t max,
