@@ -165,12 +165,14 @@ int eddy_time_parse(const char *text, int64_t *time_us);
 void eddy_uuid7(char out[EDDY_UUID_STRLEN]);
 
 /*
- * Derives a stable id from `base` and `salt`: a name-based UUID (version 5,
- * SHA-1, RFC 9562) of "base/salt" in a namespace of eddy's own. The same
- * inputs give the same id in every process, so a handler that names its
- * events this way makes a re-run idempotent (the store skips an identical
- * event it already has). Writes 36 characters and a NUL. Thread-safe; can't
- * fail.
+ * Derives a stable id from `base` and `salt`: the SHA-1 of "base/salt" in a
+ * namespace of eddy's own (RFC 9562). When `base` is a UUIDv7 (eddy's own
+ * ids) the result is a UUIDv7 with the base's 48-bit time and 74 hash bits,
+ * so derived ids sort next to their base (a store's id index grows at its
+ * end); otherwise it is a name-based UUID, version 5. The same inputs give
+ * the same id in every process, so a handler that names its events this
+ * way makes a re-run idempotent (the store skips an identical event it
+ * already has). Writes 36 characters and a NUL. Thread-safe; can't fail.
  */
 void eddy_id_derive(const char *base, const char *salt,
                     char out[EDDY_UUID_STRLEN]);

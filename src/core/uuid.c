@@ -144,5 +144,14 @@ void eddy_id_derive(const char *base, const char *salt, char out[37])
         if (name != stack)
             free(name);
     }
+    /* A UUIDv7 base gives a UUIDv7: its 48-bit time, then hash bits. The
+     * id sorts beside its base, so a store's id index grows at its end
+     * instead of taking a random page per derived event. */
+    uuid_t b;
+    if (nb == 36 && uuid_parse(base, b) == 0 && (b[6] >> 4) == 7) {
+        memcpy(id, b, 6);
+        id[6] = (unsigned char)(0x70 | (id[6] & 0x0f));
+        id[8] = (unsigned char)(0x80 | (id[8] & 0x3f));
+    }
     uuid_unparse_lower(id, out);
 }
