@@ -444,6 +444,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     if (orders_app_stop(app, &err) != EDDY_OK)
         fail_status("stopping the order domain", &err);
     long dead = orders_dead_letters(store);
+    eddy_store_stats writer;
+    eddy_store_stats_get(store, &writer);
 
     orders_demo_source src = {.store = store};
     orders_demo_inputs in = {
@@ -454,6 +456,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         .finished_ok = !timed_out && producer_rc == EDDY_OK && idle == EDDY_OK,
         .finished = finished, .t0 = t0, .t1 = t1,
         .events_during = head2 - head1, .dead = dead, .running = running,
+        .writer = writer,
     };
     status = orders_demo_report(opts, &in, out);
 

@@ -100,6 +100,8 @@ typedef struct orders_demo_inputs {
     int64_t events_during;     /* events stored between t0 and t1 */
     long dead;                 /* dead letters, every store */
     unsigned long running;     /* saga instances still running */
+    eddy_store_stats writer;   /* the store's group commits (in process;
+                                  zeros across processes) */
 } orders_demo_inputs;
 
 /* Folds the stores, prints the summary and the invariant checks to `out`.

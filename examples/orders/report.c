@@ -526,6 +526,13 @@ int orders_demo_report(const orders_demo_options *opts,
     fprintf(out, "dead letters        %ld\n", r->dead);
     fprintf(out, "throughput          %.1f orders/s, %.1f events/s (%.2f s)\n",
             (double)r->finished / secs, (double)r->events_during / secs, secs);
+    if (r->writer.commits)
+        fprintf(out, "group commit        %llu commits, %.1f write jobs and "
+                "%.1f events each, %.3f ms committing each\n",
+                (unsigned long long)r->writer.commits,
+                (double)r->writer.jobs / (double)r->writer.commits,
+                (double)r->writer.events / (double)r->writer.commits,
+                (double)r->writer.commit_ns / 1e6 / (double)r->writer.commits);
     if (nlat)
         fprintf(out, "latency per order   p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
                 lat[(nlat - 1) / 2] / 1e3, lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e3,
