@@ -97,7 +97,9 @@ static int finish(struct txn_job *j, eddy_error *err)
 {
     eddy_durable *d = j->d;
     int rc = EDDY_OK;
-    if (d->mode != EDDY_DELIVERY_AT_LEAST_ONCE)
+    /* (TRANSACTIONAL recorded it with the handler: eddyi_inbox_take) */
+    if (d->mode == EDDY_DELIVERY_INBOX ||
+        (d->mode == EDDY_DELIVERY_TRANSACTIONAL && !j->inbox_taken))
         rc = eddyi_inbox_done(j->txn, d->name, eddy_event_id(j->ev), err);
     if (rc == EDDY_OK && j->had_retry)
         rc = eddyi_retry_delete(j->txn, d->name, j->position, err);
@@ -142,10 +144,14 @@ int eddyi_durable_txn_item(eddy_txn *txn, struct txn_job *j, eddy_error *err)
 {
     eddy_durable *d = j->d;
     j->txn = txn;
-    int rc = eddyi_inbox_is_done(txn, d->name, eddy_event_id(j->ev),
-                                 &j->skipped, err);
+    /* One statement records the event done and says whether it was: the
+     * record commits or rolls back with the handler's writes. */
+    bool fresh = false;
+    int rc = eddyi_inbox_take(txn, d->name, eddy_event_id(j->ev), &fresh, err);
     if (rc != EDDY_OK)
         return rc;
+    j->skipped = !fresh;
+    j->inbox_taken = true;
     if (!j->skipped) {
         eddyi_ctx_host host = {.publish = publish_txn,
                                .host_user = j,

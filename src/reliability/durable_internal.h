@@ -174,6 +174,7 @@ struct txn_job {
     bool had_retry;         /* delete the retry row on success */
     eddy_txn *txn;
     bool skipped;           /* the inbox said "done" already */
+    bool inbox_taken;       /* the inbox row is written (inbox_take) */
     bool batched;           /* the batch writes the checkpoint once */
     char msg[MESSAGE_MAX];
 };

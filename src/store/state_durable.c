@@ -106,6 +106,21 @@ int eddyi_inbox_is_done(eddy_txn *txn, const char *handler,
                            "ss", handler, event_id);
 }
 
+int eddyi_inbox_take(eddy_txn *txn, const char *handler, const char *event_id,
+                     bool *fresh, eddy_error *err)
+{
+    int64_t changes = 0;
+    int rc = eddyi_sql_exec(
+        txn, &changes, err,
+        "INSERT INTO eddy_inbox(handler, event_id, state, updated_us) "
+        "VALUES($1, $2, 'done', $3) ON CONFLICT(handler, event_id) "
+        "DO UPDATE SET state = 'done', updated_us = excluded.updated_us "
+        "WHERE eddy_inbox.state <> 'done'",
+        "ssI", handler, event_id, eddy_txn_now_us(txn));
+    *fresh = changes > 0;
+    return rc;
+}
+
 int eddyi_inbox_done(eddy_txn *txn, const char *handler, const char *event_id,
                      eddy_error *err)
 {

@@ -51,6 +51,13 @@ int eddyi_inbox_claim(eddy_txn *txn, const char *handler, const char *event_id,
 int eddyi_inbox_is_done(eddy_txn *txn, const char *handler,
                         const char *event_id, bool *done, eddy_error *err);
 
+/* Records (handler, event id) as done in one statement, for a handler
+ * whose effects commit in the same transaction: `*fresh` is set when it
+ * was not done before (run the handler; rolling back undoes the record
+ * too), clear when it was (skip it). */
+int eddyi_inbox_take(eddy_txn *txn, const char *handler, const char *event_id,
+                     bool *fresh, eddy_error *err);
+
 /* Records (handler, event id) as done. */
 int eddyi_inbox_done(eddy_txn *txn, const char *handler, const char *event_id,
                      eddy_error *err);
