@@ -19,14 +19,22 @@
  *                  portable statement API), in the transaction
  *                  that also records the inbox row and the checkpoint (the
  *                  exactly-once path).
+ *   raw read       baseline: the same rows read from the store's file by
+ *                  plain SQLite, one prepared SELECT, columns fetched,
+ *                  nothing decoded;
+ *   raw txn        baseline: plain SQLite doing what the transactional
+ *                  handler does, per batch of 64: the inserts and the
+ *                  checkpoint in one transaction.
  * Both sides use 4 worker threads. The store runs with sync NORMAL
  * (survives a process crash; see eddy/store.h). Each case runs RUNS times,
  * interleaved; the figure is the median. After every durable run the
  * handled count (no-op) or the table's row count (txn) is checked to equal
  * the number of events, else the benchmark fails.
  *
- * Usage: durable [events-per-run]  (default 50000). Last line:
- * "durable/in-memory throughput ratio: R" (durable no-op / bus).
+ * Usage: durable [events-per-run]  (default 50000). The last two lines:
+ * "durable/raw-sqlite read ratio: R" (durable no-op / raw read) and
+ * "durable-txn/raw-sqlite ratio: R" (durable transactional / raw txn),
+ * each the median of the runs' own ratios.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -271,6 +279,117 @@ static double run_store_sub(int run)
     return (double)nevents / t;
 }
 
+/* ---- the raw-SQLite baselines ------------------------------------------------------ */
+
+/* The store's file, written by eddy, read with plain SQLite: one prepared
+ * SELECT over the log, every column the durable layer needs fetched,
+ * nothing decoded. What reading the log costs at the engine. */
+static double run_raw_read(int run)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/rawread-%d.db", dir, run);
+    eddy_store_close(fill_store(path, false));
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT position, stream_id, stream_version, "
+                           "recorded_us, type, payload FROM events WHERE "
+                           "position > ?1 ORDER BY position", -1, &st,
+                           NULL) != SQLITE_OK)
+        die("raw read", sqlite3_errmsg(db));
+    double t0 = now_s();
+    sqlite3_bind_int64(st, 1, 0);
+    size_t n = 0, bytes = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        bytes += (size_t)sqlite3_column_int64(st, 0);
+        bytes += (size_t)sqlite3_column_bytes(st, 1);
+        bytes += (size_t)sqlite3_column_int64(st, 2);
+        bytes += (size_t)sqlite3_column_int64(st, 3);
+        bytes += (size_t)sqlite3_column_bytes(st, 4);
+        const unsigned char *payload = sqlite3_column_text(st, 5);
+        bytes += payload ? (size_t)sqlite3_column_bytes(st, 5) : 0;
+        n++;
+    }
+    double t = now_s() - t0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (n != nevents || bytes == 0)
+        die("raw read", "not every row was read");
+    unlink(path);
+    return (double)nevents / t;
+}
+
+/*
+ * What a transactional handler does, in plain SQLite on the same file and
+ * pragmas: read the events, then per batch of 64 (the durable layer's
+ * transactional batch) one transaction with one insert per event and the
+ * checkpoint's upsert.
+ */
+static double run_raw_txn(int run)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/rawtxn-%d.db", dir, run);
+    eddy_store_close(fill_store(path, true));
+    sqlite3 *db = NULL;
+    sqlite3_stmt *rd = NULL, *ins = NULL, *ck = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT position, id, subject FROM events "
+                           "WHERE position > ?1 ORDER BY position LIMIT 64",
+                           -1, &rd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO bench_effects(event_id, subject) "
+                           "VALUES(?1, ?2)", -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO eddy_checkpoints(name, position, "
+                           "updated_us) VALUES('raw', ?1, 0) ON CONFLICT(name) "
+                           "DO UPDATE SET position = excluded.position",
+                           -1, &ck, NULL) != SQLITE_OK)
+        die("raw txn", sqlite3_errmsg(db));
+    double t0 = now_s();
+    int64_t last = 0;
+    size_t n = 0;
+    for (;;) {
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        sqlite3_bind_int64(rd, 1, last);
+        size_t k = 0;
+        while (sqlite3_step(rd) == SQLITE_ROW) {
+            last = sqlite3_column_int64(rd, 0);
+            sqlite3_bind_text(ins, 1, (const char *)sqlite3_column_text(rd, 1),
+                              -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ins, 2, (const char *)sqlite3_column_text(rd, 2),
+                              -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(ins) != SQLITE_DONE)
+                die("raw txn insert", sqlite3_errmsg(db));
+            sqlite3_reset(ins);
+            k++;
+        }
+        sqlite3_reset(rd);
+        sqlite3_bind_int64(ck, 1, last);
+        if (sqlite3_step(ck) != SQLITE_DONE)
+            die("raw txn checkpoint", sqlite3_errmsg(db));
+        sqlite3_reset(ck);
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            die("raw txn commit", sqlite3_errmsg(db));
+        n += k;
+        if (k == 0)
+            break;
+    }
+    double t = now_s() - t0;
+    sqlite3_finalize(rd);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(ck);
+    sqlite3_close(db);
+    if (n != nevents)
+        die("raw txn", "not every event was handled");
+    char buf[620];
+    unlink(path);
+    snprintf(buf, sizeof buf, "%s-wal", path);
+    unlink(buf);
+    snprintf(buf, sizeof buf, "%s-shm", path);
+    unlink(buf);
+    return (double)nevents / t;
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -322,25 +441,39 @@ int main(int argc, char **argv)
             die("event", err.message);
     }
 
-    double bus[RUNS], sub_d[RUNS], noop_d[RUNS], txn_d[RUNS];
+    double bus[RUNS], sub_d[RUNS], noop_d[RUNS], txn_d[RUNS], rread[RUNS],
+        rtxn[RUNS], read_ratio[RUNS], txn_ratio[RUNS];
     for (int r = 0; r < RUNS; r++) {
         bus[r] = run_bus();
+        rread[r] = run_raw_read(r);
         sub_d[r] = run_store_sub(r);
         noop_d[r] = run_durable(EDDY_DELIVERY_AT_LEAST_ONCE, r);
+        rtxn[r] = run_raw_txn(r);
         txn_d[r] = run_durable(EDDY_DELIVERY_TRANSACTIONAL, r);
-        fprintf(stderr, "run %d: bus %.0f, store subscription %.0f, durable "
-                "no-op %.0f, durable txn %.0f events/s\n", r + 1, bus[r],
-                sub_d[r], noop_d[r], txn_d[r]);
+        /* each run's own ratio: both sides measured back to back */
+        read_ratio[r] = noop_d[r] / rread[r];
+        txn_ratio[r] = txn_d[r] / rtxn[r];
+        fprintf(stderr, "run %d: bus %.0f, raw read %.0f, store subscription "
+                "%.0f, durable no-op %.0f, raw txn %.0f, durable txn %.0f "
+                "events/s\n", r + 1, bus[r], rread[r], sub_d[r], noop_d[r],
+                rtxn[r], txn_d[r]);
     }
     double mb = median(bus, RUNS), ms = median(sub_d, RUNS),
-           mn = median(noop_d, RUNS), mt = median(txn_d, RUNS);
+           mn = median(noop_d, RUNS), mt = median(txn_d, RUNS),
+           mrr = median(rread, RUNS), mrt = median(rtxn, RUNS);
     printf("%-52s %14s\n", "case", "events/s");
     printf("%-52s %14.0f\n", "in-memory bus, no-op handler", mb);
+    printf("%-52s %14.0f\n", "raw SQLite: one SELECT over the log, no decode",
+           mrr);
     printf("%-52s %14.0f\n", "store subscription (no durable layer), no-op", ms);
     printf("%-52s %14.0f\n", "durable at-least-once, no-op handler", mn);
+    printf("%-52s %14.0f\n", "raw SQLite: insert + checkpoint per 64 events",
+           mrt);
     printf("%-52s %14.0f\n", "durable transactional, 1 row per event", mt);
-    printf("durable transactional / in-memory ratio: %.3f\n", mt / mb);
-    printf("durable/in-memory throughput ratio: %.3f\n", mn / mb);
+    printf("durable/in-memory throughput ratio: %.3f (information)\n",
+           mn / mb);
+    printf("durable/raw-sqlite read ratio: %.2f\n", median(read_ratio, RUNS));
+    printf("durable-txn/raw-sqlite ratio: %.2f\n", median(txn_ratio, RUNS));
 
     eddy_event_array_free(events, nevents);
     rmdir(dir);

@@ -279,12 +279,13 @@ static json_t *to_object(const eddy_event *ev, bool with_data)
         goto fail;
     const char *name;
     json_t *v;
-    json_object_foreach(ev->extensions, name, v) {
+    json_object_foreach(eddyi_event_extensions(ev), name, v) {
         if (json_object_set_new_nocheck(obj, name, json_deep_copy(v)) != 0)
             goto fail;
     }
-    if (with_data && ev->data &&
-        json_object_set_new_nocheck(obj, "data", json_deep_copy(ev->data)) != 0)
+    json_t *data = with_data ? eddyi_event_data(ev) : NULL;
+    if (data && json_object_set_new_nocheck(obj, "data",
+                                            json_deep_copy(data)) != 0)
         goto fail;
     if (set_str(obj, "data_base64", ev->data_base64))
         goto fail;
@@ -308,6 +309,16 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len)
 {
     if (!ev)
         return NULL;
+    if (ev->raw) { /* a stored event: the bytes it was read from */
+        char *copy = malloc(ev->raw_len + 1);
+        if (!copy)
+            return NULL;
+        memcpy(copy, ev->raw, ev->raw_len);
+        copy[ev->raw_len] = '\0';
+        if (len)
+            *len = ev->raw_len;
+        return copy;
+    }
     char *text = NULL, *data = NULL, *out = NULL;
     json_t *obj = to_object(ev, false);
     if (!obj)
@@ -316,14 +327,15 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len)
     if (!text)
         goto done;
     size_t tlen = strlen(text);
-    if (!ev->data) {
+    const json_t *evdata = eddyi_event_data(ev);
+    if (!evdata) {
         out = text;
         text = NULL;
         if (len)
             *len = tlen;
         goto done;
     }
-    data = json_dumps(ev->data, JSON_COMPACT | JSON_ENCODE_ANY);
+    data = json_dumps(evdata, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!data)
         goto done;
     static const char key[] = ",\"data\":";

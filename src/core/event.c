@@ -316,6 +316,13 @@ fail:
 
 static void event_free(eddy_event *ev)
 {
+    json_decref(atomic_load_explicit(&ev->data, memory_order_acquire));
+    json_decref(atomic_load_explicit(&ev->extensions, memory_order_acquire));
+    if (ev->arena) { /* a stored event: its strings live in the arena */
+        free(ev->arena);
+        free(ev);
+        return;
+    }
     free(ev->id);
     free(ev->type);
     free(ev->source);
@@ -326,9 +333,46 @@ static void event_free(eddy_event *ev)
     free(ev->correlation_id);
     free(ev->causation_id);
     free(ev->data_base64);
-    json_decref(ev->data);
-    json_decref(ev->extensions);
     free(ev);
+}
+
+json_t *eddyi_event_data(const eddy_event *ev)
+{
+    eddy_event *e = (eddy_event *)ev; /* the lazily parsed cache only */
+    json_t *d = atomic_load_explicit(&e->data, memory_order_acquire);
+    if (d || !ev->data_raw)
+        return d;
+    json_t *parsed = json_loadb(ev->data_raw, ev->data_raw_len,
+                                JSON_DECODE_ANY, NULL);
+    if (!parsed)
+        return NULL; /* out of memory: the bytes were checked when stored */
+    json_t *expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&e->data, &expected, parsed,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        json_decref(parsed); /* another thread was first */
+        return expected;
+    }
+    return parsed;
+}
+
+json_t *eddyi_event_extensions(const eddy_event *ev)
+{
+    eddy_event *e = (eddy_event *)ev;
+    json_t *x = atomic_load_explicit(&e->extensions, memory_order_acquire);
+    if (x)
+        return x;
+    json_t *empty = json_object();
+    if (!empty)
+        return NULL;
+    json_t *expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&e->extensions, &expected,
+                                                 empty, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        json_decref(empty);
+        return expected;
+    }
+    return empty;
 }
 
 /* Copies `src` into *dst; false (out of memory) only when src was set. */
@@ -406,9 +450,10 @@ eddy_event *eddyi_event_build(const eddy_event_init *init, eddyi_event_mode mode
     atomic_init(&ev->refs, 1);
     ev->time_us = has_time ? time_us : 0;
     ev->has_time = has_time;
-    ev->extensions = copy_extensions(init->extensions, err);
-    if (!ev->extensions)
+    json_t *ext = copy_extensions(init->extensions, err);
+    if (!ext)
         goto fail; /* err already says why */
+    atomic_init(&ev->extensions, ext);
 
     const char *id = init->id;
     if (!id) {
@@ -428,7 +473,7 @@ eddy_event *eddyi_event_build(const eddy_event_init *init, eddyi_event_mode mode
         !dup_into(&ev->causation_id, init->causation_id) ||
         !dup_into(&ev->data_base64, init->data_base64))
         goto nomem;
-    ev->data = json_incref((json_t *)data);
+    atomic_init(&ev->data, json_incref((json_t *)data));
     return ev;
 
 nomem:
@@ -523,18 +568,23 @@ const char *eddy_event_data_base64(const eddy_event *ev)
 
 int64_t eddy_event_time(const eddy_event *ev) { return ev ? ev->time_us : 0; }
 
-const json_t *eddy_event_data(const eddy_event *ev) { return ev ? ev->data : NULL; }
+const json_t *eddy_event_data(const eddy_event *ev)
+{
+    return ev ? eddyi_event_data(ev) : NULL;
+}
 
 const json_t *eddy_event_extensions(const eddy_event *ev)
 {
-    return ev ? ev->extensions : NULL;
+    return ev ? eddyi_event_extensions(ev) : NULL;
 }
 
 const json_t *eddy_event_extension(const eddy_event *ev, const char *name)
 {
     if (!ev || !name)
         return NULL;
-    return json_object_get(ev->extensions, name);
+    json_t *x = atomic_load_explicit(&((eddy_event *)ev)->extensions,
+                                     memory_order_acquire);
+    return x ? json_object_get(x, name) : NULL;
 }
 
 /* ---- data and comparison ------------------------------------------------ */
@@ -543,14 +593,15 @@ int eddy_event_unpack(const eddy_event *ev, eddy_error *err, const char *fmt, ..
 {
     if (!ev || !fmt)
         return eddyi_error(err, EDDY_EINVAL, "data: no event or no format given");
-    if (!ev->data)
+    json_t *data = eddyi_event_data(ev);
+    if (!data)
         return eddyi_error(err, EDDY_EINVAL, "data: event %s has no data", ev->id);
     json_error_t jerr;
     va_list ap;
     va_start(ap, fmt);
     /* json_vunpack_ex does not modify the value (an "O" takes a reference,
      * which is atomic), so the cast is safe on a shared event. */
-    int rc = json_vunpack_ex((json_t *)ev->data, &jerr, 0, fmt, ap);
+    int rc = json_vunpack_ex(data, &jerr, 0, fmt, ap);
     va_end(ap);
     if (rc != 0)
         return eddyi_error(err, EDDY_EINVAL, "data: %s", jerr.text);
@@ -586,5 +637,6 @@ bool eddy_event_equal(const eddy_event *a, const eddy_event *b)
            str_eq(a->correlation_id, b->correlation_id) &&
            str_eq(a->causation_id, b->causation_id) &&
            str_eq(a->data_base64, b->data_base64) &&
-           json_eq(a->data, b->data) && json_eq(a->extensions, b->extensions);
+           json_eq(eddyi_event_data(a), eddyi_event_data(b)) &&
+           json_eq(eddyi_event_extensions(a), eddyi_event_extensions(b));
 }

@@ -28,9 +28,42 @@ struct eddy_event {
     char *data_base64;     /* NULL: none */
     int64_t time_us;
     bool has_time;         /* a decoded event may have no time */
-    json_t *data;          /* NULL: none; never JSON null */
-    json_t *extensions;    /* always an object, possibly empty */
+    /* NULL: none, or (data_raw set) not parsed yet; never JSON null. Read
+     * through eddyi_event_data. */
+    _Atomic(json_t *) data;
+    /* An object, possibly empty; NULL only on a stored event that has none
+     * until first asked for. Read through eddyi_event_extensions. */
+    _Atomic(json_t *) extensions;
+    /* A stored event (eddyi_event_decode_stored): the bytes it was decoded
+     * from, which eddy_event_encode returns as they are, the span of its
+     * data in them (parsed on first access), and the one allocation its
+     * strings live in. */
+    const char *raw;
+    size_t raw_len;
+    const char *data_raw;
+    size_t data_raw_len;
+    char *arena;
 };
+
+/* The event's data (parsed from the stored bytes on first access; any
+ * thread), or NULL. */
+json_t *eddyi_event_data(const eddy_event *ev);
+
+/* The event's extensions object (created empty on first access for a
+ * stored event without any; any thread). NULL only when out of memory. */
+json_t *eddyi_event_extensions(const eddy_event *ev);
+
+/*
+ * Decodes an event the store holds, as eddy wrote it (eddy_event_encode,
+ * validated when it was appended): one allocation for the event and its
+ * strings, the data kept as bytes until asked for, the encoding kept for
+ * re-encoding. Anything it does not expect (an extension attribute, an
+ * escape it does not take, another shape) goes to the strict decoder
+ * (eddy_event_decode), so the result is the same event either way. Returns
+ * a new event or NULL with `err` (as eddy_event_decode).
+ */
+eddy_event *eddyi_event_decode_stored(const char *text, size_t len,
+                                      eddy_error *err);
 
 /* How eddyi_event_build treats absent attributes. */
 typedef enum eddyi_event_mode {

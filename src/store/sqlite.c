@@ -24,6 +24,7 @@
 
 #include "eddy/sqlite.h"
 
+#include "../core/event_internal.h"
 #include "../core/internal.h"
 #include "backend.h"
 #include "sqlite_schema.h"
@@ -1093,7 +1094,8 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
         const char *payload = (const char *)sqlite3_column_text(st, 4);
         size_t plen = (size_t)sqlite3_column_bytes(st, 4);
         eddy_error derr = {0};
-        r->event = eddy_event_decode(payload ? payload : "", plen, &derr);
+        r->event = eddyi_event_decode_stored(payload ? payload : "", plen,
+                                             &derr);
         if (!r->event) {
             rc = eddyi_error(err, EDDY_EPARSE,
                              "stored event at position %lld cannot be "
