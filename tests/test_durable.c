@@ -257,6 +257,39 @@ static void test_catch_up_live_restart(void **state)
     rec_free(r2);
 }
 
+/* A ring of 8 events in flight over many keys and workers: the dispatcher
+ * waits for room often, with events handed to workers between their
+ * wake-ups; every event is still handled once, in key order. */
+static void test_small_in_flight(void **state)
+{
+    struct fx *f = *state;
+    const char *keys[] = {"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8",
+                          "k9"};
+    for (int round = 0; round < 20; round++)
+        for (size_t k = 0; k < 9; k++)
+            append_n(f->store, "order.placed", keys[k], round * 10, 10);
+    struct rec *r = rec_new();
+    eddy_durable_options o = {.name = "tiny-ring",
+                              .pattern = "order.*",
+                              .handler = rec_handler,
+                              .user = r,
+                              .workers = 4,
+                              .max_in_flight = 8};
+    eddy_durable *d = start(f->store, &o);
+    wait_idle(d, head_of(f->store));
+    eddy_durable_free(d);
+    pthread_mutex_lock(&r->mu);
+    assert_int_equal(r->count, 1800);
+    int next[9] = {0};
+    for (int i = 0; i < r->count; i++) {
+        int k = r->e[i].key[1] - '1';
+        assert_true(k >= 0 && k < 9);
+        assert_int_equal(r->e[i].n, next[k]++);
+    }
+    pthread_mutex_unlock(&r->mu);
+    rec_free(r);
+}
+
 static void test_start_from_end(void **state)
 {
     struct fx *f = *state;
@@ -856,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catch_up_live_restart, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_start_from_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_order_and_backoff, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_and_redrive, setup,

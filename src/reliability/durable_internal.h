@@ -95,6 +95,8 @@ struct worker {
     pthread_cond_t cond;
     struct item *in_head, *in_tail; /* under mu */
     bool stop;                      /* under mu */
+    unsigned unsignalled;           /* items queued since the last signal
+                                       (dispatcher thread only) */
     struct parked *parked;          /* worker thread only */
     uint64_t rng;                   /* jitter; worker thread only */
 };

@@ -19,6 +19,9 @@
 #include "../store/store_internal.h"
 #include "durable_internal.h"
 
+/* Events handed to a worker between two wake-ups (see on_record). */
+#define SIGNAL_EVERY 32
+
 /* ---- completion ring and checkpoint -------------------------------------- */
 
 static struct slot *ring_at(eddy_durable *d, size_t i)
@@ -184,6 +187,8 @@ static struct item *item_new(const eddy_durable *d, const eddy_record *rec)
     return it;
 }
 
+static void signal_workers(eddy_durable *d);
+
 /*
  * The store subscription read the log up to `position` and delivered every
  * record its filter passed: the records in between are not this
@@ -194,6 +199,7 @@ static struct item *item_new(const eddy_durable *d, const eddy_record *rec)
 void eddyi_durable_on_progress(int64_t position, void *user)
 {
     eddy_durable *d = user;
+    signal_workers(d);
     pthread_mutex_lock(&d->mu);
     if (d->ring_len == 0) {
         if (position > d->watermark) {
@@ -228,6 +234,12 @@ int eddyi_durable_on_record(const eddy_record *rec, void *user)
     if (wanted && !(it = item_new(d, rec)))
         return EDDY_ENOMEM; /* ends the subscription; status says so */
     pthread_mutex_lock(&d->mu);
+    if (d->ring_len >= d->max_in_flight) {
+        /* full: the events in flight must reach their workers */
+        pthread_mutex_unlock(&d->mu);
+        signal_workers(d);
+        pthread_mutex_lock(&d->mu);
+    }
     while (d->ring_len >= d->max_in_flight && !d->stopping)
         pthread_cond_wait(&d->cond, &d->mu);
     if (d->stopping) {
@@ -256,10 +268,31 @@ int eddyi_durable_on_record(const eddy_record *rec, void *user)
         else
             w->in_head = it;
         w->in_tail = it;
-        pthread_cond_signal(&w->cond);
+        /* A worker woken per event sleeps again after it, and each event
+         * costs two context switches. So wake it once per SIGNAL_EVERY
+         * events, and for the rest at the end of the store's pass
+         * (eddyi_durable_on_progress): a page of events is one wake-up. */
+        if (++w->unsignalled >= SIGNAL_EVERY) {
+            w->unsignalled = 0;
+            pthread_cond_signal(&w->cond);
+        }
         pthread_mutex_unlock(&w->mu);
     }
     return 0;
+}
+
+/* Wakes the workers that were handed events since their last signal. */
+static void signal_workers(eddy_durable *d)
+{
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        pthread_mutex_lock(&w->mu);
+        if (w->unsignalled) {
+            w->unsignalled = 0;
+            pthread_cond_signal(&w->cond);
+        }
+        pthread_mutex_unlock(&w->mu);
+    }
 }
 
 /* ---- maintenance thread -------------------------------------------------- */

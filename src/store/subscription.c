@@ -70,6 +70,7 @@ static void *sub_main(void *arg)
         pthread_mutex_lock(&s->mu);
         int64_t head_before = s->head;
         pthread_mutex_unlock(&s->mu);
+        int64_t pass_start = scanned;
 
         eddyi_read_spec spec = {.min_position = scanned + 1};
         eddy_cursor *c = NULL;
@@ -107,12 +108,13 @@ static void *sub_main(void *arg)
         if (atomic_load(&sub->stop))
             break;
         /* Everything committed before head_before was visible to the read:
-         * the records the filter skipped up to there are behind us. */
-        if (head_before > scanned) {
+         * the records the filter skipped up to there are behind us. The
+         * end of a pass is reported even when its last record was the head
+         * (a consumer may batch per pass). */
+        if (head_before > scanned)
             scanned = head_before;
-            if (sub->progress)
-                sub->progress(scanned, sub->user);
-        }
+        if (scanned > pass_start && sub->progress)
+            sub->progress(scanned, sub->user);
         if (!wait_head(sub, scanned))
             break;
     }
