@@ -46,7 +46,8 @@ static const struct {
 static int attr_of(const char *key, size_t len)
 {
     for (int i = 0; i < A_COUNT; i++)
-        if (attrs[i].len == len && memcmp(attrs[i].name, key, len) == 0)
+        if (attrs[i].len == len && attrs[i].name[0] == key[0] &&
+            memcmp(attrs[i].name, key, len) == 0)
             return i;
     return -1;
 }
@@ -61,11 +62,12 @@ static const char *skip_ws(const char *p, const char *end)
 /*
  * Reads the string starting at `p` (at its opening quote) and unescapes it
  * in place (the arena copy is writable). Returns the position after the
- * closing quote with `*out` NUL-terminated, or NULL for anything this
- * decoder does not take (a \u escape, a control byte, an unterminated
- * string): the strict decoder then handles it.
+ * closing quote with `*out` NUL-terminated (and `*outlen` its length), or
+ * NULL for anything this decoder does not take (a \u escape, a control
+ * byte, an unterminated string): the strict decoder then handles it.
  */
-static char *read_string(char *p, const char *end, char **out)
+static char *read_string(char *p, const char *end, char **out,
+                         size_t *outlen)
 {
     if (p >= end || *p != '"')
         return NULL;
@@ -75,6 +77,7 @@ static char *read_string(char *p, const char *end, char **out)
         unsigned char c = (unsigned char)*p;
         if (c == '"') {
             *w = '\0'; /* over the quote or an earlier escape's room */
+            *outlen = (size_t)(w - *out);
             return p + 1;
         }
         if (c < 0x20)
@@ -173,14 +176,15 @@ static eddy_event *decode_fast(const char *text, size_t len)
         goto no; /* an empty object: the strict decoder names what lacks */
     for (;;) {
         char *key;
-        p = read_string(p, end, &key);
+        size_t klen = 0, vlen = 0;
+        p = read_string(p, end, &key, &klen);
         if (!p)
             goto no;
         p = (char *)skip_ws(p, end);
         if (p >= end || *p != ':')
             goto no;
         p = (char *)skip_ws(p + 1, end);
-        int a = attr_of(key, strlen(key));
+        int a = attr_of(key, klen);
         if (a < 0 || (a == A_DATA ? data != NULL : val[a] != NULL))
             goto no; /* an extension, or a duplicate member */
         if (a == A_DATA) {
@@ -193,7 +197,7 @@ static eddy_event *decode_fast(const char *text, size_t len)
         } else {
             if (p < end && *p == 'n') /* null counts as absent: strict */
                 goto no;
-            p = read_string(p, end, &val[a]);
+            p = read_string(p, end, &val[a], &vlen);
             if (!p)
                 goto no;
         }

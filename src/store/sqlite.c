@@ -225,7 +225,11 @@ static int reader_get(sqlite_impl *im, conn **out, eddy_error *err)
         *out = c;
         return EDDY_OK;
     }
-    return conn_open(im->reader_path, im->reader_flags, &im->opts, out, err);
+    int rc = conn_open(im->reader_path, im->reader_flags, &im->opts, out, err);
+    if (rc == EDDY_OK) /* pages read through a mapping: no copy per read */
+        sqlite3_exec((*out)->db, "PRAGMA mmap_size=268435456", NULL, NULL,
+                     NULL);
+    return rc;
 }
 
 static void reader_put(sqlite_impl *im, conn *c)
