@@ -44,7 +44,8 @@ static void demo_usage(FILE *out)
     fprintf(out,
             "usage: eddy demo [--store URL] [--users N] [--orders N]\n"
             "                 [--payment-failure-rate P] [--stock N] [--seed S]\n"
-            "                 [--workers W] [--producers N] [--payment-latency-us US]\n"
+            "                 [--workers W] [--producers N] [--payment-workers N]\n"
+            "                 [--payment-latency-us US]\n"
             "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
             "                 [--transport URL [--kill SERVICE]] [--serve HOST:PORT]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
@@ -69,7 +70,9 @@ static void demo_usage(FILE *out)
             "                            --orders, so the last orders run out)\n"
             "  --seed S                  seeds items, customers, payment outcomes (default 1)\n"
             "  --workers W               worker threads per subscription (default 4)\n"
-            "  --producers N             threads placing orders (default 4)\n"
+            "  --producers N             threads placing orders (default 16)\n"
+            "  --payment-workers N       the payment service's workers: calls to the\n"
+            "                            (simulated) provider in flight (default 32)\n"
             "  --rate R                  place R orders per second (default 0: as fast\n"
             "                            as possible, so latency includes the backlog)\n"
             "  --saga-timeout-ms MS      an order unanswered this long is cancelled\n"
@@ -108,7 +111,7 @@ int cmd_demo(int argc, char **argv)
         .users = 20,
         .orders = 1000,
         .stock = -1,
-        .producers = 4,
+        .producers = 16,
         .timeout_s = 600,
         .cfg = {.payment_failure_rate = 0.05, .payment_latency_us = 2000,
                 .seed = 1, .workers = 4, .saga_timeout_ms = 120000},
@@ -160,6 +163,9 @@ int cmd_demo(int argc, char **argv)
         } else if (strcmp(a, "--workers") == 0) {
             if (!(rc = number(a, val, 1, 64, &v)))
                 o.cfg.workers = (unsigned)v;
+        } else if (strcmp(a, "--payment-workers") == 0) {
+            if (!(rc = number(a, val, 1, 256, &v)))
+                o.cfg.payment_workers = (unsigned)v;
         } else if (strcmp(a, "--producers") == 0) {
             if (!(rc = number(a, val, 1, 64, &v)))
                 o.producers = (unsigned)v;

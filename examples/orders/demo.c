@@ -294,7 +294,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
                           .cv = PTHREAD_COND_INITIALIZER};
     atomic_ulong placed = 0;
     atomic_int producer_failed = 0;
-    unsigned nprod = opts->producers ? opts->producers : 4;
+    unsigned nprod = opts->producers ? opts->producers : 16;
     long stock = opts->stock >= 0 ? opts->stock
                                   : (long)((opts->orders * 9 + 19) / 20);
 

@@ -178,6 +178,10 @@ typedef struct orders_config {
     unsigned payment_latency_us; /* simulated provider latency (max) */
     uint64_t seed;               /* outcomes derive from it and the ids */
     unsigned workers;            /* worker threads per subscription */
+    unsigned payment_workers;    /* the payment service's workers: its
+                                    handler waits on the (simulated)
+                                    provider, so it needs many calls in
+                                    flight; 0: 32 */
     int saga_timeout_ms;         /* a saga waiting longer cancels */
     unsigned parts;              /* ORDERS_PART_* started by this process;
                                     0: every part (the in-process demo) */

@@ -31,6 +31,7 @@ struct order_fold {
     int item_count;
     json_t *items;              /* new reference */
     int64_t placed_us, confirmed_us, cancelled_us;
+    int64_t paid_us, reserved_us; /* payment answered, stock reserved */
     char reason[24];
     int confirmations, cancellations, payments, refunds;
     int64_t paid, refunded;     /* cents */
@@ -176,6 +177,11 @@ static int fold_event(struct fold *f, const eddy_event *ev, eddy_error *err)
     } else if (strcmp(type, ORDERS_PAYMENT_PROCESSED) == 0) {
         o->payments++;
         o->paid += (int64_t)amount;
+        o->paid_us = eddy_event_time(ev);
+    } else if (strcmp(type, ORDERS_PAYMENT_FAILED) == 0) {
+        o->paid_us = eddy_event_time(ev);
+    } else if (strcmp(type, ORDERS_INVENTORY_RESERVED) == 0) {
+        o->reserved_us = eddy_event_time(ev);
     } else if (strcmp(type, ORDERS_PAYMENT_REFUNDED) == 0) {
         o->refunds++;
         o->refunded += (int64_t)amount;
@@ -445,6 +451,10 @@ int orders_demo_report(const orders_demo_options *opts,
     eddy_error err = {0};
     struct fold f;
     int64_t *lat = NULL;
+    /* per hop, for confirmed orders: placed -> payment answered -> stock
+     * reserved -> confirmed: where an order waits */
+    enum { HOPS = 3 };
+    int64_t *hop[HOPS] = {0};
     int status = 1;
     fold_init(&f);
     for (size_t k = 0; k < r->nsources; k++)
@@ -459,10 +469,16 @@ int orders_demo_report(const orders_demo_options *opts,
     unsigned long by_reason[3] = {0}, refunds = 0, paid_cancelled = 0;
     unsigned long refund_ok = 0, orphans = 0, balanced = 0;
     int64_t charged = 0, refunded = 0, revenue = 0;
+    size_t nhop = 0;
     if (!(lat = calloc(f.norders ? f.norders : 1, sizeof *lat))) {
         fprintf(stderr, "eddy demo: out of memory\n");
         goto done;
     }
+    for (int h = 0; h < HOPS; h++)
+        if (!(hop[h] = calloc(f.norders ? f.norders : 1, sizeof *hop[h]))) {
+            fprintf(stderr, "eddy demo: out of memory\n");
+            goto done;
+        }
     size_t nlat = 0;
     for (unsigned long i = 0; i < f.norders; i++) {
         struct order_fold *o = &f.orders[i];
@@ -496,8 +512,17 @@ int orders_demo_report(const orders_demo_options *opts,
         if (one_end && i + 1 >= r->first_new)
             lat[nlat++] = (o->confirmations ? o->confirmed_us : o->cancelled_us) -
                           o->placed_us;
+        if (o->confirmations == 1 && i + 1 >= r->first_new && o->paid_us &&
+            o->reserved_us) {
+            hop[0][nhop] = o->paid_us - o->placed_us;
+            hop[1][nhop] = o->reserved_us - o->paid_us;
+            hop[2][nhop] = o->confirmed_us - o->reserved_us;
+            nhop++;
+        }
     }
     qsort(lat, nlat, sizeof *lat, cmp_i64);
+    for (int h = 0; h < HOPS; h++)
+        qsort(hop[h], nhop, sizeof *hop[h], cmp_i64);
     double secs = (double)(r->t1 - r->t0) / 1e6;
     if (secs <= 0)
         secs = 1e-6;
@@ -537,6 +562,16 @@ int orders_demo_report(const orders_demo_options *opts,
         fprintf(out, "latency per order   p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
                 lat[(nlat - 1) / 2] / 1e3, lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e3,
                 lat[nlat - 1] / 1e3);
+    if (nhop) {
+        static const char *const names[HOPS] = {
+            "placed -> payment", "payment -> stock", "stock -> confirmed"};
+        fprintf(out, "latency per hop     (confirmed orders)\n");
+        for (int h = 0; h < HOPS; h++)
+            fprintf(out, "  %-18s p50 %.1f ms, p99 %.1f ms\n", names[h],
+                    hop[h][(nhop - 1) / 2] / 1e3,
+                    hop[h][(size_t)((double)(nhop - 1) * 0.99)] / 1e3);
+    }
+
     fprintf(out, "\ninvariants\n");
     struct checks c = {.out = out};
     check(&c, r->finished_ok,
@@ -565,6 +600,8 @@ int orders_demo_report(const orders_demo_options *opts,
 
 done:
     free(lat);
+    for (int h = 0; h < HOPS; h++)
+        free(hop[h]);
     fold_free(&f);
     return status;
 }

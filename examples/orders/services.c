@@ -634,8 +634,8 @@ int orders_services_register(orders_app *app, eddy_error *err)
  * handler (at-least-once) when `txn_fn` is NULL, else a transactional one. */
 static int start_subscription(orders_app *app, const char *name,
                               const char *pattern, eddy_handler_fn fn,
-                              eddy_txn_handler_fn txn_fn, eddy_durable **out,
-                              eddy_error *err)
+                              eddy_txn_handler_fn txn_fn, unsigned workers,
+                              eddy_durable **out, eddy_error *err)
 {
     eddy_durable_options o = {
         .name = name,
@@ -644,7 +644,7 @@ static int start_subscription(orders_app *app, const char *name,
         .handler = fn,
         .txn_handler = txn_fn,
         .user = app,
-        .workers = app->cfg.workers,
+        .workers = workers ? workers : app->cfg.workers,
         .metrics = app->cfg.metrics,
     };
     *out = eddy_durable_start(app->store, &o, err);
@@ -660,18 +660,21 @@ int orders_services_start(orders_app *app, eddy_error *err)
     if (rc == EDDY_OK && app->cfg.parts != 0 &&
         (app->cfg.parts & ORDERS_PART_ORDERS))
         rc = start_subscription(app, "order-service-requests", "order.*",
-                                on_order_request, NULL, &app->order_requests, err);
+                                on_order_request, NULL, 0, &app->order_requests, err);
     if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_INVENTORY))
         rc = start_subscription(app, ORDERS_SUB_INVENTORY, "inventory.*", NULL,
-                                on_inventory_event, &app->inventory, err);
+                                on_inventory_event, 0, &app->inventory, err);
     if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
         rc = start_subscription(app, ORDERS_SUB_WELCOME_MAIL, ORDERS_USER_REGISTERED,
-                                NULL, on_user_registered, &app->welcome_mail, err);
+                                NULL, on_user_registered, 0, &app->welcome_mail, err);
     if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_EMAIL))
         rc = start_subscription(app, ORDERS_SUB_CONFIRM_MAIL, ORDERS_ORDER_CONFIRMED,
-                                NULL, on_order_confirmed, &app->confirm_mail, err);
+                                NULL, on_order_confirmed, 0, &app->confirm_mail, err);
     if (rc == EDDY_OK && ORDERS_RUNS(app, ORDERS_PART_PAYMENT))
         rc = start_subscription(app, ORDERS_SUB_PAYMENT, ORDERS_PAYMENT_REQUESTED,
-                                on_payment_requested, NULL, &app->payment, err);
+                                on_payment_requested, NULL,
+                                app->cfg.payment_workers ? app->cfg.payment_workers
+                                                         : 32,
+                                &app->payment, err);
     return rc;
 }
