@@ -55,7 +55,18 @@ typedef struct sqlite_impl {
     pthread_mutex_t pool_mu;
     conn *idle;
     size_t idle_count;
+    /* The checkpointer: copies the write-ahead log into the main file from
+     * a connection of its own, so the writer never stalls on it. */
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cond;
+    bool ckpt_wanted, ckpt_stop;
 } sqlite_impl;
+
+/* WAL pages after which the checkpointer runs (SQLite's own default for
+ * its automatic checkpoint). */
+#define CHECKPOINT_PAGES 1000
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -469,6 +480,15 @@ static void sqlite_close(void *impl)
     sqlite_impl *im = impl;
     if (!im)
         return;
+    if (im->ckpt_started) {
+        pthread_mutex_lock(&im->ckpt_mu);
+        im->ckpt_stop = true;
+        pthread_cond_signal(&im->ckpt_cond);
+        pthread_mutex_unlock(&im->ckpt_mu);
+        pthread_join(im->ckpt_thread, NULL);
+    }
+    pthread_cond_destroy(&im->ckpt_cond);
+    pthread_mutex_destroy(&im->ckpt_mu);
     while (im->idle) {
         conn *c = im->idle;
         im->idle = c->next_idle;
@@ -488,6 +508,66 @@ static void sqlite_close(void *impl)
     free(im);
 }
 
+/*
+ * SQLite's automatic checkpoint runs inside the commit that crosses its
+ * threshold, on the committing connection: the store's writer would stop
+ * for as long as copying the log into the main file and syncing it takes
+ * (tens to hundreds of milliseconds on a busy disk), and every appender
+ * with it. The writer's automatic checkpoint is off; its WAL hook wakes
+ * this thread, which runs a PASSIVE checkpoint on its own connection while
+ * the writer goes on appending to the log.
+ */
+static int wal_hook(void *user, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    sqlite_impl *im = user;
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&im->ckpt_mu);
+        im->ckpt_wanted = true;
+        pthread_cond_signal(&im->ckpt_cond);
+        pthread_mutex_unlock(&im->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    sqlite_impl *im = arg;
+    conn *c = NULL;
+    eddy_error err = {0};
+    if (conn_open(im->path, SQLITE_OPEN_READWRITE, &im->opts, &c, &err) !=
+        EDDY_OK) {
+        EDDYI_LOG(EDDY_LOG_WARN, "store", "%s: no checkpointer (%s); the "
+                  "log is copied at close", im->path, err.message);
+        return NULL;
+    }
+    static const char *const sync_sql[] = {"PRAGMA synchronous=FULL",
+                                           "PRAGMA synchronous=NORMAL",
+                                           "PRAGMA synchronous=OFF"};
+    sqlite3_exec(c->db, sync_sql[im->opts.sync], NULL, NULL, NULL);
+    pthread_mutex_lock(&im->ckpt_mu);
+    while (!im->ckpt_stop) {
+        if (!im->ckpt_wanted) {
+            pthread_cond_wait(&im->ckpt_cond, &im->ckpt_mu);
+            continue;
+        }
+        im->ckpt_wanted = false;
+        pthread_mutex_unlock(&im->ckpt_mu);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL,
+                                           SQLITE_CHECKPOINT_PASSIVE, &log,
+                                           &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            EDDYI_LOG(EDDY_LOG_WARN, "store", "%s: checkpoint: %s", im->path,
+                      sqlite3_errmsg(c->db));
+        pthread_mutex_lock(&im->ckpt_mu);
+    }
+    pthread_mutex_unlock(&im->ckpt_mu);
+    conn_free(c);
+    return NULL;
+}
+
 static int sqlite_open(const char *location, const eddy_store_options *opts,
                        void **impl, eddy_error *err)
 {
@@ -495,6 +575,8 @@ static int sqlite_open(const char *location, const eddy_store_options *opts,
     if (!im)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     pthread_mutex_init(&im->pool_mu, NULL);
+    pthread_mutex_init(&im->ckpt_mu, NULL);
+    pthread_cond_init(&im->ckpt_cond, NULL);
     im->opts = *opts;
     int rc = EDDY_ENOMEM;
     if (!(im->path = eddyi_strdup(location)) ||
@@ -530,8 +612,16 @@ static int sqlite_open(const char *location, const eddy_store_options *opts,
             rc = conn_exec(im->writer, sync_sql[opts->sync], err);
         if (rc == EDDY_OK)
             rc = migrate(im, err);
+        if (rc == EDDY_OK)
+            rc = conn_exec(im->writer, "PRAGMA wal_autocheckpoint=0", err);
         if (rc != EDDY_OK)
             goto fail;
+        sqlite3_wal_hook(im->writer->db, wal_hook, im);
+        if (pthread_create(&im->ckpt_thread, NULL, checkpointer_main, im) ==
+            0)
+            im->ckpt_started = true;
+        else /* the log is then copied at close, or by another process */
+            conn_exec(im->writer, "PRAGMA wal_autocheckpoint=1000", NULL);
     }
     *impl = im;
     return EDDY_OK;
