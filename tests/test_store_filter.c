@@ -166,6 +166,7 @@ struct coll {
     struct progress_call prog[MAXLOG];
     size_t nprog;
     int64_t mark; /* the highest position reported: record or progress */
+    int64_t last_record;
     int64_t last_progress;
     pthread_t thread;
     bool have_thread;
@@ -210,9 +211,12 @@ static int on_record(const eddy_record *rec, void *user)
     if (!filt_matches(c->f, type))
         note(c, "position %lld of type %s passed the filter",
              (long long)rec->position, type);
+    /* Above the last record, and above any progress: progress said every
+     * match at or below it was delivered. */
     if (rec->position <= c->mark)
         note(c, "record %lld after position %lld was reported",
              (long long)rec->position, (long long)c->mark);
+    c->last_record = rec->position;
     if (c->n < MAXLOG)
         c->pos[c->n++] = rec->position;
     else
@@ -227,9 +231,13 @@ static void on_progress(int64_t position, void *user)
     struct coll *c = user;
     pthread_mutex_lock(&c->mu);
     same_thread(c, "progress");
-    if (position <= c->mark)
-        note(c, "progress %lld not above %lld (last record or progress)",
-             (long long)position, (long long)c->mark);
+    /* Strictly increasing, and never below a record already delivered
+     * (it may equal the last one: the end of a pass whose last record was
+     * the head). */
+    if (position <= c->last_progress || position < c->last_record)
+        note(c, "progress %lld after progress %lld and record %lld",
+             (long long)position, (long long)c->last_progress,
+             (long long)c->last_record);
     if (c->nprog < MAXLOG)
         c->prog[c->nprog++] = (struct progress_call){position, c->n};
     c->mark = position;
