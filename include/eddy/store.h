@@ -443,7 +443,10 @@ typedef void (*eddy_progress_fn)(int64_t position, void *user);
 /* Subscription options; the zero value gives the defaults. Copied. The
  * filter is evaluated by the store (an event filtered out is never read
  * into memory): a record is delivered when its type is one of `types` or
- * matches one of `patterns`; with neither, every record is. */
+ * matches one of `patterns` (the rules of eddy_bus_subscribe: "x.*"
+ * matches "x.y", not "x."); with neither, every record is. The filter sees
+ * the type as stored, before the transform hook (an upcaster that renames
+ * types must be matched by the stored names). */
 typedef struct eddy_store_subscribe_options {
     const char *const *types; /* exact event types (0 count: none) */
     size_t type_count;

@@ -224,8 +224,9 @@ static int instance_row(const eddyi_saga_row *r, void *user)
  * failure its writes are rolled back and it is queued for the dispatcher,
  * which retries it with the policy. Returns a store error only.
  */
-static int run_now(eddy_txn *txn, eddy_saga *sg, const eddyi_saga_cmd_row *c,
-                   json_t *data, bool *ran, eddy_error *err)
+static int run_now(eddy_txn *txn, eddy_saga *sg, eddyi_saga_cmd_row *c,
+                   json_t *data, bool *ran, char *why, size_t whysize,
+                   eddy_error *err)
 {
     *ran = false;
     eddy_command cmd = {.name = c->name,
@@ -244,9 +245,14 @@ static int run_now(eddy_txn *txn, eddy_saga *sg, const eddyi_saga_cmd_row *c,
         return rc;
     }
     eddyi_txn_rollback(txn);
+    /* It counts as the command's first attempt, with its error. */
+    snprintf(why, whysize, "%s: %s", eddy_errname(rc),
+             cerr.message[0] ? cerr.message : eddy_strerror(rc));
+    c->attempts = 1;
+    c->last_error = why;
     EDDYI_LOG(EDDY_LOG_INFO, "saga", "%s %s: command %s %s failed in the "
               "saga's transaction, queued for retry: %s", c->saga_type,
-              c->saga_id, c->name, c->id, cerr.message);
+              c->saga_id, c->name, c->id, why);
     return EDDY_OK;
 }
 
@@ -306,8 +312,9 @@ static int instance_save(eddy_txn *txn, eddy_saga *sg, eddy_saga_ctx *sc,
             .created_us = sc->now_us,
         };
         bool ran = false;
+        char why[sizeof err->message + 32];
         if (!behind && eddy_command_bus_is_txn(sg->commands, c.name))
-            rc = run_now(txn, sg, &c, data, &ran, err);
+            rc = run_now(txn, sg, &c, data, &ran, why, sizeof why, err);
         if (rc == EDDY_OK && ran) {
             rc = eddyi_saga_cmd_record_sent(txn, &c, err);
         } else if (rc == EDDY_OK) {

@@ -42,7 +42,10 @@ typedef struct eddyi_read_spec {
     size_t type_count;
     char **prefixes;     /* type prefixes ("order." for the pattern
                             "order.*"), compared as text ranges so an index
-                            on type serves them */
+                            on type serves them: a type matches when it is
+                            > the prefix (a prefix alone does not match)
+                            and < its end */
+    char **prefix_ends;  /* each prefix with its last byte + 1 ("order/") */
     size_t prefix_count;
     int64_t from_time_us; /* 0: unbounded; inclusive */
     int64_t to_time_us;   /* 0: unbounded; exclusive */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "../core/pattern.h"
 #include "store_impl.h"
 
 struct eddy_cursor {
@@ -28,9 +29,12 @@ void eddyi_read_spec_clear(eddyi_read_spec *spec)
     for (size_t i = 0; i < spec->type_count; i++)
         free(spec->types[i]);
     free(spec->types);
-    for (size_t i = 0; i < spec->prefix_count; i++)
+    for (size_t i = 0; i < spec->prefix_count; i++) {
         free(spec->prefixes[i]);
+        free(spec->prefix_ends[i]);
+    }
     free(spec->prefixes);
+    free(spec->prefix_ends);
     free(spec->event_id);
     memset(spec, 0, sizeof *spec);
 }
@@ -75,6 +79,29 @@ static int add_string(char ***v, size_t *n, const char *text, size_t len,
     return EDDY_OK;
 }
 
+/* Adds prefix `p` (`len` bytes, ending with '.') and its range's end. */
+static int add_prefix(eddyi_read_spec *spec, const char *p, size_t len,
+                      eddy_error *err)
+{
+    char **ends = realloc(spec->prefix_ends,
+                          (spec->prefix_count + 1) * sizeof *ends);
+    if (!ends)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    spec->prefix_ends = ends;
+    size_t n = spec->prefix_count;
+    int rc = add_string(&spec->prefixes, &n, p, len, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (!(ends[spec->prefix_count] = malloc(len + 1))) {
+        free(spec->prefixes[spec->prefix_count]);
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+    memcpy(ends[spec->prefix_count], p, len + 1);
+    ends[spec->prefix_count][len - 1]++; /* "order." -> "order/" */
+    spec->prefix_count = n;
+    return EDDY_OK;
+}
+
 int eddyi_read_spec_add_patterns(eddyi_read_spec *spec,
                                  const char *const *patterns, size_t count,
                                  bool *all, eddy_error *err)
@@ -88,24 +115,20 @@ int eddyi_read_spec_add_patterns(eddyi_read_spec *spec,
                            "%zu patterns, the limit is 500", count);
     for (size_t i = 0; i < count; i++) {
         const char *p = patterns[i];
-        if (!p || !*p)
-            return eddyi_error(err, EDDY_EINVAL, "pattern %zu is %s", i,
-                               p ? "empty" : "NULL");
-        size_t len = strlen(p);
-        int rc;
-        if (strcmp(p, "*") == 0) {
+        if (!p)
+            return eddyi_error(err, EDDY_EINVAL, "pattern %zu is NULL", i);
+        /* The same rules as every other subscription's (core/pattern.h). */
+        eddyi_pattern pat;
+        int rc = eddyi_pattern_parse(p, &pat, err);
+        if (rc != EDDY_OK)
+            return rc;
+        if (pat.kind == EDDYI_PATTERN_ALL)
             *all = true;
-            continue;
-        }
-        if (len >= 2 && p[len - 1] == '*' && p[len - 2] == '.')
-            rc = add_string(&spec->prefixes, &spec->prefix_count, p, len - 1,
-                            err);
-        else if (strchr(p, '*'))
-            return eddyi_error(err, EDDY_EINVAL,
-                               "pattern \"%s\": '*' only as \"*\" or at the "
-                               "end after a dot (\"order.*\")", p);
+        else if (pat.kind == EDDYI_PATTERN_PREFIX)
+            rc = add_prefix(spec, p, pat.prefix_len, err);
         else
-            rc = add_string(&spec->types, &spec->type_count, p, len, err);
+            rc = add_string(&spec->types, &spec->type_count, p, strlen(p),
+                            err);
         if (rc != EDDY_OK)
             return rc;
     }
@@ -120,8 +143,7 @@ int eddyi_read_spec_copy_filter(eddyi_read_spec *dst,
         rc = add_string(&dst->types, &dst->type_count, src->types[i],
                         strlen(src->types[i]), err);
     for (size_t i = 0; i < src->prefix_count && rc == EDDY_OK; i++)
-        rc = add_string(&dst->prefixes, &dst->prefix_count, src->prefixes[i],
-                        strlen(src->prefixes[i]), err);
+        rc = add_prefix(dst, src->prefixes[i], strlen(src->prefixes[i]), err);
     return rc;
 }
 

@@ -1096,7 +1096,7 @@ static char *page_sql(const eddyi_read_spec *spec)
             n += (size_t)snprintf(sql + n, cap - n, ")");
         }
         for (size_t i = 0; i < spec->prefix_count; i++)
-            n += (size_t)snprintf(sql + n, cap - n, "%s(type >= ? AND type < ?)",
+            n += (size_t)snprintf(sql + n, cap - n, "%s(type > ? AND type < ?)",
                                   i || spec->type_count ? " OR " : "");
         n += (size_t)snprintf(sql + n, cap - n, ")");
     }
@@ -1149,22 +1149,9 @@ static int sqlite_read_page(void *impl, const eddyi_read_spec *spec,
     sqlite3_bind_int64(st, k++, start_key);
     for (size_t i = 0; i < spec->type_count; i++)
         sqlite3_bind_text(st, k++, spec->types[i], -1, SQLITE_STATIC);
-    /* The range's end: the prefix with its last byte incremented (a
-     * prefix ends with '.', so "order." -> "order/"). */
-    char ends[16][128];
     for (size_t i = 0; i < spec->prefix_count; i++) {
-        const char *p = spec->prefixes[i];
-        size_t len = strlen(p);
-        char *end = i < 16 && len < sizeof ends[0] ? ends[i] : NULL;
-        if (!end) {
-            rc = eddyi_error(err, EDDY_EINVAL, "type prefix \"%.40s\" is too "
-                             "long, or more than 16 prefixes", p);
-            goto out;
-        }
-        memcpy(end, p, len + 1);
-        end[len - 1]++;
-        sqlite3_bind_text(st, k++, p, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, k++, end, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, k++, spec->prefixes[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, k++, spec->prefix_ends[i], -1, SQLITE_STATIC);
     }
     if (spec->from_time_us)
         sqlite3_bind_int64(st, k++, spec->from_time_us);

@@ -295,11 +295,13 @@ int eddyi_saga_cmd_queue(eddy_txn *txn, const eddyi_saga_cmd_row *r,
     return eddyi_sql_exec(
         txn, NULL, err,
         "INSERT INTO eddy_saga_commands(id, saga_type, saga_id, name, data, "
-        "correlation_id, causation_id, state, created_us) "
-        "VALUES($1, $2, $3, $4, $5, $6, $7, 'pending', $8) "
+        "correlation_id, causation_id, state, attempts, last_error, "
+        "created_us) "
+        "VALUES($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10) "
         "ON CONFLICT(id) DO NOTHING",
-        "sssssssI", r->id, r->saga_type, r->saga_id, r->name, r->data,
-        r->correlation_id, r->causation_id, r->created_us);
+        "sssssssisI", r->id, r->saga_type, r->saga_id, r->name, r->data,
+        r->correlation_id, r->causation_id, r->attempts,
+        r->last_error ? r->last_error : "", r->created_us);
 }
 
 int eddyi_saga_cmd_record_sent(eddy_txn *txn, const eddyi_saga_cmd_row *r,

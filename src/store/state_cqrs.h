@@ -135,9 +135,10 @@ typedef struct eddyi_saga_cmd_row {
 
 typedef int (*eddyi_saga_cmd_fn)(const eddyi_saga_cmd_row *row, void *user);
 
-/* Queues command row->id as 'pending' (seq, state, attempts, last_error
- * and sent_us are ignored); a command id queued already is left as it is
- * (a replayed event queues nothing twice). */
+/* Queues command row->id as 'pending' with row->attempts and
+ * row->last_error (0 and NULL for a new command; seq, state and sent_us
+ * are ignored); a command id queued already is left as it is (a replayed
+ * event queues nothing twice). */
 int eddyi_saga_cmd_queue(eddy_txn *txn, const eddyi_saga_cmd_row *row,
                          eddy_error *err);
 

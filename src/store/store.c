@@ -123,7 +123,7 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
         }
         uint64_t t0 = eddyi_clock_ns();
         rc = any_ok ? b->write_commit(s->impl, &berr) : EDDY_OK;
-        if (any_ok) {
+        if (any_ok && rc == EDDY_OK) {
             atomic_fetch_add_explicit(&s->stat_commit_ns,
                                       eddyi_clock_ns() - t0,
                                       memory_order_relaxed);
