@@ -9,6 +9,7 @@ packages=(
   libjansson-dev libsqlite3-dev uuid-dev libcmocka-dev libpcre2-dev
   sqlite3
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
+  libpq-dev postgresql procps util-linux
 )
 
 missing=()
@@ -26,5 +27,12 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql package creates (and may start) a "main" cluster; the
+# tests start their own servers (scripts/test-servers.sh), never a service.
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" |
+    $sudo tee /etc/postgresql-common/createcluster.d/eddy.conf >/dev/null
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
