@@ -56,6 +56,12 @@ typedef struct eddyi_row {
 /* Frees the contents of `n` rows (not the array). */
 void eddyi_rows_clear(eddyi_row *rows, size_t n);
 
+/* Checks a stream's `actual` version against an append's `expected` one
+ * (eddy_store_append); EDDY_ECONFLICT names both ("stream order-1: expected
+ * version 3, actual 5"). Shared by the backends so the messages agree. */
+int eddyi_expected_check(const char *stream_id, int64_t expected,
+                         int64_t actual, eddy_error *err);
+
 typedef struct eddyi_backend {
     const char *name; /* "sqlite" */
 
@@ -83,7 +89,7 @@ typedef struct eddyi_backend {
     int (*snapshot_save)(void *impl, const char *stream_id, int64_t version,
                          int schema_version, const char *state,
                          int64_t taken_us, eddy_error *err);
-    /* The engine's write connection (sqlite3 *), or NULL. */
+    /* The engine's write connection (sqlite3 *, PGconn *), or NULL. */
     void *(*write_native)(void *impl);
 
     /* Any thread. */
@@ -104,8 +110,19 @@ typedef struct eddyi_backend {
     int (*snapshot_load)(void *impl, const char *stream_id, int64_t *version,
                          int *schema_version, char **state, eddy_error *err);
     int (*info)(void *impl, eddy_store_info *info, eddy_error *err);
+
+    /* Optional (NULL: the front only polls `head`). Called once, right
+     * after a successful open: from then until `close` returns, the backend
+     * calls `wake(ctx, head)` from a thread of its own whenever it learns
+     * that the store's head (a committed, visible position: every position
+     * up to it is visible to the readers) reached `head`, e.g. because
+     * another process committed. `wake` is quick and never calls back into
+     * the backend. Returns EDDY_OK, or an error that fails the open. */
+    int (*watch)(void *impl, void (*wake)(void *ctx, int64_t head), void *ctx,
+                 eddy_error *err);
 } eddyi_backend;
 
 extern const eddyi_backend eddyi_sqlite_backend;
+extern const eddyi_backend eddyi_postgres_backend;
 
 #endif

@@ -49,6 +49,12 @@ int eddyi_txn_append(eddyi_txn *txn, const char *stream_id,
  * NULL for other backends. Valid during the job only. */
 void *eddyi_txn_sqlite(eddyi_txn *txn);
 
+/* The write connection if the store's backend is `engine` ("sqlite":
+ * `sqlite3 *`, "postgres": `PGconn *`, idle and out of pipeline mode, inside
+ * the group-commit transaction and the job's savepoint), else NULL. Valid
+ * during the job only. */
+void *eddyi_txn_native(eddyi_txn *txn, const char *engine);
+
 /* The commit timestamp shared by every write of this transaction. */
 int64_t eddyi_txn_now_us(const eddyi_txn *txn);
 
