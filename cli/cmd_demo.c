@@ -141,5 +141,7 @@ int cmd_demo(int argc, char **argv)
     if (o.transport && o.store_url)
         return cli_fail(2, "demo: --store and --transport exclude each other "
                         "(with --transport every service has its own store)");
+    if (!o.transport && cli_store_state_check(o.store_url, "demo"))
+        return 2;
     return orders_demo_run(&o, stdout);
 }
