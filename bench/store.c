@@ -58,6 +58,7 @@
 
 #define RUNS 5
 #define RUN_SECONDS 0.5
+#define PG_RUN_SECONDS 1.5 /* PostgreSQL runs: longer, the server is noisier */
 #define MAX_THREADS 4
 
 static char bench_dir[512];
@@ -181,8 +182,10 @@ static void *appender_main(void *arg)
     return NULL;
 }
 
-/* Events per second appended by `threads` threads to `s`. */
-static double append_threads(eddy_store *s, int threads, size_t batch)
+/* Events per second appended by `threads` threads to `s`, for at most
+ * `seconds`. */
+static double append_threads(eddy_store *s, int threads, size_t batch,
+                             double seconds)
 {
     struct appender a[MAX_THREADS];
     pthread_t th[MAX_THREADS];
@@ -195,7 +198,7 @@ static double append_threads(eddy_store *s, int threads, size_t batch)
     }
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        a[t].deadline = t0 + RUN_SECONDS;
+        a[t].deadline = t0 + seconds;
         if (pthread_create(&th[t], NULL, appender_main, &a[t]) != 0)
             die("pthread_create", strerror(errno));
     }
@@ -216,7 +219,7 @@ static double append_run(eddy_sync_mode sync, int threads, size_t batch)
     char path[600];
     fresh_path(path, sizeof path, "append");
     eddy_store *s = open_store(path, sync);
-    double rate = append_threads(s, threads, batch);
+    double rate = append_threads(s, threads, batch, RUN_SECONDS);
     eddy_store_close(s);
     remove_db(path);
     return rate;
@@ -469,7 +472,7 @@ static double pg_append_run(int threads, size_t batch)
     char schema[64], url[1024];
     pg_fresh(schema, sizeof schema, url, sizeof url, NULL);
     eddy_store *s = open_url(url, EDDY_SYNC_FULL);
-    double rate = append_threads(s, threads, batch);
+    double rate = append_threads(s, threads, batch, PG_RUN_SECONDS);
     eddy_store_close(s);
     pg_drop(schema);
     return rate;
@@ -632,7 +635,7 @@ static double raw_pg_run(int mode, int threads, size_t batch)
     for (int t = 0; t < threads; t++) {
         w[t] = (struct raw_pg){.url = url, .mode = mode, .lock_key = key,
                                .n = per, .batch = batch, .start = start,
-                               .deadline = start + RUN_SECONDS};
+                               .deadline = start + PG_RUN_SECONDS};
         snprintf(w[t].stream, sizeof w[t].stream, "account-%d", t);
         w[t].evs = make_events(per, w[t].stream);
         w[t].payload = malloc(per * sizeof *w[t].payload);
@@ -661,49 +664,68 @@ static double raw_pg_run(int mode, int threads, size_t batch)
     return (double)total / (end - start);
 }
 
-/* 8 processes, each its own store handle, batches of 10, for 2 s. */
+/* `procs` processes, each its own store handle and stream, batches of 10,
+ * for PG_PROC_SECONDS; they start together once all have made their
+ * events. */
+#define PG_PROC_SECONDS 3.0
 static double pg_processes_run(int procs, const char *extra)
 {
     char schema[64], url[1024];
     pg_fresh(schema, sizeof schema, url, sizeof url, extra);
     eddy_store_close(open_url(url, EDDY_SYNC_FULL));
-    int fds[2];
-    if (pipe(fds) != 0)
+    int out[2], ready[2], go[2];
+    if (pipe(out) != 0 || pipe(ready) != 0 || pipe(go) != 0)
         die("pipe", strerror(errno));
-    /* The events are made before the clock (and the fork) starts. */
-    struct appender a = {.batch = 10, .n = 40000};
-    a.evs = make_events(a.n, "proc");
-    double start = now_s() + 0.5;
     pid_t pids[16];
     for (int p = 0; p < procs; p++) {
         pids[p] = fork();
         if (pids[p] < 0)
             die("fork", strerror(errno));
         if (pids[p] == 0) {
-            close(fds[0]);
-            a.store = open_url(url, EDDY_SYNC_FULL);
+            close(out[0]);
+            close(ready[0]);
+            close(go[1]);
+            struct appender a = {.batch = 10, .n = 60000};
             snprintf(a.stream, sizeof a.stream, "proc-%d", p);
-            while (now_s() < start)
-                usleep(1000);
-            a.deadline = start + 2.0;
+            a.evs = make_events(a.n, a.stream);
+            a.store = open_url(url, EDDY_SYNC_FULL);
+            char c = 'r';
+            if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 0)
+                _exit(1);
+            double t0 = now_s();
+            a.deadline = t0 + PG_PROC_SECONDS;
             appender_main(&a);
+            double rate = (double)a.done / (now_s() - t0);
             eddy_store_close(a.store);
-            dprintf(fds[1], "%zu\n", a.done);
+            dprintf(out[1], "%.0f\n", rate);
             _exit(0);
         }
     }
-    eddy_event_array_free(a.evs, a.n);
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    size_t total = 0, n;
-    while (f && fscanf(f, "%zu", &n) == 1)
-        total += n;
+    close(out[1]);
+    close(ready[1]);
+    close(go[0]);
+    for (int p = 0; p < procs; p++) {
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            die("processes", "a child did not start");
+    }
+    close(go[1]); /* all start */
+    FILE *f = fdopen(out[0], "r");
+    double total = 0, rate;
+    int reported = 0;
+    while (f && fscanf(f, "%lf", &rate) == 1) {
+        total += rate;
+        reported++;
+    }
     if (f)
         fclose(f);
+    close(ready[0]);
     for (int p = 0; p < procs; p++)
         waitpid(pids[p], NULL, 0);
+    if (reported != procs)
+        die("processes", "a child failed");
     pg_drop(schema);
-    return (double)total / 2.0;
+    return total;
 }
 
 struct wake_box {
@@ -817,6 +839,20 @@ static void pg_read_rates(void)
     pg_drop(schema);
 }
 
+/* The machine's load average (other work on it skews the figures). */
+static const char *loadavg(void)
+{
+    static char buf[64];
+    snprintf(buf, sizeof buf, "unknown");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fgets(buf, sizeof buf, f))
+            buf[strcspn(buf, "\n")] = 0;
+        fclose(f);
+    }
+    return buf;
+}
+
 /* The PostgreSQL part; returns store/raw for batches of 100, one writer. */
 static double bench_postgres(void)
 {
@@ -824,8 +860,9 @@ static double bench_postgres(void)
     if (PQstatus(pg_admin) != CONNECTION_OK)
         die(pg_base, PQerrorMessage(pg_admin));
     pg_admin_exec("SET client_min_messages = warning");
-    printf("PostgreSQL %d (server), libpq %d\n\n", PQserverVersion(pg_admin),
-           PQlibVersion());
+    printf("PostgreSQL %d (server), libpq %d, <= %.1f s per run; load "
+           "average before: %s\n", PQserverVersion(pg_admin), PQlibVersion(),
+           PG_RUN_SECONDS, loadavg());
     static const size_t batches[] = {1, 10, 100};
     double ratio = 0;
     printf("append throughput on PostgreSQL, durable, events/s\n");
@@ -857,6 +894,7 @@ static double bench_postgres(void)
     printf("another handle's subscription sees an append after (median): "
            "%.0f us with NOTIFY, %.0f us with eddy_notify=off (poll 100 ms)\n",
            pg_wake_us(NULL), pg_wake_us("&eddy_notify=off"));
+    printf("load average after: %s\n", loadavg());
     PQfinish(pg_admin);
     return ratio;
 }
