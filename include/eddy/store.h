@@ -435,6 +435,10 @@ typedef struct eddy_store_subscribe_options {
  * AFTER `after_position` (exclusive: pass the last position you processed,
  * 0 for the whole log) in pages, calls `fn` for each, then waits for new
  * commits and continues with them without polling delay, until stopped.
+ * A read that fails because the server is unreachable (EDDY_ECONNECT, say
+ * while PostgreSQL restarts) or busy (EDDY_EBUSY) is retried with backoff
+ * (up to 1 s apart) from the last record delivered; any other read error
+ * ends the subscription.
  * `opts` may be NULL. Returns EDDY_OK with `*out` (destructor:
  * eddy_store_subscription_free), or EDDY_EINVAL / EDDY_ENOMEM; `fn` is
  * never called if it fails, and never from inside this call. Thread-safe.

@@ -307,13 +307,14 @@ static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
     }
     im->nq = 0;
     if (dead) {
-        eddy_error e;
-        eddyi_error(&e, EDDY_ECONNECT, "PostgreSQL %s: the connection was "
-                    "lost (%s); the transaction was rolled back, nothing of "
-                    "it was stored", im->pg.where,
-                    first.code ? first.message : PQerrorMessage(c));
-        writer_lost(im, first.code ? first.message : NULL);
-        mark_broken(im, EDDY_ECONNECT, &e);
+        eddy_error why = first, e;
+        if (!why.code)
+            eddyi_pg_error(&im->pg, c, NULL, "connection", &why);
+        eddyi_error(&e, EDDY_ECONNECT, "%s; the transaction was rolled back, "
+                    "nothing of it was stored", why.message);
+        writer_lost(im, why.message);
+        im->broken = EDDY_ECONNECT; /* this explanation wins */
+        im->broken_err = e;
         if (lost)
             *lost = true;
         if (wanted && *wanted) {
@@ -449,7 +450,10 @@ static int pg_write_begin(void *impl, eddy_error *err)
 {
     pg_impl *im = impl;
     txn_reset(im);
-    if (eddyi_pg_conn_alive(im->writer))
+    /* A connection left inside a transaction (a native statement's doing)
+     * is not reused. */
+    if (eddyi_pg_conn_alive(im->writer) &&
+        PQtransactionStatus(im->writer->pg) == PQTRANS_IDLE)
         return EDDY_OK;
     return writer_connect(im, err);
 }
@@ -484,8 +488,14 @@ static int pg_write_commit(void *impl, eddy_error *err)
                          "COMMIT: the transaction may or may not have been "
                          "stored; appending the same events again is safe "
                          "(idempotent by event id)", im->pg.where);
-    im->broken = EDDY_OK; /* the transaction is over either way */
-    im->txn_sent = false;
+    if (rc == EDDY_OK || lost) {
+        txn_reset(im); /* the transaction is over */
+    } else {
+        /* Still open when a statement before COMMIT failed: the front's
+         * write_rollback ends it (after a failed COMMIT, its ROLLBACK only
+         * draws a warning). */
+        im->broken = EDDY_OK;
+    }
     return rc;
 }
 
