@@ -99,6 +99,14 @@
  * connection was down is lost). The payload is only a hint of where the head
  * is; delivery still reads the log.
  *
+ * LIMITS. Each job of a group commit runs in a savepoint, which PostgreSQL
+ * makes a subtransaction once it writes: a transaction of more than 64
+ * writing jobs (thousands of small asynchronous appends committed together)
+ * overflows the subtransaction cache of its backend, which slows other
+ * sessions' snapshots while it is open. One append's arrays travel as one
+ * statement: PostgreSQL refuses a parameter over 1 GB (10,000 events of
+ * 100 kB would be refused with EDDY_EIO).
+ *
  * FAULTS. A lost connection is reconnected with exponential backoff for up
  * to busy_timeout_ms per operation; the loss is logged once, the recovery
  * once. A transaction whose connection is lost before COMMIT was sent is
