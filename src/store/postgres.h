@@ -3,7 +3,8 @@
  * its design, and what its source files share.
  *
  *   postgres.c         the backend table: the writer's transaction, append,
- *                      snapshots, reads, info
+ *                      snapshots, opening
+ *   postgres_read.c    reads on the pool of reader connections
  *   postgres_conn.c    connections: URL options, connecting and reconnecting
  *                      with backoff, statements, parameters, errors
  *   postgres_schema.c  the tables and their versioned migrations
@@ -164,6 +165,9 @@ struct eddyi_pg {
     char channel[64];        /* NOTIFY channel of this store */
     atomic_uint generation;  /* bumped when a dead connection is found */
     atomic_bool lost;        /* a loss was reported, no recovery yet */
+    pthread_mutex_t pool_mu; /* guards the idle reader connections */
+    eddyi_pg_conn *idle;
+    size_t idle_count;
 };
 
 /* ---- postgres_conn.c -------------------------------------------------- */
@@ -280,6 +284,29 @@ int eddyi_pg_exec_simple(eddyi_pg *pg, eddyi_pg_conn *c, const char *sql,
  */
 int eddyi_pg_error(eddyi_pg *pg, PGconn *c, const PGresult *r,
                    const char *what, eddy_error *err);
+
+/* ---- postgres_read.c -------------------------------------------------- */
+
+/* Gives a reader connection back to the pool (a dead one, or one over the
+ * pool's size, is closed). */
+void eddyi_pg_pool_put(eddyi_pg *pg, eddyi_pg_conn *c);
+/* Closes the idle reader connections (at close). */
+void eddyi_pg_pool_clear(eddyi_pg *pg);
+
+/* The backend's read functions (backend.h); `impl` is the backend's, whose
+ * first member is its eddyi_pg. Any thread. */
+int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
+                       int64_t start_key, size_t max_rows, size_t max_bytes,
+                       eddyi_row *rows, size_t *n, eddy_error *err);
+int eddyi_pg_head(void *impl, int64_t *head, eddy_error *err);
+int eddyi_pg_stream_version(void *impl, const char *stream_id,
+                            int64_t *version, eddy_error *err);
+int eddyi_pg_streams_page(void *impl, const char *after, size_t max,
+                          char **ids, int64_t *versions, size_t *n,
+                          eddy_error *err);
+int eddyi_pg_snapshot_load(void *impl, const char *stream_id, int64_t *version,
+                           int *schema_version, char **state, eddy_error *err);
+int eddyi_pg_info(void *impl, eddy_store_info *info, eddy_error *err);
 
 /* ---- postgres_schema.c ------------------------------------------------ */
 
