@@ -7,7 +7,9 @@
  *    every event after its append returned; the parent SIGKILLs it at a
  *    random moment, then checks through a new store handle that every
  *    acknowledged event is stored at its acknowledged position, that the
- *    log has no gaps and that stream versions are contiguous.
+ *    log has no gaps and that stream versions are contiguous (once the
+ *    child's server backends are gone: one that had received COMMIT still
+ *    commits, unacknowledged).
  * 2. 3 rounds: while threads of this process append (retrying each failed
  *    append with the same events until it succeeds: a commit in doubt
  *    included) and another store handle follows the log with a live
@@ -167,6 +169,22 @@ static void verify(const acks *a, const char *what, int round)
 
 /* ---- 1. the appending process killed ---------------------------------------- */
 
+/* Waits until the killed child's server backends are gone. A backend that
+ * had received its client's COMMIT finishes it after the client died (the
+ * events are stored, unacknowledged): the check must not race that commit. */
+static void wait_child_backends_gone(int round)
+{
+    int64_t deadline = now_ms() + 20000;
+    while (pgt_query_int(&server, "postgres",
+                         "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                         "'crash' AND application_name LIKE 'eddy %'") != 0) {
+        if (now_ms() > deadline)
+            fail_msg("round %d: the killed child's backends are still there",
+                     round);
+        usleep(10000);
+    }
+}
+
 typedef struct child_ctx {
     eddy_store *store;
     int fd;
@@ -258,6 +276,7 @@ static void test_sigkill_appender(void **state)
         while (read_acks(fds[0], &all, 1000))
             ;
         close(fds[0]);
+        wait_child_backends_gone(round);
         verify(&all, "appender kill", round);
     }
     print_message("%zu acknowledged events over %d kills of the appender\n",
