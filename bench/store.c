@@ -18,9 +18,27 @@
  *               snapshots (every 100 events)
  * The last line is `store/raw-sqlite append ratio: R` for batches of 100,
  * one thread, durable.
+ *
+ * With EDDY_BENCH_POSTGRES=URL (a database the benchmark may create schemas
+ * in), the same on PostgreSQL, each run in a fresh schema (selected with
+ * libpq's options=-csearch_path, so the URL must not set `options`):
+ *   append        batches of 1, 10, 100; 1 and 4 writer threads; durable
+ *   raw-postgres  the same rows into the same schema with raw libpq, 1 and
+ *                 4 connections, one round trip per batch in pipeline mode
+ *                 (BEGIN, the append lock, the inserts, the stream row,
+ *                 COMMIT), the inserts either one multi-row INSERT from
+ *                 binary arrays or one INSERT per row: the faster of the two
+ *                 is the baseline
+ *   processes     8 processes appending batches of 10, NOTIFY on and off
+ *   read          the global log through a cursor and a live subscription
+ *   wake-up       how soon another store handle's subscription sees an
+ *                 append, NOTIFY on and off
+ * ending with `store/raw-postgres append ratio: R` (batches of 100, one
+ * writer). `store --postgres-only [DIR]` skips the SQLite part.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +47,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "eddy/sqlite.h"
 
 #include "eddy/eddy.h"
 #include "eddy/es.h"
+#include "store/postgres.h"
 
 #define RUNS 5
 #define RUN_SECONDS 0.5
+#define PG_RUN_SECONDS 1.5 /* PostgreSQL runs: longer, the server is noisier */
 #define MAX_THREADS 4
 
 static char bench_dir[512];
@@ -81,6 +104,17 @@ static void remove_db(const char *path)
         snprintf(p, sizeof p, "%s%s", path, sfx[i]);
         unlink(p);
     }
+}
+
+static eddy_store *open_url(const char *url, eddy_sync_mode sync)
+{
+    eddy_store_options o = {0};
+    o.sync = sync;
+    eddy_error err = {0};
+    eddy_store *s = eddy_store_open(url, &o, &err);
+    if (!s)
+        die(url, err.message);
+    return s;
 }
 
 static eddy_store *open_store(const char *path, eddy_sync_mode sync)
@@ -150,12 +184,11 @@ static void *appender_main(void *arg)
     return NULL;
 }
 
-/* One run: events per second appended by `threads` threads. */
-static double append_run(eddy_sync_mode sync, int threads, size_t batch)
+/* Events per second appended by `threads` threads to `s`, for at most
+ * `seconds`. */
+static double append_threads(eddy_store *s, int threads, size_t batch,
+                             double seconds)
 {
-    char path[600];
-    fresh_path(path, sizeof path, "append");
-    eddy_store *s = open_store(path, sync);
     struct appender a[MAX_THREADS];
     pthread_t th[MAX_THREADS];
     size_t per = budget(batch) / (size_t)threads;
@@ -167,7 +200,7 @@ static double append_run(eddy_sync_mode sync, int threads, size_t batch)
     }
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
-        a[t].deadline = t0 + RUN_SECONDS;
+        a[t].deadline = t0 + seconds;
         if (pthread_create(&th[t], NULL, appender_main, &a[t]) != 0)
             die("pthread_create", strerror(errno));
     }
@@ -179,9 +212,19 @@ static double append_run(eddy_sync_mode sync, int threads, size_t batch)
     double elapsed = now_s() - t0;
     for (int t = 0; t < threads; t++)
         eddy_event_array_free(a[t].evs, per);
+    return (double)total / elapsed;
+}
+
+/* One run: events per second appended by `threads` threads. */
+static double append_run(eddy_sync_mode sync, int threads, size_t batch)
+{
+    char path[600];
+    fresh_path(path, sizeof path, "append");
+    eddy_store *s = open_store(path, sync);
+    double rate = append_threads(s, threads, batch, RUN_SECONDS);
     eddy_store_close(s);
     remove_db(path);
-    return (double)total / elapsed;
+    return rate;
 }
 
 /* ---- the raw SQLite baseline --------------------------------------------------- */
@@ -391,6 +434,473 @@ static double load_ms(eddy_repository *repo, const char *id, size_t len, int rep
     return median(v, reps);
 }
 
+/* ---- PostgreSQL ------------------------------------------------------------ */
+
+static const char *pg_base; /* EDDY_BENCH_POSTGRES */
+static PGconn *pg_admin;
+static int pg_schema_seq;
+
+static void pg_admin_exec(const char *sql)
+{
+    PGresult *r = PQexec(pg_admin, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        die(sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* A fresh schema, and the URL of a store in it (`extra`: more options). */
+static void pg_fresh(char *schema, size_t ssize, char *url, size_t usize,
+                     const char *extra)
+{
+    snprintf(schema, ssize, "eddy_bench_%d_%d", (int)getpid(), pg_schema_seq++);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s",
+             schema, schema);
+    pg_admin_exec(sql);
+    snprintf(url, usize, "%s%soptions=-csearch_path%%3D%s%s", pg_base,
+             strchr(pg_base, '?') ? "&" : "?", schema, extra ? extra : "");
+}
+
+static void pg_drop(const char *schema)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", schema);
+    pg_admin_exec(sql);
+}
+
+static double pg_append_run(int threads, size_t batch)
+{
+    char schema[64], url[1024];
+    pg_fresh(schema, sizeof schema, url, sizeof url, NULL);
+    eddy_store *s = open_url(url, EDDY_SYNC_FULL);
+    double rate = append_threads(s, threads, batch, PG_RUN_SECONDS);
+    eddy_store_close(s);
+    pg_drop(schema);
+    return rate;
+}
+
+enum { RAW_MULTI, RAW_ROWS };
+
+struct raw_pg {
+    const char *url;
+    int mode;
+    int32_t lock_key;
+    char stream[32];
+    size_t n, batch, done;
+    eddy_event **evs;
+    char **payload;
+    size_t *plen;
+    double start, deadline;
+};
+
+static void pg_check(PGconn *c, PGresult *r, const char *what)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+        st != PGRES_PIPELINE_SYNC)
+        die(what, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+}
+
+static void pg_prepare(PGconn *c, const char *name, const char *sql)
+{
+    PGresult *r = PQprepare(c, name, sql, 0, NULL);
+    pg_check(c, r, sql);
+    PQclear(r);
+}
+
+/*
+ * The rows the store writes, written by hand: one pipeline per batch
+ * (BEGIN, the append lock that gap-free positions need with several
+ * writers, the events at max(position)+1.., the stream row, COMMIT) and one
+ * round trip. Payloads are encoded before the clock starts.
+ */
+static void *raw_pg_main(void *arg)
+{
+    struct raw_pg *w = arg;
+    PGconn *c = PQconnectdb(w->url);
+    if (PQstatus(c) != CONNECTION_OK)
+        die(w->url, PQerrorMessage(c));
+    pg_prepare(c, "b", "BEGIN");
+    pg_prepare(c, "c", "COMMIT");
+    pg_prepare(c, "l", "SELECT pg_advisory_xact_lock($1::int4, $2::int4)");
+    pg_prepare(c, "m",
+               "INSERT INTO eddy_events(position, id, stream_id, stream_version, "
+               "type, time_us, recorded_us, payload) SELECT m.p + e.n, e.id, $1::text, "
+               "$2::int8 + e.n, e.type, e.t, $3::int8, e.payload FROM (SELECT "
+               "COALESCE(max(position), 0) AS p FROM eddy_events) m, "
+               "unnest($4::text[], $5::text[], $6::int8[], $7::bytea[]) WITH "
+               "ORDINALITY AS e(id, type, t, payload, n)");
+    pg_prepare(c, "r",
+               "INSERT INTO eddy_events(position, id, stream_id, stream_version, "
+               "type, time_us, recorded_us, payload) VALUES((SELECT "
+               "COALESCE(max(position), 0) + 1 FROM eddy_events), $1, $2, $3, $4, "
+               "$5, $6, $7::bytea)");
+    pg_prepare(c, "u",
+               "INSERT INTO eddy_streams(stream_id, version) VALUES($1, $2) ON "
+               "CONFLICT (stream_id) DO UPDATE SET version = excluded.version");
+    if (!PQenterPipelineMode(c))
+        die("pipeline", PQerrorMessage(c));
+    char lk1[16], lk2[16];
+    snprintf(lk1, sizeof lk1, "%d", EDDYI_PG_LOCK_CLASS);
+    snprintf(lk2, sizeof lk2, "%d", w->lock_key);
+    const char *lock_v[] = {lk1, lk2};
+    while (now_s() < w->start)
+        ;
+    for (size_t i = 0; i + w->batch <= w->n && now_s() < w->deadline;
+         i += w->batch) {
+        int sent = 0;
+        char rec[32], ver[32], ver_after[32];
+        snprintf(rec, sizeof rec, "%lld", (long long)eddy_now_us());
+        snprintf(ver, sizeof ver, "%zu", i);
+        snprintf(ver_after, sizeof ver_after, "%zu", i + w->batch);
+        sent += PQsendQueryPrepared(c, "b", 0, NULL, NULL, NULL, 0);
+        sent += PQsendQueryPrepared(c, "l", 2, lock_v, NULL, NULL, 0);
+        eddyi_pg_buf ids = {0}, types = {0}, times = {0}, pays = {0};
+        if (w->mode == RAW_MULTI) {
+            int32_t n = (int32_t)w->batch;
+            eddyi_pg_array_begin(&ids, EDDYI_PG_TEXT, n, false);
+            eddyi_pg_array_begin(&types, EDDYI_PG_TEXT, n, false);
+            eddyi_pg_array_begin(&times, EDDYI_PG_INT8, n, false);
+            eddyi_pg_array_begin(&pays, EDDYI_PG_BYTEA, n, false);
+            for (size_t k = i; k < i + w->batch; k++) {
+                const char *id = eddy_event_id(w->evs[k]);
+                const char *type = eddy_event_type(w->evs[k]);
+                eddyi_pg_array_elem(&ids, id, strlen(id));
+                eddyi_pg_array_elem(&types, type, strlen(type));
+                eddyi_pg_buf_i32(&times, 8);
+                eddyi_pg_buf_i64(&times, eddy_event_time(w->evs[k]));
+                eddyi_pg_array_elem(&pays, w->payload[k], w->plen[k]);
+            }
+            const char *v[] = {w->stream, ver, rec, ids.p, types.p, times.p,
+                               pays.p};
+            int l[] = {0, 0, 0, (int)ids.n, (int)types.n, (int)times.n,
+                       (int)pays.n};
+            int f[] = {0, 0, 0, 1, 1, 1, 1};
+            sent += PQsendQueryPrepared(c, "m", 7, v, l, f, 0);
+        } else {
+            for (size_t k = i; k < i + w->batch; k++) {
+                char kv[32], t[32];
+                snprintf(kv, sizeof kv, "%zu", k + 1);
+                snprintf(t, sizeof t, "%lld", (long long)eddy_event_time(w->evs[k]));
+                const char *v[] = {eddy_event_id(w->evs[k]), w->stream, kv,
+                                   eddy_event_type(w->evs[k]), t, rec,
+                                   w->payload[k]};
+                int l[] = {0, 0, 0, 0, 0, 0, (int)w->plen[k]};
+                int f[] = {0, 0, 0, 0, 0, 0, 1};
+                sent += PQsendQueryPrepared(c, "r", 7, v, l, f, 0);
+            }
+        }
+        const char *uv[] = {w->stream, ver_after};
+        sent += PQsendQueryPrepared(c, "u", 2, uv, NULL, NULL, 0);
+        sent += PQsendQueryPrepared(c, "c", 0, NULL, NULL, NULL, 0);
+        if (!PQpipelineSync(c))
+            die("sync", PQerrorMessage(c));
+        eddyi_pg_buf_free(&ids);
+        eddyi_pg_buf_free(&types);
+        eddyi_pg_buf_free(&times);
+        eddyi_pg_buf_free(&pays);
+        for (int q = 0; q < sent; q++) {
+            PGresult *r = PQgetResult(c);
+            pg_check(c, r, "raw statement");
+            PQclear(r);
+            while ((r = PQgetResult(c)) != NULL)
+                PQclear(r);
+        }
+        PGresult *r = PQgetResult(c);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            die("raw", "no pipeline sync");
+        PQclear(r);
+        w->done += w->batch;
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static double raw_pg_run(int mode, int threads, size_t batch)
+{
+    char schema[64], url[1024];
+    pg_fresh(schema, sizeof schema, url, sizeof url, NULL);
+    eddy_store_close(open_url(url, EDDY_SYNC_FULL)); /* the same schema */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT '%s.eddy_events'::regclass::oid::bigint", schema);
+    PGresult *r = PQexec(pg_admin, sql);
+    pg_check(pg_admin, r, sql);
+    int32_t key = (int32_t)(uint32_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    struct raw_pg w[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    size_t per = budget(batch) / (size_t)threads;
+    per -= per % batch;
+    double start = now_s() + 0.2; /* after every connection is up */
+    for (int t = 0; t < threads; t++) {
+        w[t] = (struct raw_pg){.url = url, .mode = mode, .lock_key = key,
+                               .n = per, .batch = batch, .start = start,
+                               .deadline = start + PG_RUN_SECONDS};
+        snprintf(w[t].stream, sizeof w[t].stream, "account-%d", t);
+        w[t].evs = make_events(per, w[t].stream);
+        w[t].payload = malloc(per * sizeof *w[t].payload);
+        w[t].plen = malloc(per * sizeof *w[t].plen);
+        for (size_t i = 0; i < per; i++)
+            w[t].payload[i] = eddy_event_encode(w[t].evs[i], &w[t].plen[i]);
+    }
+    for (int t = 0; t < threads; t++)
+        if (pthread_create(&th[t], NULL, raw_pg_main, &w[t]) != 0)
+            die("pthread_create", strerror(errno));
+    size_t total = 0;
+    double end = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        total += w[t].done;
+    }
+    end = now_s();
+    for (int t = 0; t < threads; t++) {
+        for (size_t i = 0; i < per; i++)
+            free(w[t].payload[i]);
+        free(w[t].payload);
+        free(w[t].plen);
+        eddy_event_array_free(w[t].evs, per);
+    }
+    pg_drop(schema);
+    return (double)total / (end - start);
+}
+
+/* `procs` processes, each its own store handle and stream, batches of 10,
+ * for PG_PROC_SECONDS; they start together once all have made their
+ * events. */
+#define PG_PROC_SECONDS 3.0
+static double pg_processes_run(int procs, const char *extra)
+{
+    char schema[64], url[1024];
+    pg_fresh(schema, sizeof schema, url, sizeof url, extra);
+    eddy_store_close(open_url(url, EDDY_SYNC_FULL));
+    int out[2], ready[2], go[2];
+    if (pipe(out) != 0 || pipe(ready) != 0 || pipe(go) != 0)
+        die("pipe", strerror(errno));
+    pid_t pids[16];
+    for (int p = 0; p < procs; p++) {
+        pids[p] = fork();
+        if (pids[p] < 0)
+            die("fork", strerror(errno));
+        if (pids[p] == 0) {
+            close(out[0]);
+            close(ready[0]);
+            close(go[1]);
+            struct appender a = {.batch = 10, .n = 60000};
+            snprintf(a.stream, sizeof a.stream, "proc-%d", p);
+            a.evs = make_events(a.n, a.stream);
+            a.store = open_url(url, EDDY_SYNC_FULL);
+            char c = 'r';
+            if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 0)
+                _exit(1);
+            double t0 = now_s();
+            a.deadline = t0 + PG_PROC_SECONDS;
+            appender_main(&a);
+            double rate = (double)a.done / (now_s() - t0);
+            eddy_store_close(a.store);
+            dprintf(out[1], "%.0f\n", rate);
+            _exit(0);
+        }
+    }
+    close(out[1]);
+    close(ready[1]);
+    close(go[0]);
+    for (int p = 0; p < procs; p++) {
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            die("processes", "a child did not start");
+    }
+    close(go[1]); /* all start */
+    FILE *f = fdopen(out[0], "r");
+    double total = 0, rate;
+    int reported = 0;
+    while (f && fscanf(f, "%lf", &rate) == 1) {
+        total += rate;
+        reported++;
+    }
+    if (f)
+        fclose(f);
+    close(ready[0]);
+    for (int p = 0; p < procs; p++)
+        waitpid(pids[p], NULL, 0);
+    if (reported != procs)
+        die("processes", "a child failed");
+    pg_drop(schema);
+    return total;
+}
+
+struct wake_box {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int64_t n;
+};
+
+static int wake_count(const eddy_record *rec, void *user)
+{
+    struct wake_box *b = user;
+    pthread_mutex_lock(&b->mu);
+    b->n++;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->mu);
+    (void)rec;
+    return 0;
+}
+
+/* Median microseconds from an append on one store handle to the callback
+ * of a subscription on another (as another process would see it). */
+static double pg_wake_us(const char *extra)
+{
+    char schema[64], url[1024];
+    pg_fresh(schema, sizeof schema, url, sizeof url, extra);
+    eddy_store *w = open_url(url, EDDY_SYNC_FULL);
+    eddy_store *r = open_url(url, EDDY_SYNC_FULL);
+    struct wake_box b = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                         .cond = PTHREAD_COND_INITIALIZER};
+    eddy_store_subscription *sub = NULL;
+    eddy_error err = {0};
+    if (eddy_store_subscribe(r, 0, wake_count, &b, NULL, &sub, &err) != EDDY_OK)
+        die("subscribe", err.message);
+    usleep(200000);
+    enum { N = 21 };
+    double v[N];
+    eddy_event **evs = make_events(N, "wake");
+    for (int i = 0; i < N; i++) {
+        double t0 = now_s();
+        if (eddy_store_append(w, "wake", EDDY_EXPECT_ANY, &evs[i], 1, NULL, &err) !=
+            EDDY_OK)
+            die("append", err.message);
+        pthread_mutex_lock(&b.mu);
+        while (b.n < i + 1)
+            pthread_cond_wait(&b.cond, &b.mu);
+        pthread_mutex_unlock(&b.mu);
+        v[i] = (now_s() - t0) * 1e6;
+        usleep(20000 + (useconds_t)(rand() % 20000)); /* off the poll's beat */
+    }
+    eddy_event_array_free(evs, N);
+    eddy_store_subscription_free(sub);
+    eddy_store_close(r);
+    eddy_store_close(w);
+    pg_drop(schema);
+    return median(v, N);
+}
+
+static int read_count(const eddy_record *rec, void *user)
+{
+    (void)rec;
+    (*(int64_t *)user)++;
+    return 0;
+}
+
+static void pg_read_rates(void)
+{
+    char schema[64], url[1024];
+    pg_fresh(schema, sizeof schema, url, sizeof url, NULL);
+    eddy_store *s = open_url(url, EDDY_SYNC_NORMAL);
+    enum { TOTAL = 100000, CHUNK = 1000 };
+    for (int i = 0; i < TOTAL / CHUNK; i++) {
+        char sid[32];
+        snprintf(sid, sizeof sid, "read-%d", i % 10);
+        eddy_event **evs = make_events(CHUNK, sid);
+        eddy_error err = {0};
+        if (eddy_store_append(s, sid, EDDY_EXPECT_ANY, evs, CHUNK, NULL, &err) !=
+            EDDY_OK)
+            die("populate", err.message);
+        eddy_event_array_free(evs, CHUNK);
+    }
+    double cv[RUNS], sv[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        eddy_error err = {0};
+        eddy_cursor *c = NULL;
+        eddy_record rec;
+        int64_t seen = 0;
+        double t0 = now_s();
+        if (eddy_store_read_all(s, 1, 0, &c, &err) != EDDY_OK)
+            die("read_all", err.message);
+        while (eddy_cursor_next(c, &rec, &err) > 0)
+            seen++;
+        cv[r] = (double)seen / (now_s() - t0);
+        eddy_cursor_free(c);
+        if (seen != TOTAL)
+            die("read_all", "short read");
+        int64_t got = 0;
+        eddy_store_subscription *sub = NULL;
+        t0 = now_s();
+        if (eddy_store_subscribe(s, 0, read_count, &got, NULL, &sub, &err) !=
+            EDDY_OK)
+            die("subscribe", err.message);
+        while (eddy_store_subscription_position(sub) < TOTAL)
+            usleep(500);
+        sv[r] = (double)TOTAL / (now_s() - t0);
+        eddy_store_subscription_free(sub);
+    }
+    printf("read the global log (%d events): cursor %.0f events/s, live "
+           "subscription catching up %.0f events/s\n",
+           TOTAL, median(cv, RUNS), median(sv, RUNS));
+    eddy_store_close(s);
+    pg_drop(schema);
+}
+
+/* The machine's load average (other work on it skews the figures). */
+static const char *loadavg(void)
+{
+    static char buf[64];
+    snprintf(buf, sizeof buf, "unknown");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fgets(buf, sizeof buf, f))
+            buf[strcspn(buf, "\n")] = 0;
+        fclose(f);
+    }
+    return buf;
+}
+
+/* The PostgreSQL part; returns store/raw for batches of 100, one writer. */
+static double bench_postgres(void)
+{
+    pg_admin = PQconnectdb(pg_base);
+    if (PQstatus(pg_admin) != CONNECTION_OK)
+        die(pg_base, PQerrorMessage(pg_admin));
+    pg_admin_exec("SET client_min_messages = warning");
+    printf("PostgreSQL %d (server), libpq %d, <= %.1f s per run; load "
+           "average before: %s\n", PQserverVersion(pg_admin), PQlibVersion(),
+           PG_RUN_SECONDS, loadavg());
+    static const size_t batches[] = {1, 10, 100};
+    double ratio = 0;
+    printf("append throughput on PostgreSQL, durable, events/s\n");
+    printf("%-8s %7s %12s %12s %12s %12s\n", "writers", "batch", "store",
+           "raw-multi", "raw-rows", "store/raw");
+    for (size_t bi = 0; bi < 3; bi++)
+        for (int threads = 1; threads <= MAX_THREADS; threads += MAX_THREADS - 1) {
+            double st[RUNS], multi[RUNS], rows[RUNS];
+            for (int r = 0; r < RUNS; r++) {
+                multi[r] = raw_pg_run(RAW_MULTI, threads, batches[bi]);
+                rows[r] = raw_pg_run(RAW_ROWS, threads, batches[bi]);
+                st[r] = pg_append_run(threads, batches[bi]);
+            }
+            double sm = median(st, RUNS), mm = median(multi, RUNS),
+                   rm = median(rows, RUNS);
+            double raw = mm > rm ? mm : rm;
+            printf("%-8d %7zu %12.0f %12.0f %12.0f %12.2f\n", threads,
+                   batches[bi], sm, mm, rm, sm / raw);
+            if (threads == 1 && batches[bi] == 100)
+                ratio = sm / raw;
+        }
+    double one = pg_processes_run(1, NULL);
+    double eight = pg_processes_run(8, NULL);
+    double eight_off = pg_processes_run(8, "&eddy_notify=off");
+    printf("\nprocesses appending batches of 10 (each its own store handle), "
+           "events/s: 1 process %.0f; 8 processes %.0f (NOTIFY on), %.0f "
+           "(NOTIFY off)\n", one, eight, eight_off);
+    pg_read_rates();
+    printf("another handle's subscription sees an append after (median): "
+           "%.0f us with NOTIFY, %.0f us with eddy_notify=off (poll 100 ms)\n",
+           pg_wake_us(NULL), pg_wake_us("&eddy_notify=off"));
+    printf("load average after: %s\n", loadavg());
+    PQfinish(pg_admin);
+    return ratio;
+}
+
 /* ---- machine ------------------------------------------------------------------- */
 
 static void print_machine(void)
@@ -420,6 +930,17 @@ static void print_machine(void)
 
 int main(int argc, char **argv)
 {
+    bool sqlite = true;
+    if (argc > 1 && strcmp(argv[1], "--postgres-only") == 0) {
+        sqlite = false;
+        argc--;
+        argv++;
+    }
+    pg_base = getenv("EDDY_BENCH_POSTGRES");
+    if (pg_base && !*pg_base)
+        pg_base = NULL;
+    if (!sqlite && !pg_base)
+        die("--postgres-only", "set EDDY_BENCH_POSTGRES to a PostgreSQL URL");
     const char *base = argc > 1 ? argv[1] : getenv("TMPDIR");
     snprintf(bench_dir, sizeof bench_dir, "%s/eddy-bench-store-XXXXXX",
              base && *base ? base : "/tmp");
@@ -427,6 +948,12 @@ int main(int argc, char **argv)
         die(bench_dir, strerror(errno));
     setvbuf(stdout, NULL, _IOLBF, 0);
     print_machine();
+    if (!sqlite) {
+        double r = bench_postgres();
+        rmdir(bench_dir);
+        printf("\nstore/raw-postgres append ratio: %.2f\n", r);
+        return 0;
+    }
 
     static const size_t batches[] = {1, 10, 100, 1000};
     static const eddy_sync_mode syncs[] = {EDDY_SYNC_FULL, EDDY_SYNC_NORMAL};
@@ -507,6 +1034,9 @@ int main(int argc, char **argv)
     remove_db(path);
     rmdir(bench_dir);
 
+    double pg_ratio = pg_base ? bench_postgres() : 0;
     printf("\nstore/raw-sqlite append ratio: %.2f\n", ratio_store / ratio_raw);
+    if (pg_base)
+        printf("store/raw-postgres append ratio: %.2f\n", pg_ratio);
     return 0;
 }

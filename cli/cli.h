@@ -47,6 +47,15 @@ const char *cli_store_url(const char *opt);
  * URL: REASON". */
 eddy_store *cli_store_open_existing(const char *url, bool write);
 
+/*
+ * Commands built on the store's state operations (checkpoints, inbox,
+ * retries, dead letters, outbox, sagas, projections, the subscription
+ * registry) cannot run on a PostgreSQL store yet. Returns 0 for any other
+ * URL; for a postgres:// or postgresql:// one, prints what is missing for
+ * `command` and returns 2.
+ */
+int cli_store_state_check(const char *url, const char *command);
+
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);
 

@@ -65,6 +65,22 @@ eddy_store *cli_store_open_existing(const char *url, bool write)
     return s;
 }
 
+int cli_store_state_check(const char *url, const char *command)
+{
+    if (!url || (strncmp(url, "postgres://", 11) != 0 &&
+                 strncmp(url, "postgresql://", 13) != 0))
+        return 0;
+    return cli_fail(2,
+                    "%s: not yet supported on a PostgreSQL store: it needs the "
+                    "store's state operations (checkpoints, inbox, retries, "
+                    "dead letters, outbox, sagas, projections, the "
+                    "subscription registry), which only the SQLite store has "
+                    "so far. On PostgreSQL, eddy has the event log: append, "
+                    "events, streams, store info and live subscriptions. Use "
+                    "--store sqlite:PATH for %s.",
+                    command, command);
+}
+
 int cli_is_help(const char *arg)
 {
     return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);

@@ -16,12 +16,15 @@ mode=${1:-full}
 demo=(
   build-essential cmake pkg-config
   libjansson-dev libsqlite3-dev uuid-dev libpcre2-dev libmicrohttpd-dev
+  libpq-dev
 )
 full=(
   "${demo[@]}"
   sqlite3 libcmocka-dev
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
   openssl groff-base man-db
+  # a throwaway PostgreSQL server for the store tests (scripts/test-servers.sh)
+  postgresql procps util-linux
   # Graphviz: eddy graph --format svg|png (tests/cli/graph.sh)
   graphviz
   # headless, for the dashboard tests (tests/test_http_dashboard.c)
@@ -48,5 +51,12 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql package creates (and may start) a "main" cluster; the
+# tests start their own servers (scripts/test-servers.sh), never a service.
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" |
+    $sudo tee /etc/postgresql-common/createcluster.d/eddy.conf >/dev/null
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

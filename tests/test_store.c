@@ -124,9 +124,10 @@ static void test_urls(void **state)
 {
     (void)state;
     eddy_error err = {0};
-    assert_null(eddy_store_open("postgres://localhost/db", NULL, &err));
+    assert_null(eddy_store_open("mysql://localhost/db", NULL, &err));
     assert_int_equal(err.code, EDDY_EUNSUPPORTED);
-    assert_non_null(strstr(err.message, "\"postgres\""));
+    assert_non_null(strstr(err.message, "\"mysql\""));
+    assert_non_null(strstr(err.message, "postgres://"));
     assert_null(eddy_store_open("", NULL, &err));
     assert_int_equal(err.code, EDDY_EINVAL);
     assert_null(eddy_store_open("sqlite:", NULL, &err));

@@ -10,9 +10,34 @@
  * back as equal events (eddy_event_equal).
  *
  * A store is chosen by a URL: "sqlite:PATH" or a bare PATH is the embedded
- * SQLite backend (no server; the file is created when missing). Other
- * schemes (postgres://...) plug in behind the same API later; an unknown
+ * SQLite backend (no server; the file is created when missing);
+ * "postgres://..." or "postgresql://..." is the PostgreSQL backend, for
+ * many processes on many machines sharing one store (below). An unknown
  * scheme fails with EDDY_EUNSUPPORTED naming it.
+ *
+ * POSTGRESQL. The URL goes to libpq as it is, so every libpq connection
+ * option works (sslmode, passfile, service, host lists, options=-csearch_path
+ * %3DNAME to put the tables in another schema, ...), less eddy's own options,
+ * which are removed first:
+ *   eddy_notify=on|off  other processes' subscriptions and eddy_store_wait
+ *                       are woken through LISTEN/NOTIFY (default on; NOTIFY
+ *                       takes a cluster-wide lock at commit);
+ *   eddy_poll_ms=N      how often each store handle polls the head as well:
+ *                       the fallback for a missed notification, or the only
+ *                       way with eddy_notify=off (default 1000 with NOTIFY,
+ *                       100 without).
+ * Positions stay gap-free and in commit order across processes: appends take
+ * a transaction-level advisory lock held until their commit is visible, so a
+ * reader that sees position N sees every position below it and no
+ * subscriber ever skips a late commit (the argument, with PostgreSQL's
+ * sources: src/store/postgres.h). The cost: appending commits of different
+ * processes take turns. busy_timeout_ms bounds the wait for that lock and
+ * for a lost server (reconnection with backoff). The sync modes map to
+ * synchronous_commit: FULL keeps on (or a stronger server setting), NORMAL
+ * and OFF set off (a server crash may lose the last commits; an eddy
+ * process crash loses nothing acknowledged). The store's state operations
+ * (durable subscriptions, projections, sagas, outbox, dead letters) are
+ * SQLite-only for now: they fail with EDDY_EUNSUPPORTED on PostgreSQL.
  *
  * DURABILITY. eddy_store_append() returns only after the transaction holding
  * the events has committed with the store's sync mode (see eddy_sync_mode).
@@ -30,7 +55,8 @@
  * serialises their writers and positions stay gap-free, but live
  * notification (subscriptions, eddy_store_wait) is only instant for appends
  * made through the same eddy_store handle; appends by other processes are
- * noticed within about a second.
+ * noticed within about a second. On PostgreSQL, appends by other processes
+ * wake subscriptions at once (NOTIFY), or within eddy_poll_ms.
  */
 #ifndef EDDY_STORE_H
 #define EDDY_STORE_H
@@ -115,10 +141,14 @@ typedef struct eddy_store_options {
 
 /*
  * Opens (creating if missing, unless read_only) the store at `url`:
- * "sqlite:PATH" or a bare PATH. `opts` may be NULL for the defaults.
- * An older store file is upgraded to the current schema in one transaction.
+ * "sqlite:PATH", a bare PATH, or "postgres://..." / "postgresql://...".
+ * `opts` may be NULL for the defaults. An older store is upgraded to the
+ * current schema in one transaction.
  * Returns a new store (destructor: eddy_store_close), or NULL with `err`:
  *   EDDY_EUNSUPPORTED  unknown URL scheme (named in the message);
+ *   EDDY_ECONNECT      PostgreSQL unreachable, authentication refused, no
+ *                      such database (libpq's reason in the message);
+ *   EDDY_EINVAL        an unknown or bad eddy_ option in a postgres URL;
  *   EDDY_ECORRUPT      "FILE is not an eddy store" (another SQLite
  *                      database, a text file, ...);
  *   EDDY_EVERSION      "FILE has store schema version 7, this eddy supports
@@ -179,6 +209,11 @@ typedef struct eddy_append_result {
  *   EDDY_EDUPLICATE  an id already stored with different content or in
  *                    another stream;
  *   EDDY_ESTATE      the store is read-only or closing;
+ *   EDDY_EINDOUBT    (PostgreSQL) the connection was lost during COMMIT: the
+ *                    events may or may not be stored; appending the same
+ *                    events again is safe (idempotence, above);
+ *   EDDY_ECONNECT    (PostgreSQL) the server could not be reached, or the
+ *                    connection was lost before COMMIT: nothing was stored;
  *   the check hook's error; EDDY_EIO / EDDY_EBUSY from the backend.
  * Thread-safe; blocks the caller until the commit. Must not be called from
  * an append-completion callback (it runs on the writer thread).
@@ -339,13 +374,14 @@ int eddy_store_streams(eddy_store *s, const char *after_stream_id,
 
 /* A summary of the store, for `eddy store info`. Plain data. */
 typedef struct eddy_store_info {
-    char backend[16];        /* "sqlite" */
+    char backend[16];        /* "sqlite" or "postgres" */
     int schema_version;      /* the file's store schema version */
     int64_t head;            /* last global position */
     int64_t event_count;     /* number of events (== head) */
     int64_t stream_count;    /* number of streams */
     int64_t snapshot_count;  /* number of snapshots */
-    int64_t file_bytes;      /* size on disk (database + WAL), -1 unknown */
+    int64_t file_bytes;      /* size on disk (database + WAL; PostgreSQL:
+                                the store's tables and indexes), -1 unknown */
     eddy_sync_mode sync;     /* the sync mode in use */
 } eddy_store_info;
 
@@ -415,7 +451,7 @@ int eddy_store_snapshot_load(eddy_store *s, const char *stream_id,
  * Blocks until the store's head is greater than `after_position`, or
  * `timeout_ms` passes (< 0: no timeout). Woken at once by commits through
  * this handle (appends by other processes are noticed within about a
- * second). `head` (may be NULL) receives the head seen. Returns EDDY_OK,
+ * second; on PostgreSQL at once, or within eddy_poll_ms). `head` (may be NULL) receives the head seen. Returns EDDY_OK,
  * EDDY_ETIMEDOUT or EDDY_ESTOPPED (the store is closing). Thread-safe.
  */
 int eddy_store_wait(eddy_store *s, int64_t after_position, int timeout_ms,
@@ -460,6 +496,10 @@ typedef struct eddy_store_subscribe_options {
  * AFTER `after_position` (exclusive: pass the last position you processed,
  * 0 for the whole log) in pages, calls `fn` for each, then waits for new
  * commits and continues with them without polling delay, until stopped.
+ * A read that fails because the server is unreachable (EDDY_ECONNECT, say
+ * while PostgreSQL restarts) or busy (EDDY_EBUSY) is retried with backoff
+ * (up to 1 s apart) from the last record delivered; any other read error
+ * ends the subscription.
  * `opts` may be NULL. Returns EDDY_OK with `*out` (destructor:
  * eddy_store_subscription_free), or EDDY_EINVAL / EDDY_ENOMEM; `fn` is
  * never called if it fails, and never from inside this call. Thread-safe.

@@ -119,6 +119,12 @@ typedef enum eddyi_conn {
                             thread only */
 } eddyi_conn;
 
+/* Checks a stream's `actual` version against an append's `expected` one
+ * (eddy_store_append); EDDY_ECONFLICT names both ("stream order-1: expected
+ * version 3, actual 5"). Shared by the backends so the messages agree. */
+int eddyi_expected_check(const char *stream_id, int64_t expected,
+                         int64_t actual, eddy_error *err);
+
 typedef struct eddyi_backend {
     const char *name; /* "sqlite" */
 
@@ -148,8 +154,8 @@ typedef struct eddyi_backend {
     int (*snapshot_save)(void *impl, const char *stream_id, int64_t version,
                          int schema_version, const char *state,
                          int64_t taken_us, eddy_error *err);
-    /* The engine's write connection (for the engine's escape hatch,
-     * eddy/sqlite.h), or NULL. */
+    /* The engine's write connection (sqlite3 *, PGconn *: the engine's
+     * escape hatch, eddy/sqlite.h), or NULL. */
     void *(*write_native)(void *impl);
 
     /*
@@ -187,9 +193,20 @@ typedef struct eddyi_backend {
     /* A consistent copy to a new file at `path` (eddy_store_backup); NULL
      * when the engine has its own tools. */
     int (*backup)(void *impl, const char *path, eddy_error *err);
+
+    /* Optional (NULL: the front only polls `head`). Called once, right
+     * after a successful open: from then until `close` returns, the backend
+     * calls `wake(ctx, head)` from a thread of its own whenever it learns
+     * that the store's head (a committed, visible position: every position
+     * up to it is visible to the readers) reached `head`, e.g. because
+     * another process committed. `wake` is quick and never calls back into
+     * the backend. Returns EDDY_OK, or an error that fails the open. */
+    int (*watch)(void *impl, void (*wake)(void *ctx, int64_t head), void *ctx,
+                 eddy_error *err);
 } eddyi_backend;
 
 extern const eddyi_backend eddyi_sqlite_backend;
+extern const eddyi_backend eddyi_postgres_backend;
 
 /* The engine's write connection of `txn` when its store runs on backend
  * `b`, else NULL: the engine-specific escape hatches (eddy_txn_sqlite). */

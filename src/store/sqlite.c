@@ -755,29 +755,6 @@ static int stream_version_on(conn *c, const char *stream_id, int64_t *version,
     return EDDY_OK;
 }
 
-static int check_expected(const char *stream_id, int64_t expected,
-                          int64_t actual, eddy_error *err)
-{
-    if (expected == EDDY_EXPECT_ANY)
-        return EDDY_OK;
-    if (expected == EDDY_EXPECT_EXISTS) {
-        if (actual > 0)
-            return EDDY_OK;
-        return eddyi_error(err, EDDY_ECONFLICT,
-                           "stream %s: expected an existing stream, actual "
-                           "version 0 (no stream)", stream_id);
-    }
-    if (expected == actual)
-        return EDDY_OK;
-    if (expected == EDDY_EXPECT_NO_STREAM)
-        return eddyi_error(err, EDDY_ECONFLICT,
-                           "stream %s: expected version 0 (no stream), "
-                           "actual %lld", stream_id, (long long)actual);
-    return eddyi_error(err, EDDY_ECONFLICT,
-                       "stream %s: expected version %lld, actual %lld",
-                       stream_id, (long long)expected, (long long)actual);
-}
-
 /* Inserts one event; returns the raw SQLite code. */
 static int insert_event(conn *w, sqlite3_stmt *ins, const char *stream_id,
                         int64_t version, const eddyi_pending *p,
@@ -893,7 +870,7 @@ static int append_slow(conn *w, const char *stream_id, int64_t expected,
     }
     int64_t version = 0;
     if ((rc = stream_version_on(w, stream_id, &version, err)) != EDDY_OK ||
-        (rc = check_expected(stream_id, expected, version, err)) != EDDY_OK)
+        (rc = eddyi_expected_check(stream_id, expected, version, err)) != EDDY_OK)
         goto done;
     sqlite3_stmt *ins = conn_stmt(w, SQL_INSERT_EVENT, false, err);
     if (!ins) {
@@ -947,7 +924,7 @@ static int sqlite_append(void *impl, const char *stream_id, int64_t expected,
     /* Fast path: insert everything; a known id sends us to the slow path
      * (and a known id may also explain a version mismatch: a retry). */
     int64_t first = 0;
-    bool conflict = check_expected(stream_id, expected, version, NULL) != EDDY_OK;
+    bool conflict = eddyi_expected_check(stream_id, expected, version, NULL) != EDDY_OK;
     for (size_t i = 0; i < count && !conflict; i++) {
         int s = insert_event(w, ins, stream_id, version + 1, &ev[i],
                              recorded_us);

@@ -42,6 +42,12 @@ static const eddyi_backend *backend_for(const char *url, const char **location,
             *location += 2;
         return &eddyi_sqlite_backend;
     }
+    /* libpq takes the whole URL: every libpq connection option works. */
+    if (strncmp(url, "postgres://", 11) == 0 ||
+        strncmp(url, "postgresql://", 13) == 0) {
+        *location = url;
+        return &eddyi_postgres_backend;
+    }
     /* A scheme is letters, digits, '+', '-', '.' then "://" or ':' with no
      * '/' before it; anything else is a bare path. */
     const char *colon = strchr(url, ':');
@@ -56,7 +62,8 @@ static const eddyi_backend *backend_for(const char *url, const char **location,
         if (scheme) {
             eddyi_error(err, EDDY_EUNSUPPORTED,
                         "store URL scheme \"%.*s\" is not supported "
-                        "(supported: sqlite:PATH or a bare path)",
+                        "(supported: sqlite:PATH, a bare path, "
+                        "postgres://... or postgresql://...)",
                         (int)(n > 64 ? 64 : n), url);
             return NULL;
         }
@@ -318,6 +325,19 @@ eddy_store *eddy_txn_store(const eddy_txn *txn)
 
 /* ---- open / close ----------------------------------------------------- */
 
+/* The backend's watcher (backend.h `watch`): another connection committed up
+ * to `head`; wake the waiters and subscriptions. */
+static void store_wake(void *ctx, int64_t head)
+{
+    eddy_store *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (head > s->head) {
+        s->head = head;
+        pthread_cond_broadcast(&s->head_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
                             eddy_error *err)
 {
@@ -360,6 +380,8 @@ eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
     if (b->open(location, &s->opts, &s->impl, err) != EDDY_OK)
         goto fail;
     if (b->head(s->impl, &s->head, err) != EDDY_OK)
+        goto fail;
+    if (b->watch && b->watch(s->impl, store_wake, s, err) != EDDY_OK)
         goto fail;
     if (!s->opts.read_only) {
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
@@ -414,6 +436,29 @@ int eddyi_stream_id_check(const char *stream_id, eddy_error *err)
     if (!eddyi_utf8_valid(stream_id, n))
         return eddyi_error(err, EDDY_EINVAL, "stream id is not valid UTF-8");
     return EDDY_OK;
+}
+
+int eddyi_expected_check(const char *stream_id, int64_t expected,
+                          int64_t actual, eddy_error *err)
+{
+    if (expected == EDDY_EXPECT_ANY)
+        return EDDY_OK;
+    if (expected == EDDY_EXPECT_EXISTS) {
+        if (actual > 0)
+            return EDDY_OK;
+        return eddyi_error(err, EDDY_ECONFLICT,
+                           "stream %s: expected an existing stream, actual "
+                           "version 0 (no stream)", stream_id);
+    }
+    if (expected == actual)
+        return EDDY_OK;
+    if (expected == EDDY_EXPECT_NO_STREAM)
+        return eddyi_error(err, EDDY_ECONFLICT,
+                           "stream %s: expected version 0 (no stream), "
+                           "actual %lld", stream_id, (long long)actual);
+    return eddyi_error(err, EDDY_ECONFLICT,
+                       "stream %s: expected version %lld, actual %lld",
+                       stream_id, (long long)expected, (long long)actual);
 }
 
 static void pending_free(eddyi_pending *p, size_t count, bool unref)

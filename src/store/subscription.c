@@ -61,11 +61,41 @@ static bool wait_head(eddy_store_subscription *sub, int64_t after)
     return go;
 }
 
+/*
+ * After a read error that can pass (EDDY_ECONNECT: the server is unreachable
+ * or restarting; EDDY_EBUSY): waits `*backoff_ms` (doubling, up to 1 s),
+ * woken early only by stop or close. Returns false when the subscription
+ * must end instead. The backend has logged the loss.
+ */
+static bool wait_retry(eddy_store_subscription *sub, int code, int *backoff_ms)
+{
+    if (code != EDDY_ECONNECT && code != EDDY_EBUSY)
+        return false;
+    eddy_store *s = sub->store;
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += *backoff_ms / 1000;
+    end.tv_nsec += (long)(*backoff_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    *backoff_ms = *backoff_ms * 2 > 1000 ? 1000 : *backoff_ms * 2;
+    pthread_mutex_lock(&s->mu);
+    while (!atomic_load(&sub->stop) && !s->stopping &&
+           pthread_cond_timedwait(&s->head_cond, &s->mu, &end) != ETIMEDOUT)
+        ;
+    bool go = !atomic_load(&sub->stop) && !s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return go;
+}
+
 static void *sub_main(void *arg)
 {
     eddy_store_subscription *sub = arg;
     eddy_store *s = sub->store;
     int64_t scanned = atomic_load(&sub->position); /* everything <= is seen */
+    int backoff_ms = 50;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int64_t head_before = s->head;
@@ -99,6 +129,8 @@ static void *sub_main(void *arg)
         eddy_cursor_free(c);
         if (sub->status != EDDY_OK)
             break;
+        if (rc < 0 && wait_retry(sub, -rc, &backoff_ms))
+            continue; /* from `scanned` again: nothing twice, nothing lost */
         if (rc < 0) {
             sub->status = -rc;
             EDDYI_LOG(EDDY_LOG_ERROR, "store", "subscription ended: %s",
@@ -107,6 +139,7 @@ static void *sub_main(void *arg)
         }
         if (atomic_load(&sub->stop))
             break;
+        backoff_ms = 50;
         /* Everything committed before head_before was visible to the read:
          * the records the filter skipped up to there are behind us. The
          * end of a pass is reported even when its last record was the head

@@ -1,0 +1,919 @@
+/*
+ * src/store/postgres.c - the PostgreSQL backend of the event store: the
+ * writer's group-commit transaction, append, snapshots, reads and info. The
+ * design (positions under a lock held until the commit is visible; why no
+ * late commit is ever skipped) is written in postgres.h.
+ *
+ * THE WRITER runs libpq's pipeline mode: statements whose result nobody
+ * waits for (BEGIN, SAVEPOINT, RELEASE, the append lock, the NOTIFY) are
+ * queued and travel with the next statement that needs an answer (an
+ * append, a snapshot, COMMIT), so a group commit of J appends costs J + 1
+ * round trips plus the WAL flush. BEGIN and a job's SAVEPOINT are sent only
+ * once a statement needs them: a batch that writes nothing sends nothing.
+ * A queued statement that fails (only a lost connection or a lock timeout
+ * can make them fail) marks the transaction broken: every later job of the
+ * batch and its commit fail with that error, and the transaction is rolled
+ * back, so no job is ever acknowledged for writes a failed statement undid.
+ * Blocking mode is safe in the pipeline: between two syncs the queries are
+ * few and their results small, so neither side's buffers fill.
+ *
+ * AN APPEND is one statement (APPEND_SQL): it reads the stream's version and
+ * max(position) under the append lock, checks the expected version, inserts
+ * every event from binary arrays (unnest) at max+1.. with ON CONFLICT DO
+ * NOTHING, and sets the stream's version only if every row went in. When a
+ * row did not (a known id: a retry, a duplicate) or the expected version
+ * does not match, the careful path looks the ids up, as the SQLite backend
+ * does (postgres.h; sqlite.c).
+ *
+ * READS are in postgres_read.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "postgres.h"
+
+#define PIPE_MAX 32 /* statements queued before a sync is forced */
+
+typedef enum entry_kind { ENTRY_PREPARE, ENTRY_STMT } entry_kind;
+
+typedef struct pipe_entry {
+    entry_kind kind;
+    bool wanted;       /* its result goes to the caller of pipe_sync */
+    bool commit;       /* the COMMIT */
+    char name[32];     /* the prepared statement */
+    const char *what;  /* for messages */
+} pipe_entry;
+
+typedef struct pg_impl {
+    eddyi_pg pg; /* first: shared with postgres_conn.c, _read.c, _watch.c */
+
+    /* Writer thread only (and open/close). */
+    eddyi_pg_conn *writer; /* NULL: read-only, or to be reconnected */
+    bool pipeline;         /* the writer is in pipeline mode */
+    pipe_entry queue[PIPE_MAX];
+    int nq;
+    bool txn_sent;   /* BEGIN was sent for the current transaction */
+    bool txn_synced; /* ... and some of it reached the server and answered */
+    bool sp_pending; /* a job savepoint is asked for, not sent yet */
+    bool sp_open;    /* ... and sent */
+    bool locked;     /* the transaction holds the append lock */
+    bool lock_in_sp; /* ... taken inside the open job savepoint */
+    int broken;      /* a queued statement failed: the transaction is lost */
+    eddy_error broken_err;
+
+    eddyi_pg_watch *watch;
+} pg_impl;
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char SQL_SAVEPOINT[] = "SAVEPOINT eddy_job";
+static const char SQL_RELEASE[] = "RELEASE eddy_job";
+static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO eddy_job";
+static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock($1, $2)";
+static const char SQL_NOTIFY[] =
+    "SELECT pg_notify($1, (SELECT COALESCE(max(position), 0) "
+    "FROM eddy_events)::text)";
+
+/*
+ * $1 stream, $2 expected version, $3 recorded_us, $4 ids, $5 types, $6 times
+ * (NULL: none), $7 payloads. Returns the stream's version and max(position)
+ * before, the rows inserted, and whether the stream row was written (only
+ * when every row went in).
+ */
+static const char SQL_APPEND[] =
+    "WITH cur AS MATERIALIZED ("
+    "  SELECT COALESCE((SELECT version FROM eddy_streams"
+    "                   WHERE stream_id = $1), 0) AS v,"
+    "         (SELECT COALESCE(max(position), 0) FROM eddy_events) AS p),"
+    " ins AS ("
+    "  INSERT INTO eddy_events(position, id, stream_id, stream_version, type,"
+    "                          time_us, recorded_us, payload)"
+    "  SELECT cur.p + e.n, e.id, $1, cur.v + e.n, e.type, e.t, $3, e.payload"
+    "  FROM cur, unnest($4::text[], $5::text[], $6::int8[], $7::bytea[])"
+    "       WITH ORDINALITY AS e(id, type, t, payload, n)"
+    "  WHERE $2 = -1 OR ($2 = -2 AND cur.v > 0) OR cur.v = $2"
+    "  ON CONFLICT DO NOTHING"
+    "  RETURNING stream_version),"
+    " up AS ("
+    "  INSERT INTO eddy_streams(stream_id, version)"
+    "  SELECT $1, max(stream_version) FROM ins"
+    "  HAVING count(*) = cardinality($4::text[])"
+    "  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
+    "  RETURNING version)"
+    " SELECT cur.v, cur.p, (SELECT count(*) FROM ins), (SELECT count(*) FROM up)"
+    " FROM cur";
+static const char SQL_UNDO[] = "DELETE FROM eddy_events WHERE position > $1";
+static const char SQL_EVENTS_BY_ID[] =
+    "SELECT id, position, stream_id, stream_version, payload FROM eddy_events "
+    "WHERE id = ANY($1::text[])";
+static const char SQL_SNAPSHOT_SAVE[] =
+    "WITH cur AS MATERIALIZED ("
+    "  SELECT COALESCE((SELECT version FROM eddy_streams"
+    "                   WHERE stream_id = $1), 0) AS v),"
+    " ins AS ("
+    "  INSERT INTO eddy_snapshots(stream_id, version, schema_version, state,"
+    "                             taken_us)"
+    "  SELECT $1, $2, $3, $4, $5 FROM cur WHERE $2 <= cur.v"
+    "  ON CONFLICT (stream_id, version) DO UPDATE SET"
+    "    schema_version = excluded.schema_version, state = excluded.state,"
+    "    taken_us = excluded.taken_us"
+    "  RETURNING 1)"
+    " SELECT cur.v, (SELECT count(*) FROM ins) FROM cur";
+
+/* ---- the writer's pipeline ----------------------------------------------- */
+
+static int broken_error(pg_impl *im, eddy_error *err)
+{
+    if (err)
+        *err = im->broken_err;
+    return im->broken;
+}
+
+static void mark_broken(pg_impl *im, int rc, const eddy_error *e)
+{
+    if (im->broken)
+        return;
+    im->broken = rc;
+    im->broken_err = *e;
+}
+
+/* The writer's connection is gone: forget it (the next transaction opens a
+ * new one). */
+static void writer_lost(pg_impl *im, const char *detail)
+{
+    eddyi_pg_conn_dead(&im->pg, im->writer, detail);
+    eddyi_pg_conn_free(im->writer);
+    im->writer = NULL;
+    im->pipeline = false;
+    im->nq = 0;
+}
+
+static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
+                     eddy_error *err);
+
+/* Queues one prepared statement; `wanted`: its result is returned by the
+ * next pipe_sync. */
+static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
+                     bool wanted, const char *what, eddy_error *err)
+{
+    static const eddyi_pg_params none = {0};
+    if (!p)
+        p = &none;
+    if (im->broken)
+        return broken_error(im, err);
+    if (!im->writer) {
+        eddy_error e;
+        eddyi_error(&e, EDDY_ECONNECT, "PostgreSQL %s: the connection was "
+                    "lost; the transaction was rolled back, nothing of it was "
+                    "stored", im->pg.where);
+        mark_broken(im, EDDY_ECONNECT, &e);
+        return broken_error(im, err);
+    }
+    PGconn *c = im->writer->pg;
+    if (im->nq + 2 > PIPE_MAX) {
+        int rc = pipe_sync(im, NULL, NULL, err);
+        if (rc != EDDY_OK)
+            return rc;
+    }
+    if (!im->pipeline) {
+        if (!PQenterPipelineMode(c))
+            return eddyi_pg_error(&im->pg, c, NULL, "entering pipeline mode",
+                                  err);
+        im->pipeline = true;
+    }
+    char name[32];
+    bool fresh = false;
+    int rc = eddyi_pg_stmt_name(im->writer, sql, false, name, &fresh, err);
+    if (rc != EDDY_OK)
+        return rc;
+    bool sent = true;
+    if (fresh) {
+        sent = PQsendPrepare(c, name, sql, p->n, p->types) == 1;
+        if (sent) {
+            pipe_entry *q = &im->queue[im->nq++];
+            *q = (pipe_entry){.kind = ENTRY_PREPARE, .what = what};
+            snprintf(q->name, sizeof q->name, "%s", name);
+        } else {
+            eddyi_pg_stmt_forget(im->writer, name);
+        }
+    }
+    if (sent)
+        sent = PQsendQueryPrepared(c, name, p->n, p->values, p->lengths,
+                                   p->formats, 1) == 1;
+    if (!sent) {
+        eddy_error e;
+        rc = eddyi_pg_error(&im->pg, c, NULL, what, &e);
+        mark_broken(im, rc, &e);
+        return broken_error(im, err);
+    }
+    pipe_entry *q = &im->queue[im->nq++];
+    *q = (pipe_entry){.kind = ENTRY_STMT, .wanted = wanted,
+                      .commit = sql == SQL_COMMIT, .what = what};
+    snprintf(q->name, sizeof q->name, "%s", name);
+    return EDDY_OK;
+}
+
+/*
+ * Sends the queue and reads every result. Returns EDDY_OK and, when a
+ * statement was `wanted`, its result in `*wanted` (PQclear it); or the
+ * first error. `*lost` (may be NULL) tells that the connection died: the
+ * writer is then dropped and the transaction marked broken.
+ */
+static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
+                     eddy_error *err)
+{
+    if (wanted)
+        *wanted = NULL;
+    if (lost)
+        *lost = false;
+    if (im->nq == 0)
+        return im->broken ? broken_error(im, err) : EDDY_OK;
+    PGconn *c = im->writer->pg;
+    int rc = EDDY_OK;
+    eddy_error first = {0};
+    bool dead = PQpipelineSync(c) != 1;
+    int i = 0;
+    for (; i < im->nq && !dead; i++) {
+        pipe_entry *q = &im->queue[i];
+        PGresult *r = PQgetResult(c);
+        if (!r) {
+            dead = true; /* no result where one is due: unusable */
+            break;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (q->commit && strcmp(PQcmdStatus(r), "COMMIT") != 0 &&
+                rc == EDDY_OK) {
+                rc = eddyi_error(&first, EDDY_EIO,
+                                 "PostgreSQL %s: the transaction was rolled "
+                                 "back (%s)", im->pg.where, PQcmdStatus(r));
+            }
+            if (q->wanted && wanted && rc == EDDY_OK) {
+                *wanted = r;
+                r = NULL;
+            }
+        } else {
+            if (q->kind == ENTRY_PREPARE)
+                eddyi_pg_stmt_forget(im->writer, q->name);
+            if (st != PGRES_PIPELINE_ABORTED && rc == EDDY_OK) {
+                rc = eddyi_pg_error(&im->pg, c, r, q->what, &first);
+                if (!q->wanted)
+                    mark_broken(im, rc, &first);
+            }
+            if (PQstatus(c) == CONNECTION_BAD)
+                dead = true;
+        }
+        PQclear(r);
+        if (dead)
+            break;
+        /* Each statement's results end with a NULL. */
+        while ((r = PQgetResult(c)) != NULL)
+            PQclear(r);
+    }
+    if (!dead) {
+        PGresult *r = PQgetResult(c);
+        dead = !r || PQresultStatus(r) != PGRES_PIPELINE_SYNC;
+        PQclear(r);
+    }
+    im->nq = 0;
+    if (dead) {
+        eddy_error why = first, e;
+        if (!why.code)
+            eddyi_pg_error(&im->pg, c, NULL, "connection", &why);
+        eddyi_error(&e, EDDY_ECONNECT, "%s; the transaction was rolled back, "
+                    "nothing of it was stored", why.message);
+        writer_lost(im, why.message);
+        im->broken = EDDY_ECONNECT; /* this explanation wins */
+        im->broken_err = e;
+        if (lost)
+            *lost = true;
+        if (wanted && *wanted) {
+            PQclear(*wanted);
+            *wanted = NULL;
+        }
+        return broken_error(im, err);
+    }
+    if (rc != EDDY_OK) {
+        if (wanted && *wanted) {
+            PQclear(*wanted);
+            *wanted = NULL;
+        }
+        if (err)
+            *err = first;
+    }
+    return rc;
+}
+
+/* BEGIN and the job's savepoint, when a statement is about to need them. */
+static int prelude(pg_impl *im, eddy_error *err)
+{
+    int rc = EDDY_OK;
+    if (!im->txn_sent) {
+        rc = pipe_send(im, SQL_BEGIN, NULL, false, "BEGIN", err);
+        im->txn_sent = rc == EDDY_OK;
+    }
+    if (rc == EDDY_OK && im->sp_pending && !im->sp_open) {
+        rc = pipe_send(im, SQL_SAVEPOINT, NULL, false, "SAVEPOINT", err);
+        im->sp_open = rc == EDDY_OK;
+    }
+    return rc;
+}
+
+static int writer_connect(pg_impl *im, eddy_error *err);
+
+/*
+ * Runs `sql` in the transaction (after the append lock when `lock`) and
+ * returns its result (PQclear it), or NULL with `err`. When the connection
+ * turns out dead at the transaction's first exchange (say the server
+ * restarted while the writer was idle), nothing of the transaction ever
+ * reached the server: it is replayed once on a new connection.
+ */
+static PGresult *write_stmt(pg_impl *im, const char *sql,
+                            const eddyi_pg_params *p, bool lock,
+                            const char *what, eddy_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        bool first = !im->txn_synced, lost = false;
+        int rc = prelude(im, err);
+        if (rc == EDDY_OK && lock && !im->locked) {
+            /* In a statement of its own: the next statement's snapshot is
+             * taken after the lock is granted (postgres.h). */
+            eddyi_pg_params lp = {0};
+            eddyi_pg_param_int4(&lp, EDDYI_PG_LOCK_CLASS);
+            eddyi_pg_param_int4(&lp, im->pg.lock_key);
+            rc = pipe_send(im, SQL_LOCK, &lp, false, "taking the append lock",
+                           err);
+            if (rc == EDDY_OK) {
+                im->locked = true;
+                im->lock_in_sp = im->sp_open;
+            }
+        }
+        PGresult *r = NULL;
+        if (rc == EDDY_OK)
+            rc = pipe_send(im, sql, p, true, what, err);
+        if (rc == EDDY_OK)
+            rc = pipe_sync(im, &r, &lost, err);
+        if (rc == EDDY_OK) {
+            im->txn_synced = true;
+            return r;
+        }
+        if (!(lost && first && attempt == 0))
+            return NULL;
+        /* Start the transaction again on a new connection. */
+        im->txn_sent = im->sp_open = im->locked = im->lock_in_sp = false;
+        im->broken = EDDY_OK;
+        if (writer_connect(im, err) != EDDY_OK) {
+            mark_broken(im, err ? err->code : EDDY_ECONNECT, err);
+            return NULL;
+        }
+    }
+}
+
+/* ---- the writer connection -------------------------------------------------- */
+
+/* Session settings of the writer: lock_timeout = busy_timeout_ms, and the
+ * sync mode as synchronous_commit (FULL keeps a stronger server setting). */
+static int writer_setup(pg_impl *im, eddyi_pg_conn *c, eddy_error *err)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d",
+             im->pg.opts.busy_timeout_ms);
+    int rc = eddyi_pg_exec_simple(&im->pg, c, sql, err);
+    if (rc != EDDY_OK)
+        return rc;
+    if (im->pg.opts.sync != EDDY_SYNC_FULL)
+        return eddyi_pg_exec_simple(&im->pg, c, "SET synchronous_commit = off",
+                                    err);
+    PGresult *r = PQexec(c->pg, "SHOW synchronous_commit");
+    bool off = PQresultStatus(r) == PGRES_TUPLES_OK &&
+               strcmp(PQgetvalue(r, 0, 0), "off") == 0;
+    PQclear(r);
+    return off ? eddyi_pg_exec_simple(&im->pg, c, "SET synchronous_commit = on",
+                                      err)
+               : EDDY_OK;
+}
+
+static void txn_reset(pg_impl *im)
+{
+    im->txn_sent = im->txn_synced = im->sp_pending = im->sp_open = false;
+    im->locked = im->lock_in_sp = false;
+    im->broken = EDDY_OK;
+    im->nq = 0;
+}
+
+/* Opens the writer connection again (with backoff). */
+static int writer_connect(pg_impl *im, eddy_error *err)
+{
+    if (im->writer)
+        writer_lost(im, NULL);
+    eddyi_pg_conn *c = NULL;
+    int rc = eddyi_pg_connect(&im->pg, "writer", true, &c, err);
+    if (rc == EDDY_OK && (rc = writer_setup(im, c, err)) != EDDY_OK) {
+        eddyi_pg_conn_free(c);
+        c = NULL;
+    }
+    im->writer = c;
+    return rc;
+}
+
+static int pg_write_begin(void *impl, eddy_error *err)
+{
+    pg_impl *im = impl;
+    txn_reset(im);
+    /* A connection left inside a transaction (a native statement's doing)
+     * is not reused. */
+    if (eddyi_pg_conn_alive(im->writer) &&
+        PQtransactionStatus(im->writer->pg) == PQTRANS_IDLE)
+        return EDDY_OK;
+    return writer_connect(im, err);
+}
+
+static int pg_write_commit(void *impl, eddy_error *err)
+{
+    pg_impl *im = impl;
+    if (im->broken)
+        return broken_error(im, err);
+    if (!im->txn_sent) { /* nothing was written */
+        txn_reset(im);
+        return EDDY_OK;
+    }
+    int rc = EDDY_OK;
+    if (im->locked && im->pg.notify) {
+        eddyi_pg_params p = {0};
+        eddyi_pg_param_text(&p, im->pg.channel);
+        rc = pipe_send(im, SQL_NOTIFY, &p, false, "NOTIFY", err);
+    }
+    if (rc != EDDY_OK)
+        return rc;
+    rc = pipe_send(im, SQL_COMMIT, NULL, true, "COMMIT", err);
+    if (rc != EDDY_OK)
+        return rc;
+    PGresult *r = NULL;
+    bool lost = false;
+    rc = pipe_sync(im, &r, &lost, err);
+    PQclear(r);
+    if (lost)
+        rc = eddyi_error(err, EDDY_EINDOUBT,
+                         "PostgreSQL %s: the connection was lost during "
+                         "COMMIT: the transaction may or may not have been "
+                         "stored; appending the same events again is safe "
+                         "(idempotent by event id)", im->pg.where);
+    if (rc == EDDY_OK || lost) {
+        txn_reset(im); /* the transaction is over */
+    } else {
+        /* Still open when a statement before COMMIT failed: the front's
+         * write_rollback ends it (after a failed COMMIT, its ROLLBACK only
+         * draws a warning). */
+        im->broken = EDDY_OK;
+    }
+    return rc;
+}
+
+static void pg_write_rollback(void *impl)
+{
+    pg_impl *im = impl;
+    if (im->txn_sent && im->writer) {
+        im->broken = EDDY_OK; /* ROLLBACK itself must go out */
+        PGresult *r = NULL;
+        if (pipe_send(im, SQL_ROLLBACK, NULL, true, "ROLLBACK", NULL) ==
+            EDDY_OK)
+            pipe_sync(im, &r, NULL, NULL);
+        PQclear(r);
+    }
+    txn_reset(im);
+}
+
+/* Savepoints: depth 0 is a job's own (sent only when a statement needs
+ * it); nested ones (depth > 0) come with the state operations. */
+static int pg_savepoint(void *impl, int depth, eddy_error *err)
+{
+    pg_impl *im = impl;
+    if (depth > 0)
+        return eddyi_error(err, EDDY_EUNSUPPORTED, "nested savepoints are not "
+                           "supported by the PostgreSQL store yet");
+    if (im->broken)
+        return broken_error(im, err);
+    im->sp_pending = true;
+    im->sp_open = im->lock_in_sp = false;
+    return EDDY_OK;
+}
+
+static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
+{
+    pg_impl *im = impl;
+    if (depth > 0)
+        return eddyi_error(err, EDDY_EUNSUPPORTED, "nested savepoints are not "
+                           "supported by the PostgreSQL store yet");
+    int rc = EDDY_OK;
+    if (im->sp_open)
+        rc = pipe_send(im, SQL_RELEASE, NULL, false, "RELEASE", err);
+    else if (im->broken)
+        rc = broken_error(im, err);
+    im->sp_pending = im->sp_open = im->lock_in_sp = false;
+    return rc;
+}
+
+static void pg_savepoint_rollback(void *impl, int depth)
+{
+    pg_impl *im = impl;
+    if (depth > 0)
+        return;
+    if (im->sp_open && !im->broken) {
+        pipe_send(im, SQL_ROLLBACK_TO, NULL, false, "ROLLBACK TO", NULL);
+        pipe_send(im, SQL_RELEASE, NULL, false, "RELEASE", NULL);
+    }
+    /* A lock taken in the savepoint is released with it. */
+    if (im->lock_in_sp)
+        im->locked = false;
+    im->sp_pending = im->sp_open = im->lock_in_sp = false;
+}
+
+static void *pg_write_native(void *impl)
+{
+    pg_impl *im = impl;
+    /* The caller's statements run inside the job's savepoint, outside
+     * pipeline mode (re-entered at our next statement). */
+    if (im->writer && prelude(im, NULL) == EDDY_OK &&
+        pipe_sync(im, NULL, NULL, NULL) == EDDY_OK && im->writer) {
+        im->txn_synced = true;
+        if (im->pipeline && PQexitPipelineMode(im->writer->pg) == 1)
+            im->pipeline = false;
+    }
+    return im->writer ? im->writer->pg : NULL;
+}
+
+/* ---- append -------------------------------------------------------------- */
+
+/* The arrays of one append statement. */
+typedef struct arrays {
+    eddyi_pg_buf ids, types, times, payloads;
+} arrays;
+
+static void arrays_free(arrays *a)
+{
+    eddyi_pg_buf_free(&a->ids);
+    eddyi_pg_buf_free(&a->types);
+    eddyi_pg_buf_free(&a->times);
+    eddyi_pg_buf_free(&a->payloads);
+}
+
+/* Builds the arrays of the events whose `pick` is set (all when NULL). */
+static int arrays_build(arrays *a, const eddyi_pending *ev, size_t count,
+                        const unsigned char *pick, size_t picked,
+                        eddy_error *err)
+{
+    bool nulls = false;
+    for (size_t i = 0; i < count && !nulls; i++)
+        nulls = (!pick || pick[i]) && eddy_event_time(ev[i].event) == 0;
+    eddyi_pg_array_begin(&a->ids, EDDYI_PG_TEXT, (int32_t)picked, false);
+    eddyi_pg_array_begin(&a->types, EDDYI_PG_TEXT, (int32_t)picked, false);
+    eddyi_pg_array_begin(&a->times, EDDYI_PG_INT8, (int32_t)picked, nulls);
+    eddyi_pg_array_begin(&a->payloads, EDDYI_PG_BYTEA, (int32_t)picked, false);
+    for (size_t i = 0; i < count; i++) {
+        if (pick && !pick[i])
+            continue;
+        const char *id = eddy_event_id(ev[i].event);
+        const char *type = eddy_event_type(ev[i].event);
+        int64_t t = eddy_event_time(ev[i].event);
+        eddyi_pg_array_elem(&a->ids, id, strlen(id));
+        eddyi_pg_array_elem(&a->types, type, strlen(type));
+        if (t) {
+            eddyi_pg_buf_i32(&a->times, 8);
+            eddyi_pg_buf_i64(&a->times, t);
+        } else {
+            eddyi_pg_array_null(&a->times);
+        }
+        eddyi_pg_array_elem(&a->payloads, ev[i].payload, ev[i].len);
+    }
+    if (a->ids.failed || a->types.failed || a->times.failed ||
+        a->payloads.failed) {
+        arrays_free(a);
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+    return EDDY_OK;
+}
+
+typedef struct append_out {
+    int64_t version;  /* the stream's version before */
+    int64_t max_pos;  /* max(position) before */
+    int64_t inserted; /* rows inserted */
+    bool complete;    /* every row went in and the stream row was set */
+} append_out;
+
+/* Runs APPEND_SQL (after the append lock). */
+static int append_stmt(pg_impl *im, const char *stream_id, int64_t expected,
+                       int64_t recorded_us, const arrays *a, append_out *out,
+                       eddy_error *err)
+{
+    eddyi_pg_params p = {0};
+    eddyi_pg_param_text(&p, stream_id);
+    eddyi_pg_param_int8(&p, expected);
+    eddyi_pg_param_int8(&p, recorded_us);
+    eddyi_pg_param_bin(&p, a->ids.p, a->ids.n, EDDYI_PG_TEXT_ARRAY);
+    eddyi_pg_param_bin(&p, a->types.p, a->types.n, EDDYI_PG_TEXT_ARRAY);
+    eddyi_pg_param_bin(&p, a->times.p, a->times.n, EDDYI_PG_INT8_ARRAY);
+    eddyi_pg_param_bin(&p, a->payloads.p, a->payloads.n, EDDYI_PG_BYTEA_ARRAY);
+    PGresult *r = write_stmt(im, SQL_APPEND, &p, true, "appending events",
+                             err);
+    if (!r)
+        return err ? err->code : EDDY_EIO;
+    out->version = eddyi_pg_int(r, 0, 0);
+    out->max_pos = eddyi_pg_int(r, 0, 1);
+    out->inserted = eddyi_pg_int(r, 0, 2);
+    out->complete = eddyi_pg_int(r, 0, 3) == 1;
+    PQclear(r);
+    return EDDY_OK;
+}
+
+static int cmp_ids(const void *a, const void *b)
+{
+    return strcmp(eddy_event_id((*(const eddyi_pending *const *)a)->event),
+                  eddy_event_id((*(const eddyi_pending *const *)b)->event));
+}
+
+/* EDDY_EINVAL when one id appears twice in the call. */
+static int check_twice(const char *stream_id, const eddyi_pending *ev,
+                       size_t count, eddy_error *err)
+{
+    const eddyi_pending **sorted = malloc(count * sizeof *sorted);
+    if (!sorted)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = &ev[i];
+    qsort(sorted, count, sizeof *sorted, cmp_ids);
+    int rc = EDDY_OK;
+    for (size_t i = 1; i < count && rc == EDDY_OK; i++)
+        if (cmp_ids(&sorted[i - 1], &sorted[i]) == 0)
+            rc = eddyi_error(err, EDDY_EINVAL,
+                             "stream %s: event id %s appears twice in one "
+                             "append", stream_id,
+                             eddy_event_id(sorted[i]->event));
+    free(sorted);
+    return rc;
+}
+
+/* The index of the event with id `id` (count if none). */
+static size_t find_event(const eddyi_pending *ev, size_t count, const char *id)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(eddy_event_id(ev[i].event), id) == 0)
+            return i;
+    return count;
+}
+
+/*
+ * The careful path (a known id, or an expected version that does not
+ * match): classify each event as new, stored identically, or stored
+ * differently; succeed without a version check when all are stored
+ * identically (a retry); else append the new ones. As sqlite.c's.
+ */
+static int append_slow(pg_impl *im, const char *stream_id, int64_t expected,
+                       const eddyi_pending *ev, size_t count,
+                       int64_t recorded_us, eddy_append_result *res,
+                       eddy_error *err)
+{
+    int rc = check_twice(stream_id, ev, count, err);
+    if (rc != EDDY_OK)
+        return rc;
+    unsigned char *pick = malloc(count);
+    if (!pick)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    memset(pick, 1, count);
+    eddyi_pg_buf ids = {0};
+    eddyi_pg_array_begin(&ids, EDDYI_PG_TEXT, (int32_t)count, false);
+    for (size_t i = 0; i < count; i++) {
+        const char *id = eddy_event_id(ev[i].event);
+        eddyi_pg_array_elem(&ids, id, strlen(id));
+    }
+    PGresult *r = NULL;
+    if (ids.failed) {
+        rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    } else {
+        eddyi_pg_params p = {0};
+        eddyi_pg_param_bin(&p, ids.p, ids.n, EDDYI_PG_TEXT_ARRAY);
+        r = write_stmt(im, SQL_EVENTS_BY_ID, &p, false, "looking up event ids",
+                       err);
+        if (!r)
+            rc = err ? err->code : EDDY_EIO;
+    }
+    eddyi_pg_buf_free(&ids);
+    size_t stored = 0;
+    int64_t min_pos = 0, max_pos = 0, max_ver = 0;
+    for (int row = 0; rc == EDDY_OK && row < PQntuples(r); row++) {
+        const char *id = PQgetvalue(r, row, 0);
+        size_t i = find_event(ev, count, id);
+        if (i == count)
+            continue;
+        int64_t pos = eddyi_pg_int(r, row, 1);
+        const char *sid = PQgetvalue(r, row, 2);
+        int64_t ver = eddyi_pg_int(r, row, 3);
+        const char *payload = PQgetvalue(r, row, 4);
+        size_t plen = (size_t)PQgetlength(r, row, 4);
+        bool same = strcmp(sid, stream_id) == 0;
+        if (same && !(plen == ev[i].len &&
+                      memcmp(payload, ev[i].payload, plen) == 0)) {
+            eddy_event *old = eddy_event_decode(payload, plen, NULL);
+            same = old && eddy_event_equal(old, ev[i].event);
+            eddy_event_unref(old);
+        }
+        if (!same) {
+            rc = eddyi_error(err, EDDY_EDUPLICATE,
+                             "event id %s is already stored (stream %s, "
+                             "version %lld) with different content",
+                             id, sid, (long long)ver);
+            break;
+        }
+        pick[i] = 0;
+        stored++;
+        if (!min_pos || pos < min_pos)
+            min_pos = pos;
+        if (pos > max_pos)
+            max_pos = pos;
+        if (ver > max_ver)
+            max_ver = ver;
+    }
+    PQclear(r);
+    if (rc != EDDY_OK)
+        goto done;
+    if (stored == count) { /* a retried append: report what is stored */
+        res->first_position = min_pos;
+        res->last_position = max_pos;
+        res->stream_version = max_ver;
+        goto done;
+    }
+    arrays a = {0};
+    if ((rc = arrays_build(&a, ev, count, pick, count - stored, err)) !=
+        EDDY_OK)
+        goto done;
+    append_out out = {0};
+    rc = append_stmt(im, stream_id, expected, recorded_us, &a, &out, err);
+    arrays_free(&a);
+    if (rc != EDDY_OK)
+        goto done;
+    if ((rc = eddyi_expected_check(stream_id, expected, out.version, err)) !=
+        EDDY_OK)
+        goto done; /* the job's savepoint undoes anything */
+    if (!out.complete) {
+        rc = eddyi_error(err, EDDY_EIO,
+                         "PostgreSQL %s: stream %s: %lld of %zu new events "
+                         "went in; did a writer bypass eddy's append lock?",
+                         im->pg.where, stream_id, (long long)out.inserted,
+                         count - stored);
+        goto done;
+    }
+    res->first_position = out.max_pos + 1;
+    res->last_position = out.max_pos + (int64_t)(count - stored);
+    res->stream_version = out.version + (int64_t)(count - stored);
+done:
+    free(pick);
+    return rc;
+}
+
+static int pg_append(void *impl, const char *stream_id, int64_t expected,
+                     const eddyi_pending *ev, size_t count, int64_t recorded_us,
+                     eddy_append_result *res, eddy_error *err)
+{
+    pg_impl *im = impl;
+    arrays a = {0};
+    int rc = arrays_build(&a, ev, count, NULL, count, err);
+    if (rc != EDDY_OK)
+        return rc;
+    append_out out = {0};
+    rc = append_stmt(im, stream_id, expected, recorded_us, &a, &out, err);
+    arrays_free(&a);
+    if (rc != EDDY_OK)
+        return rc;
+    if (out.complete) {
+        res->first_position = out.max_pos + 1;
+        res->last_position = out.max_pos + (int64_t)count;
+        res->stream_version = out.version + (int64_t)count;
+        return EDDY_OK;
+    }
+    if (out.inserted > 0) { /* undo the partial insert; no gap is left */
+        eddyi_pg_params p = {0};
+        eddyi_pg_param_int8(&p, out.max_pos);
+        PGresult *r = write_stmt(im, SQL_UNDO, &p, false, "undoing an append", err);
+        if (!r)
+            return err ? err->code : EDDY_EIO;
+        PQclear(r);
+    }
+    memset(res, 0, sizeof *res);
+    return append_slow(im, stream_id, expected, ev, count, recorded_us, res,
+                       err);
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+static int pg_snapshot_save(void *impl, const char *stream_id, int64_t version,
+                            int schema_version, const char *state,
+                            int64_t taken_us, eddy_error *err)
+{
+    pg_impl *im = impl;
+    eddyi_pg_params p = {0};
+    eddyi_pg_param_text(&p, stream_id);
+    eddyi_pg_param_int8(&p, version);
+    eddyi_pg_param_int4(&p, schema_version);
+    eddyi_pg_param_text(&p, state);
+    eddyi_pg_param_int8(&p, taken_us);
+    PGresult *r = write_stmt(im, SQL_SNAPSHOT_SAVE, &p, false,
+                             "saving a snapshot", err);
+    if (!r)
+        return err ? err->code : EDDY_EIO;
+    int64_t current = eddyi_pg_int(r, 0, 0);
+    bool saved = eddyi_pg_int(r, 0, 1) == 1;
+    PQclear(r);
+    if (!saved)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "stream %s: snapshot version %lld is beyond the "
+                           "stream's version %lld",
+                           stream_id, (long long)version, (long long)current);
+    return EDDY_OK;
+}
+
+/* ---- open / close / watch ------------------------------------------------ */
+
+static void pg_close(void *impl)
+{
+    pg_impl *im = impl;
+    if (!im)
+        return;
+    eddyi_pg_watch_stop(im->watch);
+    eddyi_pg_conn_free(im->writer);
+    eddyi_pg_pool_clear(&im->pg);
+    pthread_mutex_destroy(&im->pg.pool_mu);
+    free(im->pg.conninfo);
+    free(im);
+}
+
+static int pg_open(const char *location, const eddy_store_options *opts,
+                   void **impl, eddy_error *err)
+{
+    pg_impl *im = calloc(1, sizeof *im);
+    if (!im)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    pthread_mutex_init(&im->pg.pool_mu, NULL);
+    im->pg.opts = *opts;
+    atomic_init(&im->pg.generation, 0);
+    atomic_init(&im->pg.lost, false);
+    eddyi_pg_conn *c = NULL;
+    int rc = eddyi_pg_parse_url(&im->pg, location, err);
+    if (rc == EDDY_OK)
+        rc = eddyi_pg_connect(&im->pg, opts->read_only ? "reader" : "writer",
+                              false, &c, err);
+    if (rc != EDDY_OK)
+        goto fail;
+    if (opts->read_only) {
+        rc = eddyi_pg_schema_check(&im->pg, c, err);
+        if (rc == EDDY_OK)
+            rc = eddyi_pg_store_ids(&im->pg, c, err);
+        if (rc != EDDY_OK)
+            goto fail;
+        eddyi_pg_pool_put(&im->pg, c);
+    } else {
+        if ((rc = writer_setup(im, c, err)) != EDDY_OK ||
+            (rc = eddyi_pg_migrate(&im->pg, c, err)) != EDDY_OK ||
+            (rc = eddyi_pg_store_ids(&im->pg, c, err)) != EDDY_OK)
+            goto fail;
+        im->writer = c;
+    }
+    *impl = im;
+    return EDDY_OK;
+fail:
+    eddyi_pg_conn_free(c);
+    pg_close(im);
+    return rc;
+}
+
+static int pg_watch(void *impl, void (*wake)(void *ctx, int64_t head),
+                    void *ctx, eddy_error *err)
+{
+    pg_impl *im = impl;
+    return eddyi_pg_watch_start(&im->pg, wake, ctx, &im->watch, err);
+}
+
+const eddyi_backend eddyi_postgres_backend = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .write_begin = pg_write_begin,
+    .write_commit = pg_write_commit,
+    .write_rollback = pg_write_rollback,
+    .savepoint = pg_savepoint,
+    .savepoint_release = pg_savepoint_release,
+    .savepoint_rollback = pg_savepoint_rollback,
+    .append = pg_append,
+    .snapshot_save = pg_snapshot_save,
+    .write_native = pg_write_native,
+    .read_page = eddyi_pg_read_page,
+    .head = eddyi_pg_head,
+    .stream_version = eddyi_pg_stream_version,
+    .streams_page = eddyi_pg_streams_page,
+    .snapshot_load = eddyi_pg_snapshot_load,
+    .info = eddyi_pg_info,
+    .watch = pg_watch,
+};
