@@ -16,8 +16,12 @@
  *   read        the global log, front to back
  *   load        aggregates of 10, 1,000 and 100,000 events, with and without
  *               snapshots (every 100 events)
- * The last line is `store/raw-sqlite append ratio: R` for batches of 100,
- * one thread, durable.
+ *   raw read    the same rows through one prepared SELECT on its own
+ *               connection, columns fetched, nothing decoded
+ * The last lines are `read/raw-sqlite ratio: R` (the cursor's rate over the
+ * raw read's, the median of each run's own ratio) and
+ * `store/raw-sqlite append ratio: R` for batches of 100, one thread,
+ * durable.
  *
  * With EDDY_BENCH_POSTGRES=URL (a database the benchmark may create schemas
  * in), the same on PostgreSQL, each run in a fresh schema (selected with
@@ -326,6 +330,46 @@ static double raw_run(eddy_sync_mode sync, size_t batch)
 
 /* Per-event CPU cost of encoding (what the store does and the baseline
  * does not): events per second of eddy_event_encode alone. */
+/* The read baseline: every row of the log through one prepared SELECT on
+ * its own read-only connection, each column fetched (the payload's bytes
+ * included), nothing decoded. Returns rows per second; dies unless it saw
+ * `expect` rows. */
+static double raw_read(const char *path, int64_t expect)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    sql_ok(db, sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), "raw read open");
+    sql_ok(db, sqlite3_prepare_v2(db,
+                                  "SELECT position, id, stream_id, stream_version, "
+                                  "type, time_us, recorded_us, payload FROM events "
+                                  "WHERE position >= ?1 ORDER BY position",
+                                  -1, &st, NULL),
+           "raw read prepare");
+    double t0 = now_s();
+    sqlite3_bind_int64(st, 1, 1);
+    int64_t seen = 0;
+    size_t bytes = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        (void)sqlite3_column_int64(st, 0);
+        for (int c = 1; c <= 4; c++)
+            bytes += (size_t)sqlite3_column_bytes(st, c) + (sqlite3_column_text(st, c) != NULL);
+        (void)sqlite3_column_int64(st, 5);
+        (void)sqlite3_column_int64(st, 6);
+        const unsigned char *payload = sqlite3_column_text(st, 7);
+        bytes += (size_t)sqlite3_column_bytes(st, 7) + (payload ? payload[0] : 0);
+        seen++;
+    }
+    double rate = (double)seen / (now_s() - t0);
+    if (rc != SQLITE_DONE)
+        sql_ok(db, rc, "raw read");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (seen != expect || bytes == 0)
+        die("raw read", "short read");
+    return rate;
+}
+
 static double encode_rate(void)
 {
     size_t n = 20000;
@@ -1001,8 +1045,9 @@ int main(int argc, char **argv)
 
     int64_t head = 0;
     eddy_store_head(s, &head, &err);
-    double rv[RUNS];
+    double rv[RUNS], raw_rv[RUNS], read_ratio[RUNS];
     for (int r = 0; r < RUNS; r++) {
+        raw_rv[r] = raw_read(path, head);
         eddy_cursor *cur;
         eddy_record rec;
         int64_t seen = 0;
@@ -1016,9 +1061,10 @@ int main(int argc, char **argv)
         eddy_cursor_free(cur);
         if (rc < 0 || seen != head)
             die("read_all", rc < 0 ? err.message : "short read");
+        read_ratio[r] = rv[r] / raw_rv[r];
     }
-    printf("read the global log (%" PRId64 " events): %.0f events/s\n\n", head,
-           median(rv, RUNS));
+    printf("read the global log (%" PRId64 " events), events/s: cursor %.0f, "
+           "raw-sqlite %.0f\n\n", head, median(rv, RUNS), median(raw_rv, RUNS));
 
     printf("aggregate load time, ms (median)\n");
     printf("%-10s %16s %16s\n", "events", "no snapshots", "snapshot/100");
@@ -1035,7 +1081,8 @@ int main(int argc, char **argv)
     rmdir(bench_dir);
 
     double pg_ratio = pg_base ? bench_postgres() : 0;
-    printf("\nstore/raw-sqlite append ratio: %.2f\n", ratio_store / ratio_raw);
+    printf("\nread/raw-sqlite ratio: %.2f\n", median(read_ratio, RUNS));
+    printf("store/raw-sqlite append ratio: %.2f\n", ratio_store / ratio_raw);
     if (pg_base)
         printf("store/raw-postgres append ratio: %.2f\n", pg_ratio);
     return 0;

@@ -441,6 +441,7 @@ static void bus_kick_all(eddy_bus *bus);
 
 static void *worker_main(void *arg)
 {
+    eddyi_thread_name("eddy-bus");
     struct worker *w = arg;
     eddy_bus *bus = w->bus;
     size_t handled = 0;

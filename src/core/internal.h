@@ -39,6 +39,11 @@ void eddyi_log(eddy_log_level level, const char *component, const char *fmt,
 /* A monotonic clock in nanoseconds, for measuring durations. */
 uint64_t eddyi_clock_ns(void);
 
+/* Names the calling thread (printf-style; cut to the 15 bytes the kernel
+ * keeps), so that top -H, perf and gdb tell eddy's threads apart: every
+ * thread eddy starts calls it first, with an "eddy-" prefix. */
+void eddyi_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* strdup that accepts NULL (returns NULL). Returns NULL when out of memory
  * too: callers check `src && !copy`. */
 char *eddyi_strdup(const char *src);

@@ -1,6 +1,9 @@
 /*
  * src/core/lifecycle.c - name claims and stop-once (lifecycle.h).
  */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +134,14 @@ bool eddyi_stop_requested(eddyi_stop *s)
     bool r = s->state != 0;
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+void eddyi_thread_name(const char *fmt, ...)
+{
+    char name[16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    pthread_setname_np(pthread_self(), name);
 }

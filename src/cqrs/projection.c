@@ -435,6 +435,7 @@ static int heartbeat_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 
 static void *heartbeat_main(void *arg)
 {
+    eddyi_thread_name("eddy-proj-beat");
     eddy_projection *p = arg;
     struct heartbeat_job j = {.name = p->def->name, .owner = p->owner};
     pthread_mutex_lock(&p->mu);

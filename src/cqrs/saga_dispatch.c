@@ -312,6 +312,7 @@ static void lane_send(struct lane *l)
 
 static void *lane_main(void *arg)
 {
+    eddyi_thread_name("eddy-saga-lane");
     struct lane *l = arg;
     eddy_saga *sg = l->sg;
     eddyi_saga_dispatcher *d = sg->dispatcher;
@@ -475,6 +476,7 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
 
 static void *feeder_main(void *arg)
 {
+    eddyi_thread_name("eddy-saga-feed");
     eddy_saga *sg = arg;
     for (;;) {
         pthread_mutex_lock(&sg->mu);

@@ -124,6 +124,7 @@ static int fire_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 
 static void *timer_main(void *arg)
 {
+    eddyi_thread_name("eddy-saga-timer");
     eddy_saga *sg = arg;
     struct due *due = calloc(FIRE_MAX, sizeof *due);
     for (;;) {

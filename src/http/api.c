@@ -439,6 +439,7 @@ static void on_progress(int64_t done, int64_t total, void *user)
 
 static void *rebuild_main(void *arg)
 {
+    eddyi_thread_name("eddy-rebuild");
     struct eddyi_rebuild *rb = arg;
     eddy_error e = {0};
     int rc = eddy_projection_rebuild(rb->srv->store, rb->def, on_progress, rb,

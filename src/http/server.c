@@ -231,6 +231,7 @@ static void reap(eddy_http_server *srv, int64_t now)
 
 static void *ticker_main(void *arg)
 {
+    eddyi_thread_name("eddy-http-tick");
     eddy_http_server *srv = arg;
     int64_t next_sample = 0;
     pthread_mutex_lock(&srv->tick_mu);

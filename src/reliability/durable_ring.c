@@ -308,6 +308,7 @@ static void signal_workers(eddy_durable *d)
  */
 void *eddyi_durable_maint_main(void *arg)
 {
+    eddyi_thread_name("eddy-dur-maint");
     eddy_durable *d = arg;
     unsigned tick = d->ckpt_interval_ms < REDRIVE_POLL_MS ? d->ckpt_interval_ms
                                                           : REDRIVE_POLL_MS;

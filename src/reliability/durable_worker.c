@@ -293,6 +293,7 @@ static void worker_take_batch(struct worker *w, struct item **in, size_t n)
 
 void *eddyi_durable_worker_main(void *arg)
 {
+    eddyi_thread_name("eddy-durable");
     struct worker *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {

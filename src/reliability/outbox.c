@@ -447,6 +447,7 @@ static int wait_for_commit(eddy_outbox_relay *r, int64_t head)
 
 static void *relay_main(void *arg)
 {
+    eddyi_thread_name("eddy-outbox");
     eddy_outbox_relay *r = arg;
     eddy_error err = {0};
     int rc = EDDY_OK;

@@ -68,6 +68,7 @@ static bool wait_stop(eddyi_pg_watch *w, int ms)
 
 static void *watch_main(void *arg)
 {
+    eddyi_thread_name("eddy-pg-watch");
     eddyi_pg_watch *w = arg;
     eddyi_pg *pg = w->pg;
     eddyi_pg_conn *c = NULL;

@@ -533,6 +533,7 @@ static int wal_hook(void *user, sqlite3 *db, const char *name, int pages)
 
 static void *checkpointer_main(void *arg)
 {
+    eddyi_thread_name("eddy-checkpoint");
     sqlite_impl *im = arg;
     conn *c = NULL;
     eddy_error err = {0};

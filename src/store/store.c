@@ -175,6 +175,7 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
 
 static void *writer_main(void *arg)
 {
+    eddyi_thread_name("eddy-writer");
     eddy_store *s = arg;
     size_t limit = s->opts.max_batch_events;
     pthread_mutex_lock(&s->mu);

@@ -92,6 +92,7 @@ static bool wait_retry(eddy_store_subscription *sub, int code, int *backoff_ms)
 
 static void *sub_main(void *arg)
 {
+    eddyi_thread_name("eddy-store-sub");
     eddy_store_subscription *sub = arg;
     eddy_store *s = sub->store;
     int64_t scanned = atomic_load(&sub->position); /* everything <= is seen */

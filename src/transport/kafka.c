@@ -342,6 +342,7 @@ static int kafka_auth_fail(eddy_transport *t, eddy_error *err)
 
 static void *kafka_poller_main(void *arg)
 {
+    eddyi_thread_name("eddy-kafka-poll");
     kafka_state *ks = arg;
     while (!atomic_load(&ks->stop))
         rd_kafka_poll(ks->producer, KAFKA_POLL_MS);
@@ -861,6 +862,7 @@ static void kafka_handle(kafka_sub *ksub, const rd_kafka_message_t *m)
 
 static void *kafka_sub_main(void *arg)
 {
+    eddyi_thread_name("eddy-kafka-sub");
     kafka_sub *ksub = arg;
     while (!atomic_load(&ksub->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(ksub->rk, KAFKA_POLL_MS);

@@ -302,6 +302,7 @@ static void settle(mem_engine *e, eddy_transport_sub *sub, const mem_fetch *f,
 
 static void *mem_sub_main(void *arg)
 {
+    eddyi_thread_name("eddy-mem-sub");
     eddy_transport_sub *sub = arg;
     mem_sub *ms = sub->state;
     mem_engine *e = ms->eng;

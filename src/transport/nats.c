@@ -998,6 +998,7 @@ static void nats_note_reconnects(nats_sub *nsub)
 
 static void *nats_sub_main(void *arg)
 {
+    eddyi_thread_name("eddy-nats-sub");
     nats_sub *nsub = arg;
     eddy_transport_sub *sub = nsub->sub;
     const eddy_transport_options *o = &sub->t->opts;

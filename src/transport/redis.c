@@ -742,6 +742,7 @@ static bool run_pubsub(eddy_transport_sub *sub)
 
 static void *redis_sub_main(void *arg)
 {
+    eddyi_thread_name("eddy-redis-sub");
     eddy_transport_sub *sub = arg;
     redis_sub *rs = sub->state;
     while (!atomic_load(&rs->stop)) {

@@ -381,6 +381,7 @@ struct eddyi_async_queue {
 
 static void *async_main(void *arg)
 {
+    eddyi_thread_name("eddy-publish");
     eddy_transport *t = arg;
     eddyi_async_queue *q = t->async;
     pthread_mutex_lock(&q->mu);
