@@ -154,7 +154,7 @@ typedef struct eddyi_backend {
     int (*snapshot_save)(void *impl, const char *stream_id, int64_t version,
                          int schema_version, const char *state,
                          int64_t taken_us, eddy_error *err);
-    /* The engine's write connection (sqlite3 *, PGconn *: the engine's
+    /* The engine's write connection (the SQLite or libpq handle: the engine's
      * escape hatch, eddy/sqlite.h), or NULL. */
     void *(*write_native)(void *impl);
 
