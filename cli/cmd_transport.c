@@ -394,7 +394,7 @@ int cmd_subscribe(int argc, char **argv)
         /* with --count, fetch one at a time: what is fetched past the
          * count goes back to the group (a nack, so it may show a delivery
          * attempt more when read again) */
-        .batch = count ? 1 : 0, .nack_delay_ms = -1,
+        .batch = count ? 1 : 0, .retry = {.initial_delay_ms = 1, .max_delay_ms = 1},
     };
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);

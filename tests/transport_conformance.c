@@ -40,6 +40,7 @@ typedef struct recorder {
     size_t n;
     int fail_until_attempt;   /* handler fails while attempt < this */
     int fail_always;          /* handler always fails */
+    int fail_code;            /* handler returns this (no explicit nack) */
     int hang_member;          /* member whose handler hangs; -1: none */
     atomic_int hang_release;
     int hung;                 /* the hanging handler has started */
@@ -134,7 +135,10 @@ static int handler(eddy_delivery *d, const eddy_event *ev, void *user)
     }
     int fail = r->fail_always ||
                (int)eddy_delivery_attempt(d) < r->fail_until_attempt;
+    int code = r->fail_code;
     pthread_mutex_unlock(&r->mu);
+    if (code)
+        return code;
     if (fail) {
         eddy_delivery_nack(d, 10);
         return EDDY_EHANDLER;
@@ -189,8 +193,10 @@ static eddy_transport_sub *subscribe(eddy_transport *t, const char *type,
     eddy_transport_sub_options o = {
         .types = types, .type_count = 1, .group = group,
         .consumer = consumer, .handler = handler, .user = m,
-        .ack_wait_ms = ack_wait_ms, .max_deliveries = max_deliveries,
-        .nack_delay_ms = 10, .dead_letter = on_dead,
+        .ack_wait_ms = ack_wait_ms,
+        .retry = {.max_attempts = (unsigned)max_deliveries,
+                  .initial_delay_ms = 10, .multiplier = 1},
+        .dead_letter = on_dead,
     };
     eddy_transport_sub *sub = NULL;
     eddy_error err = {0};
@@ -510,7 +516,7 @@ static void test_nack_dead_letter(void **state)
     assert_int_equal(rec_dead(r), 0);
     eddy_event_unref(ev);
 
-    /* Always failing: delivered max_deliveries (3) times, then dead. */
+    /* Always failing: delivered retry.max_attempts (3) times, then dead. */
     pthread_mutex_lock(&r->mu);
     r->fail_always = 1;
     r->n = 0;
@@ -532,6 +538,34 @@ static void test_nack_dead_letter(void **state)
     assert_int_equal(st.dead_lettered, 1);
     assert_int_equal(st.acked, 1);
     assert_int_equal(st.nacked, 4);
+    eddy_event_unref(ev);
+    rec_destroy(r);
+    free(r);
+    eddy_transport_close(t);
+}
+
+/* The subscription's retry policy decides: an error it says is not worth
+ * retrying (EDDY_EINVAL, by default) is dead-lettered at its first
+ * delivery, naming the error; a retryable one is redelivered. */
+static void test_not_retryable(void **state)
+{
+    char type[64];
+    fresh_type(type, sizeof type, "noretry");
+    eddy_transport *t = open_t(NULL);
+    recorder *r = malloc(sizeof *r);
+    rec_init(r);
+    r->fail_code = EDDY_EINVAL;
+    member m = {r, 0};
+    eddy_transport_sub *sub = subscribe(t, type, "noretry", "n1", &m, 0, 5);
+    eddy_event *ev = make_event(type, "agg-r", 1);
+    publish(t, ev);
+    assert_int_equal(wait_for(r, rec_dead, 1, 20000), 1);
+    sleep_ms(200);
+    eddy_transport_sub_free(sub);
+    assert_int_equal(r->n, 1);
+    assert_int_equal(r->recs[0].attempt, 1);
+    if (!strstr(r->dead_reasons[0], "not retryable"))
+        fail_msg("dead-letter reason: %s", r->dead_reasons[0]);
     eddy_event_unref(ev);
     rec_destroy(r);
     free(r);
@@ -762,6 +796,7 @@ int transport_conformance_run(const transport_conformance_env *e)
         cmocka_unit_test(test_load_shared),
         cmocka_unit_test(test_crash_redelivery),
         cmocka_unit_test(test_nack_dead_letter),
+        cmocka_unit_test(test_not_retryable),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_async),
         cmocka_unit_test(test_bad_arguments),

@@ -13,7 +13,7 @@
  *                    handler hangs, as a crashed process would) loses it to
  *                    another member after ack_wait: at-least-once;
  *   nack_dead_letter nack -> redelivery with attempt + 1 -> dead letter
- *                    after max_deliveries, with the reason;
+ *                    after retry.max_attempts, with the reason;
  *   malformed        undecodable and oversized messages are dead-lettered
  *                    with a clear reason, the next good event still flows;
  *                    publishing an oversized event is EDDY_ETOOBIG;

@@ -211,8 +211,10 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
         .from_latest = opts->group_prefix != NULL,
         .consumer = def->name,
         .ack_wait_ms = 2000,
-        .nack_delay_ms = 200,
-        .max_deliveries = 1000000, /* an append failure is retried, not dropped */
+        /* an append failure is retried (200 ms doubling up to 5 s), not
+         * dropped */
+        .retry = {.max_attempts = 1000000, .initial_delay_ms = 200,
+                  .max_delay_ms = 5000},
     };
     if (eddy_transport_bridge_start(t, store, &bo, &bridge, &err) != EDDY_OK) {
         status = service_fail(def->name, "subscribing", &err);

@@ -127,9 +127,12 @@
  *                  until a redelivery; with several members per-key order is
  *                  NOT guaranteed.
  *
- * Every engine: after max_deliveries unsuccessful deliveries an event is
- * dead-lettered (the dead_letter callback runs) and acknowledged so that it
- * does not loop. A message that cannot be decoded, or that is larger than
+ * Every engine: a delivery the handler fails is redelivered after the
+ * subscription's retry policy's delay (eddy/retry.h: the same policy type
+ * durable handlers, the outbox relay and sagas use); after
+ * retry.max_attempts deliveries, or at once for an error the policy says
+ * is not retryable, the event is dead-lettered (the dead_letter callback
+ * runs) and acknowledged so that it does not loop. A message that cannot be decoded, or that is larger than
  * max_message_bytes, is dead-lettered at once with the reason, never handed
  * to the handler, never a crash. Consumers must be idempotent (or
  * deduplicate by event id, as the bridge below does): at-least-once means a
@@ -150,6 +153,7 @@
 #include "eddy/error.h"
 #include "eddy/event.h"
 #include "eddy/outbox.h"
+#include "eddy/retry.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -166,8 +170,6 @@ typedef struct eddy_delivery eddy_delivery;
 #define EDDY_TRANSPORT_DEFAULT_TIMEOUT_MS 5000
 #define EDDY_TRANSPORT_DEFAULT_STREAM_MAXLEN 1000000
 #define EDDY_TRANSPORT_DEFAULT_ACK_WAIT_MS 30000
-#define EDDY_TRANSPORT_DEFAULT_MAX_DELIVERIES 5
-#define EDDY_TRANSPORT_DEFAULT_NACK_DELAY_MS 1000
 #define EDDY_TRANSPORT_DEFAULT_GROUP "eddy"
 
 /* What publish does while the connection to the engine is down. */
@@ -335,7 +337,8 @@ int eddy_transport_flush(eddy_transport *t, int timeout_ms, eddy_error *err);
  * A handler: receives one event (borrowed; eddy_event_ref it to keep it)
  * and its delivery (borrowed for the call). It settles the delivery either
  * explicitly (eddy_delivery_ack / eddy_delivery_nack) or by its return
- * value: 0 = ack, anything else = nack with the subscription's nack delay.
+ * value: 0 = ack, anything else = nack, redelivered after the delay of the
+ * subscription's retry policy for that attempt.
  * The decision takes effect when the handler returns (an explicit call wins
  * over the return value). Runs on the subscription's thread; must not stop
  * or free its own subscription, nor close the transport.
@@ -380,10 +383,12 @@ typedef struct eddy_transport_sub_options {
     int ack_wait_ms;           /* a delivery not settled after this long
                                   (its member died) is redelivered;
                                   0: ..._ACK_WAIT_MS */
-    int max_deliveries;        /* deliveries before dead letter;
-                                  0: ..._MAX_DELIVERIES */
-    int nack_delay_ms;         /* redelivery delay after a handler error;
-                                  0: ..._NACK_DELAY_MS; < 0: no delay */
+    eddy_retry_policy retry;   /* a failed delivery: redelivered after
+                                  the policy's delay for its attempt, dead-
+                                  lettered after max_attempts deliveries
+                                  or when `retryable` refuses the error;
+                                  zero: the defaults (5 deliveries, 100 ms
+                                  doubling up to 30 s, 20% jitter) */
     eddy_transport_dead_letter_fn dead_letter;     /* NULL: log and drop */
     bool from_latest;          /* a NEW group starts after the messages
                                   already stored; default (false): from the

@@ -26,7 +26,7 @@
  * stored offsets (auto commit every second, on a rebalance and on close):
  * a message is never committed before its handler succeeded. A nack blocks
  * its partition: the same message is handled again after the nack delay
- * (keeping per-key order), up to max_deliveries, then dead-lettered.
+ * (keeping per-key order), up to retry.max_attempts, then dead-lettered.
  *
  * Delivery counts: Kafka keeps none, so before each attempt the member
  * commits the message's own offset (not the next one: it is not done) with

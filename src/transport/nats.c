@@ -24,7 +24,7 @@
  * created if missing (or updated when its ack wait differs), with explicit
  * acks, AckWait = ack_wait_ms and no server-side delivery limit: eddy
  * counts deliveries (JetStream's NumDelivered) and dead-letters after
- * max_deliveries, terminating the message (+TERM) so that it never comes
+ * retry.max_attempts, terminating the message (+TERM) so that it never comes
  * back. Members of a group share the consumer, so they share the load.
  * A nack is +NAK with the delay. Each subscription runs one thread that
  * fetches batches from its consumers in turn; while the server is away the

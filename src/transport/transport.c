@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/retry.h"
 #include "transport/transport_impl.h"
 
 /* The engines, by URL scheme. A build without a client library
@@ -581,9 +582,11 @@ int eddy_transport_subscribe(eddy_transport *t,
         return eddyi_error(err, EDDY_EINVAL, "subscribe: no event types");
     if (!o->handler)
         return eddyi_error(err, EDDY_EINVAL, "subscribe: no handler");
-    if (o->ack_wait_ms < 0 || o->max_deliveries < 0)
-        return eddyi_error(err, EDDY_EINVAL,
-                           "subscribe: negative ack_wait_ms or max_deliveries");
+    if (o->ack_wait_ms < 0)
+        return eddyi_error(err, EDDY_EINVAL, "subscribe: negative ack_wait_ms");
+    eddy_retry_policy retry;
+    if (eddyi_retry_resolve(&o->retry, &retry, "subscribe", err) != EDDY_OK)
+        return EDDY_EINVAL;
     if (o->group && !*o->group)
         return eddyi_error(err, EDDY_EINVAL, "subscribe: empty group name");
     if (o->consumer && !*o->consumer)
@@ -629,12 +632,8 @@ int eddy_transport_subscribe(eddy_transport *t,
     sub->o.consumer = sub->consumer;
     if (!sub->o.ack_wait_ms)
         sub->o.ack_wait_ms = EDDY_TRANSPORT_DEFAULT_ACK_WAIT_MS;
-    if (!sub->o.max_deliveries)
-        sub->o.max_deliveries = EDDY_TRANSPORT_DEFAULT_MAX_DELIVERIES;
-    if (!sub->o.nack_delay_ms)
-        sub->o.nack_delay_ms = EDDY_TRANSPORT_DEFAULT_NACK_DELAY_MS;
-    else if (sub->o.nack_delay_ms < 0)
-        sub->o.nack_delay_ms = 0;
+    sub->o.retry = retry;
+    sub->rng = (uint64_t)eddyi_clock_ns() | 1;
     if (!sub->o.batch)
         sub->o.batch = 64;
     rc = t->ops->subscribe(sub, err);
@@ -774,11 +773,11 @@ eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
                                       size_t raw_len, int *delay_ms)
 {
     char reason[128];
-    uint32_t max = (uint32_t)sub->o.max_deliveries;
+    uint32_t max = sub->o.retry.max_attempts;
     *delay_ms = 0;
     if (attempt > max) {
         snprintf(reason, sizeof reason,
-                 "delivered %u times, max_deliveries is %u", attempt, max);
+                 "delivered %u times, retry.max_attempts is %u", attempt, max);
         eddyi_transport_dead_letter(sub, ev, raw, raw_len, topic, reason,
                                     attempt);
         return EDDYI_SETTLE_ACK;
@@ -791,7 +790,8 @@ eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
             d.decision = DECIDE_ACK;
         } else {
             d.decision = DECIDE_NACK;
-            d.delay_ms = sub->o.nack_delay_ms;
+            d.delay_ms = (int)(eddyi_retry_delay_us(&sub->o.retry, attempt,
+                                                    &sub->rng) / 1000);
         }
     }
     if (d.decision == DECIDE_ACK) {
@@ -799,6 +799,13 @@ eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
         return EDDYI_SETTLE_ACK;
     }
     atomic_fetch_add(&sub->nacked, 1);
+    if (rc != 0 && attempt < max && !eddyi_retry_again(&sub->o.retry, rc, attempt)) {
+        snprintf(reason, sizeof reason, "handler failed: %s (%d), not retryable",
+                 eddy_strerror(rc), rc);
+        eddyi_transport_dead_letter(sub, ev, raw, raw_len, topic, reason,
+                                    attempt);
+        return EDDYI_SETTLE_ACK;
+    }
     if (attempt >= max) {
         if (rc != 0)
             snprintf(reason, sizeof reason, "handler failed %u times: %s (%d)",

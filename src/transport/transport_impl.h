@@ -76,6 +76,8 @@ struct eddy_transport_sub {
     char *consumer;
     void *state;                    /* the backend's */
     bool stopped;
+    uint64_t rng;                   /* jitter of retry delays (the
+                                       subscription's thread only) */
     _Atomic uint64_t delivered, acked, nacked, dead_lettered, reconnects;
 };
 
@@ -226,7 +228,7 @@ typedef enum eddyi_settle {
 } eddyi_settle;
 
 /*
- * Handles one decoded event: if `attempt` exceeds max_deliveries it is
+ * Handles one decoded event: if `attempt` exceeds retry.max_attempts it is
  * dead-lettered without calling the handler; otherwise the handler runs and
  * its decision is returned; a nack on the last allowed attempt
  * dead-letters it ("handler failed N times: ...") and returns ACK.
