@@ -45,7 +45,8 @@ extern "C" {
     X(EVERSION, "incompatible version")                                        \
     X(ECONNECT, "connection failed")                                           \
     X(EBUSY, "resource busy")                                                  \
-    X(EDUPLICATE, "duplicate id with different content")
+    X(EDUPLICATE, "duplicate id with different content")                     \
+    X(ELIMIT, "limit reached before the work could finish")
 
 /* Error codes. EDDY_OK is 0; every failure is a distinct positive value. */
 typedef enum eddy_errno {
