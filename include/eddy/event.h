@@ -215,6 +215,15 @@ void eddy_id_derive(const char *base, const char *salt,
  */
 json_t *eddy_json_decode(const char *text, size_t len, eddy_error *err);
 
+/*
+ * As eddy_json_decode, for the text of a batch: at most EDDY_BATCH_MAX_BYTES,
+ * each element of a top-level array at most EDDY_EVENT_MAX_BYTES ("batch: [3]
+ * 1048577 bytes, larger than ..."), one more level of nesting for the array.
+ * For callers that report on each event of a batch (eddy_event_decode_batch
+ * is all or nothing). Thread-safe.
+ */
+json_t *eddy_json_decode_batch(const char *text, size_t len, eddy_error *err);
+
 /* ---- reading lines ---------------------------------------------------------- */
 
 /*

@@ -132,6 +132,11 @@ json_t *eddy_json_decode(const char *text, size_t len, eddy_error *err)
     return eddyi_json_decode(text, len, EDDY_EVENT_MAX_BYTES, "event", err);
 }
 
+json_t *eddy_json_decode_batch(const char *text, size_t len, eddy_error *err)
+{
+    return eddyi_json_decode(text, len, EDDY_BATCH_MAX_BYTES, "batch", err);
+}
+
 /*
  * The nesting depth of `v` (a scalar is 0, [] is 1), but never more than
  * limit + 1: the walk stops descending once the limit is passed, so it is
