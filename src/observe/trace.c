@@ -530,7 +530,8 @@ int eddy_graph_build(eddy_store *store, eddy_graph **out, eddy_error *err)
         eddy_graph_free(g);
         return rc;
     }
-    qsort(g->edges, g->count, sizeof *g->edges, edge_cmp);
+    if (g->count > 0) /* qsort(NULL, 0, ...) is undefined behaviour */
+        qsort(g->edges, g->count, sizeof *g->edges, edge_cmp);
     for (size_t i = 0; i < g->count; i++) {
         g->edges[i].view.from = g->edges[i].from;
         g->edges[i].view.to = g->edges[i].to;

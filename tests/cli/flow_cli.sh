@@ -91,6 +91,11 @@ has gmer out '^flowchart LR'
 has gmer out '\{\{"ProcessPayment"\}\}'
 has gmer out '-->\|leads to [0-9]+\|'
 run gbad 2 graph --store "$STORE" --format svg
+# An empty store has an empty graph (it used to hand qsort a NULL array,
+# which the sanitizer build aborts on).
+run gempty 0 graph --store "sqlite:$TMP/empty.db"
+has gempty out '^digraph eddy \{'
+run gempty_mer 0 graph --store "sqlite:$TMP/empty.db" --format mermaid
 has gbad err 'unknown format "svg"'
 
 if [ "$failures" -ne 0 ]; then
