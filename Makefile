@@ -9,12 +9,15 @@ CMAKE  ?= cmake
 CTEST  ?= ctest
 PREFIX ?= /usr/local
 
-.PHONY: all deps build demo check check-asan check-tsan bench install clean
+.PHONY: all deps deps-test build demo check check-asan check-tsan bench install clean
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
+
+deps-test:
+	@bash scripts/install-deps.sh --test
 
 build: deps
 	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(WERROR)
@@ -27,12 +30,12 @@ demo: build
 # concurrency tests again under ThreadSanitizer.
 check: check-asan check-tsan
 
-check-asan: deps
+check-asan: deps-test
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEDDY_SANITIZE=address,undefined $(WERROR)
 	$(CMAKE) --build build-asan -j $(JOBS)
 	cd build-asan && $(CTEST) --output-on-failure -j $(JOBS)
 
-check-tsan: deps
+check-tsan: deps-test
 	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDDY_SANITIZE=thread -DEDDY_BUILD_BENCH=OFF -DEDDY_BUILD_EXAMPLES=OFF $(WERROR)
 	$(CMAKE) --build build-tsan -j $(JOBS)
 	cd build-tsan && $(CTEST) --output-on-failure -L concurrency

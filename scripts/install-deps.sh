@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages eddy needs to build, test and run its demo,
 # skipping those already installed. Runs apt-get as root, or through sudo.
-# Usage: scripts/install-deps.sh
+# Usage: scripts/install-deps.sh [--test]
+#   --test  also what only the tests need (make check, make fuzz): the
+#           JSON Schema Test Suite, clang with its libFuzzer and sanitizer
+#           runtimes, GNU time (memory figures of the limit tests)
 set -euo pipefail
 
 packages=(
@@ -10,6 +13,16 @@ packages=(
   sqlite3
   libhiredis-dev librdkafka-dev libnats-dev redis-server nats-server
 )
+test_packages=(
+  json-schema-test-suite
+  clang libclang-rt-14-dev
+  time
+)
+case "${1:-}" in
+  --test) packages+=("${test_packages[@]}") ;;
+  "") ;;
+  *) echo "usage: scripts/install-deps.sh [--test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
