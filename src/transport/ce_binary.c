@@ -501,6 +501,11 @@ eddy_event *eddyi_ce_binary_decode(const char *const *names,
         json_object_set_new(obj, key, typed);
     }
 
+    /* An empty payload may come as NULL (librdkafka's for an empty
+     * message): announced as a string it is "", not a failure (found by
+     * fuzz_ce_binary: json_stringn(NULL, 0) said "out of memory"). */
+    if (!payload)
+        payload = "";
     const char *data_kind = list_kind(types, "data", kind, sizeof kind);
     if (payload_len > 0 || data_kind) {
         json_t *data = NULL;
