@@ -497,8 +497,11 @@ static eddy_event *event_from_text(const struct append_spec *sp, const char *tex
     return ev;
 }
 
-/* Prints one acknowledgement; false (with errno) when it cannot be written. */
-static bool print_ack(int64_t version, int64_t position, const eddy_event *ev, long line)
+/* Prints one acknowledgement, and flushes standard output when `flush`
+ * (once per commit: everything printed before it is durable). False (with
+ * errno) when it cannot be written. */
+static bool print_ack(int64_t version, int64_t position, const eddy_event *ev, long line,
+                      bool flush)
 {
     char where[24] = "-";
     if (line > 0)
@@ -506,7 +509,7 @@ static bool print_ack(int64_t version, int64_t position, const eddy_event *ev, l
     if (printf("%" PRId64 " %" PRId64 " %s %s\n", version, position, eddy_event_id(ev),
                where) < 0)
         return false;
-    return fflush(stdout) == 0;
+    return !flush || fflush(stdout) == 0;
 }
 
 static int append_one(eddy_store *s, const struct append_spec *sp, const char *data)
@@ -521,7 +524,7 @@ static int append_one(eddy_store *s, const struct append_spec *sp, const char *d
     int status = 0;
     if (rc != EDDY_OK)
         status = cli_fail(1, "append: %s", err.message);
-    else if (!print_ack(res.stream_version, res.last_position, ev, 0))
+    else if (!print_ack(res.stream_version, res.last_position, ev, 0, true))
         status = cli_fail(1, "append: event %s stored, but its acknowledgement could not "
                           "be written: %s", eddy_event_id(ev), strerror(errno));
     eddy_event_unref(ev);
@@ -664,7 +667,7 @@ static int append_singly(struct stdin_appender *app, struct pending *g, size_t n
         }
         if (!stored_already)
             chain(app, res.stream_version);
-        if (!print_ack(res.stream_version, res.last_position, g[i].ev, g[i].line)) {
+        if (!print_ack(res.stream_version, res.last_position, g[i].ev, g[i].line, true)) {
             cli_fail(1, "line %ld: stored, but its acknowledgement could not be written: %s",
                      g[i].line, strerror(errno));
             return 1;
@@ -699,13 +702,20 @@ static int append_group(struct stdin_appender *app, struct pending *g, size_t n)
     if (res.last_position - res.first_position + 1 != (int64_t)n || res.first_position <= 0 ||
         !group_in_order(app, g, n, &res))
         return append_singly(app, g, n, 0, true); /* (partly) stored before */
-    for (size_t i = 0; i < n; i++) {
+    bool written = true;
+    for (size_t i = 0; i < n && written; i++) {
         int64_t version = res.stream_version - (int64_t)(n - 1 - i);
-        if (!print_ack(version, res.first_position + (int64_t)i, g[i].ev, g[i].line)) {
+        written = print_ack(version, res.first_position + (int64_t)i, g[i].ev, g[i].line,
+                            i + 1 == n);
+    }
+    if (!written) {
+        if (n == 1)
             cli_fail(1, "line %ld: stored, but its acknowledgement could not be written: %s",
-                     g[i].line, strerror(errno));
-            return 1;
-        }
+                     g[0].line, strerror(errno));
+        else
+            cli_fail(1, "lines %ld-%ld: stored, but their acknowledgements could not be "
+                     "written: %s", g[0].line, g[n - 1].line, strerror(errno));
+        return 1;
     }
     return 0;
 }
