@@ -257,7 +257,7 @@ static int run_case(const char *type, const json_t *tc, char *why, size_t why_si
             eddy_error_clear(&err2);
             eddy_event *ev2 = eddy_event_from_json(event, &err2);
             if (ev2 || err2.code != err.code || strcmp(err2.message, err.message) != 0) {
-                snprintf(why, why_size, "from_json disagrees with decode: \"%s\" / \"%s\"",
+                snprintf(why, why_size, "from_json disagrees with decode: \"%.200s\" / \"%.200s\"",
                          err.message, ev2 ? "accepted" : err2.message);
                 eddy_event_unref(ev2);
                 return 0;

@@ -676,7 +676,7 @@ static int validate_array(vctx *c, const eddyi_snode *n, const json_t *v)
         CHECK(size > (size_t)n->max_items &&
               report(c, "maxItems", "maxItems %lld expected, got %zu items", n->max_items, size));
     if (n->unique_items && size > 1) {
-        size_t first, second;
+        size_t first = 0, second = 0; /* set when dup is 1 */
         int dup = find_duplicate(c, v, &first, &second);
         if (dup < 0)
             return 1; /* out of memory */
