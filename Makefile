@@ -1,16 +1,23 @@
 # eddy - the two set-up commands and a few conveniences around CMake.
 #   make demo    install the packages the embedded demo needs, build, run it
 #   make check   install every package, build with sanitizers, run all tests,
-#                and build the SQLite-only variant (no transport libraries)
+#                build the SQLite-only variant (no transport libraries), and
+#                run each fuzz target briefly
+#   make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 60) each
 # Everything else (install, bench) is plain CMake underneath.
 
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 60
+# make check runs each fuzz target this long: a smoke test of the targets
+# and a few hundred thousand inputs, not a fuzzing campaign.
+CHECK_FUZZ_SECONDS ?= 10
 WERROR := $(if $(CI),-DEDDY_WERROR=ON,)
 CMAKE  ?= cmake
 CTEST  ?= ctest
 PREFIX ?= /usr/local
 
-.PHONY: all deps deps-demo build demo check check-asan check-tsan check-lean bench install clean
+.PHONY: all deps deps-demo build demo check check-asan check-tsan check-lean check-fuzz \
+        fuzz fuzz-build bench install clean
 
 all: build
 
@@ -33,8 +40,9 @@ demo: deps-demo
 	./build/eddy demo
 
 # Address + undefined-behaviour sanitizers over every test, then the
-# concurrency tests again under ThreadSanitizer, then the SQLite-only build.
-check: check-asan check-tsan check-lean
+# concurrency tests again under ThreadSanitizer, then the SQLite-only build,
+# then each fuzz target briefly.
+check: check-asan check-tsan check-lean check-fuzz
 
 check-asan: deps
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEDDY_SANITIZE=address,undefined $(WERROR)
@@ -54,6 +62,19 @@ check-lean: deps
 	$(CMAKE) --build build-lean -j $(JOBS)
 	bash scripts/check-lean.sh build-lean
 
+# libFuzzer targets (fuzz/), built with clang under ASan+UBSan.
+fuzz-build: deps
+	$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DEDDY_FUZZ=ON -DEDDY_SANITIZE=address,undefined -DEDDY_BUILD_TESTS=OFF \
+	    -DEDDY_BUILD_BENCH=OFF -DEDDY_BUILD_EXAMPLES=OFF $(WERROR)
+	$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+check-fuzz: fuzz-build
+	bash scripts/fuzz.sh build-fuzz $(CHECK_FUZZ_SECONDS)
+
 bench: build
 	./build/bench/bus
 
@@ -61,4 +82,4 @@ install: build
 	$(CMAKE) --install build
 
 clean:
-	rm -rf build build-asan build-tsan build-lean
+	rm -rf build build-asan build-tsan build-lean build-fuzz

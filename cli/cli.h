@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-#include "eddy/store.h"
+#include "eddy/eddy.h"
 
 struct cli_command {
     const char *name;
@@ -32,6 +32,48 @@ int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Reads all of `path` ("-" or NULL: standard input) into a malloc'd,
  * NUL-terminated buffer. Returns NULL with a message on stderr on failure. */
 char *cli_read_file(const char *path, size_t *len);
+
+/*
+ * Event input of `events check` and `schema check` (cli/input.c): a file or
+ * standard input holding one JSON value, a batch or JSON lines, read within
+ * eddy's event limits (EDDY_EVENT_MAX_BYTES, EDDY_BATCH_MAX_BYTES) and
+ * decoded by eddy_json_decode. Fields are private to input.c.
+ */
+typedef struct cli_input {
+    int fd;
+    bool close_fd;
+    const char *name; /* "standard input" or the path, for messages */
+    char *head;       /* what was read to decide the shape */
+    size_t head_len, head_pos;
+    bool eof;         /* the head is the whole input */
+    eddy_line_reader *lines;
+} cli_input;
+
+enum { CLI_INPUT_BATCH, CLI_INPUT_VALUE, CLI_INPUT_LINES };
+
+/* Opens `path` ("-" or NULL: standard input). Returns 0, or 2 with the
+ * reason on stderr. Close with cli_input_close. */
+int cli_input_open(cli_input *in, const char *path);
+
+/*
+ * Reads what deciding the shape needs and returns it: CLI_INPUT_BATCH (the
+ * input starts with '['; *root is the array, or NULL with `err` when the
+ * batch is broken or over a limit), CLI_INPUT_VALUE (the whole input, at most
+ * EDDY_EVENT_MAX_BYTES, is one JSON value: *root), CLI_INPUT_LINES (read
+ * them with cli_input_lines; `err` says why the whole input, when it was
+ * small enough to try, is not one value), or -1 when the input cannot be
+ * read (reason on stderr). *root is a new reference.
+ */
+int cli_input_shape(cli_input *in, json_t **root, eddy_error *err);
+
+/* The JSON lines of the input, from its first byte (borrowed from `in`);
+ * NULL when out of memory (reason on stderr). */
+eddy_line_reader *cli_input_lines(cli_input *in);
+
+void cli_input_close(cli_input *in);
+
+/* True when the `n` bytes at `p` are only spaces, tabs and CRs. */
+bool cli_line_blank(const char *p, size_t n);
 
 /* The store URL a command uses when --store is not given. */
 #define CLI_DEFAULT_STORE_URL "sqlite:eddy.db"

@@ -3,6 +3,7 @@
  * (examples/orders/) on a durable SQLite store and checks its invariants.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,7 +98,9 @@ static int number(const char *name, const char *text, double min, double max,
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (errno || end == text || *end || v < min || v > max)
+    /* NaN compares false with everything: without isfinite() it would pass
+     * both bounds. */
+    if (errno || end == text || *end || !isfinite(v) || v < min || v > max)
         return cli_fail(2, "%s: expected a number from %g to %g, got '%s'",
                         name, min, max, text);
     *out = v;

@@ -57,7 +57,12 @@ static void check_usage(FILE *out)
             "input): one event (an object), a batch (an array of events), or JSON\n"
             "lines (one event per non-empty line). Prints one line per event:\n"
             "  ok ID\n"
-            "  error WHERE: MESSAGE   (WHERE: event, [INDEX] or line N)\n\n"
+            "  error WHERE: MESSAGE   (WHERE: event, [INDEX], batch or line N)\n\n"
+            "Events are decoded as every eddy input decodes them (eddy append, the\n"
+            "transports): an event may hold at most 1 MiB (a batch 16 MiB), nested\n"
+            "at most 256 levels, with no duplicated member and no NUL; input larger\n"
+            "than 1 MiB that is not a batch is read as JSON lines, one line at a\n"
+            "time.\n\n"
             "exit status: 0 all events valid, 1 some invalid, 2 usage error,\n"
             "unreadable or empty input.\n");
 }
@@ -77,38 +82,42 @@ static bool check_value(const json_t *value, const char *where)
     return true;
 }
 
-/* JSON lines: every non-blank line is one event. */
-static int check_lines(const char *text, size_t len, size_t *checked)
+/* JSON lines: every non-blank line is one event. Returns 0, 1 (some
+ * invalid) or 2 (unreadable); counts the events in *checked. */
+static int check_lines(cli_input *in, size_t *checked)
 {
+    eddy_line_reader *r = cli_input_lines(in);
+    if (!r)
+        return 2;
     int status = 0;
-    size_t lineno = 0;
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *eol = nl ? nl : end;
-        lineno++;
-        size_t n = (size_t)(eol - p);
-        if (n > 0 && p[n - 1] == '\r')
-            n--;
-        bool blank = true;
-        for (size_t i = 0; i < n && blank; i++)
-            blank = strchr(" \t\r", p[i]) != NULL;
-        if (!blank) {
-            char where[32];
-            snprintf(where, sizeof where, "line %zu", lineno);
-            eddy_error err;
-            eddy_error_clear(&err);
-            eddy_event *ev = eddy_event_decode(p, n, &err);
-            if (ev) {
-                printf("ok %s\n", eddy_event_id(ev));
-                eddy_event_unref(ev);
-            } else {
-                printf("error %s: %s\n", where, err.message);
-                status = 1;
-            }
+    for (;;) {
+        const char *p;
+        size_t n;
+        eddy_error err;
+        eddy_error_clear(&err);
+        int got = eddy_line_reader_next(r, &p, &n, &err);
+        if (got == 0)
+            break;
+        if (got < 0 && err.code == EDDY_ETOOBIG) {
+            /* "line N: longer than ...": the reader skips the rest of it */
+            printf("error %s (EDDY_EVENT_MAX_BYTES)\n", err.message);
+            status = 1;
             (*checked)++;
+            continue;
         }
-        p = eol + 1;
+        if (got < 0)
+            return cli_fail(2, "%s: %s", in->name, err.message);
+        if (cli_line_blank(p, n))
+            continue;
+        eddy_event *ev = eddy_event_decode(p, n, &err);
+        if (ev) {
+            printf("ok %s\n", eddy_event_id(ev));
+            eddy_event_unref(ev);
+        } else {
+            printf("error line %ld: %s\n", eddy_line_reader_line(r), err.message);
+            status = 1;
+        }
+        (*checked)++;
     }
     return status;
 }
@@ -127,45 +136,45 @@ int cmd_events_check(int argc, char **argv)
             return cli_fail(2, "events check: one FILE at most (see --help)");
         path = argv[i];
     }
-
-    size_t len = 0;
-    char *text = cli_read_file(path, &len);
-    if (!text)
+    cli_input in;
+    if (cli_input_open(&in, path) != 0)
         return 2;
-
     int status = 0;
     size_t checked = 0;
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                              &jerr);
-    if (root && json_is_array(root)) {
+    json_t *root = NULL;
+    eddy_error err;
+    eddy_error_clear(&err);
+    switch (cli_input_shape(&in, &root, &err)) {
+    case CLI_INPUT_BATCH:
+        checked = 1; /* an empty batch is a valid batch */
+        if (!root) {
+            printf("error batch: %s\n", err.message);
+            status = 1;
+            break;
+        }
         for (size_t i = 0; i < json_array_size(root); i++) {
             char where[32];
             snprintf(where, sizeof where, "[%zu]", i);
             if (!check_value(json_array_get(root, i), where))
                 status = 1;
         }
-        checked = 1; /* an empty batch is a valid batch */
-    } else if (root) {
+        break;
+    case CLI_INPUT_VALUE:
+        checked = 1;
         if (!check_value(root, "event"))
             status = 1;
-        checked = 1;
-    } else {
-        size_t start = strspn(text, " \t\r\n");
-        if (start < len && text[start] == '[') {
-            /* An array that does not parse is a broken batch, not lines. */
-            printf("error batch: JSON parse error at line %d, column %d: %s\n",
-                   jerr.line, jerr.column, jerr.text);
-            status = 1;
-            checked = 1;
-        } else {
-            status = check_lines(text, len, &checked);
-        }
+        break;
+    case CLI_INPUT_LINES:
+        status = check_lines(&in, &checked);
+        break;
+    default:
+        status = 2;
+        break;
     }
     json_decref(root);
-    free(text);
-    if (checked == 0)
-        return cli_fail(2, "events check: no events in %s",
-                        path && strcmp(path, "-") != 0 ? path : "standard input");
+    const char *name = in.name;
+    if (status != 2 && checked == 0)
+        status = cli_fail(2, "events check: no events in %s", name);
+    cli_input_close(&in);
     return status;
 }

@@ -59,15 +59,23 @@ int cmd_schema(int argc, char **argv)
 static void validate_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy schema validate SCHEMA.json [DATA.json|-]\n\n"
+            "usage: eddy schema validate SCHEMA.json [DATA.json|-]\n"
+            "                            [--remote URI_PREFIX=DIR]...\n\n"
             "Validates the JSON document DATA.json (default: standard input)\n"
             "against the JSON Schema (draft-07) in SCHEMA.json. Prints \"valid\",\n"
             "or every error, one per line:\n"
             "  /items/2/qty: type integer expected, got \"a\"\n"
             "Formats checked: email, date-time, date, time, uri, uuid; the\n"
             "schema's unsupported keywords are reported, never ignored.\n\n"
+            "$ref: relative references are served from SCHEMA.json's directory;\n"
+            "  --remote URI_PREFIX=DIR   serves the schemas whose URIs start with\n"
+            "                            URI_PREFIX from files under DIR (e.g.\n"
+            "                            https://example.com/schemas/=./schemas);\n"
+            "                            nothing is fetched over a network\n\n"
             "exit status: 0 valid, 1 invalid, 2 bad schema, unreadable or\n"
-            "malformed input, usage error.\n");
+            "malformed input, usage error, or validation that had to stop at a\n"
+            "limit (a regular expression that backtracks without end, $refs\n"
+            "nested too deep): such a value is neither valid nor invalid.\n");
 }
 
 static int print_error(const char *path, const char *keyword, const char *message, void *user)
@@ -81,24 +89,56 @@ static int print_error(const char *path, const char *keyword, const char *messag
 
 static int schema_validate(int argc, char **argv)
 {
-    if (argc >= 2 && cli_is_help(argv[1])) {
-        validate_usage(stdout);
-        return 0;
-    }
-    if (argc < 2 || argc > 3) {
-        validate_usage(stderr);
-        return 2;
-    }
-    const char *schema_path = argv[1];
-    const char *data_path = argc == 3 ? argv[2] : "-";
+    const char *schema_path = NULL, *data_path = NULL;
+    eddy_schema_remote *remotes = calloc((size_t)argc, sizeof *remotes);
+    size_t nremotes = 0;
     int status = 2;
     eddy_schema *schema = NULL;
     json_t *data = NULL;
     char *text = NULL;
     eddy_error err;
     eddy_error_clear(&err);
+    if (!remotes)
+        return cli_fail(2, "schema validate: out of memory");
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            validate_usage(stdout);
+            status = 0;
+            goto done;
+        }
+        if (strcmp(argv[i], "--remote") == 0 || strncmp(argv[i], "--remote=", 9) == 0) {
+            const char *spec = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            char *eq = spec ? strchr(spec, '=') : NULL;
+            if (!eq || eq == spec || !eq[1]) {
+                cli_fail(2, "schema validate: --remote needs URI_PREFIX=DIR");
+                goto done;
+            }
+            *eq = '\0'; /* argv is ours to cut */
+            remotes[nremotes++] = (eddy_schema_remote){.prefix = spec, .dir = eq + 1};
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            cli_fail(2, "schema validate: unknown option '%s' (see --help)", argv[i]);
+            goto done;
+        }
+        if (!schema_path) {
+            schema_path = argv[i];
+        } else if (!data_path) {
+            data_path = argv[i];
+        } else {
+            validate_usage(stderr);
+            goto done;
+        }
+    }
+    if (!schema_path) {
+        validate_usage(stderr);
+        goto done;
+    }
+    if (!data_path)
+        data_path = "-";
 
-    schema = eddy_schema_compile_file(schema_path, &err);
+    eddy_schema_options opts = {.remotes = remotes, .nremotes = nremotes};
+    schema = eddy_schema_compile_file_with(schema_path, &opts, &err);
     if (!schema) {
         cli_fail(2, "%s: bad schema: %s", schema_path, err.message);
         goto done;
@@ -123,11 +163,12 @@ static int schema_validate(int argc, char **argv)
     } else if (rc == EDDY_ESCHEMA) {
         status = 1;
     } else {
-        cli_fail(2, "validation failed: %s", err.message);
+        cli_fail(2, "cannot validate (%s): %s", eddy_errname(rc), err.message);
     }
 done:
     json_decref(data);
     free(text);
+    free(remotes);
     eddy_schema_free(schema);
     return status;
 }
@@ -207,7 +248,9 @@ static bool check_data(check_run *run, const char *label, const json_t *data)
     if (rc == EDDY_OK)
         return true;
     if (rc != EDDY_ESCHEMA) {
-        cli_fail(2, "schema check: %s: validation failed: %s", label, err.message);
+        /* e.g. EDDY_ELIMIT: neither valid nor invalid */
+        cli_fail(2, "schema check: %s: cannot validate (%s): %s", label, eddy_errname(rc),
+                 err.message);
         run->failed = true;
     }
     return false;
@@ -258,59 +301,57 @@ static void check_event(check_run *run, const json_t *value, const char *where)
     eddy_event_unref(ev);
 }
 
-/* True when the line [p, p + n) holds only blanks. */
-static bool line_blank(const char *p, size_t n)
+/* JSON lines: every non-blank line is one event (or bare data). The first
+ * one must be JSON: otherwise the input is not JSON lines but a malformed
+ * document, a usage error (2), reported with `doc_err` (why the whole input
+ * is not one value) when there is one. Updates run->status; returns 2 for a
+ * malformed or unreadable input, else 0. */
+static int check_lines(check_run *run, cli_input *in, const eddy_error *doc_err)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(" \t\r", p[i]))
-            return false;
-    return true;
-}
-
-/* The first non-blank line of `text`: start in *p, length in *n. False when
- * there is none. */
-static bool first_line(const char *text, size_t len, const char **p, size_t *n)
-{
-    const char *q = text, *end = text + len;
-    while (q < end) {
-        const char *nl = memchr(q, '\n', (size_t)(end - q));
-        const char *eol = nl ? nl : end;
-        if (!line_blank(q, (size_t)(eol - q))) {
-            *p = q;
-            *n = (size_t)(eol - q);
-            return true;
-        }
-        q = eol + 1;
-    }
-    return false;
-}
-
-/* JSON lines: every non-blank line is one event. */
-static void check_lines(check_run *run, const char *text, size_t len)
-{
-    size_t lineno = 0;
-    const char *p = text, *end = text + len;
-    while (p < end && !run->failed) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *eol = nl ? nl : end;
-        size_t n = (size_t)(eol - p);
-        lineno++;
-        if (!line_blank(p, n)) {
-            char where[32];
-            snprintf(where, sizeof where, "line %zu", lineno);
-            json_error_t jerr;
-            json_t *value = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-            if (value) {
+    eddy_line_reader *r = cli_input_lines(in);
+    if (!r)
+        return 2;
+    bool first = true;
+    while (!run->failed) {
+        const char *p;
+        size_t n;
+        eddy_error err;
+        eddy_error_clear(&err);
+        int got = eddy_line_reader_next(r, &p, &n, &err);
+        if (got == 0)
+            break;
+        if (got < 0 && err.code != EDDY_ETOOBIG)
+            return cli_fail(2, "schema check: %s: %s", in->name, err.message);
+        if (got > 0 && cli_line_blank(p, n))
+            continue;
+        char where[32];
+        snprintf(where, sizeof where, "line %ld", eddy_line_reader_line(r));
+        json_t *value = got > 0 ? eddy_json_decode(p, n, &err) : NULL;
+        if (!value && first && doc_err->message[0]) /* say where the document breaks */
+            return cli_fail(2, "schema check: %s: %s", in->name, doc_err->message);
+        if (!value && first)
+            return cli_fail(2, "schema check: %s: %s%s", in->name, err.message,
+                            err.code == EDDY_ETOOBIG && got < 0 ? " (EDDY_EVENT_MAX_BYTES)" : "");
+        first = false;
+        if (value) {
+            if (json_is_object(value) && json_object_get(value, "specversion")) {
                 check_event(run, value, where);
-                json_decref(value);
             } else {
-                printf("invalid %s: JSON parse error at column %d: %s\n", where, jerr.column,
-                       jerr.text);
-                run->status = 1;
+                /* bare data, validated directly */
+                if (check_data(run, where, value))
+                    printf("ok %s\n", where);
+                else
+                    run->status = 1;
             }
+            json_decref(value);
+        } else {
+            printf("invalid %s: %s\n", where, err.message);
+            run->status = 1;
         }
-        p = eol + 1;
     }
+    if (first && !run->failed)
+        return cli_fail(2, "schema check: no events in %s", in->name);
+    return 0;
 }
 
 /* Loads every DIR/TYPE@VERSION.json into a new registry. Returns NULL with
@@ -459,8 +500,9 @@ static int schema_check(int argc, char **argv)
         return cli_fail(2, "schema check: --type and --version are required (see --help)");
 
     int status = 2;
-    char *text = NULL;
     json_t *root = NULL;
+    cli_input in;
+    bool opened = false;
     eddy_error err;
     eddy_error_clear(&err);
     const char *origin = dir ? dir : "the order system's schemas";
@@ -478,50 +520,41 @@ static int schema_check(int argc, char **argv)
         goto done;
     }
 
-    size_t len = 0;
-    text = cli_read_file(path, &len);
-    if (!text)
-        goto done; /* cli_read_file printed why */
-    const char *input = path && strcmp(path, "-") != 0 ? path : "standard input";
-    json_error_t jerr;
-    root = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (root && json_is_array(root)) {
+    if (cli_input_open(&in, path) != 0)
+        goto done;
+    opened = true;
+    int shape = cli_input_shape(&in, &root, &err);
+    if (shape < 0)
+        goto done;
+    if (shape == CLI_INPUT_BATCH && !root) {
+        cli_fail(2, "schema check: %s: %s", in.name, err.message);
+        goto done;
+    }
+    if (shape == CLI_INPUT_BATCH) {
         for (size_t i = 0; i < json_array_size(root) && !run.failed; i++) {
             char where[32];
             snprintf(where, sizeof where, "[%zu]", i);
             check_event(&run, json_array_get(root, i), where);
         }
         /* an empty batch is a valid batch, with nothing to print */
-    } else if (root && json_is_object(root) && json_object_get(root, "specversion")) {
+    } else if (shape == CLI_INPUT_VALUE && json_is_object(root) &&
+               json_object_get(root, "specversion")) {
         check_event(&run, root, "event");
-    } else if (root) {
+    } else if (shape == CLI_INPUT_VALUE) {
         if (check_data(&run, "data", root))
             printf("ok data\n");
         else
             run.status = 1;
-    } else {
-        const char *line;
-        size_t n;
-        if (!first_line(text, len, &line, &n)) {
-            cli_fail(2, "schema check: no events in %s", input);
-            goto done;
-        }
-        json_t *probe = json_loadb(line, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-        if (!probe) {
-            /* Not JSON lines either: the whole document is malformed. */
-            cli_fail(2, "schema check: %s: line %d, column %d: %s", input, jerr.line,
-                     jerr.column, jerr.text);
-            goto done;
-        }
-        json_decref(probe);
-        check_lines(&run, text, len);
+    } else if (check_lines(&run, &in, &err) != 0) {
+        goto done;
     }
     if (run.failed)
         goto done;
     status = run.status;
 done:
     json_decref(root);
-    free(text);
+    if (opened)
+        cli_input_close(&in);
     eddy_schema_registry_free(reg);
     return status;
 }

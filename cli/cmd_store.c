@@ -12,11 +12,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "eddy/eddy.h"
@@ -320,9 +322,11 @@ static void append_usage(FILE *out)
             "input: each line is a CloudEvents JSON event (an object with\n"
             "\"specversion\"; its own attributes are kept) or bare data (any\n"
             "other JSON value; the event gets --type, --source and subject = ID).\n"
-            "Blank lines are skipped. For every event acknowledged durable, as soon\n"
-            "as it is, prints one line:\n"
-            "  STREAM_VERSION GLOBAL_POSITION EVENT_ID\n"
+            "Blank lines are skipped; a line may hold at most 1 MiB, nested at\n"
+            "most 256 levels, without a duplicated member or a NUL.\n"
+            "For every event acknowledged durable, as soon as it is, prints one line:\n"
+            "  STREAM_VERSION GLOBAL_POSITION EVENT_ID LINE\n"
+            "(LINE: the input line of the event; \"-\" for --data).\n"
             "  --store URL             the store (default: $EDDY_STORE, else %s)\n"
             "  --stream ID             the stream to append to (required)\n"
             "  --type T                the type of bare-data events\n"
@@ -331,17 +335,22 @@ static void append_usage(FILE *out)
             "                          their data follows (\"2.0\"; default: none), as\n"
             "                          eddy schema check --version expects\n"
             "  --expected-version V    the stream's version before the first event:\n"
-            "                          N (0: the stream must not exist), any (default),\n"
-            "                          exists; event k of the input then expects V+k-1\n"
+            "                          N (0 or no-stream: the stream must not exist),\n"
+            "                          exists, or any (default). Other than any, it\n"
+            "                          guards the whole input: no other writer's event\n"
+            "                          can land between its events\n"
             "  --data JSON             the data of the one event to append\n\n"
-            "A line that cannot be read or appended is reported as \"line N: ERROR\"\n"
-            "and stops the input; events acknowledged before stay stored.\n"
+            "Lines are appended in order, in atomic groups (as many as have arrived\n"
+            "while the previous group committed). A line that cannot be read or\n"
+            "appended is reported as \"line N: ERROR\" and stops the input: nothing\n"
+            "after it is appended; events acknowledged before it stay stored.\n"
             "exit status: 0 all appended, 1 an event was refused (conflict, bad\n"
-            "line, store error), 2 usage error.\n",
+            "line, store error) or an acknowledgement could not be written,\n"
+            "2 usage error.\n",
             CLI_DEFAULT_STORE_URL, DEFAULT_SOURCE);
 }
 
-/* How the events to append are built and which version each expects. */
+/* How the events to append are built and which version the first expects. */
 struct append_spec {
     const char *stream;
     const char *type;
@@ -350,218 +359,429 @@ struct append_spec {
     int64_t expected; /* EDDY_EXPECT_* or a version */
 };
 
-/* The expected version of the k-th event (0-based) of the input. */
-static int64_t expected_for(const struct append_spec *sp, int64_t k)
-{
-    return sp->expected >= 0 ? sp->expected + k : sp->expected;
-}
-
 /*
- * Builds the event for one input value: a CloudEvents object (it has
- * "specversion") as it is, anything else as the data of a new event.
+ * Builds the event for one input text: a CloudEvents object (it has
+ * "specversion") as it is, anything else as the data of a new event. The
+ * text goes through eddy_json_decode, the decoder every event input shares.
  * Returns a new event or NULL with `err` filled.
  */
-static eddy_event *event_from_value(const struct append_spec *sp, json_t *value,
-                                    eddy_error *err)
+static eddy_event *event_from_text(const struct append_spec *sp, const char *text, size_t len,
+                                   bool *given_id, eddy_error *err)
 {
-    if (json_is_object(value) && json_object_get(value, "specversion"))
-        return eddy_event_from_json(value, err);
-    if (!sp->type) {
+    json_t *value = eddy_json_decode(text, len, err);
+    if (!value)
+        return NULL;
+    eddy_event *ev = NULL;
+    *given_id = false;
+    if (json_is_object(value) && json_object_get(value, "specversion")) {
+        ev = eddy_event_from_json(value, err);
+        *given_id = true;
+    } else if (!sp->type) {
         eddy_error_clear(err);
         err->code = EDDY_EINVAL;
         snprintf(err->message, sizeof err->message,
                  "bare data needs --type (or give a CloudEvents event)");
-        return NULL;
+    } else {
+        eddy_event_init init = {.type = sp->type,
+                                .source = sp->source,
+                                .subject = sp->stream,
+                                .dataversion = sp->dataversion,
+                                .data = value};
+        ev = eddy_event_new(&init, err);
     }
-    eddy_event_init init = {.type = sp->type,
-                            .source = sp->source,
-                            .subject = sp->stream,
-                            .dataversion = sp->dataversion,
-                            .data = value};
-    return eddy_event_new(&init, err);
+    json_decref(value);
+    return ev;
 }
 
-static void print_ack(const eddy_append_result *res, const eddy_event *ev)
+/* Prints one acknowledgement, and flushes standard output when `flush`
+ * (once per commit: everything printed before it is durable). False (with
+ * errno) when it cannot be written. */
+static bool print_ack(int64_t version, int64_t position, const eddy_event *ev, long line,
+                      bool flush)
 {
-    printf("%" PRId64 " %" PRId64 " %s\n", res->stream_version, res->last_position,
-           eddy_event_id(ev));
-    fflush(stdout);
+    char where[24] = "-";
+    if (line > 0)
+        snprintf(where, sizeof where, "%ld", line);
+    if (printf("%" PRId64 " %" PRId64 " %s %s\n", version, position, eddy_event_id(ev),
+               where) < 0)
+        return false;
+    return !flush || fflush(stdout) == 0;
 }
 
 static int append_one(eddy_store *s, const struct append_spec *sp, const char *data)
 {
-    json_error_t jerr;
-    json_t *value = json_loads(data, JSON_DECODE_ANY, &jerr);
-    if (!value)
-        return cli_fail(1, "append: --data: %s (column %d)", jerr.text, jerr.column);
     eddy_error err = {0};
-    eddy_event *ev = event_from_value(sp, value, &err);
-    json_decref(value);
+    bool given_id;
+    eddy_event *ev = event_from_text(sp, data, strlen(data), &given_id, &err);
     if (!ev)
         return cli_fail(1, "append: --data: %s", err.message);
     eddy_append_result res;
-    int rc = eddy_store_append(s, sp->stream, expected_for(sp, 0), &ev, 1, &res, &err);
-    if (rc == EDDY_OK)
-        print_ack(&res, ev);
+    int rc = eddy_store_append(s, sp->stream, sp->expected, &ev, 1, &res, &err);
+    int status = 0;
+    if (rc != EDDY_OK)
+        status = cli_fail(1, "append: %s", err.message);
+    else if (!print_ack(res.stream_version, res.last_position, ev, 0, true))
+        status = cli_fail(1, "append: event %s stored, but its acknowledgement could not "
+                          "be written: %s", eddy_event_id(ev), strerror(errno));
     eddy_event_unref(ev);
-    return rc == EDDY_OK ? 0 : cli_fail(1, "append: %s", err.message);
+    return status;
 }
 
 /*
- * Appending standard input: the reading thread decodes lines and queues them
- * with eddy_store_append_async (up to WINDOW in flight, so many lines share
- * one group commit); a printer thread waits for the oldest in-flight append
- * and prints its acknowledgement the moment it is durable, in input order.
+ * Appending standard input.
+ *
+ * The reading thread (the caller) decodes lines into the pending group; a
+ * committer thread takes the whole pending group whenever it is idle,
+ * appends it as ONE atomic append, prints its acknowledgements and comes
+ * back for the next. So a steady stream of lines is committed in groups as
+ * large as what arrived during the previous commit (one fsync each), and a
+ * line arriving alone is appended at once.
+ *
+ * Only one append is ever in flight: a group is submitted after the
+ * previous one is known to have committed. That is what makes a refused
+ * line stop the input with nothing after it stored (an append queued behind
+ * a failing one would commit on its own), and what lets the expected
+ * version be chained exactly: with --expected-version other than any, each
+ * group expects the version the previous group left, so another writer's
+ * event between two groups is a conflict, never an interleaving. (The
+ * alternative, the whole input as one append, would hold all of it in
+ * memory; chaining gives the same guarantee for input of any length.)
+ *
+ * When a group is refused, its events are appended one by one in order, so
+ * that the lines before the refused one are stored and acknowledged and the
+ * error names the exact line; the rest of the input is not appended. A
+ * group that a retried input had partly stored already (its events skipped
+ * as identical) is acknowledged event by event through idempotent appends,
+ * which return each event's stored version and position.
  */
-enum { WINDOW = 512 };
+enum {
+    GROUP_MAX_EVENTS = 512,
+    GROUP_MAX_BYTES = 8 << 20, /* input bytes of one group */
+};
 
-struct inflight {
-    struct stdin_appender *app;
+struct pending {
     long line;
     eddy_event *ev;
-    bool done;
-    int rc;
-    eddy_append_result res;
-    char message[EDDY_ERROR_MESSAGE_MAX];
+    bool given_id; /* the line chose the id (a CloudEvents event) */
 };
 
 struct stdin_appender {
+    eddy_store *store;
+    const struct append_spec *sp;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct inflight slots[WINDOW];
-    uint64_t oldest, next; /* slots [oldest, next) are in flight */
-    bool input_done;       /* the reader submits nothing more */
-    bool failed;           /* an append was refused */
+    struct pending *group; /* the pending group, filled by the reader */
+    size_t count, bytes;
+    bool input_done; /* the reader adds nothing more */
+    bool failed;     /* a line was refused (or an ack not written): stop */
+    int64_t expected; /* what the next append expects (committer only) */
+    int wake[2];     /* the committer writes here to end a blocked read */
 };
 
-static void on_appended(int rc, const eddy_append_result *result, const eddy_error *err,
-                        void *user)
+/* eddy_read_fn over standard input that ends the input early once the
+ * committer has failed, even while no line arrives. */
+static long stdin_read(void *user, void *buf, size_t size)
 {
-    struct inflight *f = user;
-    pthread_mutex_lock(&f->app->mu);
-    f->rc = rc;
-    if (rc == EDDY_OK)
-        f->res = *result;
-    else
-        snprintf(f->message, sizeof f->message, "%s",
-                 err && err->message[0] ? err->message : eddy_strerror(rc));
-    f->done = true;
-    pthread_cond_broadcast(&f->app->cv);
-    pthread_mutex_unlock(&f->app->mu);
+    struct stdin_appender *app = user;
+    struct pollfd fds[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                            {.fd = app->wake[0], .events = POLLIN}};
+    for (;;) {
+        int n = poll(fds, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (fds[1].revents)
+            return 0; /* stop: nothing after a refused line is appended */
+        ssize_t got = read(STDIN_FILENO, buf, size);
+        if (got < 0 && errno == EINTR)
+            continue;
+        return (long)got;
+    }
 }
 
-static void *printer_main(void *arg)
+/*
+ * True when the `n` events of group `g`, appended with result `res`, are
+ * stored as versions stream_version - n + 1 .. stream_version at positions
+ * first_position + i, in input order. Checked by reading them back when an
+ * event chose its own id: a retried input may have had them stored before,
+ * in another order (ids eddy generated now are always new).
+ */
+static bool group_in_order(struct stdin_appender *app, struct pending *g, size_t n,
+                           const eddy_append_result *res)
+{
+    bool given = false;
+    for (size_t i = 0; i < n && !given; i++)
+        given = g[i].given_id;
+    if (!given)
+        return true;
+    eddy_cursor *cur = NULL;
+    if (eddy_store_read_stream(app->store, app->sp->stream,
+                               res->stream_version - (int64_t)n + 1, EDDY_FORWARD, n, &cur,
+                               NULL) != EDDY_OK)
+        return false;
+    eddy_record rec;
+    size_t i = 0;
+    bool same = true;
+    while (same && i < n && eddy_cursor_next(cur, &rec, NULL) > 0) {
+        same = rec.position == res->first_position + (int64_t)i &&
+               strcmp(eddy_event_id(rec.event), eddy_event_id(g[i].ev)) == 0;
+        i++;
+    }
+    eddy_cursor_free(cur);
+    return same && i == n;
+}
+
+/* The next group's expected version after an append that left the stream
+ * at `version` (committer only). With any, every group expects any. */
+static void chain(struct stdin_appender *app, int64_t version)
+{
+    if (app->sp->expected == EDDY_EXPECT_ANY)
+        return;
+    /* EXISTS (negative) or NO_STREAM (0) become the exact version; an
+     * idempotent re-append of stored events (an older version) keeps it. */
+    if (app->expected < 0 || version > app->expected)
+        app->expected = version;
+}
+
+/* Appends the events of group `g` one by one from `from`: acknowledges each
+ * or reports the first refusal. Returns 0, or 1 once something failed. */
+static int append_singly(struct stdin_appender *app, struct pending *g, size_t n, size_t from,
+                         bool stored_already)
+{
+    for (size_t i = from; i < n; i++) {
+        eddy_error err = {0};
+        eddy_append_result res;
+        /* Events a group just stored are re-appended only to learn their
+         * version and position: identical, so no check and no effect. */
+        int64_t expected = stored_already ? EDDY_EXPECT_ANY : app->expected;
+        int rc = eddy_store_append(app->store, app->sp->stream, expected, &g[i].ev, 1, &res,
+                                   &err);
+        if (rc != EDDY_OK) {
+            cli_fail(1, "line %ld: %s", g[i].line, err.message);
+            return 1;
+        }
+        if (!stored_already)
+            chain(app, res.stream_version);
+        if (!print_ack(res.stream_version, res.last_position, g[i].ev, g[i].line, true)) {
+            cli_fail(1, "line %ld: stored, but its acknowledgement could not be written: %s",
+                     g[i].line, strerror(errno));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Appends one group atomically and acknowledges every event of it. */
+static int append_group(struct stdin_appender *app, struct pending *g, size_t n)
+{
+    eddy_event **evs = calloc(n, sizeof *evs);
+    if (!evs) {
+        cli_fail(1, "line %ld: out of memory", g[0].line);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        evs[i] = g[i].ev;
+    eddy_error err = {0};
+    eddy_append_result res;
+    int rc = eddy_store_append(app->store, app->sp->stream, app->expected, evs, n, &res, &err);
+    free(evs);
+    if (rc != EDDY_OK) {
+        if (n == 1) {
+            cli_fail(1, "line %ld: %s", g[0].line, err.message);
+            return 1;
+        }
+        /* Find the refused line: the ones before it are stored. */
+        return append_singly(app, g, n, 0, false);
+    }
+    chain(app, res.stream_version);
+    if (res.last_position - res.first_position + 1 != (int64_t)n || res.first_position <= 0 ||
+        !group_in_order(app, g, n, &res))
+        return append_singly(app, g, n, 0, true); /* (partly) stored before */
+    bool written = true;
+    for (size_t i = 0; i < n && written; i++) {
+        int64_t version = res.stream_version - (int64_t)(n - 1 - i);
+        written = print_ack(version, res.first_position + (int64_t)i, g[i].ev, g[i].line,
+                            i + 1 == n);
+    }
+    if (!written) {
+        if (n == 1)
+            cli_fail(1, "line %ld: stored, but its acknowledgement could not be written: %s",
+                     g[0].line, strerror(errno));
+        else
+            cli_fail(1, "lines %ld-%ld: stored, but their acknowledgements could not be "
+                     "written: %s", g[0].line, g[n - 1].line, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void *committer_main(void *arg)
 {
     struct stdin_appender *app = arg;
+    struct pending *spare = NULL;
     pthread_mutex_lock(&app->mu);
     for (;;) {
-        while (app->oldest == app->next && !app->input_done)
+        while (app->count == 0 && !app->input_done && !app->failed)
             pthread_cond_wait(&app->cv, &app->mu);
-        if (app->oldest == app->next)
+        if (app->failed || app->count == 0)
             break;
-        struct inflight *f = &app->slots[app->oldest % WINDOW];
-        while (!f->done)
-            pthread_cond_wait(&app->cv, &app->mu);
+        struct pending *g = app->group;
+        size_t n = app->count;
+        app->group = spare;
+        app->count = app->bytes = 0;
+        pthread_cond_broadcast(&app->cv); /* room for the reader */
         pthread_mutex_unlock(&app->mu);
-        if (f->rc == EDDY_OK)
-            print_ack(&f->res, f->ev);
-        else
-            cli_fail(1, "line %ld: %s", f->line, f->message);
-        eddy_event_unref(f->ev);
+
+        int failed = append_group(app, g, n);
+        for (size_t i = 0; i < n; i++)
+            eddy_event_unref(g[i].ev);
+        spare = g;
+
         pthread_mutex_lock(&app->mu);
-        if (f->rc != EDDY_OK)
+        if (failed) {
             app->failed = true;
-        app->oldest++;
-        pthread_cond_broadcast(&app->cv);
+            pthread_cond_broadcast(&app->cv);
+            /* End a read that waits for input nobody will append. */
+            ssize_t w = write(app->wake[1], "x", 1);
+            (void)w;
+        }
+        if (!app->group) { /* the reader has not started a new group */
+            app->group = spare;
+            spare = NULL;
+        }
     }
     pthread_mutex_unlock(&app->mu);
+    free(spare);
     return NULL;
 }
 
-static bool blank(const char *s)
+static bool blank(const char *s, size_t n)
 {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n", *s))
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r", s[i]))
             return false;
     return true;
 }
 
-static int append_stdin(eddy_store *s, const struct append_spec *sp)
+/*
+ * Adds one decoded event to the pending group, waiting while the group is
+ * full, or while it already holds the same event id (one append may not
+ * hold an id twice; in separate appends a repeated identical event is an
+ * idempotent no-op). `ids` mirrors the ids of the pending group. Returns
+ * false, without taking `ev`, once the committer has failed.
+ */
+static bool add_pending(struct stdin_appender *app, json_t *ids, long line, eddy_event *ev,
+                        bool given_id, size_t bytes)
 {
-    struct stdin_appender *app = calloc(1, sizeof *app);
-    if (!app)
-        return cli_fail(1, "append: out of memory");
-    pthread_mutex_init(&app->mu, NULL);
-    pthread_cond_init(&app->cv, NULL);
-    pthread_t printer;
-    if (pthread_create(&printer, NULL, printer_main, app) != 0) {
-        pthread_cond_destroy(&app->cv);
-        pthread_mutex_destroy(&app->mu);
-        free(app);
-        return cli_fail(1, "append: cannot start a thread");
-    }
-    int status = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    long lineno = 0;
-    int64_t submitted = 0;
-    while (getline(&line, &cap, stdin) != -1) {
-        lineno++;
-        if (blank(line))
-            continue;
-        eddy_error err = {0};
-        json_error_t jerr;
-        json_t *value = json_loads(line, JSON_DECODE_ANY, &jerr);
-        if (!value) {
-            status = cli_fail(1, "line %ld: %s (column %d)", lineno, jerr.text, jerr.column);
-            break;
-        }
-        eddy_event *ev = event_from_value(sp, value, &err);
-        json_decref(value);
-        if (!ev) {
-            status = cli_fail(1, "line %ld: %s", lineno, err.message);
-            break;
-        }
-        /* Wait for room in the window, and stop once anything failed. */
-        pthread_mutex_lock(&app->mu);
-        while (app->next - app->oldest == WINDOW && !app->failed)
-            pthread_cond_wait(&app->cv, &app->mu);
-        bool failed = app->failed;
-        struct inflight *f = &app->slots[app->next % WINDOW];
-        if (!failed)
-            *f = (struct inflight){.app = app, .line = lineno, .ev = ev};
-        pthread_mutex_unlock(&app->mu);
-        if (failed) {
-            eddy_event_unref(ev);
-            status = 1;
-            break;
-        }
-        int rc = eddy_store_append_async(s, sp->stream, expected_for(sp, submitted), &ev,
-                                         1, on_appended, f, &err);
-        if (rc != EDDY_OK) {
-            eddy_event_unref(ev);
-            status = cli_fail(1, "line %ld: %s", lineno, err.message);
-            break;
-        }
-        submitted++;
-        pthread_mutex_lock(&app->mu);
-        app->next++;
-        pthread_cond_broadcast(&app->cv);
-        pthread_mutex_unlock(&app->mu);
-    }
-    if (status == 0 && ferror(stdin))
-        status = cli_fail(1, "line %ld: cannot read standard input", lineno + 1);
-    free(line);
+    const char *id = eddy_event_id(ev);
     pthread_mutex_lock(&app->mu);
-    app->input_done = true;
+    for (;;) {
+        if (app->failed)
+            break;
+        if (app->count == 0)
+            json_object_clear(ids); /* the committer took the group */
+        bool full = app->count >= GROUP_MAX_EVENTS ||
+                    (app->count > 0 && app->bytes + bytes > GROUP_MAX_BYTES);
+        if (!full && !json_object_get(ids, id))
+            break;
+        pthread_cond_wait(&app->cv, &app->mu);
+    }
+    bool ok = !app->failed;
+    if (ok && !app->group) {
+        app->group = malloc(GROUP_MAX_EVENTS * sizeof *app->group);
+        if (!app->group) {
+            cli_fail(1, "line %ld: out of memory", line);
+            app->failed = true;
+            ok = false;
+        }
+    }
+    if (ok && json_object_set_new(ids, id, json_true()) != 0) {
+        cli_fail(1, "line %ld: out of memory", line);
+        app->failed = true;
+        ok = false;
+    }
+    if (ok) {
+        app->group[app->count++] =
+            (struct pending){.line = line, .ev = ev, .given_id = given_id};
+        app->bytes += bytes;
+    }
     pthread_cond_broadcast(&app->cv);
     pthread_mutex_unlock(&app->mu);
-    pthread_join(printer, NULL);
-    if (app->failed)
-        status = 1;
-    pthread_cond_destroy(&app->cv);
-    pthread_mutex_destroy(&app->mu);
-    free(app);
+    return ok;
+}
+
+static int append_stdin(eddy_store *s, const struct append_spec *sp)
+{
+    struct stdin_appender app = {.store = s, .sp = sp, .expected = sp->expected};
+    if (pipe(app.wake) != 0)
+        return cli_fail(1, "append: cannot create a pipe: %s", strerror(errno));
+    eddy_line_reader *reader = eddy_line_reader_new(stdin_read, &app, EDDY_EVENT_MAX_BYTES);
+    json_t *ids = json_object();
+    pthread_t committer;
+    int status = 1;
+    if (!reader || !ids) {
+        cli_fail(1, "append: out of memory");
+        goto done;
+    }
+    pthread_mutex_init(&app.mu, NULL);
+    pthread_cond_init(&app.cv, NULL);
+    if (pthread_create(&committer, NULL, committer_main, &app) != 0) {
+        pthread_cond_destroy(&app.cv);
+        pthread_mutex_destroy(&app.mu);
+        cli_fail(1, "append: cannot start a thread");
+        goto done;
+    }
+    /* A line that cannot be read or decoded: reported once the lines before
+     * it are committed (and only if none of them was refused). */
+    char bad[EDDY_ERROR_MESSAGE_MAX + 64] = "";
+    for (;;) {
+        const char *text;
+        size_t len;
+        eddy_error err = {0};
+        int got = eddy_line_reader_next(reader, &text, &len, &err);
+        if (got == 0)
+            break;
+        long line = eddy_line_reader_line(reader);
+        if (got < 0) {
+            if (err.code == EDDY_ETOOBIG)
+                snprintf(bad, sizeof bad, "%s (EDDY_EVENT_MAX_BYTES)", err.message);
+            else
+                snprintf(bad, sizeof bad, "%s", err.message);
+            break;
+        }
+        if (blank(text, len))
+            continue;
+        bool given_id = false;
+        eddy_event *ev = event_from_text(sp, text, len, &given_id, &err);
+        if (!ev) {
+            snprintf(bad, sizeof bad, "line %ld: %s", line, err.message);
+            break;
+        }
+        if (!add_pending(&app, ids, line, ev, given_id, len)) {
+            eddy_event_unref(ev);
+            break;
+        }
+    }
+    pthread_mutex_lock(&app.mu);
+    app.input_done = true;
+    pthread_cond_broadcast(&app.cv);
+    pthread_mutex_unlock(&app.mu);
+    pthread_join(committer, NULL);
+
+    status = app.failed ? 1 : 0;
+    if (!app.failed && bad[0])
+        status = cli_fail(1, "%s", bad);
+    for (size_t i = 0; i < app.count; i++) /* left by a failed committer */
+        eddy_event_unref(app.group[i].ev);
+    free(app.group);
+    pthread_cond_destroy(&app.cv);
+    pthread_mutex_destroy(&app.mu);
+done:
+    eddy_line_reader_free(reader);
+    json_decref(ids);
+    close(app.wake[0]);
+    close(app.wake[1]);
     return status;
 }
 
@@ -614,6 +834,10 @@ int cmd_append(int argc, char **argv)
         return cli_fail(2, "append: unexpected argument '%s'", argv[optind]);
     if (!sp.stream || !*sp.stream)
         return cli_fail(2, "append: --stream ID is required");
+    for (const unsigned char *p = (const unsigned char *)sp.stream; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
+            return cli_fail(2, "append: --stream: contains the control character U+%04X",
+                            *p);
     if (sp.type && !*sp.type)
         return cli_fail(2, "append: --type must not be empty");
     if (!*sp.source)

@@ -126,6 +126,20 @@ char *cli_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* A command's output that could not be written (a full disk, a closed
+ * pipe) is a failure, whatever the command returned: `eddy x > /dev/full`
+ * must not exit 0. */
+static int finish(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        if (status == 0)
+            status = cli_fail(1, "cannot write standard output: %s",
+                              strerror(e ? e : EIO));
+    }
+    return status;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: eddy COMMAND [ARGS...]\n"
@@ -181,6 +195,6 @@ int main(int argc, char **argv)
     }
     for (const struct cli_command *c = cli_commands; c->name; c++)
         if (strcmp(c->name, name) == 0)
-            return c->run(argc - 1, argv + 1);
+            return finish(c->run(argc - 1, argv + 1));
     return cli_fail(2, "unknown command '%s' (see 'eddy help')", name);
 }

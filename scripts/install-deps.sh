@@ -9,7 +9,9 @@
 #   full  (the default) everything: the transports' client libraries
 #         (hiredis, librdkafka, libnats), cmocka, and what the tests start
 #         or use (redis-server, nats-server, sqlite3, openssl, groff and
-#         man for the man-page test, Graphviz for eddy graph's pictures).
+#         man for the man-page test, Graphviz for eddy graph's pictures,
+#         the JSON Schema Test Suite, clang with its libFuzzer and sanitizer
+#         runtimes for make fuzz, GNU time for the limit tests' memory).
 set -euo pipefail
 
 mode=${1:-full}
@@ -29,6 +31,9 @@ full=(
   graphviz
   # headless, for the dashboard tests (tests/test_http_dashboard.c)
   chromium
+  # the draft-07 conformance suite (tests/test_schema_suite.c), the fuzzers
+  # (fuzz/, make fuzz), memory figures of the limit tests
+  json-schema-test-suite clang libclang-rt-14-dev time
 )
 case "$mode" in
   demo) packages=("${demo[@]}") ;;

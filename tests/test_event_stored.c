@@ -30,6 +30,13 @@ static bool same(const char *text)
     eddy_event *strict = eddy_event_decode(text, len, &e1);
     eddy_event *fast = eddyi_event_decode_stored(text, len, &e2);
     if (!strict) {
+        /* One rule is the input's, not the store's: a String attribute
+         * with a control character was accepted by releases before the
+         * rule, so what they stored stays readable. */
+        if (fast && strstr(e1.message, "which a CloudEvents String may not hold")) {
+            eddy_event_unref(fast);
+            return true;
+        }
         if (fast)
             fail_msg("fast decoder took what the strict one refused (%s): %s",
                      e1.message, text);
@@ -135,7 +142,7 @@ static void test_round_trip(void **state)
     eddy_error err = {0};
     for (int i = 0; i < 200; i++) {
         char subject[32];
-        snprintf(subject, sizeof subject, "s-%d\"\\\n", i);
+        snprintf(subject, sizeof subject, "s-%d\"\\/\u00e9", i);
         eddy_event *ev = eddy_event_newf(
             "t.made", "src", subject, &err, "{s:i, s:s, s:[i,f,b,n]}", "i", i,
             "text", "x \"y\" \\ z\t", "arr", i, 0.5 * i, i % 2);

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -208,21 +211,292 @@ static void test_ref(void **state)
                         "/$ref: reference \"#/definitions/missing\" points at nothing in the "
                         "schema");
     check_compile_error("{\"$ref\": \"other.json#/x\"}", EDDY_EUNSUPPORTED,
-                        "/$ref: remote reference \"other.json#/x\" not supported (only \"#...\" "
-                        "in the same schema)");
+                        "/$ref: cannot resolve \"other.json#/x\": no schema here has the $id "
+                        "\"other.json\" and no remote directory serves it");
+    /* A schema that applies itself to the same value forever is a schema
+     * error, found at compile time: a pure $ref cycle, and one through a
+     * combinator (which used to run until a depth limit and say "invalid"). */
     check_compile_error("{\"definitions\": {\"a\": {\"$ref\": \"#/definitions/b\"}, "
                         "\"b\": {\"$ref\": \"#/definitions/a\"}}}",
                         EDDY_EINVAL,
-                        "/definitions/a/$ref: $ref \"#/definitions/b\" is part of a reference "
-                        "cycle");
-    /* a cycle through allOf cannot be seen at compile time: bounded at run time */
-    eddy_schema *s = compile_ok("{\"allOf\": [{\"$ref\": \"#\"}]}");
-    json_t *v = json_integer(1);
+                        "/definitions/a/$ref: $ref \"#/definitions/b\" recurses without "
+                        "consuming input: it applies the schema to the same value again, "
+                        "forever");
+    check_compile_error("{\"allOf\": [{\"$ref\": \"#\"}]}", EDDY_EINVAL,
+                        "/allOf/0/$ref: $ref \"#\" recurses without consuming input: it "
+                        "applies the schema to the same value again, forever");
+    check_compile_error("{\"definitions\": {\"x\": {\"not\": {\"anyOf\": [{\"type\": \"null\"}, "
+                        "{\"$ref\": \"#/definitions/x\"}]}}}}",
+                        EDDY_EINVAL,
+                        "/definitions/x/not/anyOf/1/$ref: $ref \"#/definitions/x\" recurses "
+                        "without consuming input: it applies the schema to the same value "
+                        "again, forever");
+    /* Recursion that descends into the value is fine, however deep. */
+    eddy_schema *s = compile_ok("{\"anyOf\": [{\"type\": \"integer\"}, "
+                                "{\"items\": {\"$ref\": \"#\"}}]}");
+    json_t *v = parse("[1, [2, [3, [4]]]]");
     eddy_error err = {0};
-    assert_int_equal(eddy_schema_validate(s, v, &err), EDDY_ESCHEMA);
-    assert_non_null(strstr(err.message, "$ref nesting deeper than"));
+    assert_int_equal(eddy_schema_validate(s, v, &err), EDDY_OK);
     json_decref(v);
     eddy_schema_free(s);
+}
+
+/* `n` nested arrays around 1 (malloc'd text). */
+static char *nested(size_t n)
+{
+    char *t = malloc(2 * n + 2);
+    assert_non_null(t);
+    memset(t, '[', n);
+    t[n] = '1';
+    memset(t + n + 1, ']', n);
+    t[2 * n + 1] = '\0';
+    return t;
+}
+
+/* Validation that cannot finish is EDDY_ELIMIT naming the limit, never
+ * "invalid" (EDDY_ESCHEMA), even under "not" whose verdict it would flip. */
+static void test_limits(void **state)
+{
+    (void)state;
+    /* Catastrophic backtracking: the PCRE2 match limit. */
+    const char *schemas[] = {"{\"pattern\": \"(a+)+b|c\"}",
+                             "{\"not\": {\"pattern\": \"(a+)+b|c\"}}",
+                             "{\"patternProperties\": {\"(a+)+b|c\": {}}}",
+                             "{\"anyOf\": [{\"pattern\": \"(a+)+b|c\"}, true]}"};
+    char data[128];
+    for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+        eddy_schema *s = compile_ok(schemas[i]);
+        snprintf(data, sizeof data, i == 2 ? "{\"%s\": 1}" : "\"%s\"",
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        json_t *v = parse(data);
+        eddy_error err = {0};
+        size_t count = 99;
+        assert_int_equal(eddy_schema_validate(s, v, &err), EDDY_ELIMIT);
+        assert_int_equal(err.code, EDDY_ELIMIT);
+        if (!strstr(err.message, "pattern \"(a+)+b|c\" hit the regular expression match "
+                                 "limit (1000000); validation stopped"))
+            fail_msg("%s: %s", schemas[i], err.message);
+        assert_int_equal(eddy_schema_validate_all(s, v, NULL, NULL, &count, &err), EDDY_ELIMIT);
+        json_decref(v);
+        eddy_schema_free(s);
+    }
+    /* The same pattern on a value it settles quickly is fine. */
+    check("{\"pattern\": \"(a+)+b|c\"}", "\"aaab\"", NULL);
+
+    /* $refs nested past the depth limit, following a deep value. */
+    eddy_schema *s = compile_ok("{\"items\": {\"$ref\": \"#\"}}");
+    char *deep = nested(1500);
+    json_t *v = parse(deep);
+    eddy_error err = {0};
+    assert_int_equal(eddy_schema_validate(s, v, &err), EDDY_ELIMIT);
+    if (!strstr(err.message, "$ref \"#\" nested deeper"))
+        fail_msg("%s", err.message);
+    assert_non_null(strstr(err.message, "$ref \"#\" nested deeper than 1000 levels (the $ref "
+                                        "depth limit); validation stopped"));
+    json_decref(v);
+    free(deep);
+    eddy_schema_free(s);
+
+    /* A schema whose subschemas multiply: 2^40 evaluations of one value. */
+    char big[4096];
+    size_t used = (size_t)snprintf(big, sizeof big, "{\"definitions\": {");
+    for (int i = 0; i < 40; i++)
+        used += (size_t)snprintf(big + used, sizeof big - used,
+                                 "\"d%d\": {\"allOf\": [{\"$ref\": \"#/definitions/d%d\"}, "
+                                 "{\"$ref\": \"#/definitions/d%d\"}]},",
+                                 i, i + 1, i + 1);
+    snprintf(big + used, sizeof big - used,
+             "\"d40\": {\"type\": \"integer\"}}, \"$ref\": \"#/definitions/d0\"}");
+    s = compile_ok(big);
+    v = json_integer(1);
+    assert_int_equal(eddy_schema_validate(s, v, &err), EDDY_ELIMIT);
+    assert_non_null(strstr(err.message, "(root): validation stopped after"));
+    assert_non_null(strstr(err.message, "the step limit"));
+    json_decref(v);
+    eddy_schema_free(s);
+}
+
+/* uniqueItems sorts instead of comparing every pair: 80,000 items in well
+ * under a second, and the same pair reported as before. */
+static void test_unique_items(void **state)
+{
+    (void)state;
+    const char *u = "{\"uniqueItems\": true}";
+    check(u, "[1, 2, 3]", NULL);
+    check(u, "[1, 2, 1.0, 2]", "(root): uniqueItems expected, got equal items 0 and 2: 1");
+    check(u, "[3, 2, 2, 3]", "(root): uniqueItems expected, got equal items 0 and 3: 3");
+    check(u, "[{\"a\": 1, \"b\": [1, {}]}, {\"b\": [1.0, {}], \"a\": 1}]",
+          "(root): uniqueItems expected, got equal items 0 and 1: {\"a\":1,\"b\":[1,{}]}");
+    check(u, "[{\"a\": 1}, {\"a\": 1, \"b\": 2}, [1], [1, 2], \"1\", 1, true, false, null, "
+             "1.5, 1e300, 1e300, 0]",
+          "(root): uniqueItems expected, got equal items 10 and 11: 1e300");
+    check(u, "[\"a\\u0000b\", \"a\\u0000c\", \"a\"]", NULL);
+    check(u, "[-0.0, 0]", "(root): uniqueItems expected, got equal items 0 and 1: -0.0");
+    check(u, "[[], {}, \"\", 0, false, null]", NULL);
+
+    json_t *arr = json_array();
+    for (int i = 0; i < 80000; i++)
+        json_array_append_new(arr, json_pack("{s:i, s:s, s:[s, s]}", "id", i, "name", "item",
+                                             "tags", "a", "b"));
+    eddy_schema *s = compile_ok(u);
+    eddy_error err = {0};
+    clock_t t0 = clock();
+    assert_int_equal(eddy_schema_validate(s, arr, &err), EDDY_OK);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    print_message("uniqueItems: 80,000 objects in %.3f s of CPU\n", secs);
+    /* generous: the sanitizer build is slow; the pairwise loop took minutes */
+    assert_true(secs < 10.0);
+    json_array_append_new(arr, json_pack("{s:i, s:s, s:[s, s]}", "id", 4711, "name", "item",
+                                         "tags", "a", "b"));
+    assert_int_equal(eddy_schema_validate(s, arr, &err), EDDY_ESCHEMA);
+    assert_non_null(strstr(err.message, "equal items 4711 and 80000"));
+    json_decref(arr);
+    eddy_schema_free(s);
+}
+
+/* $id sets the base URI of $ref; anchors; the built-in metaschema; remote
+ * files from a directory; the metaschema check at compile time. */
+static void test_ids_and_remotes(void **state)
+{
+    (void)state;
+    /* $id changes the base: "node" resolves to the definition whose $id is
+     * http://x.test/node, not to anything relative to the document. */
+    const char *tree =
+        "{\"$id\": \"http://x.test/tree\", \"properties\": {\"nodes\": {\"items\": "
+        "{\"$ref\": \"node\"}}}, \"definitions\": {\"node\": {\"$id\": \"http://x.test/node\", "
+        "\"properties\": {\"value\": {\"type\": \"number\"}, \"sub\": {\"$ref\": \"tree\"}}}}}";
+    check(tree, "{\"nodes\": [{\"value\": 1, \"sub\": {\"nodes\": [{\"value\": 2}]}}]}", NULL);
+    check(tree, "{\"nodes\": [{\"value\": 1, \"sub\": {\"nodes\": [{\"value\": \"x\"}]}}]}",
+          "/nodes/0/sub/nodes/0/value: type number expected, got \"x\"");
+    /* A location-independent identifier. */
+    check("{\"definitions\": {\"a\": {\"$id\": \"#pos\", \"minimum\": 0}}, "
+          "\"$ref\": \"#pos\"}",
+          "-1", "(root): minimum 0 expected, got -1");
+    check_compile_error("{\"$ref\": \"#nowhere\"}", EDDY_EINVAL,
+                        "/$ref: reference \"#nowhere\" names no \"$id\" anchor in the schema");
+    /* The metaschema is built in. */
+    const char *meta = "{\"$ref\": \"http://json-schema.org/draft-07/schema#\"}";
+    check(meta, "{\"type\": \"string\", \"minLength\": 2}", NULL);
+    check(meta, "{\"definitions\": {\"foo\": {\"type\": 1}}}",
+          "/definitions/foo/type: anyOf (at least one of 2 subschemas) expected, got 1");
+    /* Every schema is checked against it. */
+    check_compile_error("{\"type\": [\"string\", \"string\"]}", EDDY_EINVAL,
+                        "(root): not a valid draft-07 schema (by its metaschema): /type: anyOf (at "
+                        "least one of 2 subschemas) expected, got [\"string\",\"string\"]");
+    check_compile_error("{\"required\": [\"a\", \"a\"]}", EDDY_EINVAL,
+                        "(root): not a valid draft-07 schema (by its metaschema): /required: "
+                        "uniqueItems expected, got equal items 0 and 1: \"a\"");
+    /* An unknown keyword is fine when a $ref points into it, an error
+     * otherwise (a misspelling). */
+    check("{\"my~defs\": {\"n\": {\"type\": \"null\"}}, \"$ref\": \"#/my~0defs/n\"}", "1",
+          "(root): type null expected, got 1");
+    check_compile_error("{\"my~defs\": {\"n\": {}}, \"propertiez\": {}, "
+                        "\"$ref\": \"#/my~0defs/n\"}",
+                        EDDY_EUNSUPPORTED, "/propertiez: unsupported keyword \"propertiez\"");
+
+    /* Remote schemas from a directory, relative refs inside them, and $id
+     * base changes ("folder/"). */
+    char dir[] = "/tmp/eddy-schema-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/folder", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    struct {
+        const char *name, *text;
+    } files[] = {
+        {"integer.json", "{\"type\": \"integer\"}"},
+        {"folder/item.json", "{\"items\": {\"$ref\": \"../integer.json\"}}"},
+        {"defs.json", "{\"things\": {\"pos\": {\"minimum\": 0}}}"},
+        {"bad.json", "{\"type\": "},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(files[i].text, f);
+        fclose(f);
+    }
+    eddy_schema_remote remote = {.prefix = "http://remote.test/", .dir = dir};
+    eddy_schema_options opts = {.remotes = &remote, .nremotes = 1};
+    struct {
+        const char *schema, *data;
+        int want;
+    } cases[] = {
+        {"{\"$ref\": \"http://remote.test/integer.json\"}", "1", EDDY_OK},
+        {"{\"$ref\": \"http://remote.test/integer.json\"}", "\"a\"", EDDY_ESCHEMA},
+        {"{\"$ref\": \"http://remote.test/folder/item.json\"}", "[1, 2]", EDDY_OK},
+        {"{\"$ref\": \"http://remote.test/folder/item.json\"}", "[1, 2.5]", EDDY_ESCHEMA},
+        {"{\"$id\": \"http://remote.test/\", \"items\": {\"$id\": \"folder/\", "
+         "\"$ref\": \"item.json\"}}", "[[1]]", EDDY_ESCHEMA /* the $id beside $ref is ignored */},
+        {"{\"$id\": \"http://remote.test/\", \"items\": {\"$id\": \"folder/\", \"items\": "
+         "{\"$ref\": \"item.json\"}}}", "[[[1]]]", EDDY_OK},
+        {"{\"$ref\": \"http://remote.test/defs.json#/things/pos\"}", "-1", EDDY_ESCHEMA},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *schema = parse(cases[i].schema), *data = parse(cases[i].data);
+        eddy_error err = {0};
+        eddy_schema *s = eddy_schema_compile_with(schema, &opts, &err);
+        if (!s && cases[i].want == EDDY_ESCHEMA && i == 4) {
+            /* "item.json" against http://remote.test/ does not exist */
+            assert_int_equal(err.code, EDDY_EIO);
+        } else {
+            if (!s)
+                fail_msg("%s: %s", cases[i].schema, err.message);
+            int rc = eddy_schema_validate(s, data, &err);
+            if (rc != cases[i].want)
+                fail_msg("%s on %s: %s", cases[i].schema, cases[i].data, err.message);
+        }
+        eddy_schema_free(s);
+        json_decref(schema);
+        json_decref(data);
+    }
+    /* Never outside the directory: ".." is resolved away inside the URI,
+     * and an escaped one is not a plain path; a broken file is named. */
+    json_t *escape = parse("{\"$ref\": \"http://remote.test/../etc/passwd\"}");
+    eddy_error err = {0};
+    assert_null(eddy_schema_compile_with(escape, &opts, &err));
+    assert_int_equal(err.code, EDDY_EIO);
+    snprintf(path, sizeof path, "%s/etc/passwd: cannot open", dir);
+    assert_non_null(strstr(err.message, path));
+    json_decref(escape);
+    escape = parse("{\"$ref\": \"http://remote.test/%2e%2e/etc/passwd\"}");
+    assert_null(eddy_schema_compile_with(escape, &opts, &err));
+    assert_int_equal(err.code, EDDY_EUNSUPPORTED);
+    json_decref(escape);
+    json_t *broken = parse("{\"$ref\": \"http://remote.test/bad.json\"}");
+    assert_null(eddy_schema_compile_with(broken, &opts, &err));
+    assert_int_equal(err.code, EDDY_EPARSE);
+    assert_non_null(strstr(err.message, "bad.json: line 1"));
+    json_decref(broken);
+
+    /* A schema file's own directory serves its relative refs. */
+    snprintf(path, sizeof path, "%s/main.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"properties\": {\"n\": {\"$ref\": \"integer.json\"}}}", f);
+    fclose(f);
+    eddy_schema *s = eddy_schema_compile_file(path, &err);
+    if (!s)
+        fail_msg("%s: %s", path, err.message);
+    json_t *data = parse("{\"n\": \"x\"}");
+    assert_int_equal(eddy_schema_validate(s, data, &err), EDDY_ESCHEMA);
+    assert_string_equal(err.message, "/n: type integer expected, got \"x\"");
+    json_decref(data);
+    eddy_schema_free(s);
+
+    /* A FIFO is refused at once, never waited on. */
+    snprintf(path, sizeof path, "%s/fifo.json", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_null(eddy_schema_compile_file(path, &err));
+    assert_int_equal(err.code, EDDY_EIO);
+    assert_non_null(strstr(err.message, "not a regular file"));
+
+    const char *names[] = {"fifo.json", "main.json", "bad.json", "defs.json", "folder/item.json",
+                           "integer.json", "folder", ""};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        remove(path);
+    }
 }
 
 static void test_formats(void **state)
@@ -489,6 +763,9 @@ int main(void)
         cmocka_unit_test(test_string_keywords),
         cmocka_unit_test(test_combinators),
         cmocka_unit_test(test_ref),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_unique_items),
+        cmocka_unit_test(test_ids_and_remotes),
         cmocka_unit_test(test_formats),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_validate_all),

@@ -46,7 +46,8 @@ extern "C" {
     X(ECONNECT, "connection failed")                                           \
     X(EBUSY, "resource busy")                                                  \
     X(EDUPLICATE, "duplicate id with different content")                       \
-    X(EINDOUBT, "outcome unknown: the commit may or may not have happened")
+    X(EINDOUBT, "outcome unknown: the commit may or may not have happened")     \
+    X(ELIMIT, "limit reached before the work could finish")
 
 /* Error codes. EDDY_OK is 0; every failure is a distinct positive value. */
 typedef enum eddy_errno {

@@ -66,9 +66,11 @@ typedef struct eddy_event_init {
 /*
  * Builds an event. Every attribute is checked as the CloudEvents decoder
  * checks it (non-empty id/type/source, valid extension names and values,
- * valid UTF-8). Returns a new event with one reference (release it with
- * eddy_event_unref), or NULL with `err` filled (EDDY_EINVAL naming the
- * attribute and the rule, or EDDY_ENOMEM); nothing is leaked on failure.
+ * valid UTF-8 without control characters). Returns a new event with one
+ * reference (release it with eddy_event_unref), or NULL with `err` filled
+ * (EDDY_EINVAL naming the attribute and the rule, EDDY_ETOOBIG for data
+ * nested deeper than EDDY_EVENT_MAX_DEPTH allows, or EDDY_ENOMEM); nothing
+ * is leaked on failure.
  * Thread-safe.
  */
 eddy_event *eddy_event_new(const eddy_event_init *init, eddy_error *err);
@@ -177,6 +179,107 @@ void eddy_uuid7(char out[EDDY_UUID_STRLEN]);
 void eddy_id_derive(const char *base, const char *salt,
                     char out[EDDY_UUID_STRLEN]);
 
+/* ---- limits of event input ------------------------------------------------ */
+
+/*
+ * The limits every path that reads events applies, the same everywhere
+ * (eddy_event_decode, eddy_event_decode_batch, eddy_json_decode and the
+ * eddy_line_reader; hence `eddy events check`, `eddy append`, the transports
+ * and HTTP), each named in the error that enforces it:
+ *
+ *   EDDY_EVENT_MAX_BYTES  the JSON text of one event (1 MiB);
+ *   EDDY_BATCH_MAX_BYTES  the JSON text of one batch (16 MiB), each of its
+ *                         events still at most EDDY_EVENT_MAX_BYTES;
+ *   EDDY_EVENT_MAX_DEPTH  nesting of arrays and objects in an event's JSON
+ *                         text, the event object itself being level 1 (so
+ *                         its data may nest 255 levels). Far below the 2000
+ *                         levels SQLite's JSON functions accept, so a stored
+ *                         event is always readable by them; eddy_event_new
+ *                         applies it to data too.
+ */
+#define EDDY_EVENT_MAX_BYTES ((size_t)1 << 20)
+#define EDDY_BATCH_MAX_BYTES ((size_t)16 << 20)
+#define EDDY_EVENT_MAX_DEPTH 256
+
+/*
+ * The one strict JSON decoder of event input: parses `len` bytes of `text`
+ * (borrowed; need not be NUL-terminated) as any JSON value, refusing what
+ * jansson alone would let through or report in its own terms:
+ *   EDDY_ETOOBIG  more than EDDY_EVENT_MAX_BYTES, or nested deeper than
+ *                 EDDY_EVENT_MAX_DEPTH ("event: nested deeper than 256 levels
+ *                 (EDDY_EVENT_MAX_DEPTH)"); checked before anything is parsed;
+ *   EDDY_EPARSE   malformed JSON, with line and column; a NUL byte anywhere
+ *                 (nothing after it is ignored); a "\u0000" escape; an
+ *                 object with a duplicated member ("duplicate object key
+ *                 near '"id"'": which one would count?).
+ * Returns a new reference (json_decref it), or NULL with `err` filled.
+ * Thread-safe.
+ */
+json_t *eddy_json_decode(const char *text, size_t len, eddy_error *err);
+
+/*
+ * As eddy_json_decode, for the text of a batch: at most EDDY_BATCH_MAX_BYTES,
+ * each element of a top-level array at most EDDY_EVENT_MAX_BYTES ("batch: [3]
+ * 1048577 bytes, larger than ..."), one more level of nesting for the array.
+ * For callers that report on each event of a batch (eddy_event_decode_batch
+ * is all or nothing). Thread-safe.
+ */
+json_t *eddy_json_decode_batch(const char *text, size_t len, eddy_error *err);
+
+/* ---- reading lines ---------------------------------------------------------- */
+
+/*
+ * A reader of newline-separated input (JSON lines) that never holds more
+ * than one bounded line: a line longer than its limit is refused as soon as
+ * the limit is passed, without reading the rest of it into memory.
+ */
+typedef struct eddy_line_reader eddy_line_reader;
+
+/*
+ * Where a line reader gets its bytes: reads at most `size` bytes into `buf`
+ * and returns how many (0 at the end of input), or -1 with errno set. A
+ * short read is not the end. Called on the thread that calls
+ * eddy_line_reader_next.
+ */
+typedef long (*eddy_read_fn)(void *user, void *buf, size_t size);
+
+/*
+ * A new reader over `read` (with `user`, borrowed until the reader is
+ * freed) whose lines may hold at most `max_line` bytes, the newline not
+ * counted (0: EDDY_EVENT_MAX_BYTES). Free it with eddy_line_reader_free.
+ * Returns NULL only when out of memory.
+ */
+eddy_line_reader *eddy_line_reader_new(eddy_read_fn read, void *user,
+                                       size_t max_line);
+
+/* As eddy_line_reader_new, reading file descriptor `fd` (borrowed, not
+ * closed; reads are retried on EINTR). */
+eddy_line_reader *eddy_line_reader_fd(int fd, size_t max_line);
+
+/*
+ * The next line: returns 1 with `*line` (borrowed until the next call; NUL-
+ * terminated after `*len` bytes, but may itself hold NUL bytes) and `*len`
+ * (without the "\n" and a "\r" before it), 0 at the end of input, or -1
+ * with `err` filled:
+ *   EDDY_ETOOBIG  the line is longer than max_line ("line 7: longer than
+ *                 the 1048576-byte limit"); the next call skips the rest of
+ *                 it (reading, not keeping, its bytes) and goes on with the
+ *                 line after it, so a caller may stop here without reading
+ *                 any further;
+ *   EDDY_EIO      the read failed (errno's message);
+ *   EDDY_ENOMEM.
+ * One thread at a time per reader.
+ */
+int eddy_line_reader_next(eddy_line_reader *r, const char **line, size_t *len,
+                          eddy_error *err);
+
+/* The number of the line last returned or refused (1 for the first line),
+ * 0 before the first. */
+long eddy_line_reader_line(const eddy_line_reader *r);
+
+/* Frees the reader. NULL does nothing. */
+void eddy_line_reader_free(eddy_line_reader *r);
+
 /* ---- CloudEvents JSON format ------------------------------------------ */
 
 /*
@@ -198,23 +301,33 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len);
  * optional attributes, when present, non-empty and well-formed (RFC 3339
  * time, RFC 2046 datacontenttype, absolute-URI dataschema); extension names
  * lower-case alphanumeric, values string, boolean or integer; not both data
- * and data_base64. A null attribute counts as absent.
+ * and data_base64; data of a non-JSON datacontenttype a string; no String
+ * attribute holding a control character (U+0000-U+001F, U+007F-U+009F) or a
+ * noncharacter; data nested at most EDDY_EVENT_MAX_DEPTH - 1 levels
+ * (EDDY_ETOOBIG). A null attribute counts as absent.
  * Returns a new event or NULL with `err` filled: EDDY_EINVAL with a message
  * naming the attribute and the rule ("time: not an RFC 3339 timestamp").
  * Thread-safe.
  */
 eddy_event *eddy_event_from_json(const json_t *obj, eddy_error *err);
 
-/* As eddy_event_from_json, from JSON text of `len` bytes (EDDY_EPARSE for
- * malformed JSON, with jansson's line and column). */
+/*
+ * As eddy_event_from_json, from JSON text of `len` bytes, parsed by
+ * eddy_json_decode: EDDY_EPARSE for malformed JSON (with line and column), a
+ * NUL byte, "\u0000" or a duplicated member; EDDY_ETOOBIG beyond
+ * EDDY_EVENT_MAX_BYTES or EDDY_EVENT_MAX_DEPTH. Every path that receives
+ * events as text (the CLI, the transports, HTTP) decodes through here.
+ */
 eddy_event *eddy_event_decode(const char *text, size_t len, eddy_error *err);
 
 /*
  * Decodes a CloudEvents JSON batch (an array of events, possibly empty).
  * All or nothing: on success `*events` is a malloc'd array of `*count` new
  * references (free with eddy_event_array_free); on failure nothing is
- * returned, `err` names the index of the offending element and why.
- * Thread-safe.
+ * returned, `err` names the index of the offending element and why. The text
+ * may hold EDDY_BATCH_MAX_BYTES, each event in it EDDY_EVENT_MAX_BYTES
+ * (EDDY_ETOOBIG otherwise); it is parsed as eddy_event_decode parses one
+ * event. Thread-safe.
  */
 int eddy_event_decode_batch(const char *text, size_t len, eddy_event ***events,
                             size_t *count, eddy_error *err);

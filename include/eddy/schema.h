@@ -17,12 +17,34 @@
  * minLength, maxLength (both in Unicode code points), pattern, allOf, anyOf,
  * oneOf, not, if/then/else, format, $ref, and boolean schemas (true/false).
  *
- * $ref: only references inside the same document: "#", "#/definitions/x" or
- * any JSON pointer ("#/properties/a~1b/items/0", with ~0 ~1 and %-escapes).
- * As in draft-07, the other keywords beside a $ref are ignored when
- * validating (they are still checked when compiling). Remote references
- * ("other.json#/x") and $id-based references ("#name") are rejected at
- * compile time with EDDY_EUNSUPPORTED; $id does not change the base of $ref.
+ * $ref and $id (RFC 3986 URIs): every "$id" sets the base URI of its schema
+ * and the schemas below it; a $ref is resolved against the base where it is
+ * written. The part before "#" names a schema by its $id, the document
+ * itself, the draft-07 metaschema ("http://json-schema.org/draft-07/schema#",
+ * built in: no network), or a file served by a local directory
+ * (eddy_schema_options.remotes; eddy_schema_compile_file serves the schema
+ * file's own directory, so "$ref": "address.json" next to it works). The
+ * fragment is empty, a JSON pointer ("#/definitions/x", with ~0 ~1 and
+ * %-escapes, even into a keyword eddy does not implement) or an anchor
+ * ("#name", an "$id": "#name"). Nothing is fetched over a network: a URI
+ * that nothing here serves is EDDY_EUNSUPPORTED at compile time. As in
+ * draft-07, the other keywords beside a $ref (its $id included) are ignored
+ * when validating (they are still checked when compiling). A schema that
+ * applies itself to the same value again without end ({"allOf": [{"$ref":
+ * "#"}]}) is refused at compile time (EDDY_EINVAL, "recurses without
+ * consuming input").
+ *
+ * Every compiled schema is also validated against the draft-07 metaschema,
+ * so what the keyword checks below let through ("type": ["string",
+ * "string"], a "required" name listed twice) is refused too.
+ *
+ * Limits: validation that cannot finish is never reported as "invalid". It
+ * returns EDDY_ELIMIT naming the limit when a regular expression match
+ * backtracks past its limits (a pattern like "(a+)+b"), when $refs nest
+ * deeper than 1000 levels on one path, or when validation takes more steps
+ * than a budget proportional to the schema's size times the instance's
+ * (a schema whose subschemas multiply, {"allOf": [{"$ref": "#/d/a"}, {"$ref":
+ * "#/d/a"}]} repeated, would otherwise run for years).
  *
  * format: asserted for "email" (RFC 5321 addr-spec, ASCII: dot-atom or
  * quoted local part, host name or [IPv4] domain), "date-time" (RFC 3339,
@@ -41,7 +63,8 @@
  * $ref), readOnly, writeOnly, contentMediaType, contentEncoding. Any other
  * keyword makes compilation fail with EDDY_EUNSUPPORTED naming the keyword
  * and its JSON pointer in the schema, so a misspelt or unimplemented keyword
- * is never silently ignored.
+ * is never silently ignored, unless a $ref points into it (then it is a
+ * container of schemas, like definitions).
  *
  * Error messages have the form "<instance JSON pointer>: <keyword> <what was
  * expected>, got <value>", e.g.
@@ -85,6 +108,32 @@ typedef struct eddy_schema eddy_schema;
  */
 eddy_schema *eddy_schema_compile(const json_t *schema, eddy_error *err);
 
+/* A directory that serves the remote schemas whose URIs start with a prefix:
+ * "$ref": PREFIX "folder/x.json#/y" reads DIR/folder/x.json (a relative path
+ * of letters, digits and "-._~/" only, never outside DIR). Both borrowed. */
+typedef struct eddy_schema_remote {
+    const char *prefix; /* e.g. "http://localhost:1234/" */
+    const char *dir;    /* e.g. "/usr/share/json-schema-test-suite/remotes" */
+} eddy_schema_remote;
+
+/* How a schema is compiled; the zero value is eddy_schema_compile's. */
+typedef struct eddy_schema_options {
+    const char *base_uri;              /* the schema's own URI, the base of
+                                          its relative $refs; NULL: none */
+    const eddy_schema_remote *remotes; /* borrowed for the call */
+    size_t nremotes;
+} eddy_schema_options;
+
+/*
+ * As eddy_schema_compile, with options (`opts` may be NULL). Remote files
+ * are read during the call, never after; a remote directory's file that
+ * cannot be read or parsed is EDDY_EIO / EDDY_EPARSE naming the file.
+ * Thread-safe.
+ */
+eddy_schema *eddy_schema_compile_with(const json_t *schema,
+                                      const eddy_schema_options *opts,
+                                      eddy_error *err);
+
 /*
  * As eddy_schema_compile, from JSON text of `len` bytes (borrowed; "\u0000"
  * is allowed in strings). Malformed JSON is EDDY_EPARSE with jansson's line
@@ -94,11 +143,19 @@ eddy_schema *eddy_schema_compile_text(const char *text, size_t len,
                                       eddy_error *err);
 
 /*
- * As eddy_schema_compile, from a file holding JSON. EDDY_EIO when it cannot
- * be read, EDDY_EPARSE when it is not JSON (both naming the file).
- * Thread-safe.
+ * As eddy_schema_compile, from a file holding JSON. Its base URI is its own
+ * file: URI and its directory serves remote $refs below it. EDDY_EIO when it
+ * cannot be read or is not a regular file (a FIFO or a device is refused at
+ * once, never waited on), EDDY_EPARSE when it is not JSON (both naming the
+ * file). Thread-safe.
  */
 eddy_schema *eddy_schema_compile_file(const char *path, eddy_error *err);
+
+/* As eddy_schema_compile_file, with options: their remotes are served too;
+ * a base_uri replaces the file's own. */
+eddy_schema *eddy_schema_compile_file_with(const char *path,
+                                           const eddy_schema_options *opts,
+                                           eddy_error *err);
 
 /* Frees a compiled schema. NULL does nothing. Not while another thread is
  * still validating with it. */
@@ -107,8 +164,10 @@ void eddy_schema_free(eddy_schema *schema);
 /*
  * Validates `instance` (borrowed; any JSON value). Returns EDDY_OK when it
  * is valid, EDDY_ESCHEMA with the FIRST error's message in `err` when it is
- * not, EDDY_EINVAL for NULL arguments, EDDY_ENOMEM. Validation stops at the
- * first error. Thread-safe: a compiled schema is never modified, so any
+ * not, EDDY_ELIMIT when validation had to stop before it could tell (the
+ * message names the limit: "/name: pattern \"(a+)+b\" hit the regular
+ * expression match limit"), EDDY_EINVAL for NULL arguments, EDDY_ENOMEM.
+ * Validation stops at the first error. Thread-safe: a compiled schema is never modified, so any
  * number of threads may validate with the same schema at once.
  */
 int eddy_schema_validate(const eddy_schema *schema, const json_t *instance,
@@ -130,7 +189,9 @@ typedef int (*eddy_schema_error_fn)(const char *instance_path,
  * Validates `instance` and reports EVERY error to `fn` (may be NULL to just
  * count them). `*count`, if not NULL, receives the number of errors
  * reported. Returns EDDY_OK when valid; EDDY_ESCHEMA when not, with the
- * first message in `err`; EDDY_EINVAL for NULL arguments; EDDY_ENOMEM.
+ * first message in `err`; EDDY_ELIMIT when it had to stop (as
+ * eddy_schema_validate; errors reported before it stand); EDDY_EINVAL for
+ * NULL arguments; EDDY_ENOMEM.
  * Where a keyword combines subschemas (anyOf, oneOf, not), one error is
  * reported for the keyword, not the errors of each branch.
  * Thread-safe, as eddy_schema_validate.

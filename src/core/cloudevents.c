@@ -163,25 +163,9 @@ eddy_event *eddy_event_from_json(const json_t *obj, eddy_error *err)
     return event_from_object(obj, true, err);
 }
 
-/* Parses JSON text of any kind; EDDY_EPARSE with jansson's position. */
-static json_t *parse(const char *text, size_t len, eddy_error *err)
-{
-    if (!text) {
-        eddyi_error(err, EDDY_EINVAL, "no JSON text given");
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                              &jerr);
-    if (!root)
-        eddyi_error(err, EDDY_EPARSE, "JSON parse error at line %d, column %d: %s",
-                    jerr.line, jerr.column, jerr.text);
-    return root;
-}
-
 eddy_event *eddy_event_decode(const char *text, size_t len, eddy_error *err)
 {
-    json_t *root = parse(text, len, err);
+    json_t *root = eddy_json_decode(text, len, err);
     if (!root)
         return NULL;
     /* The tree is ours: the event may keep a reference to its data subtree. */
@@ -200,9 +184,13 @@ int eddy_event_decode_batch(const char *text, size_t len, eddy_event ***events,
     eddy_event **out = NULL;
     size_t n = 0, i = 0;
     int rc;
-    json_t *root = parse(text, len, err);
-    if (!root)
-        return err ? err->code : EDDY_EPARSE;
+    eddy_error perr = {0};
+    json_t *root = eddyi_json_decode(text, len, EDDY_BATCH_MAX_BYTES, "batch", &perr);
+    if (!root) {
+        if (err)
+            *err = perr;
+        return perr.code;
+    }
     if (!json_is_array(root)) {
         rc = eddyi_error(err, EDDY_EINVAL,
                          "batch: expected a JSON array of events, got %s",

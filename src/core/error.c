@@ -83,6 +83,8 @@ char *eddyi_strdup(const char *src)
 
 int eddyi_utf8_valid(const char *s, size_t len)
 {
+    if (len == 0)
+        return 1; /* s may be NULL: no pointer arithmetic on it */
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
         unsigned c = *p++;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "eddy/event.h"
 #include "event_internal.h"
@@ -32,7 +33,50 @@ static const char *const reserved_names[] = {
 
 /* ---- validation --------------------------------------------------------- */
 
-/* A string attribute: present (if required), non-empty, valid UTF-8. */
+/*
+ * The first code point of valid UTF-8 `s` (`len` bytes) that a CloudEvents
+ * String may not hold: the control characters U+0000-U+001F and
+ * U+007F-U+009F, and the noncharacters U+FDD0-U+FDEF and U+xFFFE/U+xFFFF of
+ * every plane (surrogates cannot occur in valid UTF-8). -1 when there is
+ * none.
+ */
+static long forbidden_char(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned long cp = *p;
+        size_t n = cp < 0x80 ? 1 : cp < 0xE0 ? 2 : cp < 0xF0 ? 3 : 4;
+        if (n > (size_t)(end - p))
+            return -1; /* not reached for valid UTF-8 */
+        if (n > 1) {
+            cp &= 0xFFu >> (n + 1);
+            for (size_t i = 1; i < n; i++)
+                cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        p += n;
+        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || (cp >= 0xFDD0 && cp <= 0xFDEF) ||
+            (cp & 0xFFFE) == 0xFFFE)
+            return (long)cp;
+    }
+    return -1;
+}
+
+/* Checks the characters of a String value `s` of attribute `name`. */
+static int check_chars(const char *name, const char *s, size_t len, eddy_error *err)
+{
+    if (!eddyi_utf8_valid(s, len))
+        return eddyi_error(err, EDDY_EINVAL, "%s: not valid UTF-8", name);
+    long cp = forbidden_char(s, len);
+    if (cp >= 0)
+        return eddyi_error(err, EDDY_EINVAL,
+                           "%s: contains %s U+%04lX, which a CloudEvents String may not hold",
+                           name, cp < 0xA0 ? "the control character" : "the noncharacter",
+                           (unsigned long)cp);
+    return EDDY_OK;
+}
+
+/* A string attribute: present (if required), non-empty, valid UTF-8 without
+ * the characters CloudEvents Strings exclude. */
 static int check_string(const char *name, const char *s, bool required,
                         eddy_error *err)
 {
@@ -44,9 +88,7 @@ static int check_string(const char *name, const char *s, bool required,
     }
     if (s[0] == '\0')
         return eddyi_error(err, EDDY_EINVAL, "%s: must not be empty", name);
-    if (!eddyi_utf8_valid(s, strlen(s)))
-        return eddyi_error(err, EDDY_EINVAL, "%s: not valid UTF-8", name);
-    return EDDY_OK;
+    return check_chars(name, s, strlen(s), err);
 }
 
 /* No spaces or control characters: they can never appear in a URI. */
@@ -139,6 +181,20 @@ static bool media_type(const char *s)
     }
 }
 
+/* True when media type `s` (already checked by media_type) says the data is
+ * JSON: application/json or a structured "+json" suffix (RFC 6839), in any
+ * case, whatever its parameters. That is when the CloudEvents JSON format
+ * keeps data as a JSON value rather than a string. */
+static bool json_media_type(const char *s)
+{
+    const char *end = s;
+    while (*end && *end != ';' && *end != ' ' && *end != '\t')
+        end++;
+    size_t n = (size_t)(end - s);
+    return (n == 16 && strncasecmp(s, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(end - 5, "+json", 5) == 0);
+}
+
 static int b64_value(char c)
 {
     if (c >= 'A' && c <= 'Z')
@@ -221,10 +277,8 @@ static json_t *extension_value(const char *name, const json_t *v, eddy_error *er
     case JSON_STRING: {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
-        if (!eddyi_utf8_valid(s, len)) {
-            eddyi_error(err, EDDY_EINVAL, "%s: not valid UTF-8", name);
+        if (check_chars(name, s, len, err) != EDDY_OK)
             return NULL;
-        }
         out = json_stringn_nocheck(s, len);
         break;
     }
@@ -246,7 +300,9 @@ static json_t *extension_value(const char *name, const json_t *v, eddy_error *er
     }
     case JSON_REAL: {
         double d = json_real_value(v);
-        if (d != (double)(int64_t)d || d < INT32_MIN || d > INT32_MAX) {
+        /* The range first: converting a double outside int64 is undefined
+         * (found by fuzz_event_decode with 2.3e36). */
+        if (!(d >= INT32_MIN && d <= INT32_MAX) || d != (double)(int64_t)d) {
             eddyi_error(err, EDDY_EINVAL,
                         "%s: extension value must be an integer, got non-integral "
                         "or out-of-range number %g", name, d);
@@ -425,6 +481,24 @@ eddy_event *eddyi_event_build(const eddy_event_init *init, eddyi_event_mode mode
     }
     if (data && init->data_base64) {
         eddyi_error(err, EDDY_EINVAL, "data, data_base64: an event cannot have both");
+        return NULL;
+    }
+    /* JSON format 3.1: data of a non-JSON media type travels as a string
+     * (binary as data_base64); any other JSON value would be misread. */
+    if (data && init->datacontenttype && !json_is_string(data) &&
+        !json_media_type(init->datacontenttype)) {
+        eddyi_error(err, EDDY_EINVAL,
+                    "data: must be a string (or data_base64) when datacontenttype "
+                    "\"%s\" is not JSON, got %s",
+                    init->datacontenttype, json_kind(data));
+        return NULL;
+    }
+    /* Deeper data could not be read back: see EDDY_EVENT_MAX_DEPTH. */
+    if (data && eddyi_json_depth(data, EDDY_EVENT_MAX_DEPTH - 1) > EDDY_EVENT_MAX_DEPTH - 1) {
+        eddyi_error(err, EDDY_ETOOBIG,
+                    "data: nested deeper than %d levels (EDDY_EVENT_MAX_DEPTH %d counts "
+                    "the event itself)",
+                    EDDY_EVENT_MAX_DEPTH - 1, EDDY_EVENT_MAX_DEPTH);
         return NULL;
     }
     if (init->data_base64 && !eddyi_base64_valid(init->data_base64)) {

@@ -89,4 +89,17 @@ eddy_event *eddyi_event_build(const eddy_event_init *init,
 /* True when `s` is a valid base64 string (RFC 4648, padded, may be ""). */
 bool eddyi_base64_valid(const char *s);
 
+/*
+ * eddy_json_decode with another size limit (`max_bytes`: EDDY_EVENT_MAX_BYTES,
+ * or EDDY_BATCH_MAX_BYTES for a batch, whose depth limit is one more and
+ * whose elements are each held to EDDY_EVENT_MAX_BYTES); `what` names the
+ * input in messages ("event", "batch"). jsontext.c.
+ */
+json_t *eddyi_json_decode(const char *text, size_t len, size_t max_bytes,
+                          const char *what, eddy_error *err);
+
+/* The nesting depth of `v` (a scalar 0, [] 1), computed no further than
+ * limit + 1: bounded by `limit` whatever `v` is. jsontext.c. */
+size_t eddyi_json_depth(const json_t *v, size_t limit);
+
 #endif

@@ -125,7 +125,25 @@ struct eddy_schema {
     eddyi_snode *root;
     eddyi_snode **nodes; /* every node, for freeing */
     size_t nnodes, cap;
+    pcre2_match_context *match; /* the limits of every regex match; read only */
 };
+
+/*
+ * Limits of one regular expression match (pcre2_set_match_limit, _depth_limit,
+ * _heap_limit): far above what a sane pattern needs on a 1 MiB string, low
+ * enough that catastrophic backtracking ("(a+)+b" on "aaaa...c") stops in
+ * milliseconds. Hitting one makes validation fail with EDDY_ELIMIT.
+ */
+#define EDDYI_REGEX_MATCH_LIMIT 1000000u
+#define EDDYI_REGEX_DEPTH_LIMIT 100000u
+#define EDDYI_REGEX_HEAP_LIMIT_KIB 65536u
+
+/* The draft-07 metaschema, as JSON text (metaschema.c). */
+extern const char eddyi_draft07_metaschema[];
+
+/* RFC 3986 section 5.2: `ref` resolved against `base` ("" for none), as a
+ * new string (free it), or NULL when out of memory (uri.c). */
+char *eddyi_uri_resolve(const char *base, const char *ref);
 
 /* Deep JSON equality where numbers compare by value (1 == 1.0) and strings
  * by their full length (NUL bytes included). */

@@ -5,6 +5,16 @@
  * instance pointer, the error count) and allocates PCRE2 match data per
  * match, so a compiled schema is only ever read: any number of threads may
  * validate with it at once.
+ *
+ * Validation that cannot finish (a regular expression past its limits,
+ * $refs nested past MAX_REF_DEPTH, more steps than the budget) is not
+ * "invalid": it halts everything at once (even inside "not", whose verdict
+ * it would otherwise turn around) and returns EDDY_ELIMIT naming the limit.
+ *
+ * No keyword does more than O(n log n) work on an instance of size n:
+ * uniqueItems sorts canonical encodings of the items instead of comparing
+ * every pair (80,000 items took 19 s), and messages quote at most VALUE_MAX
+ * bytes of a value without encoding the rest of it.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -15,13 +25,20 @@
 #include "../core/internal.h"
 #include "schema_internal.h"
 
-/* $refs nested deeper than this on one path are treated as a cycle in the
- * schema ({"allOf": [{"$ref": "#"}]}) rather than overflowing the stack. */
+/* $refs nested deeper than this on one path stop the validation (EDDY_ELIMIT)
+ * rather than overflow the stack. (A schema that recurses on the same value
+ * is refused at compile time; this bounds recursion that follows a deep
+ * value.) */
 #define MAX_REF_DEPTH 1000
 /* Values quoted in messages are cut to this many bytes. */
 #define VALUE_MAX 60
+/* The step budget of one validation: MIN_STEPS + STEPS_PER_NODE_VALUE x
+ * schema nodes x instance values. */
+#define MIN_STEPS ((size_t)10000000)
+#define STEPS_PER_NODE_VALUE ((size_t)16)
 
 typedef struct vctx {
+    const eddy_schema *schema;
     eddy_schema_error_fn fn;
     void *user;
     int silent;     /* > 0: inside anyOf/oneOf/not/if/contains: no reports */
@@ -33,7 +50,13 @@ typedef struct vctx {
     char *path; /* JSON pointer of the current instance value */
     size_t len, cap;
     int ref_depth;
+    int halt;               /* EDDY_ELIMIT (or EINVAL): stop, say why */
+    char halt_msg[EDDY_ERROR_MESSAGE_MAX];
+    size_t steps, max_steps; /* validate() calls, and their budget */
 } vctx;
+
+/* Validation cannot go on: anything else it would say is moot. */
+#define HALTED(c) ((c)->oom || (c)->halt)
 
 static int validate(vctx *c, const eddyi_snode *n, const json_t *v);
 
@@ -92,26 +115,51 @@ int eddyi_json_equal(const json_t *a, const json_t *b)
 
 /* ---- messages ---------------------------------------------------------------- */
 
+/* Collects the first bytes of an encoding; stops the encoder once it has
+ * more than it will show. */
+struct shown {
+    char text[VALUE_MAX + 8];
+    size_t len;
+    int cut;
+};
+
+static int show_part(const char *buffer, size_t size, void *data)
+{
+    struct shown *sh = data;
+    size_t room = sizeof sh->text - 1 - sh->len;
+    size_t n = size < room ? size : room;
+    memcpy(sh->text + sh->len, buffer, n);
+    sh->len += n;
+    if (n < size) {
+        sh->cut = 1;
+        return -1; /* enough: do not encode the rest */
+    }
+    return 0;
+}
+
 /* Writes `v` as compact JSON into buf, cut to VALUE_MAX bytes (never in the
- * middle of a UTF-8 sequence) with "..." appended when cut. */
+ * middle of a UTF-8 sequence) with "..." appended when cut. Encodes no more
+ * of `v` than it shows, whatever its size. */
 static const char *show(const json_t *v, char *buf, size_t size)
 {
-    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
-    if (!text) {
+    struct shown sh = {.len = 0};
+    int rc = json_dump_callback(v, show_part, &sh,
+                                JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
+    if (rc != 0 && !sh.cut) {
         snprintf(buf, size, "(value)");
         return buf;
     }
-    size_t n = strlen(text);
+    size_t n = sh.len;
     size_t limit = size - 4 < VALUE_MAX ? size - 4 : VALUE_MAX;
-    if (n > limit) {
-        n = limit;
-        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+    if (n > limit || sh.cut) {
+        if (n > limit)
+            n = limit;
+        while (n > 0 && ((unsigned char)sh.text[n] & 0xC0) == 0x80)
             n--;
-        snprintf(buf, size, "%.*s...", (int)n, text);
+        snprintf(buf, size, "%.*s...", (int)n, sh.text);
     } else {
-        snprintf(buf, size, "%s", text);
+        snprintf(buf, size, "%.*s", (int)n, sh.text);
     }
-    free(text);
     return buf;
 }
 
@@ -146,6 +194,33 @@ __attribute__((format(printf, 3, 4))) static int report(vctx *c, const char *key
         c->stop = 1;
     return 1;
 }
+
+/* Stops the validation with `code` (the first reason wins); returns 1. */
+__attribute__((format(printf, 3, 4))) static int halt(vctx *c, int code, const char *fmt, ...)
+{
+    if (c->halt)
+        return 1;
+    c->halt = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->halt_msg, sizeof c->halt_msg, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+/* The instance pointer for a message that must also say more: cut to its
+ * first 100 bytes (into `buf`) so that the rest of the message survives. */
+static const char *here_cut(const vctx *c, char *buf, size_t size)
+{
+    if (!c->len)
+        return "(root)";
+    if (c->len <= 100)
+        return c->path;
+    snprintf(buf, size, "%.100s...", c->path);
+    return buf;
+}
+
+#define here(c) here_cut((c), (char[112]){0}, 112)
 
 /* ---- the instance pointer ------------------------------------------------------- */
 
@@ -194,7 +269,8 @@ static void pop(vctx *c, size_t saved)
 
 /* ---- keyword helpers ----------------------------------------------------------- */
 
-/* 1 match, 0 no match, -1 the match could not run (limit hit, no memory). */
+/* 1 match, 0 no match, -1 the match could not run: the validation is
+ * halted (a limit: EDDY_ELIMIT naming it; no memory; another PCRE2 error). */
 static int regex_match(vctx *c, const eddyi_regex *re, const char *s, size_t len)
 {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
@@ -202,11 +278,51 @@ static int regex_match(vctx *c, const eddyi_regex *re, const char *s, size_t len
         c->oom = 1;
         return -1;
     }
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, c->schema->match);
     pcre2_match_data_free(md);
     if (rc >= 0)
         return 1;
-    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return 0;
+    const char *limit = NULL;
+    unsigned value = 0;
+    switch (rc) {
+    case PCRE2_ERROR_MATCHLIMIT:
+        limit = "match limit";
+        value = EDDYI_REGEX_MATCH_LIMIT;
+        break;
+    case PCRE2_ERROR_DEPTHLIMIT:
+        limit = "backtracking depth limit";
+        value = EDDYI_REGEX_DEPTH_LIMIT;
+        break;
+    case PCRE2_ERROR_HEAPLIMIT:
+        limit = "heap limit (KiB)";
+        value = EDDYI_REGEX_HEAP_LIMIT_KIB;
+        break;
+    case PCRE2_ERROR_JIT_STACKLIMIT:
+        limit = "JIT stack limit";
+        break;
+    case PCRE2_ERROR_NOMEMORY:
+        c->oom = 1;
+        return -1;
+    default:
+        break;
+    }
+    if (limit) {
+        char figure[32] = "";
+        if (value)
+            snprintf(figure, sizeof figure, " (%u)", value);
+        halt(c, EDDY_ELIMIT,
+             "%s: pattern \"%.100s\" hit the regular expression %s%s; validation stopped "
+             "(the value is neither valid nor invalid)",
+             here(c), re->source, limit, figure);
+        return -1;
+    }
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    halt(c, EDDY_EINVAL, "%s: pattern \"%.100s\" could not be matched: %s", here(c),
+         re->source, (const char *)msg);
+    return -1;
 }
 
 static int is_integer(const json_t *v)
@@ -304,10 +420,189 @@ static int check_silent(vctx *c, const eddyi_snode *n, const json_t *v)
     do {                                                                       \
         if (expr) {                                                            \
             bad = 1;                                                           \
-            if (c->silent || c->stop || c->oom)                                \
+            if (c->silent || c->stop || HALTED(c))                             \
                 return 1;                                                      \
         }                                                                      \
     } while (0)
+
+/* ---- uniqueItems ------------------------------------------------------------------ */
+
+/* A growable byte buffer. */
+typedef struct bytes {
+    char *p;
+    size_t len, cap;
+    int oom;
+} bytes;
+
+static void put(bytes *b, const void *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void put_fmt(bytes *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_fmt(bytes *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    put(b, tmp, n > 0 ? (size_t)n : 0);
+}
+
+struct member {
+    const char *key;
+    size_t klen;
+    const json_t *value;
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int r = memcmp(x->key, y->key, n);
+    return r ? r : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/*
+ * Appends a canonical encoding of `v`: two values get the same encoding
+ * exactly when eddyi_json_equal says they are equal (numbers by value, 1 ==
+ * 1.0; members in sorted order; strings by length and bytes).
+ */
+static void canonical(bytes *b, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL: put(b, "n", 1); break;
+    case JSON_TRUE: put(b, "t", 1); break;
+    case JSON_FALSE: put(b, "f", 1); break;
+    case JSON_INTEGER: put_fmt(b, "i%" JSON_INTEGER_FORMAT ";", json_integer_value(v)); break;
+    case JSON_REAL: {
+        double r = json_real_value(v);
+        if (r == floor(r) && r >= -9223372036854775808.0 && r < 9223372036854775808.0)
+            put_fmt(b, "i%" JSON_INTEGER_FORMAT ";", (json_int_t)r); /* as num_equal */
+        else
+            put_fmt(b, "r%.17g;", r);
+        break;
+    }
+    case JSON_STRING:
+        put_fmt(b, "s%zu:", json_string_length(v));
+        put(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_ARRAY:
+        put_fmt(b, "a%zu[", json_array_size(v));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            canonical(b, json_array_get(v, i));
+        put(b, "]", 1);
+        break;
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), k = 0;
+        struct member *m = malloc((n ? n : 1) * sizeof *m);
+        if (!m) {
+            b->oom = 1;
+            return;
+        }
+        const char *key;
+        size_t klen;
+        json_t *value;
+        json_object_keylen_foreach((json_t *)v, key, klen, value) {
+            m[k++] = (struct member){key, klen, value};
+        }
+        qsort(m, k, sizeof *m, member_cmp);
+        put_fmt(b, "o%zu{", k);
+        for (size_t i = 0; i < k; i++) {
+            put_fmt(b, "%zu:", m[i].klen);
+            put(b, m[i].key, m[i].klen);
+            canonical(b, m[i].value);
+        }
+        put(b, "}", 1);
+        free(m);
+        break;
+    }
+    }
+}
+
+struct item {
+    size_t index, off, len;
+    const char *base; /* the encodings' buffer, for the comparison */
+};
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int r = memcmp(x->base + x->off, y->base + y->off, n);
+    if (r)
+        return r;
+    if (x->len != y->len)
+        return (x->len > y->len) - (x->len < y->len);
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/*
+ * Whether array `v` holds two equal items, in O(n log n): sorts the items'
+ * canonical encodings (ties by index) and looks at neighbours. Reports the
+ * same pair the pairwise loop did: the smallest index that has an equal
+ * item, and the smallest index after it equal to it. Returns 1 with the pair,
+ * 0 when all differ, -1 out of memory.
+ */
+static int find_duplicate(vctx *c, const json_t *v, size_t *first, size_t *second)
+{
+    size_t n = json_array_size(v);
+    struct item *items = malloc(n * sizeof *items);
+    bytes enc = {0};
+    if (!items) {
+        c->oom = 1;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        items[i].index = i;
+        items[i].off = enc.len;
+        canonical(&enc, json_array_get(v, i));
+        items[i].len = enc.len - items[i].off;
+    }
+    if (enc.oom) {
+        free(items);
+        free(enc.p);
+        c->oom = 1;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i].base = enc.p;
+    qsort(items, n, sizeof *items, item_cmp);
+    int found = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        /* A run of equal encodings starts at i, sorted by index: its first
+         * two are the run's smallest pair. */
+        if (items[i].len == items[i + 1].len &&
+            memcmp(enc.p + items[i].off, enc.p + items[i + 1].off, items[i].len) == 0 &&
+            (i == 0 || items[i - 1].len != items[i].len ||
+             memcmp(enc.p + items[i - 1].off, enc.p + items[i].off, items[i].len) != 0)) {
+            if (!found || items[i].index < *first) {
+                *first = items[i].index;
+                *second = items[i + 1].index;
+            }
+            found = 1;
+        }
+    }
+    free(items);
+    free(enc.p);
+    return found;
+}
 
 /* ---- by instance type ------------------------------------------------------------ */
 
@@ -358,11 +653,9 @@ static int validate_string(vctx *c, const eddyi_snode *n, const json_t *v)
     if (n->pattern.code) {
         int m = regex_match(c, &n->pattern, s, len);
         if (m < 0)
-            CHECK(report(c, "pattern", "pattern \"%.100s\" could not be evaluated, got %s",
-                         n->pattern.source, show(v, b, sizeof b)));
-        else
-            CHECK(m == 0 && report(c, "pattern", "pattern \"%.100s\" expected, got %s",
-                                   n->pattern.source, show(v, b, sizeof b)));
+            return 1; /* halted */
+        CHECK(m == 0 && report(c, "pattern", "pattern \"%.100s\" expected, got %s",
+                               n->pattern.source, show(v, b, sizeof b)));
     }
     if (n->format != EDDYI_FORMAT_NONE)
         CHECK(!eddyi_format_check(n->format, s, len) &&
@@ -382,16 +675,14 @@ static int validate_array(vctx *c, const eddyi_snode *n, const json_t *v)
     if (n->max_items >= 0)
         CHECK(size > (size_t)n->max_items &&
               report(c, "maxItems", "maxItems %lld expected, got %zu items", n->max_items, size));
-    if (n->unique_items) {
-        int dup = 0;
-        for (size_t i = 0; i < size && !dup; i++)
-            for (size_t j = i + 1; j < size && !dup; j++)
-                if (eddyi_json_equal(json_array_get(v, i), json_array_get(v, j))) {
-                    dup = 1;
-                    CHECK(report(c, "uniqueItems",
-                                 "uniqueItems expected, got equal items %zu and %zu: %s", i, j,
-                                 show(json_array_get(v, i), b, sizeof b)));
-                }
+    if (n->unique_items && size > 1) {
+        size_t first = 0, second = 0; /* set when dup is 1 */
+        int dup = find_duplicate(c, v, &first, &second);
+        if (dup < 0)
+            return 1; /* out of memory */
+        if (dup)
+            CHECK(report(c, "uniqueItems", "uniqueItems expected, got equal items %zu and %zu: %s",
+                         first, second, show(json_array_get(v, first), b, sizeof b)));
     }
     for (size_t i = 0; i < size; i++) {
         const eddyi_snode *item = NULL;
@@ -416,7 +707,7 @@ static int validate_array(vctx *c, const eddyi_snode *n, const json_t *v)
     }
     if (n->contains) {
         int found = 0;
-        for (size_t i = 0; i < size && !found && !c->oom; i++)
+        for (size_t i = 0; i < size && !found && !HALTED(c); i++)
             found = !check_silent(c, n->contains, json_array_get(v, i));
         CHECK(!found && report(c, "contains", "contains (an item matching) expected, got %s",
                                show(v, b, sizeof b)));
@@ -455,7 +746,10 @@ static int validate_object(vctx *c, const eddyi_snode *n, const json_t *v)
             size_t saved = push(c, key);
             int matched = n->prop_index && json_object_get(n->prop_index, key);
             for (size_t i = 0; i < n->npatterns; i++) {
-                if (regex_match(c, &n->patterns[i].re, key, strlen(key)) != 1)
+                int m = regex_match(c, &n->patterns[i].re, key, strlen(key));
+                if (m < 0)
+                    return 1; /* halted */
+                if (m == 0)
                     continue;
                 matched = 1;
                 CHECK(validate(c, n->patterns[i].node, child));
@@ -504,8 +798,14 @@ static int validate_object(vctx *c, const eddyi_snode *n, const json_t *v)
 static int validate(vctx *c, const eddyi_snode *n, const json_t *v)
 {
     char a[160], b[96];
-    if (c->oom)
+    if (HALTED(c))
         return 1;
+    if (++c->steps > c->max_steps)
+        return halt(c, EDDY_ELIMIT,
+                    "%s: validation stopped after %zu steps (the step limit for this "
+                    "schema and value); the schema applies its subschemas to the same "
+                    "values too many times",
+                    here(c), c->max_steps);
     if (n->is_bool)
         return n->bool_value ? 0
                              : report(c, "false", "schema false allows no value, got %s",
@@ -513,8 +813,10 @@ static int validate(vctx *c, const eddyi_snode *n, const json_t *v)
     if (n->ref_target) {
         /* draft-07: the keywords beside a $ref are ignored */
         if (c->ref_depth >= MAX_REF_DEPTH)
-            return report(c, "$ref", "$ref nesting deeper than %d levels expected, got \"%s\"",
-                          MAX_REF_DEPTH, n->ref);
+            return halt(c, EDDY_ELIMIT,
+                        "%s: $ref \"%.200s\" nested deeper than %d levels (the $ref depth "
+                        "limit); validation stopped (the value is neither valid nor invalid)",
+                        here(c), n->ref, MAX_REF_DEPTH);
         c->ref_depth++;
         int r = validate(c, n->ref_target, v);
         c->ref_depth--;
@@ -549,14 +851,14 @@ static int validate(vctx *c, const eddyi_snode *n, const json_t *v)
         CHECK(validate(c, n->all_of[i], v));
     if (n->nany_of) {
         int any = 0;
-        for (size_t i = 0; i < n->nany_of && !any && !c->oom; i++)
+        for (size_t i = 0; i < n->nany_of && !any && !HALTED(c); i++)
             any = !check_silent(c, n->any_of[i], v);
         CHECK(!any && report(c, "anyOf", "anyOf (at least one of %zu subschemas) expected, got %s",
                              n->nany_of, show(v, b, sizeof b)));
     }
     if (n->none_of) {
         size_t matches = 0;
-        for (size_t i = 0; i < n->none_of && matches < 2 && !c->oom; i++)
+        for (size_t i = 0; i < n->none_of && matches < 2 && !HALTED(c); i++)
             matches += !check_silent(c, n->one_of[i], v);
         CHECK(matches != 1 &&
               report(c, "oneOf", "oneOf (exactly one of %zu subschemas) expected, got %s matching %s",
@@ -573,10 +875,30 @@ static int validate(vctx *c, const eddyi_snode *n, const json_t *v)
         else if (!cond_ok && n->else_)
             CHECK(validate(c, n->else_, v));
     }
-    return bad || c->oom;
+    return bad || HALTED(c);
 }
 
 /* ---- public ---------------------------------------------------------------------- */
+
+/* The number of values in `v` (itself included), counted no deeper than
+ * MAX_REF_DEPTH levels (it only sizes the step budget). */
+static size_t count_values(const json_t *v, int depth)
+{
+    size_t n = 1;
+    if (depth >= MAX_REF_DEPTH)
+        return n;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += count_values(json_array_get(v, i), depth + 1);
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)v, key, member) {
+            n += count_values(member, depth + 1);
+        }
+    }
+    return n;
+}
 
 static int run(const eddy_schema *schema, const json_t *instance, eddy_schema_error_fn fn,
                void *user, int first_only, size_t *count, eddy_error *err)
@@ -587,14 +909,29 @@ static int run(const eddy_schema *schema, const json_t *instance, eddy_schema_er
         return eddyi_error(err, EDDY_EINVAL, "eddy_schema_validate: %s is NULL",
                            schema ? "instance" : "schema");
     vctx c = {0};
+    c.schema = schema;
     c.fn = fn;
     c.user = user;
     c.first_only = first_only;
     c.err = err;
+    /* The step budget: what validating every node of the schema on every
+     * value of the instance a few times over would take, and at least
+     * MIN_STEPS; only a schema whose subschemas multiply reaches it. */
+    size_t values = count_values(instance, 0);
+    c.max_steps = MIN_STEPS;
+    if (values && schema->nnodes <= (SIZE_MAX - MIN_STEPS) / STEPS_PER_NODE_VALUE / values)
+        c.max_steps += STEPS_PER_NODE_VALUE * schema->nnodes * values;
+    else if (values)
+        c.max_steps = SIZE_MAX;
     int bad = validate(&c, schema->root, instance);
     free(c.path);
     if (c.oom)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory validating");
+    if (c.halt) {
+        if (count)
+            *count = c.count;
+        return eddyi_error(err, c.halt, "%s", c.halt_msg);
+    }
     if (count)
         *count = c.count;
     if (!bad)

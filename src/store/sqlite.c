@@ -848,7 +848,12 @@ static int append_slow(conn *w, const char *stream_id, int64_t expected,
                 same = old && eddy_event_equal(old, ev[i].event);
                 eddy_event_unref(old);
             }
-            if (!same) {
+            if (!same && sid && strcmp(sid, stream_id) != 0) {
+                rc = eddyi_error(err, EDDY_EDUPLICATE,
+                                 "event id %s is already stored in stream %s "
+                                 "(version %lld), not in stream %s",
+                                 id, sid, (long long)ver, stream_id);
+            } else if (!same) {
                 rc = eddyi_error(err, EDDY_EDUPLICATE,
                                  "event id %s is already stored (stream %s, "
                                  "version %lld) with different content",

@@ -436,6 +436,15 @@ int eddyi_stream_id_check(const char *stream_id, eddy_error *err)
         return eddyi_error(err, EDDY_EINVAL, "stream id is empty");
     if (!eddyi_utf8_valid(stream_id, n))
         return eddyi_error(err, EDDY_EINVAL, "stream id is not valid UTF-8");
+    /* Control characters (C0, DEL, C1) would corrupt every listing. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)stream_id[i];
+        unsigned cp = c == 0xC2 && i + 1 < n ? (unsigned char)stream_id[i + 1] : c;
+        if (c < 0x20 || c == 0x7F || (c == 0xC2 && cp >= 0x80 && cp <= 0x9F))
+            return eddyi_error(err, EDDY_EINVAL,
+                               "stream id contains the control character U+%04X at "
+                               "byte %zu", cp, i);
+    }
     return EDDY_OK;
 }
 

@@ -421,7 +421,11 @@ eddy_event *eddyi_ce_binary_decode(const char *const *names,
         if (!is_ct && !is_types && strncasecmp(names[i], prefix, plen) != 0)
             continue;
         bool bad = false;
-        char *text = header_text(values[i], value_lens[i], percent, &bad);
+        /* As the encoder writes them: content-type and the types header
+         * are never percent-encoded (a '%' in a media type parameter made
+         * every such event undecodable; found by fuzz_ce_binary). */
+        char *text = header_text(values[i], value_lens[i],
+                                 percent && !is_ct && !is_types, &bad);
         if (!text) {
             snprintf(reason, reason_size, bad
                          ? "malformed: header %s: NUL byte or bad %%-escape"
@@ -497,6 +501,11 @@ eddy_event *eddyi_ce_binary_decode(const char *const *names,
         json_object_set_new(obj, key, typed);
     }
 
+    /* An empty payload may come as NULL (librdkafka's for an empty
+     * message): announced as a string it is "", not a failure (found by
+     * fuzz_ce_binary: json_stringn(NULL, 0) said "out of memory"). */
+    if (!payload)
+        payload = "";
     const char *data_kind = list_kind(types, "data", kind, sizeof kind);
     if (payload_len > 0 || data_kind) {
         json_t *data = NULL;

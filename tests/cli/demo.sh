@@ -115,6 +115,10 @@ grep -q "unknown option '--frobnicate'" "$TMP/badopt.err" || fail "badopt: messa
 run badnum 2 demo --orders many
 grep -q "orders: expected a number" "$TMP/badnum.err" || fail "badnum: message"
 run badrate 2 demo --payment-failure-rate 1.5
+# NaN compares false with both bounds; it used to be accepted
+run nanrate 2 demo --payment-failure-rate nan
+grep -q "expected a number from 0 to 1, got 'nan'" "$TMP/nanrate.err" || fail "nanrate: message"
+run infrate 2 demo --rate inf
 run noval 2 demo --seed
 run help 0 demo --help
 grep -q -- '--payment-failure-rate' "$TMP/help.out" || fail "help: options missing"

@@ -186,12 +186,22 @@ echo '{}' >"$TMP/badversion/t@latest.json"
 run bad_version 2 schema check "$TMP/good.json" --schemas "$TMP/badversion" --type t --version latest
 expect bad_version err "t@latest.json"
 
+# A FIFO in --schemas is refused at once (it used to block forever).
+mkdir "$TMP/fifodir"
+cp "$TMP/schemas/sensor.reading@1.0.json" "$TMP/fifodir/"
+mkfifo "$TMP/fifodir/stuck@1.0.json"
+status=0
+timeout 20 "$EDDY" schema check "$TMP/r1.json" --schemas "$TMP/fifodir" --type sensor.reading \
+    --version 1.0 >"$TMP/fifodir.out" 2>"$TMP/fifodir.err" || status=$?
+[ "$status" -eq 2 ] || fail "fifodir: exit status $status, want 2 (124: it blocked)"
+expect fifodir err "stuck@1.0.json: not a regular file"
+
 # unreadable, malformed or empty input: 2
 run missing 2 "${CHECK[@]}" "$TMP/nonexistent.json"
 expect missing err "nonexistent.json"
 printf '{\n  "specversion": "1.0",\n  "id": \n' >"$TMP/malformed.json"
 run malformed 2 "${CHECK[@]}" "$TMP/malformed.json"
-expect malformed err "malformed.json: line"
+expect malformed err "malformed.json: JSON parse error at line 4"
 printf '\n  \n' >"$TMP/blank.json"
 run blank 2 "${CHECK[@]}" "$TMP/blank.json"
 expect blank err "no events"

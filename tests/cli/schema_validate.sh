@@ -129,6 +129,63 @@ echo '{"order_id": ' >"$TMP/malformed.json"
 run malformed 2 schema validate "$TMP/order.schema.json" "$TMP/malformed.json"
 expect malformed err "malformed.json: line"
 
+# Validation that cannot finish exits 2 naming the limit, never 1.
+echo '{"properties": {"name": {"pattern": "(a+)+b|c"}}}' >"$TMP/redos.schema.json"
+echo '{"name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}' >"$TMP/redos.json"
+run redos 2 schema validate "$TMP/redos.schema.json" "$TMP/redos.json"
+expect redos err 'cannot validate (ELIMIT): /name: pattern "(a+)+b|c" hit the regular expression match limit (1000000)'
+echo '{"name": "aab"}' >"$TMP/redos_ok.json"
+run redos_ok 0 schema validate "$TMP/redos.schema.json" "$TMP/redos_ok.json"
+echo '{"items": {"$ref": "#"}}' >"$TMP/nest.schema.json"
+{ head -c 1500 /dev/zero | tr '\0' '['; head -c 1500 /dev/zero | tr '\0' ']'; } >"$TMP/nest.json"
+run refdepth 2 schema validate "$TMP/nest.schema.json" "$TMP/nest.json"
+expect refdepth err 'nested deeper than 1000 levels (the $ref depth limit)'
+# A schema that recurses without consuming input is a schema error.
+echo '{"allOf": [{"$ref": "#"}]}' >"$TMP/loop.schema.json"
+run loop 2 schema validate "$TMP/loop.schema.json" "$TMP/good.json"
+expect loop err 'bad schema: /allOf/0/$ref: $ref "#" recurses without consuming input'
+
+# $ref to a file beside the schema, to a --remote directory, to the
+# metaschema; $id changing the base.
+mkdir -p "$TMP/refs/remote/common"
+echo '{"type": "object", "required": ["city"], "properties": {"zip": {"$ref": "common/zip.json"}}}' \
+    >"$TMP/refs/remote/address.json"
+echo '{"type": "string", "pattern": "^[0-9]{5}$"}' >"$TMP/refs/remote/common/zip.json"
+echo '{"type": "integer", "minimum": 1}' >"$TMP/refs/qty.json"
+cat >"$TMP/refs/order.json" <<'JSON'
+{"properties": {"qty": {"$ref": "qty.json"},
+                "to": {"$ref": "https://schemas.example.com/address.json"}}}
+JSON
+echo '{"qty": 2, "to": {"city": "Paris", "zip": "75001"}}' >"$TMP/refs/ok.json"
+echo '{"qty": 0, "to": {"zip": "7500"}}' >"$TMP/refs/bad.json"
+run refs_ok 0 schema validate "$TMP/refs/order.json" "$TMP/refs/ok.json" \
+    --remote "https://schemas.example.com/=$TMP/refs/remote"
+run refs_bad 1 schema validate "$TMP/refs/order.json" "$TMP/refs/bad.json" \
+    --remote "https://schemas.example.com/=$TMP/refs/remote"
+expect refs_bad out '/qty: minimum 1 expected, got 0'
+expect refs_bad out '/to: required property "city" missing'
+expect refs_bad out '/to/zip: pattern "^[0-9]{5}$" expected, got "7500"'
+run refs_noremote 2 schema validate "$TMP/refs/order.json" "$TMP/refs/ok.json"
+expect refs_noremote err 'cannot resolve "https://schemas.example.com/address.json"'
+run refs_badopt 2 schema validate "$TMP/refs/order.json" "$TMP/refs/ok.json" --remote nodir
+echo '{"$ref": "http://json-schema.org/draft-07/schema#"}' >"$TMP/meta.json"
+run meta_ok 0 schema validate "$TMP/meta.json" "$TMP/order.schema.json"
+echo '{"type": "object", "minLength": -1, "required": "x"}' >"$TMP/notaschema.json"
+run meta_bad 1 schema validate "$TMP/meta.json" "$TMP/notaschema.json"
+expect meta_bad out '/minLength'
+expect meta_bad out '/required'
+# ... and every schema is checked against the metaschema when compiled
+echo '{"required": ["a", "a"]}' >"$TMP/dupreq.json"
+run dupreq 2 schema validate "$TMP/dupreq.json" "$TMP/good.json"
+expect dupreq err 'not a valid draft-07 schema (by its metaschema): /required: uniqueItems expected'
+# A FIFO as the schema is refused at once, never waited on.
+mkfifo "$TMP/fifo.json"
+status=0
+timeout 20 "$EDDY" schema validate "$TMP/fifo.json" "$TMP/good.json" >"$TMP/fifo.out" \
+    2>"$TMP/fifo.err" || status=$?
+[ "$status" -eq 2 ] || fail "fifo: exit status $status, want 2 (124: it blocked)"
+expect fifo err "not a regular file"
+
 # usage and help
 run help 0 schema --help
 expect help out "validate"

@@ -75,9 +75,13 @@ EOF
 run stdin1 0 append --store "$STORE" --stream order-2 --type order.placed \
     --expected-version 0
 lines stdin1 3
+# STREAM_VERSION GLOBAL_POSITION EVENT_ID LINE: the input line comes last
 expect stdin1 out "1 3 "
-expect stdin1 out "2 4 ev-fixed-1"
+expect stdin1 out "2 4 ev-fixed-1 3"
 expect stdin1 out "3 5 "
+[ "$(cut -d' ' -f4 "$TMP/stdin1.out" | tr '\n' ' ')" = "1 3 4 " ] ||
+    fail "stdin1: acknowledged lines $(cut -d' ' -f4 "$TMP/stdin1.out" | tr '\n' ' '), want 1 3 4"
+expect data1 out " -"
 
 # ---- a conflict: the message names both versions -----------------------------------
 run conflict 1 append --store "$STORE" --stream order-1 --type order.placed \
@@ -143,6 +147,10 @@ lines list_since 1
 expect list_since out "ev-fixed-1"
 run list_until 0 events list --store "$STORE" --until 2024-01-02T03:04:05Z --format jsonl
 lines list_until 0
+run list_badrange 2 events list --store "$STORE" --since 2024-01-03T00:00:00Z \
+    --until 2024-01-02T00:00:00Z
+expect list_badrange err "--since 2024-01-03T00:00:00Z is not before --until 2024-01-02T00:00:00Z"
+grep -q "from_time_us" "$TMP/list_badrange.err" && fail "list_badrange: names the store's fields"
 run list_badtime 2 events list --store "$STORE" --since yesterday
 expect list_badtime err "RFC 3339"
 run list_badfmt 2 events list --store "$STORE" --format xml
