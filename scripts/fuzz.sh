@@ -14,7 +14,7 @@ shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(fuzz_event_decode fuzz_ce_binary fuzz_schema fuzz_jsonl fuzz_store_url
+    targets=(fuzz_event_decode fuzz_event_stored fuzz_ce_binary fuzz_schema fuzz_jsonl fuzz_store_url
              fuzz_transport_url)
 fi
 mkdir -p "$build/fuzz-artifacts"

@@ -401,7 +401,8 @@ json_t *eddyi_event_data(const eddy_event *ev)
     json_t *parsed = json_loadb(ev->data_raw, ev->data_raw_len,
                                 JSON_DECODE_ANY, NULL);
     if (!parsed)
-        return NULL; /* out of memory: the bytes were checked when stored */
+        return NULL; /* out of memory, or damaged bytes (the append checked
+                        them): eddy_event_unpack tells the two from no data */
     json_t *expected = NULL;
     if (!atomic_compare_exchange_strong_explicit(&e->data, &expected, parsed,
                                                  memory_order_acq_rel,
@@ -668,6 +669,10 @@ int eddy_event_unpack(const eddy_event *ev, eddy_error *err, const char *fmt, ..
     if (!ev || !fmt)
         return eddyi_error(err, EDDY_EINVAL, "data: no event or no format given");
     json_t *data = eddyi_event_data(ev);
+    if (!data && ev->data_raw)
+        return eddyi_error(err, EDDY_ECORRUPT,
+                           "data: event %s: its stored data is not valid JSON "
+                           "(or out of memory)", ev->id);
     if (!data)
         return eddyi_error(err, EDDY_EINVAL, "data: event %s has no data", ev->id);
     json_error_t jerr;

@@ -17,6 +17,12 @@
  * value where a string belongs, a duplicate member, anything malformed)
  * sends the text to the strict decoder, eddy_event_decode, which either
  * builds the same event the long way or says precisely what is wrong.
+ * It trusts what the append checked and does not check it again: the rules
+ * of each attribute's form (a String's characters, a URI's syntax) and the
+ * JSON grammar inside `data` (parsed on first access; damaged bytes then
+ * read as no data, and eddy_event_unpack says so). It does guarantee valid
+ * UTF-8 attributes, and that re-encoding gives back the stored bytes.
+ * fuzz/fuzz_event_stored.c holds it to this against the strict decoder.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -213,7 +219,12 @@ static eddy_event *decode_fast(const char *text, size_t len)
     if (skip_ws(p + 1, end) != end)
         goto no; /* bytes after the object */
 
-    /* What the store's append guaranteed, checked again cheaply. */
+    /* What the store's append guaranteed, checked again cheaply: the
+     * attributes become C strings and JSON strings again (valid UTF-8, no
+     * NUL), and the required ones are there. */
+    for (int a = 0; a < A_COUNT; a++)
+        if (val[a] && !eddyi_utf8_valid(val[a], strlen(val[a])))
+            goto no;
     if (!val[A_SPECVERSION] || strcmp(val[A_SPECVERSION], "1.0") != 0 ||
         !val[A_ID] || !*val[A_ID] || !val[A_TYPE] || !*val[A_TYPE] ||
         !val[A_SOURCE] || !*val[A_SOURCE])
