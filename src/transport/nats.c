@@ -996,6 +996,34 @@ static void nats_note_reconnects(nats_sub *nsub)
     }
 }
 
+/* Tells the front whether the subscription reaches the server: down while
+ * libnats is not connected (a fetch may still time out quietly then) or
+ * fetching failed (`fetch_error`), up once a round of fetches was
+ * answered on a connected connection. */
+static void nats_note_state(nats_sub *nsub, const char *fetch_error)
+{
+    nats_state *ns = nsub->sub->t->state;
+    natsConnStatus st = natsConnection_Status(ns->nc);
+    if (st == NATS_CONN_STATUS_CONNECTED && !fetch_error) {
+        eddyi_transport_sub_alive(nsub->sub);
+        return;
+    }
+    char why[256];
+    const char *last = NULL;
+    if (st != NATS_CONN_STATUS_CONNECTED &&
+        natsConnection_GetLastError(ns->nc, &last) != NATS_OK && last && *last)
+        snprintf(why, sizeof why, "%s (last error: %s)",
+                 st == NATS_CONN_STATUS_RECONNECTING ? "reconnecting"
+                                                     : "not connected", last);
+    else if (st != NATS_CONN_STATUS_CONNECTED)
+        snprintf(why, sizeof why, "%s", st == NATS_CONN_STATUS_RECONNECTING
+                                            ? "reconnecting"
+                                            : "not connected");
+    else
+        snprintf(why, sizeof why, "fetch failed: %s", fetch_error);
+    eddyi_transport_sub_lost(nsub->sub, why);
+}
+
 static void *nats_sub_main(void *arg)
 {
     nats_sub *nsub = arg;
@@ -1007,6 +1035,7 @@ static void *nats_sub_main(void *arg)
                                                             : 64;
     while (!atomic_load(&nsub->stop)) {
         bool failed = false;
+        const char *fetch_error = NULL;
         for (size_t i = 0; i < nsub->count && !atomic_load(&nsub->stop); i++) {
             natsMsgList list = {0};
             jsErrCode jerr = 0;
@@ -1021,11 +1050,13 @@ static void *nats_sub_main(void *arg)
                 natsMsgList_Destroy(&list);
             } else if (s != NATS_TIMEOUT) {
                 failed = true;
+                fetch_error = natsStatus_GetText(s);
                 EDDYI_LOG(EDDY_LOG_DEBUG, "nats", "%s: fetch from %s: %s (%d)",
                           sub->consumer, nsub->durables[i],
                           natsStatus_GetText(s), (int)jerr);
             }
         }
+        nats_note_state(nsub, failed ? fetch_error : NULL);
         if (failed) {
             backoff = backoff ? backoff * 2 : o->reconnect_initial_ms;
             if (backoff > o->reconnect_max_ms)
