@@ -131,4 +131,25 @@ const char *orders_product_id(size_t i);
 json_t *orders_demo_items(uint64_t seed, unsigned long i, unsigned users,
                           char *customer, size_t size);
 
+/* ---- faults and stopping (faults.c) --------------------------------------- */
+
+/* "SIGTERM", "SIGINT", ... for messages; a static string. */
+const char *orders_signal_name(int sig);
+
+/* Creates a new directory $TMPDIR/eddy-demo-XXXXXX (TMPDIR unset or empty:
+ * /tmp) and writes its path into `buf`. Returns 0, or -1 with errno. */
+int orders_temp_dir(char *buf, size_t size);
+
+/*
+ * Asks the store's writer whether it can still commit: one small write in
+ * its next group commit. Returns EDDY_OK when it committed or the writer
+ * is only busy; else the error, with `cause` naming the store (its URL,
+ * redacted), the store's message and, for a SQLite file, the room left on
+ * its file system ("the disk under store sqlite:/m/o.db is full: COMMIT:
+ * database or disk is full (0 KiB free of 4096 KiB on its file system)").
+ * Thread-safe; not from a store callback.
+ */
+int orders_store_probe(eddy_store *store, const char *url, char *cause,
+                       size_t size);
+
 #endif
