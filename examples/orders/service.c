@@ -163,11 +163,11 @@ static int watch(const struct service_def *def,
         if (down && down != reported) {
             if (opts->max_disconnected_s > 0)
                 fprintf(stderr, "eddy service %s: lost the connection to %s: "
-                        "%s; reconnecting (giving up after %d s)\n", def->name,
-                        shown, why, opts->max_disconnected_s);
+                        "%s; giving up if it is not back within %d s\n",
+                        def->name, shown, why, opts->max_disconnected_s);
             else
                 fprintf(stderr, "eddy service %s: lost the connection to %s: "
-                        "%s; reconnecting\n", def->name, shown, why);
+                        "%s; waiting for it\n", def->name, shown, why);
             reported = down;
         } else if (!down && reported) {
             fprintf(stderr, "eddy service %s: reconnected to %s after %.1f s\n",
@@ -176,7 +176,7 @@ static int watch(const struct service_def *def,
         }
         if (down && opts->max_disconnected_s > 0 &&
             now - down >= (int64_t)opts->max_disconnected_s * 1000000) {
-            snprintf(cause, size, "lost the connection to %s for %.0f s: %s",
+            snprintf(cause, size, "lost the connection to %.600s for %.0f s: %.250s",
                      shown, (double)(now - down) / 1e6, why);
             return 0;
         }

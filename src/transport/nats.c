@@ -1009,18 +1009,21 @@ static void nats_note_state(nats_sub *nsub, const char *fetch_error)
         return;
     }
     char why[256];
-    const char *last = NULL;
-    if (st != NATS_CONN_STATUS_CONNECTED &&
-        natsConnection_GetLastError(ns->nc, &last) != NATS_OK && last && *last)
-        snprintf(why, sizeof why, "%s (last error: %s)",
-                 st == NATS_CONN_STATUS_RECONNECTING ? "reconnecting"
-                                                     : "not connected", last);
-    else if (st != NATS_CONN_STATUS_CONNECTED)
-        snprintf(why, sizeof why, "%s", st == NATS_CONN_STATUS_RECONNECTING
-                                            ? "reconnecting"
-                                            : "not connected");
-    else
+    if (st != NATS_CONN_STATUS_CONNECTED) {
+        /* libnats keeps the error that broke the connection, if any */
+        const char *last = NULL;
+        natsStatus ls = natsConnection_GetLastError(ns->nc, &last);
+        const char *detail = last && *last ? last
+                             : ls != NATS_OK ? natsStatus_GetText(ls)
+                                             : NULL;
+        snprintf(why, sizeof why, "%s%s%s",
+                 st == NATS_CONN_STATUS_RECONNECTING
+                     ? "disconnected, libnats is reconnecting"
+                     : "connection closed",
+                 detail ? ": " : "", detail ? detail : "");
+    } else {
         snprintf(why, sizeof why, "fetch failed: %s", fetch_error);
+    }
     eddyi_transport_sub_lost(nsub->sub, why);
 }
 

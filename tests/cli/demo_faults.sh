@@ -112,7 +112,7 @@ bash "$SERVERS" kill redis "$TMP/redis"
 t0=$(date +%s%N)
 finish lost 30
 # reported at once by the services, then given up with that cause
-grep -q "^eddy service [a-z]*: lost the connection to $URL: .*; reconnecting (giving up after 10 s)$" "$TMP/lost.err" ||
+grep -q "^eddy service [a-z]*: lost the connection to $URL: .*; giving up if it is not back within 10 s$" "$TMP/lost.err" ||
     { fail "lost: no service reported the lost connection"; show lost; }
 grep -q "^eddy demo: giving up .*lost the connection to $URL for [0-9]* s: " "$TMP/lost.err" ||
     { fail "lost: the demo does not name the lost connection"; show lost; }
@@ -159,6 +159,12 @@ for p in $kids; do
 done
 kids=
 [ -z "$(ls -A "$TMP/small2")" ] || fail "svcfull: left on the tmpfs: $(ls -A "$TMP/small2")"
+
+# a sanitizer report of the demo or of a service (their stderr) is a failure
+if grep -l 'Sanitizer\|runtime error:' "$TMP"/*.err >/dev/null 2>&1; then
+    fail "a sanitizer report: $(grep -l 'Sanitizer\|runtime error:' "$TMP"/*.err | tr '\n' ' ')"
+    grep -h -A5 'Sanitizer\|runtime error:' "$TMP"/*.err >&2
+fi
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s)" >&2

@@ -193,6 +193,12 @@ if start sigkill demo --transport "$URL" --orders 100000 --rate 100 --users 5; t
     kids=
 fi
 
+# a sanitizer report of the demo or of a service (their stderr) is a failure
+if grep -l 'Sanitizer\|runtime error:' "$TMP"/*.err >/dev/null 2>&1; then
+    fail "a sanitizer report: $(grep -l 'Sanitizer\|runtime error:' "$TMP"/*.err | tr '\n' ' ')"
+    grep -h -A5 'Sanitizer\|runtime error:' "$TMP"/*.err >&2
+fi
+
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s)" >&2
     exit 1
