@@ -7,9 +7,10 @@
 #     the demo exits with status 1 naming it, within 30 s (the services
 #     give up after --max-disconnected, 10 s by default), no service left;
 #   - a store on a small tmpfs that fills up mid-run: the demo exits with
-#     status 1 naming the full disk, in process (--store on the tmpfs) and
-#     across processes (TMPDIR on the tmpfs: a service gives up, the demo
-#     relays its cause).
+#     status 1 naming the full disk, in process (--store on an 8 MiB tmpfs)
+#     and across processes (TMPDIR on a 16 MiB tmpfs: a service gives up,
+#     the demo relays its cause). The sizes leave room for the start, so
+#     that the disk fills while orders flow.
 # Mounts tmpfs file systems, so it needs root; as another user it says so
 # and fails. Starts its own redis-server (scripts/test-servers.sh).
 # usage: bash demo_faults.sh EDDY_BINARY TESTDATA_DIR
@@ -123,14 +124,14 @@ kids=
 [ -z "$(ls -A "$TMP/lost.tmp")" ] || fail "lost: left in TMPDIR: $(ls -A "$TMP/lost.tmp")"
 
 # ---- a full disk, in process ------------------------------------------------------
-tmpfs "$TMP/small" 4m
+tmpfs "$TMP/small" 8m
 : >"$TMP/full.err"
 "$EDDY" demo --store "sqlite:$TMP/small/orders.db" --orders 100000 --users 5 \
     --timeout 600 </dev/null >"$TMP/full.out" 2>"$TMP/full.err" &
 pid=$!
 t0=$(date +%s%N)
 finish full 120
-grep -q "^eddy demo: giving up .*: the disk under store sqlite:$TMP/small/orders.db is full: .*database or disk is full ([0-9]* KiB free of 4096 KiB on its file system)$" "$TMP/full.err" ||
+grep -q "^eddy demo: giving up .*: the disk under store sqlite:$TMP/small/orders.db is full: .*database or disk is full ([0-9]* KiB free of 8192 KiB on its file system)$" "$TMP/full.err" ||
     { fail "full: the demo does not name the full disk"; show full; }
 grep -q "^eddy demo: resume with: eddy demo --store sqlite:$TMP/small/orders.db$" "$TMP/full.err" ||
     fail "full: no 'resume with' hint"
@@ -138,7 +139,7 @@ grep -q "^eddy demo: resume with: eddy demo --store sqlite:$TMP/small/orders.db$
 # ---- a full disk under the services' stores -------------------------------------
 bash "$SERVERS" start redis "$TMP/redis" "$PORT" >/dev/null ||
     { echo "FAIL: cannot restart redis-server" >&2; exit 1; }
-tmpfs "$TMP/small2" 6m
+tmpfs "$TMP/small2" 16m
 : >"$TMP/svcfull.err"
 TMPDIR="$TMP/small2" "$EDDY" demo --transport "$URL" --orders 100000 --users 5 \
     --timeout 600 </dev/null >"$TMP/svcfull.out" 2>"$TMP/svcfull.err" &
