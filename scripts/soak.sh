@@ -13,16 +13,18 @@
 #   EDDY        the eddy binary (default: build/eddy of this repository)
 #   SOAK_SEED   seeds the kill moments and the runs ($RANDOM); default: the
 #               time; printed, so a failing soak can be run again
-#   SOAK_MAX_MS a kill comes 0..SOAK_MAX_MS ms after the run started
-#               (default 4000): during its start, its resume of the
-#               earlier runs' orders, its seeding, or its own orders
+#   SOAK_MAX_MS a kill comes 0..SOAK_MAX_MS ms (default 2500) after the
+#               run printed its first line (the store is open and surveyed),
+#               so during its resume of the earlier runs' orders, its
+#               seeding or its own orders; one kill in five counts from the
+#               process's start instead, to hit the opening too (which
+#               grows with the store: the survey folds every event)
 #   SOAK_ORDERS orders per run (default 300); SOAK_USERS (default 10)
 #
 # Each run is `eddy demo --store STORE --orders N` with a seed of its own.
-# The first run to seed the store gives each product stock for about half
-# the orders the soak places, so orders are confirmed through most of it
-# and run out of stock (refund, cancel) towards its end: both paths are
-# crossed by kills.
+# The first run to seed the store gives each product stock that runs out
+# around the middle of the soak, so that kills cross both the confirmed
+# path and the out-of-stock one (refund, cancel).
 # A run that ends before its kill (it finished) must pass its checks like
 # the final one. After every 10th kill and at the end the SQLite file
 # passes `PRAGMA integrity_check` (when the store is a sqlite: file and the
@@ -37,7 +39,7 @@ STORE_ARG=${2:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 EDDY=${EDDY:-$HERE/../build/eddy}
 SEED=${SOAK_SEED:-$(date +%s)}
-MAX_MS=${SOAK_MAX_MS:-4000}
+MAX_MS=${SOAK_MAX_MS:-2500}
 ORDERS=${SOAK_ORDERS:-300}
 USERS=${SOAK_USERS:-10}
 
@@ -49,6 +51,7 @@ die() { echo "soak: $*" >&2; exit 2; }
 TMP=$(mktemp -d)
 pid=
 failures=0
+integrity_ok=0
 keep=0
 if [ -n "$STORE_ARG" ]; then
     STORE=$STORE_ARG
@@ -82,7 +85,11 @@ integrity() {
     [ -n "$DB" ] && command -v sqlite3 >/dev/null || return 0
     local got
     got=$(sqlite3 "$DB" 'PRAGMA integrity_check' 2>&1)
-    [ "$got" = ok ] || fail "$1: integrity_check of $DB: $got"
+    if [ "$got" = ok ]; then
+        integrity_ok=$((integrity_ok + 1))
+    else
+        fail "$1: integrity_check of $DB: $got"
+    fi
 }
 
 # check_run LOG : a run that ended by itself passed its checks
@@ -96,11 +103,13 @@ check_run() {
     fi
 }
 
-# units per product: about half the orders of ~2 runs per kill (an order
-# takes 2 units of a product on average, over 8 products)
-STOCK=$(( ORDERS * (KILLS + 1) / 2 ))
+# units per product: an order takes about half a unit of each of the 8
+# products (2 lines of 2 units on average), and about half of a killed
+# run's orders get placed: stock for ORDERS * KILLS / 8 runs out midway
+STOCK=$(( ORDERS * KILLS / 8 ))
+[ "$STOCK" -ge "$ORDERS" ] || STOCK=$ORDERS
 RANDOM=$SEED
-echo "soak: $KILLS kills of eddy demo --store $STORE --orders $ORDERS, each 0..$MAX_MS ms after it started; seed $SEED"
+echo "soak: $KILLS kills of eddy demo --store $STORE --orders $ORDERS --stock $STOCK, each 0..$MAX_MS ms after a run's first line (one in five: after its start); seed $SEED"
 echo "soak: $("$EDDY" --version 2>&1 | head -1)"
 start=$(now_ms)
 kills=0 finished_runs=0 run=0
@@ -108,12 +117,20 @@ while [ "$kills" -lt "$KILLS" ]; do
     run=$((run + 1))
     name="run$run"
     delay=$(( (RANDOM * 32768 + RANDOM) % (MAX_MS + 1) ))
+    early=$(( RANDOM % 5 == 0 ))
     t0=$(now_ms)
     "$EDDY" demo --store "$STORE" --orders "$ORDERS" --users "$USERS" \
         --stock "$STOCK" --seed "$((SEED + run))" </dev/null \
         >"$TMP/$name.out" 2>"$TMP/$name.err" &
     pid=$!
-    while [ $(( $(now_ms) - t0 )) -lt "$delay" ] && kill -0 "$pid" 2>/dev/null; do
+    from=$t0
+    if [ "$early" -eq 0 ]; then # count from its first line
+        while [ ! -s "$TMP/$name.out" ] && kill -0 "$pid" 2>/dev/null; do
+            sleep 0.01
+        done
+        from=$(now_ms)
+    fi
+    while [ $(( $(now_ms) - from )) -lt "$delay" ] && kill -0 "$pid" 2>/dev/null; do
         sleep 0.01
     done
     if kill -9 "$pid" 2>/dev/null; then
@@ -122,7 +139,7 @@ while [ "$kills" -lt "$KILLS" ]; do
         kills=$((kills + 1))
         last=$(cat "$TMP/$name.out" "$TMP/$name.err" | tail -n 1 | cut -c1-100)
         printf 'kill %3d/%d after %5d ms (%s)\n' "$kills" "$KILLS" \
-            "$(( $(now_ms) - t0 ))" "${last:-nothing printed yet}"
+            "$(( $(now_ms) - t0 ))" "${last:-nothing printed yet: opening the store}"
         [ $((kills % 10)) -eq 0 ] && integrity "after kill $kills"
     else
         status=0
@@ -149,13 +166,14 @@ events=$(sed -nE 's/^events stored +([0-9]+)$/\1/p' "$TMP/final.out")
 resumed=$(sed -nE 's/^resuming: the store holds [0-9]+ events and ([0-9]+) orders, ([0-9]+) of them.*/\1 orders, \2 unfinished/p' "$TMP/final.out")
 echo
 echo "soak figures"
-echo "  kills               $kills (SIGKILL, 0..$MAX_MS ms into a run)"
+echo "  kills               $kills (SIGKILL, 0..$MAX_MS ms after a run's first line, or its start)"
 echo "  runs                $((run + 1)): $kills killed, $finished_runs finished before their kill, 1 final"
 echo "  final run found     ${resumed:-?} left by the killed runs"
 echo "  orders in the store ${placed:-?} (all checked by the final run)"
 echo "  events in the store ${events:-?}"
 echo "  final run           $(( (end - t0) / 1000 )).$(( (end - t0) % 1000 / 100 )) s"
 echo "  time                $(( (end - start) / 1000 )) s"
+echo "  integrity_check     ${integrity_ok} passed${DB:+ (every 10 kills and at the end)}"
 echo "  failures            $failures"
 grep -E '^(ok|FAIL) ' "$TMP/final.out" | sed 's/^/  /'
 [ "$failures" -eq 0 ] && echo "soak: all checks passed" || echo "soak: $failures failure(s)"

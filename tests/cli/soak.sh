@@ -9,5 +9,5 @@ set -euo pipefail
 
 EDDY=${1:?usage: soak.sh EDDY_BINARY TESTDATA_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-EDDY="$EDDY" SOAK_ORDERS=${SOAK_ORDERS:-60} SOAK_MAX_MS=${SOAK_MAX_MS:-3000} \
+EDDY="$EDDY" SOAK_ORDERS=${SOAK_ORDERS:-60} SOAK_MAX_MS=${SOAK_MAX_MS:-1500} \
     exec bash "$HERE/../../scripts/soak.sh" 5
