@@ -386,6 +386,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
                                   : (long)((opts->orders * 9 + 19) / 20);
     struct guard g = {.opts = opts};
     unsigned long target = 0;
+    int rc;
 
     if (opts->transport)
         return orders_remote_demo_run(opts, out);
@@ -474,14 +475,15 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         goto ended_early;
     /* stock and users first, and handled (with the earlier runs' orders),
      * so the orders find them */
-    if (seed(app, opts, stock, sv.placed > 0, &err) != EDDY_OK) {
-        if (orders_store_probe(store, url, g.cause, sizeof g.cause) != EDDY_OK)
+    if ((rc = seed(app, opts, stock, sv.placed > 0, &err)) != EDDY_OK) {
+        if (orders_store_fault(url, rc, err.message, g.cause, sizeof g.cause) ||
+            orders_store_probe(store, url, g.cause, sizeof g.cause) != EDDY_OK)
             goto ended_early;
         status = fail_status("seeding stock and users", &err);
         goto done;
     }
     int setup_ms = opts->timeout_s > 60 ? opts->timeout_s * 1000 : 60000;
-    int rc = wait_idle(app, &g, setup_ms);
+    rc = wait_idle(app, &g, setup_ms);
     if (rc == EDDY_ESTOPPED)
         goto ended_early;
     if (rc != EDDY_OK) {
@@ -533,7 +535,9 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
             producer_rc = prod[i].rc;
             /* the orders cannot all be placed: give up with the cause (the
              * store's, when it is the store that cannot write) */
-            if (orders_store_probe(store, url, g.cause, sizeof g.cause) == EDDY_OK)
+            if (!orders_store_fault(url, prod[i].rc, prod[i].err.message,
+                                    g.cause, sizeof g.cause) &&
+                orders_store_probe(store, url, g.cause, sizeof g.cause) == EDDY_OK)
                 snprintf(g.cause, sizeof g.cause, "placing orders: %s",
                          prod[i].err.message[0] ? prod[i].err.message
                                                 : eddy_strerror(prod[i].rc));

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -105,23 +106,32 @@ static void free_space(const char *url, char *buf, size_t size)
              (unsigned long long)st.f_blocks * unit / 1024);
 }
 
-int orders_store_probe(eddy_store *store, const char *url, char *cause,
-                       size_t size)
+bool orders_store_fault(const char *url, int rc, const char *msg,
+                        char *cause, size_t size)
 {
-    eddy_error err = {0};
-    int rc = eddy_store_transact(store, probe_write, NULL, &err);
-    /* Busy, timed out or closing: the writer is alive, just not now. */
-    if (rc == EDDY_OK || rc == EDDY_EBUSY || rc == EDDY_ETIMEDOUT ||
-        rc == EDDY_ESTOPPED || rc == EDDY_ESTATE)
-        return EDDY_OK;
+    if (rc != EDDY_EIO && rc != EDDY_ECORRUPT)
+        return false;
     char room[128], shown[1024];
     free_space(url, room, sizeof room);
     eddy_url_redact(url, shown, sizeof shown);
-    const char *msg = err.message[0] ? err.message : eddy_strerror(rc);
+    if (!msg || !*msg)
+        msg = eddy_strerror(rc);
     if (strstr(msg, "disk is full")) /* SQLite's text for SQLITE_FULL */
         snprintf(cause, size, "the disk under store %s is full: %s%s", shown,
                  msg, room);
     else
         snprintf(cause, size, "store %s cannot write: %s%s", shown, msg, room);
-    return rc;
+    return true;
+}
+
+int orders_store_probe(eddy_store *store, const char *url, char *cause,
+                       size_t size)
+{
+    eddy_error err = {0};
+    int rc = eddy_store_transact(store, probe_write, NULL, &err);
+    /* Only an I/O error or a corrupt file is a fault; busy, timed out or
+     * closing means the writer is alive, just not now, and anything else
+     * (two processes creating the table at once) is the probe's own
+     * trouble, not the store's. */
+    return orders_store_fault(url, rc, err.message, cause, size) ? rc : EDDY_OK;
 }
