@@ -116,6 +116,11 @@ run badnum 2 demo --orders many
 grep -q "orders: expected a number" "$TMP/badnum.err" || fail "badnum: message"
 run badrate 2 demo --payment-failure-rate 1.5
 run noval 2 demo --seed
+run maxdisc 2 demo --max-disconnected 5
+grep -q -- "--max-disconnected needs --transport" "$TMP/maxdisc.err" || fail "maxdisc: message"
+run maxdisc_bad 2 demo --transport redis://127.0.0.1:1 --max-disconnected 0
+grep -q "max-disconnected: expected a number from 1 to 86400, got '0'" "$TMP/maxdisc_bad.err" ||
+    fail "maxdisc_bad: message"
 run help 0 demo --help
 grep -q -- '--payment-failure-rate' "$TMP/help.out" || fail "help: options missing"
 
