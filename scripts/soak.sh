@@ -112,7 +112,8 @@ RANDOM=$SEED
 echo "soak: $KILLS kills of eddy demo --store $STORE --orders $ORDERS --stock $STOCK, each 0..$MAX_MS ms after a run's first line (one in five: after its start); seed $SEED"
 echo "soak: $("$EDDY" --version 2>&1 | head -1)"
 start=$(now_ms)
-kills=0 finished_runs=0 run=0
+kills=0 finished_runs=0 run=0 resumed_unfinished=0
+ph_open=0 ph_start=0 ph_orders=0 ph_end=0
 while [ "$kills" -lt "$KILLS" ]; do
     run=$((run + 1))
     name="run$run"
@@ -138,6 +139,12 @@ while [ "$kills" -lt "$KILLS" ]; do
         pid=
         kills=$((kills + 1))
         last=$(cat "$TMP/$name.out" "$TMP/$name.err" | tail -n 1 | cut -c1-100)
+        case $last in # what the run was doing when it was killed
+            '') ph_open=$((ph_open + 1)) ;;
+            'eddy demo: 100% '*) ph_end=$((ph_end + 1)) ;;
+            'eddy demo: '[0-9]*'% '*) ph_orders=$((ph_orders + 1)) ;;
+            *) ph_start=$((ph_start + 1)) ;;
+        esac
         printf 'kill %3d/%d after %5d ms (%s)\n' "$kills" "$KILLS" \
             "$(( $(now_ms) - t0 ))" "${last:-nothing printed yet: opening the store}"
         [ $((kills % 10)) -eq 0 ] && integrity "after kill $kills"
@@ -149,6 +156,9 @@ while [ "$kills" -lt "$KILLS" ]; do
         printf 'run %d finished before its kill (%d ms)\n' "$run" "$(( $(now_ms) - t0 ))"
         check_run "$name" "$status"
     fi
+    # the orders an earlier killed run left unfinished, which this one found
+    n=$(sed -nE 's/^resuming: .* orders, ([0-9]+) of them unfinished.*/\1/p' "$TMP/$name.out")
+    resumed_unfinished=$((resumed_unfinished + ${n:-0}))
     [ "$failures" -eq 0 ] || break
 done
 
@@ -168,6 +178,9 @@ echo
 echo "soak figures"
 echo "  kills               $kills (SIGKILL, 0..$MAX_MS ms after a run's first line, or its start)"
 echo "  runs                $((run + 1)): $kills killed, $finished_runs finished before their kill, 1 final"
+echo "  killed while        opening the store $ph_open, starting or finishing earlier orders $ph_start,"
+echo "                      placing and finishing its orders $ph_orders, after its last order $ph_end"
+echo "  unfinished orders   $resumed_unfinished found by the next run after a kill (resumed and finished)"
 echo "  final run found     ${resumed:-?} left by the killed runs"
 echo "  orders in the store ${placed:-?} (all checked by the final run)"
 echo "  events in the store ${events:-?}"
