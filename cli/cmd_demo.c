@@ -4,8 +4,11 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "eddy/http.h"
@@ -40,6 +43,41 @@ static int demo_on_store(eddy_store *store, void *user)
     return 0;
 }
 
+/*
+ * SIGINT and SIGTERM end the demo cleanly: blocked in every thread before
+ * any starts, so none of the store's or the transports' threads is ever
+ * interrupted, and polled by the demo's own thread
+ * (orders_demo_options.interrupted), which then stops what runs, removes
+ * its temporary store and exits with 128 + the signal. Their default
+ * action comes back first: a shell starts a background command with SIGINT
+ * ignored, and an ignored signal is discarded instead of kept pending.
+ */
+static sigset_t demo_stop_signals;
+
+static void demo_block_signals(void)
+{
+    sigemptyset(&demo_stop_signals);
+    sigaddset(&demo_stop_signals, SIGINT);
+    sigaddset(&demo_stop_signals, SIGTERM);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_BLOCK, &demo_stop_signals, NULL);
+}
+
+static int demo_interrupted(void *user)
+{
+    (void)user;
+    struct timespec zero = {0, 0};
+    int sig = sigtimedwait(&demo_stop_signals, NULL, &zero);
+    if (sig <= 0)
+        return 0;
+    /* A second one ends the process at once, the default way (the
+     * services still stop: they die with their parent). Unblocked in this
+     * thread only: the others keep it blocked, so it is delivered here. */
+    pthread_sigmask(SIG_UNBLOCK, &demo_stop_signals, NULL);
+    return sig;
+}
+
 static void demo_usage(FILE *out)
 {
     fprintf(out,
@@ -48,13 +86,18 @@ static void demo_usage(FILE *out)
             "                 [--workers W] [--producers N] [--payment-workers N]\n"
             "                 [--payment-latency-us US]\n"
             "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
-            "                 [--transport URL [--kill SERVICE]] [--serve HOST:PORT]\n\n"
+            "                 [--transport URL [--kill SERVICE] [--max-disconnected S]]\n"
+            "                 [--serve HOST:PORT]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
             "orders are placed (OrderAggregate), the OrderProcessingSaga drives\n"
             "payment (simulated), inventory reservation (stock table), the\n"
             "confirmation mail, refunds and cancellations; the OrderReadModel\n"
             "projection follows. Prints a summary and checks the invariants:\n"
-            "exit 0 only if every one holds.\n\n"
+            "exit 0 only if every one holds. A fault no waiting cures (the store\n"
+            "cannot write, e.g. a full disk; a service gave up; the transport\n"
+            "stayed unreachable) ends it at once with exit status 1, naming the\n"
+            "cause. SIGINT or SIGTERM stops it cleanly (the services, the\n"
+            "temporary store unless --keep) with exit status 130 or 143.\n\n"
             "  --store URL               the store (default: a fresh file in a\n"
             "                            temporary directory, removed at exit); a\n"
             "                            store of earlier runs, even killed ones, is\n"
@@ -85,6 +128,8 @@ static void demo_usage(FILE *out)
             "                            talking through redis://, nats://, kafka://\n"
             "  --kill SERVICE            with --transport: SIGKILL that service once\n"
             "                            30%% of the orders finished, then restart it\n"
+            "  --max-disconnected S      with --transport: give up when the transport\n"
+            "                            has been unreachable for S seconds (default 10)\n"
             "  --serve HOST:PORT         serve the dashboard (and /metrics) on the\n"
             "                            demo's store while it runs, to watch the\n"
             "                            order flow live (loopback only; port 0: any\n"
@@ -178,6 +223,9 @@ int cmd_demo(int argc, char **argv)
         } else if (strcmp(a, "--saga-timeout-ms") == 0) {
             if (!(rc = number(a, val, 1, 86400000, &v)))
                 o.cfg.saga_timeout_ms = (int)v;
+        } else if (strcmp(a, "--max-disconnected") == 0) {
+            if (!(rc = number(a, val, 1, 86400, &v)))
+                o.max_disconnected_s = (int)v;
         } else if (strcmp(a, "--timeout") == 0) {
             if (!(rc = number(a, val, 1, 86400, &v)))
                 o.timeout_s = (int)v;
@@ -197,6 +245,10 @@ int cmd_demo(int argc, char **argv)
     if (o.transport && serve.addr)
         return cli_fail(2, "demo: --serve and --transport exclude each other "
                         "(serve one service's store with 'eddy serve')");
+    if (o.max_disconnected_s && !o.transport)
+        return cli_fail(2, "demo: --max-disconnected needs --transport");
+    demo_block_signals(); /* before the demo starts any thread */
+    o.interrupted = demo_interrupted;
     if (!serve.addr)
         return orders_demo_run(&o, stdout);
     if (!(serve.metrics = eddy_metrics_new()))

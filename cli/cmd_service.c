@@ -16,14 +16,20 @@ static void service_usage(FILE *out)
             "usage: eddy service NAME --transport URL --store URL [--seed S]\n"
             "                    [--payment-failure-rate P] [--payment-latency-us US]\n"
             "                    [--workers W] [--saga-timeout-ms MS]\n"
-            "                    [--group-prefix P]\n\n"
+            "                    [--group-prefix P] [--max-disconnected S]\n\n"
             "Runs one service of the order system (NAME: orders, payment,\n"
             "inventory, email or saga) on its own store. It receives the event\n"
             "types it reacts to from the transport (consumer group NAME) into\n"
             "its store and publishes the events it produces, at least once.\n"
-            "Prints 'ready NAME' once subscribed; stops on SIGTERM or SIGINT.\n"
+            "Prints 'ready NAME' once subscribed; stops on SIGTERM or SIGINT\n"
+            "(exit status 0).\n"
             "--group-prefix P: consumer group P+NAME, new groups starting at the\n"
-            "latest event (eddy demo gives each run its own groups this way).\n");
+            "latest event (eddy demo gives each run its own groups this way).\n"
+            "--max-disconnected S: a lost connection to the transport is reported\n"
+            "on stderr at once; once it lasted S seconds (default 60; 0: never)\n"
+            "the service gives up. So it does when its store cannot write (a full\n"
+            "disk): it prints 'eddy service NAME: fatal: CAUSE' on stderr and\n"
+            "'fatal CAUSE' on stdout, and exits with status 3.\n");
 }
 
 static int number(const char *name, const char *text, double min, double max,
@@ -42,6 +48,7 @@ static int number(const char *name, const char *text, double min, double max,
 int cmd_service(int argc, char **argv)
 {
     orders_service_options o = {
+        .max_disconnected_s = 60,
         .cfg = {.payment_failure_rate = 0.05, .payment_latency_us = 2000,
                 .seed = 1, .workers = 4, .saga_timeout_ms = 120000},
     };
@@ -68,6 +75,9 @@ int cmd_service(int argc, char **argv)
             o.store_url = val;
         } else if (strcmp(a, "--group-prefix") == 0) {
             o.group_prefix = val;
+        } else if (strcmp(a, "--max-disconnected") == 0) {
+            if (!(rc = number(a, val, 0, 86400, &v)))
+                o.max_disconnected_s = (int)v;
         } else if (strcmp(a, "--seed") == 0) {
             if (!(rc = number(a, val, 0, 1.8e19, &v)))
                 o.cfg.seed = strtoull(val, NULL, 10);

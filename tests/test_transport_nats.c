@@ -254,7 +254,8 @@ static void test_binary_malformed(void **state)
 
 /* The server stops and starts again (same port, same data) in the middle
  * of a stream: while it is down a publish fails at once with
- * EDDY_ECONNECT (FAIL policy); afterwards the transport and the
+ * EDDY_ECONNECT (FAIL policy) and the subscription says it is down
+ * (eddy_transport_sub_down_since); afterwards the transport and the
  * subscription reconnect by themselves, and every event whose publish
  * succeeded is received. */
 static void test_server_restart(void **state)
@@ -274,8 +275,23 @@ static void test_server_restart(void **state)
     int nacked = 0;
     for (int i = 0; i < N; i++) {
         if (i == N / 2) {
+            assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), 0);
+            int64_t stopped = eddy_now_us();
             assert_int_equal(servers("stop", NULL, NULL, 0), 0);
             sleep_ms(200);
+            /* the subscription says its connection is down, since when and
+             * why, until it reconnects (checked after the restart) */
+            char why[256] = "";
+            int64_t since = 0;
+            for (int k = 0; k < 300 && !since; k++) {
+                since = eddy_transport_sub_down_since(sub, why, sizeof why);
+                if (!since)
+                    sleep_ms(10);
+            }
+            print_message("down after %.0f ms: %s\n",
+                          (double)(eddy_now_us() - stopped) / 1000, why);
+            assert_true(since >= stopped - 1000000 && since <= eddy_now_us());
+            assert_true(why[0] != '\0');
             eddy_event *ev = eddy_event_newf(type, "s", "agg-r", &err, NULL);
             int64_t t0 = (int64_t)time(NULL);
             assert_int_equal(eddy_transport_publish(t, ev, &err), EDDY_ECONNECT);
@@ -301,6 +317,9 @@ static void test_server_restart(void **state)
         eddy_event_unref(ev);
     }
     wait_count(&g, 0, nacked, 30000);
+    for (int i = 0; i < 500 && eddy_transport_sub_down_since(sub, NULL, 0); i++)
+        sleep_ms(10);
+    assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), 0);
     eddy_transport_sub_stats st;
     eddy_transport_sub_stats_get(sub, &st);
     eddy_transport_sub_free(sub);

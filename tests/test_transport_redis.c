@@ -2,7 +2,8 @@
  * tests/test_transport_redis.c - the transport conformance suite on Redis
  * Streams, plus Pub/Sub, a publisher losing its server (clear error, then
  * reconnection), and a server restart in the middle of a stream (no
- * acknowledged event lost).
+ * acknowledged event lost), and the subscription's connection state
+ * (eddy_transport_sub_down_since) across a server stop.
  *
  * The program starts its own redis-server (scripts/test-servers.sh, path
  * compiled in as EDDY_TEST_SERVERS) on loopback, on a free port, with its
@@ -291,6 +292,57 @@ static void test_server_restart(void **state)
     eddy_transport_close(t);
 }
 
+/* ---- the subscription's connection state --------------------------------- */
+
+/* eddy_transport_sub_down_since: 0 while connected; once the server is
+ * gone, the time of the loss (kept while it stays down) and the reason;
+ * 0 again once the subscription reconnected. */
+static void test_down_since(void **state)
+{
+    eddy_error err = {0};
+    eddy_transport_options o = {.reconnect_initial_ms = 20,
+                                .reconnect_max_ms = 200};
+    eddy_transport *t = eddy_transport_open(url, &o, &err);
+    assert_non_null(t);
+    counter c = {.n = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    const char *types[] = {"down.test"};
+    eddy_transport_sub_options so = {.types = types, .type_count = 1,
+                                     .group = "down", .handler = count_handler,
+                                     .user = &c};
+    eddy_transport_sub *sub = NULL;
+    assert_int_equal(eddy_transport_subscribe(t, &so, &sub, &err), EDDY_OK);
+    char why[256] = "x";
+    assert_int_equal(eddy_transport_sub_down_since(sub, why, sizeof why), 0);
+    assert_string_equal(why, "");
+    assert_int_equal(eddy_transport_sub_down_since(NULL, why, sizeof why), 0);
+
+    int64_t stopped = eddy_now_us();
+    assert_int_equal(servers("stop", 0), 0);
+    int64_t since = 0;
+    for (int i = 0; i < 300 && !since; i++) {
+        since = eddy_transport_sub_down_since(sub, why, sizeof why);
+        if (!since)
+            sleep_ms(10);
+    }
+    print_message("down after %.0f ms: %s\n",
+                  (double)(eddy_now_us() - stopped) / 1000, why);
+    assert_true(since >= stopped - 1000000 && since <= eddy_now_us());
+    assert_true(why[0] != '\0');
+    sleep_ms(300); /* reconnection attempts fail: the loss keeps its time */
+    assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), since);
+
+    assert_int_equal(servers("start", 1), port);
+    for (int i = 0; i < 500 && eddy_transport_sub_down_since(sub, why, sizeof why);
+         i++)
+        sleep_ms(10);
+    assert_int_equal(eddy_transport_sub_down_since(sub, why, sizeof why), 0);
+    assert_string_equal(why, "");
+    eddy_transport_sub_free(sub);
+    pthread_mutex_destroy(&c.mu);
+    eddy_transport_close(t);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -315,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_pubsub),
         cmocka_unit_test(test_disconnected_publish),
         cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_down_since),
     };
     failed += cmocka_run_group_tests_name("transport_redis", tests, NULL, NULL);
     servers("stop", 0);

@@ -79,6 +79,7 @@ struct producer {
     int64_t t0;     /* when placing started (for --rate) */
     atomic_ulong *placed;
     atomic_int *failed;
+    atomic_int *stop;   /* the run ends early: place no more */
     int rc;
     eddy_error err;
 };
@@ -122,12 +123,17 @@ static void *producer_main(void *arg)
         char id[32], customer[32];
         if (p->opts->rate > 0) { /* open loop: order i is due at (i-1)/rate */
             int64_t due = p->t0 + (int64_t)((double)(i - 1) * 1e6 / p->opts->rate);
-            int64_t wait = due - eddy_now_us();
-            if (wait > 0) {
-                struct timespec ts = {wait / 1000000, (wait % 1000000) * 1000};
+            /* in slices, so that a stop is seen within 100 ms */
+            for (int64_t wait; !atomic_load(p->stop) &&
+                               (wait = due - eddy_now_us()) > 0;) {
+                if (wait > 100000)
+                    wait = 100000;
+                struct timespec ts = {0, (long)wait * 1000};
                 nanosleep(&ts, NULL);
             }
         }
+        if (atomic_load(p->stop))
+            break;
         order_id(p->base + i, id, sizeof id);
         json_t *items = order_items(p->opts->cfg.seed, p->base + i,
                                     p->opts->users, customer, sizeof customer);
@@ -239,26 +245,93 @@ static int seed(orders_app *app, const orders_demo_options *opts, long stock,
     return rc;
 }
 
-/* Waits on the monitor until `target` orders finished, the deadline passes
- * or a producer fails, drawing the progress. Returns whether it timed out
- * (or gave up); `*t1` receives when the last order finished. */
-static bool follow(struct monitor *mon, unsigned long target,
-                   atomic_ulong *placed, atomic_int *producer_failed,
-                   bool all_started, int64_t deadline, int64_t *t1)
+/* ---- ending early ------------------------------------------------------------------ */
+
+/* How often the run asks the store's writer whether it can still commit. */
+#define PROBE_EVERY_US 1000000
+
+/*
+ * What ends a run before its orders finished: a signal the caller's
+ * `interrupted` reports, or a fault that no waiting cures (the store cannot
+ * write: faults.c). The driver thread looks between its waits, which are
+ * all cut into slices of at most 500 ms.
+ */
+struct guard {
+    const orders_demo_options *opts;
+    eddy_store *store;     /* NULL until open */
+    const char *url;
+    int64_t next_probe_us;
+    int signal;            /* the signal that ended the run, or 0 */
+    char cause[1024];      /* the fault that ended it, or "" */
+};
+
+/* Whether the run must end now (g->signal or g->cause says why). */
+static bool guard_stop(struct guard *g)
 {
-    bool tty = isatty(STDERR_FILENO), timed_out = false;
+    if (g->signal || g->cause[0])
+        return true;
+    if (g->opts->interrupted &&
+        (g->signal = g->opts->interrupted(g->opts->interrupted_user)) != 0)
+        return true;
+    int64_t now = eddy_now_us();
+    if (g->store && now >= g->next_probe_us) {
+        g->next_probe_us = now + PROBE_EVERY_US;
+        if (orders_store_probe(g->store, g->url, g->cause, sizeof g->cause) !=
+            EDDY_OK)
+            return true;
+    }
+    return false;
+}
+
+/* orders_app_wait_idle for up to `timeout_ms`, in slices with the guard
+ * looking between them. Returns EDDY_OK, EDDY_ETIMEDOUT, EDDY_ESTOPPED (the
+ * guard ended the run) or a store error. */
+static int wait_idle(orders_app *app, struct guard *g, int timeout_ms)
+{
+    int64_t deadline = eddy_now_us() + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        if (guard_stop(g))
+            return EDDY_ESTOPPED;
+        int64_t left = (deadline - eddy_now_us()) / 1000;
+        if (left <= 0)
+            return EDDY_ETIMEDOUT;
+        int rc = orders_app_wait_idle(app, left < 500 ? (int)left : 500);
+        if (rc != EDDY_ETIMEDOUT)
+            return rc;
+    }
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+enum follow_end { FOLLOW_DONE, FOLLOW_TIMEOUT, FOLLOW_PRODUCER_FAILED, FOLLOW_STOPPED };
+
+/* Waits on the monitor until `target` orders finished, the deadline passes,
+ * a producer fails or the guard ends the run, drawing the progress. `*t1`
+ * receives when the last order finished. */
+static enum follow_end follow(struct monitor *mon, unsigned long target,
+                              atomic_ulong *placed, atomic_int *producer_failed,
+                              bool all_started, int64_t deadline,
+                              struct guard *g, int64_t *t1)
+{
+    bool tty = isatty(STDERR_FILENO);
+    enum follow_end end = FOLLOW_DONE;
     int decile = -1;
     pthread_mutex_lock(&mon->mu);
     for (;;) {
         unsigned long finished = mon->finished;
         pthread_mutex_unlock(&mon->mu);
         progress(finished, atomic_load(placed), target, tty, &decile);
+        if (finished < target && guard_stop(g))
+            end = FOLLOW_STOPPED;
         pthread_mutex_lock(&mon->mu);
-        if (mon->finished >= target)
+        if (end != FOLLOW_DONE || mon->finished >= target)
             break;
-        if (eddy_now_us() >= deadline || atomic_load(producer_failed) ||
-            !all_started) {
-            timed_out = true;
+        if (atomic_load(producer_failed) || !all_started) {
+            end = FOLLOW_PRODUCER_FAILED;
+            break;
+        }
+        if (eddy_now_us() >= deadline) {
+            end = FOLLOW_TIMEOUT;
             break;
         }
         struct timespec ts;
@@ -272,15 +345,28 @@ static bool follow(struct monitor *mon, unsigned long target,
     }
     *t1 = mon->last_us ? mon->last_us : eddy_now_us();
     pthread_mutex_unlock(&mon->mu);
-    if (tty && timed_out)
+    if (tty && end != FOLLOW_DONE)
         fputc('\n', stderr);
-    return timed_out;
+    return end;
+}
+
+/* Removes the temporary store `dir` holds (orders.db and its WAL files),
+ * then `dir`. */
+static void remove_temp_store(const char *dir)
+{
+    static const char *const SUFFIX[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[1100];
+        snprintf(p, sizeof p, "%s/orders.db%s", dir, SUFFIX[i]);
+        unlink(p);
+    }
+    rmdir(dir);
 }
 
 int orders_demo_run(const orders_demo_options *opts, FILE *out)
 {
     eddy_error err = {0};
-    char dir[] = "/tmp/eddy-demo-XXXXXX";
+    char dir[1024];
     char path[sizeof dir + 32];
     const char *url = opts->store_url;
     eddy_schema_registry *reg = NULL;
@@ -288,20 +374,24 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     orders_app *app = NULL;
     eddy_store_subscription *sub = NULL;
     struct producer *prod = NULL;
+    unsigned started = 0;
     int status = 1;
     bool made_dir = false, hooked = false;
     struct monitor mon = {.mu = PTHREAD_MUTEX_INITIALIZER,
                           .cv = PTHREAD_COND_INITIALIZER};
     atomic_ulong placed = 0;
-    atomic_int producer_failed = 0;
+    atomic_int producer_failed = 0, stop_producers = 0;
     unsigned nprod = opts->producers ? opts->producers : 16;
     long stock = opts->stock >= 0 ? opts->stock
                                   : (long)((opts->orders * 9 + 19) / 20);
+    struct guard g = {.opts = opts};
+    unsigned long target = 0;
+    int rc;
 
     if (opts->transport)
         return orders_remote_demo_run(opts, out);
     if (!url) {
-        if (!mkdtemp(dir)) {
+        if (orders_temp_dir(dir, sizeof dir) != 0) {
             fprintf(stderr, "eddy demo: cannot create a temporary directory: %s\n",
                     strerror(errno));
             return 1;
@@ -310,6 +400,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         snprintf(path, sizeof path, "sqlite:%s/orders.db", dir);
         url = path;
     }
+    g.url = url;
     if (!(reg = orders_schemas_new(&err))) {
         status = fail_status("schemas", &err);
         goto done;
@@ -355,6 +446,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
             store_path(url), orders_schema_count(),
             made_dir && !opts->keep ? ", removed at exit (--keep keeps it)" : "");
     fflush(out);
+    target = sv.unfinished + opts->orders;
 
     /* count finished orders from the surveyed head on: the earlier runs'
      * unfinished ones and this run's */
@@ -378,14 +470,23 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
                 "had amounts in major units)\n");
         fflush(out);
     }
+    g.store = store; /* the domain's tables exist: probe from now on */
+    if (guard_stop(&g))
+        goto ended_early;
     /* stock and users first, and handled (with the earlier runs' orders),
      * so the orders find them */
-    if (seed(app, opts, stock, sv.placed > 0, &err) != EDDY_OK) {
+    if ((rc = seed(app, opts, stock, sv.placed > 0, &err)) != EDDY_OK) {
+        if (orders_store_fault(url, rc, err.message, g.cause, sizeof g.cause) ||
+            orders_store_probe(store, url, g.cause, sizeof g.cause) != EDDY_OK)
+            goto ended_early;
         status = fail_status("seeding stock and users", &err);
         goto done;
     }
     int setup_ms = opts->timeout_s > 60 ? opts->timeout_s * 1000 : 60000;
-    if (orders_app_wait_idle(app, setup_ms) != EDDY_OK) {
+    rc = wait_idle(app, &g, setup_ms);
+    if (rc == EDDY_ESTOPPED)
+        goto ended_early;
+    if (rc != EDDY_OK) {
         fprintf(stderr, "eddy demo: stock, users and earlier orders not "
                 "handled within %d s\n", setup_ms / 1000);
         goto done;
@@ -405,22 +506,25 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     unsigned long finished0 = mon.finished;
     pthread_mutex_unlock(&mon.mu);
     int64_t t0 = eddy_now_us();
-    unsigned started = 0;
     for (; started < nprod; started++) {
         prod[started] = (struct producer){.app = app, .opts = opts,
                                           .index = started, .count = nprod,
                                           .base = sv.last_number, .t0 = t0,
                                           .placed = &placed,
-                                          .failed = &producer_failed};
+                                          .failed = &producer_failed,
+                                          .stop = &stop_producers};
         if (pthread_create(&prod[started].thread, NULL, producer_main,
                            &prod[started]) != 0)
             break;
     }
     /* the progress bar, until every order finished or the time is up */
     int64_t t1 = 0;
-    bool timed_out = follow(&mon, sv.unfinished + opts->orders, &placed,
-                            &producer_failed, started == nprod,
-                            t0 + (int64_t)opts->timeout_s * 1000000, &t1);
+    enum follow_end end = follow(&mon, target, &placed, &producer_failed,
+                                 started == nprod,
+                                 t0 + (int64_t)opts->timeout_s * 1000000, &g,
+                                 &t1);
+    if (end == FOLLOW_STOPPED)
+        goto ended_early;
     pthread_mutex_lock(&mon.mu);
     unsigned long finished = mon.finished - finished0;
     pthread_mutex_unlock(&mon.mu);
@@ -429,16 +533,30 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         pthread_join(prod[i].thread, NULL);
         if (prod[i].rc != EDDY_OK && producer_rc == EDDY_OK) {
             producer_rc = prod[i].rc;
-            fail_status("placing orders", &prod[i].err);
+            /* the orders cannot all be placed: give up with the cause (the
+             * store's, when it is the store that cannot write) */
+            if (!orders_store_fault(url, prod[i].rc, prod[i].err.message,
+                                    g.cause, sizeof g.cause) &&
+                orders_store_probe(store, url, g.cause, sizeof g.cause) == EDDY_OK)
+                snprintf(g.cause, sizeof g.cause, "placing orders: %s",
+                         prod[i].err.message[0] ? prod[i].err.message
+                                                : eddy_strerror(prod[i].rc));
         }
     }
+    started = 0;
+    if (end == FOLLOW_PRODUCER_FAILED && !g.cause[0])
+        snprintf(g.cause, sizeof g.cause, "cannot start the order threads");
+    if (g.cause[0])
+        goto ended_early;
     eddy_store_subscription_free(sub);
     sub = NULL;
     int64_t head2 = 0;
     eddy_store_head(store, &head2, NULL);
     /* let mails, refunds and the read model finish, then stop (persisting
      * every checkpoint) before reading the results */
-    int idle = orders_app_wait_idle(app, 60000);
+    int idle = wait_idle(app, &g, 60000);
+    if (idle == EDDY_ESTOPPED)
+        goto ended_early;
     unsigned long running = 0;
     eddy_saga_list(store, ORDERS_SAGA, "running", count_running, &running, NULL);
     if (orders_app_stop(app, &err) != EDDY_OK)
@@ -453,31 +571,60 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         .stock_store = store, .mail_store = store, .rm_store = store,
         .expected = sv.placed + opts->orders,
         .first_new = sv.last_number + 1,
-        .finished_ok = !timed_out && producer_rc == EDDY_OK && idle == EDDY_OK,
+        .finished_ok = end == FOLLOW_DONE && idle == EDDY_OK,
         .finished = finished, .t0 = t0, .t1 = t1,
         .events_during = head2 - head1, .dead = dead, .running = running,
         .writer = writer,
     };
     status = orders_demo_report(opts, &in, out);
+    goto done;
+
+ended_early:
+    /* a signal or a fault: no more orders, the domain stops at its
+     * checkpoints (a later run on the same store resumes from them), and
+     * no invariant check, as the run did not finish */
+    atomic_store(&stop_producers, 1);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(prod[i].thread, NULL);
+    started = 0;
+    eddy_store_subscription_free(sub);
+    sub = NULL;
+    if (orders_app_stop(app, &err) != EDDY_OK && g.signal)
+        fail_status("stopping the order domain", &err); /* after a fault:
+                                                           the same fault */
+    pthread_mutex_lock(&mon.mu);
+    unsigned long done_orders = mon.finished;
+    pthread_mutex_unlock(&mon.mu);
+    if (g.signal) {
+        fprintf(stderr, "eddy demo: interrupted by %s with %lu/%lu orders "
+                "finished; the order domain stopped at its checkpoints\n",
+                orders_signal_name(g.signal), done_orders, target);
+        status = 128 + g.signal;
+    } else {
+        fprintf(stderr, "eddy demo: giving up with %lu/%lu orders finished: "
+                "%s\n", done_orders, target, g.cause);
+        status = 1;
+    }
 
 done:
     if (hooked)
         opts->on_store(NULL, opts->on_store_user);
+    atomic_store(&stop_producers, 1);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(prod[i].thread, NULL);
     free(prod);
     eddy_store_subscription_free(sub);
     orders_app_free(app);
     eddy_store_close(store);
     eddy_schema_registry_free(reg);
     if (made_dir && !opts->keep) {
-        const char *suffix[] = {"", "-wal", "-shm"};
-        for (size_t i = 0; i < 3; i++) {
-            char p[sizeof path + 8];
-            snprintf(p, sizeof p, "%s/orders.db%s", dir, suffix[i]);
-            unlink(p);
-        }
-        rmdir(dir);
+        remove_temp_store(dir);
+        if (g.signal || g.cause[0])
+            fprintf(stderr, "eddy demo: removed the temporary store %s\n", dir);
     } else if (made_dir) {
         fprintf(out, "store kept: %s\n", store_path(url));
     }
+    if ((g.signal || g.cause[0]) && (!made_dir || opts->keep))
+        fprintf(stderr, "eddy demo: resume with: eddy demo --store %s\n", url);
     return status;
 }

@@ -133,4 +133,37 @@ const char *orders_product_id(size_t i);
 json_t *orders_demo_items(uint64_t seed, unsigned long i, unsigned users,
                           char *customer, size_t size);
 
+/* ---- faults and stopping (faults.c) --------------------------------------- */
+
+/* "SIGTERM", "SIGINT", ... for messages; a static string. */
+const char *orders_signal_name(int sig);
+
+/* Creates a new directory $TMPDIR/eddy-demo-XXXXXX (TMPDIR unset or empty:
+ * /tmp) and writes its path into `buf`. Returns 0, or -1 with errno. */
+int orders_temp_dir(char *buf, size_t size);
+
+/*
+ * Asks the store's writer whether it can still commit: one small write in
+ * its next group commit. Returns EDDY_OK when it committed or failed for
+ * another reason than a fault (orders_store_fault: the writer is only
+ * busy, say); else the error, with `cause` naming the store (its URL,
+ * redacted), the store's message and, for a SQLite file, the room left on
+ * its file system ("the disk under store sqlite:/m/o.db is full: COMMIT:
+ * database or disk is full (0 KiB free of 4096 KiB on its file system)").
+ * Thread-safe; not from a store callback.
+ */
+int orders_store_probe(eddy_store *store, const char *url, char *cause,
+                       size_t size);
+
+/*
+ * Whether error `rc` (message `msg`) of a write to the store at `url` is a
+ * fault that no waiting cures: an I/O error (a full disk, a failing or
+ * read-only medium) or a corrupt file. If so, fills `cause` as
+ * orders_store_probe does and returns true. A probe may pass right after
+ * such a failure (a small write can fit where a large one did not), so a
+ * failure seen directly is judged on its own.
+ */
+bool orders_store_fault(const char *url, int rc, const char *msg,
+                        char *cause, size_t size);
+
 #endif

@@ -281,6 +281,9 @@ typedef struct orders_demo_options {
                                five services run as child processes */
     const char *kill;       /* with transport: SIGKILL this service once
                                mid-run and restart it (NULL: none) */
+    int max_disconnected_s; /* with transport: a service (and the driver's
+                               publishing) gives up when the transport has
+                               been unreachable this long; 0: 10 */
     orders_config cfg;
     /* In process only: called with the open store once the domain has
      * started, and (unless that call returned non-zero, which ends the
@@ -289,6 +292,15 @@ typedef struct orders_demo_options {
      * runs. NULL: none. */
     int (*on_store)(eddy_store *store, void *user);
     void *on_store_user;
+    /* Polled on the thread that called orders_demo_run, at least every
+     * 200 ms while the run waits: returns 0 to go on, or a signal number
+     * (SIGTERM, SIGINT) to end the run early: it stops placing orders,
+     * stops the order domain (persisting its checkpoints) or the services
+     * (SIGTERM, then waits for them), removes a temporary store unless
+     * `keep`, says so on stderr and returns 128 + that number. NULL:
+     * never. */
+    int (*interrupted)(void *user);
+    void *interrupted_user;
 } orders_demo_options;
 
 /*
@@ -299,8 +311,12 @@ typedef struct orders_demo_options {
  * earlier runs (finished, or killed mid-run) it resumes: their unfinished
  * orders are finished by the handlers from their checkpoints, the stock is
  * not seeded again, this run's orders are numbered after theirs, and the
- * checks cover every order in the store. Returns the exit status: 0 when
- * every invariant holds, 1 otherwise (or on an error).
+ * checks cover every order in the store. A fault that no waiting cures
+ * (the store cannot write, e.g. its disk is full; a service gave up; the
+ * transport stayed unreachable) ends the run at once, naming the cause on
+ * stderr, without the invariant checks. Returns the exit status: 0 when
+ * every invariant holds, 1 otherwise (or on an error, or a fault), 128 +
+ * the signal when `interrupted` ended it.
  */
 int orders_demo_run(const orders_demo_options *opts, FILE *out);
 
@@ -316,8 +332,17 @@ typedef struct orders_service_options {
                                "<prefix>NAME", a new one starting at the
                                latest event (a run of its own, as the demo
                                does, ignoring earlier runs' events) */
+    int max_disconnected_s; /* give up (ORDERS_EXIT_FATAL) when the
+                               transport has been unreachable this long;
+                               0: never */
     orders_config cfg;      /* parts is set from the name */
 } orders_service_options;
+
+/* The exit status of a service that gave up on a fault it cannot recover
+ * from (its store cannot write, the transport stayed unreachable): it
+ * printed "eddy service NAME: fatal: CAUSE" on stderr and the line
+ * "fatal CAUSE" on its standard output, after "ready NAME". */
+#define ORDERS_EXIT_FATAL 3
 
 /* The ORDERS_PART_* of service `name`, or 0 for an unknown name. */
 unsigned orders_service_part(const char *name);
@@ -327,8 +352,13 @@ unsigned orders_service_part(const char *name);
  * transport, starts its part of the domain, a bridge that appends the event
  * types it reacts to (consumer group = the service name) and a forwarder
  * that publishes the events it produces, prints "ready NAME" on `out`, then
- * waits for the signal and stops everything. Returns the exit status (0 on
- * a clean stop, 1 with the reason on stderr).
+ * waits for the signal and stops everything. Meanwhile it watches for
+ * faults (faults.c): a lost connection is reported on stderr at once and
+ * is fatal after max_disconnected_s; a store that cannot write is fatal at
+ * once. Returns the exit status: 0 on a clean stop, 1 with the reason on
+ * stderr (a failed start or stop), ORDERS_EXIT_FATAL on a fault. SIGTERM
+ * and SIGINT must not be ignored (a shell starts background jobs with
+ * SIGINT ignored): it blocks them in every thread and waits for them.
  */
 int orders_service_run(const orders_service_options *opts, FILE *out);
 

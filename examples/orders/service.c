@@ -20,9 +20,21 @@
  *        used instead of eddy_outbox_append because the domain appends
  *        through many paths (the repository, transactional handlers, the
  *        saga's commands), and all of them land in the store.
+ *   WATCH: while it waits for SIGTERM or SIGINT, the main thread looks
+ *        every WATCH_MS at the bridge's connection (a loss is reported on
+ *        stderr at once, and is fatal once it lasted max_disconnected_s)
+ *        and, every second, at whether the store can still write
+ *        (faults.c). A fatal fault stops the service with exit status
+ *        ORDERS_EXIT_FATAL and its cause on stderr and stdout.
+ *   STOP: bounded: a stop that has not finished STOP_GRACE_S after the
+ *        signal (or the fault) ends the process by SIGALRM's default
+ *        action, so a service never outlives its demo by much.
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <eddy/transport.h>
 
@@ -94,6 +106,7 @@ unsigned orders_service_part(const char *name)
 struct forwarder {
     const struct service_def *def;
     eddy_transport *transport;
+    atomic_bool stopping; /* publish nothing more: the next run will */
 };
 
 /* The forwarder's handler (see the file comment): publishes the service's
@@ -107,12 +120,72 @@ static int forward(eddy_ctx *ctx, const eddy_event *ev, void *user)
         own = strcmp(type, fw->def->produces[i]) == 0;
     if (!own)
         return EDDY_OK;
+    /* stopping: the events left are published by the next run, from the
+     * checkpoint; a publish now might wait out a lost connection */
+    if (atomic_load(&fw->stopping))
+        return eddy_ctx_fail(ctx, EDDY_ESTOPPED, "stopping: %s %s is "
+                             "published by the next run", type,
+                             eddy_event_id(ev));
     eddy_error err = {0};
     int rc = eddy_transport_publish(fw->transport, ev, &err);
     if (rc != EDDY_OK)
         return eddy_ctx_fail(ctx, rc, "publishing %s %s: %s", type,
                              eddy_event_id(ev), err.message);
     return EDDY_OK;
+}
+
+#define WATCH_MS 250
+#define PROBE_EVERY_US 1000000
+#define STOP_GRACE_S 20
+
+/*
+ * Waits for SIGTERM or SIGINT (blocked in every thread) while watching for
+ * faults. Returns the signal, or 0 with `cause` filled when a fault is
+ * fatal.
+ */
+static int watch(const struct service_def *def,
+                 const orders_service_options *opts, eddy_store *store,
+                 eddy_transport_bridge *bridge, const sigset_t *stop_signals,
+                 char *cause, size_t size)
+{
+    char shown[1024];
+    eddy_url_redact(opts->transport, shown, sizeof shown);
+    int64_t reported = 0, next_probe = 0;
+    for (;;) {
+        struct timespec tick = {0, WATCH_MS * 1000000L};
+        int sig = sigtimedwait(stop_signals, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        char why[256];
+        int64_t now = eddy_now_us();
+        int64_t down = eddy_transport_sub_down_since(
+            eddy_transport_bridge_sub(bridge), why, sizeof why);
+        if (down && down != reported) {
+            if (opts->max_disconnected_s > 0)
+                fprintf(stderr, "eddy service %s: lost the connection to %s: "
+                        "%s; giving up if it is not back within %d s\n",
+                        def->name, shown, why, opts->max_disconnected_s);
+            else
+                fprintf(stderr, "eddy service %s: lost the connection to %s: "
+                        "%s; waiting for it\n", def->name, shown, why);
+            reported = down;
+        } else if (!down && reported) {
+            fprintf(stderr, "eddy service %s: reconnected to %s after %.1f s\n",
+                    def->name, shown, (double)(now - reported) / 1e6);
+            reported = 0;
+        }
+        if (down && opts->max_disconnected_s > 0 &&
+            now - down >= (int64_t)opts->max_disconnected_s * 1000000) {
+            snprintf(cause, size, "lost the connection to %.600s for %.0f s: %.250s",
+                     shown, (double)(now - down) / 1e6, why);
+            return 0;
+        }
+        if (now >= next_probe) {
+            next_probe = now + PROBE_EVERY_US;
+            if (orders_store_probe(store, opts->store_url, cause, size) != EDDY_OK)
+                return 0;
+        }
+    }
 }
 
 static int service_fail(const char *name, const char *what,
@@ -148,6 +221,9 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    /* (an ignored signal would be discarded, not kept for sigtimedwait) */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -167,8 +243,10 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
         goto done;
     }
     /* publishes wait for a lost connection (up to timeout_ms) rather than
-     * fail at once: the forwarder retries anyway */
-    eddy_transport_options to = {.disconnected = EDDY_DISCONNECTED_BUFFER};
+     * fail at once: the forwarder retries anyway. Not longer than 2 s: a
+     * stop waits for the publish in progress. */
+    eddy_transport_options to = {.disconnected = EDDY_DISCONNECTED_BUFFER,
+                                 .timeout_ms = 2000};
     if (!(t = eddy_transport_open(opts->transport, &to, &err))) {
         char shown[1024];
         status = service_fail(def->name,
@@ -223,17 +301,26 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
     fprintf(out, "ready %s\n", def->name);
     fflush(out);
 
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
+    char cause[1024] = "";
+    watch(def, opts, store, bridge, &stop_signals, cause, sizeof cause);
+    alarm(STOP_GRACE_S); /* SIGALRM is not blocked: its default ends us */
     status = 0;
+    if (cause[0]) {
+        fprintf(stderr, "eddy service %s: fatal: %s\n", def->name, cause);
+        fprintf(out, "fatal %s\n", cause); /* for the demo (faults.c) */
+        fflush(out);
+        status = ORDERS_EXIT_FATAL;
+    }
     /* stop receiving first, then the handlers, then the forwarder (their
      * last events are committed; what was not published yet is published
-     * by the next run, from the forwarder's checkpoint) */
+     * by the next run, from the forwarder's checkpoint). After a fault
+     * their errors are that fault again: not repeated. */
     eddy_transport_bridge_free(bridge);
     bridge = NULL;
-    if (orders_app_stop(app, &err) != EDDY_OK)
+    if (orders_app_stop(app, &err) != EDDY_OK && status == 0)
         status = service_fail(def->name, "stopping", &err);
-    if (fwd_sub && eddy_durable_stop(fwd_sub, &err) != EDDY_OK)
+    atomic_store(&fw.stopping, true);
+    if (fwd_sub && eddy_durable_stop(fwd_sub, &err) != EDDY_OK && status == 0)
         status = service_fail(def->name, "stopping the forwarder", &err);
 done:
     eddy_transport_bridge_free(bridge);

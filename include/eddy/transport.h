@@ -439,6 +439,25 @@ typedef struct eddy_transport_sub_stats {
 void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
                                   eddy_transport_sub_stats *out);
 
+/*
+ * Whether the subscription's connection to the engine is down. Returns 0
+ * while it is up, else when it was lost (microseconds since the epoch, as
+ * eddy_now_us), with the engine's latest reason in `why` ("Connection
+ * refused"; may be NULL; `why_size` bytes, always NUL-terminated, "" while
+ * up). The engines reconnect by themselves, with backoff and without a
+ * limit, so a lost connection is not an error of any call: how long an
+ * outage may last is the caller's decision (`eddy service` gives up after
+ * --max-disconnected seconds). Down means, for redis: the subscription's
+ * connection broke, or reconnecting or reading failed, until a read
+ * succeeds again; nats: the connection is not connected (libnats is
+ * reconnecting) or fetching fails, until a fetch is answered; mem: never.
+ * kafka: not reported, always 0 (librdkafka reconnects to the brokers on
+ * its own and tells when they are all down, but not when one is back).
+ * Thread-safe; cannot fail (a NULL `sub` gives 0).
+ */
+int64_t eddy_transport_sub_down_since(const eddy_transport_sub *sub,
+                                      char *why, size_t why_size);
+
 /* ---- settling a delivery (from inside its handler) --------------------- */
 
 /* Acknowledges the delivery: it will not be delivered again to the group. */

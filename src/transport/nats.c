@@ -996,6 +996,37 @@ static void nats_note_reconnects(nats_sub *nsub)
     }
 }
 
+/* Tells the front whether the subscription reaches the server: down while
+ * libnats is not connected (a fetch may still time out quietly then) or
+ * fetching failed (`fetch_error`), up once a round of fetches was
+ * answered on a connected connection. */
+static void nats_note_state(nats_sub *nsub, const char *fetch_error)
+{
+    nats_state *ns = nsub->sub->t->state;
+    natsConnStatus st = natsConnection_Status(ns->nc);
+    if (st == NATS_CONN_STATUS_CONNECTED && !fetch_error) {
+        eddyi_transport_sub_alive(nsub->sub);
+        return;
+    }
+    char why[256];
+    if (st != NATS_CONN_STATUS_CONNECTED) {
+        /* libnats keeps the error that broke the connection, if any */
+        const char *last = NULL;
+        natsStatus ls = natsConnection_GetLastError(ns->nc, &last);
+        const char *detail = last && *last ? last
+                             : ls != NATS_OK ? natsStatus_GetText(ls)
+                                             : NULL;
+        snprintf(why, sizeof why, "%s%s%s",
+                 st == NATS_CONN_STATUS_RECONNECTING
+                     ? "disconnected, libnats is reconnecting"
+                     : "connection closed",
+                 detail ? ": " : "", detail ? detail : "");
+    } else {
+        snprintf(why, sizeof why, "fetch failed: %s", fetch_error);
+    }
+    eddyi_transport_sub_lost(nsub->sub, why);
+}
+
 static void *nats_sub_main(void *arg)
 {
     eddyi_thread_name("eddy-nats-sub");
@@ -1008,6 +1039,7 @@ static void *nats_sub_main(void *arg)
                                                             : 64;
     while (!atomic_load(&nsub->stop)) {
         bool failed = false;
+        const char *fetch_error = NULL;
         for (size_t i = 0; i < nsub->count && !atomic_load(&nsub->stop); i++) {
             natsMsgList list = {0};
             jsErrCode jerr = 0;
@@ -1022,11 +1054,13 @@ static void *nats_sub_main(void *arg)
                 natsMsgList_Destroy(&list);
             } else if (s != NATS_TIMEOUT) {
                 failed = true;
+                fetch_error = natsStatus_GetText(s);
                 EDDYI_LOG(EDDY_LOG_DEBUG, "nats", "%s: fetch from %s: %s (%d)",
                           sub->consumer, nsub->durables[i],
                           natsStatus_GetText(s), (int)jerr);
             }
         }
+        nats_note_state(nsub, failed ? fetch_error : NULL);
         if (failed) {
             backoff = backoff ? backoff * 2 : o->reconnect_initial_ms;
             if (backoff > o->reconnect_max_ms)

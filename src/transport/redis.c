@@ -375,9 +375,10 @@ out:
 static void sub_broken(eddy_transport_sub *sub, const char *what)
 {
     redis_sub *rs = sub->state;
+    const char *why = rs->c && rs->c->errstr[0] ? rs->c->errstr : what;
     EDDYI_LOG(EDDY_LOG_WARN, "transport", "redis %s:%d: %s (group %s): %s",
-              rs->rt->host, rs->rt->port, what, sub->group,
-              rs->c ? rs->c->errstr : "no connection");
+              rs->rt->host, rs->rt->port, what, sub->group, why);
+    eddyi_transport_sub_lost(sub, why);
     if (rs->c)
         redisFree(rs->c);
     rs->c = NULL;
@@ -443,8 +444,10 @@ static bool sub_connect(eddy_transport_sub *sub)
             if (rs->connected_once)
                 eddyi_transport_sub_reconnected(sub);
             rs->connected_once = true;
+            eddyi_transport_sub_alive(sub);
             break;
         }
+        eddyi_transport_sub_lost(sub, why);
         EDDYI_LOG(EDDY_LOG_WARN, "transport",
                   "redis %s:%d: subscription %s reconnecting in %d ms: %s",
                   rs->rt->host, rs->rt->port, sub->group, rs->backoff_ms, why);

@@ -568,6 +568,7 @@ static void sub_release(eddy_transport_sub *sub)
     free(sub->topics);
     free(sub->group);
     free(sub->consumer);
+    pthread_mutex_destroy(&sub->down_mu);
     free(sub);
 }
 
@@ -601,6 +602,7 @@ int eddy_transport_subscribe(eddy_transport *t,
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     sub->t = t;
     sub->o = *o;
+    pthread_mutex_init(&sub->down_mu, NULL);
     sub->types = calloc(o->type_count, sizeof *sub->types);
     sub->topics = calloc(o->type_count, sizeof *sub->topics);
     if (!sub->types || !sub->topics)
@@ -682,6 +684,42 @@ void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
 void eddyi_transport_sub_reconnected(eddy_transport_sub *sub)
 {
     atomic_fetch_add(&sub->reconnects, 1);
+}
+
+int64_t eddy_transport_sub_down_since(const eddy_transport_sub *sub,
+                                      char *why, size_t why_size)
+{
+    eddy_transport_sub *s = (eddy_transport_sub *)sub;
+    if (why && why_size > 0)
+        why[0] = '\0';
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->down_mu);
+    int64_t since = atomic_load(&s->down_since_us);
+    if (since && why && why_size > 0)
+        snprintf(why, why_size, "%s", s->down_reason);
+    pthread_mutex_unlock(&s->down_mu);
+    return since;
+}
+
+void eddyi_transport_sub_lost(eddy_transport_sub *sub, const char *why)
+{
+    pthread_mutex_lock(&sub->down_mu);
+    snprintf(sub->down_reason, sizeof sub->down_reason, "%s",
+             why && *why ? why : "connection lost");
+    if (atomic_load(&sub->down_since_us) == 0)
+        atomic_store(&sub->down_since_us, eddy_now_us());
+    pthread_mutex_unlock(&sub->down_mu);
+}
+
+void eddyi_transport_sub_alive(eddy_transport_sub *sub)
+{
+    if (atomic_load(&sub->down_since_us) == 0)
+        return;
+    pthread_mutex_lock(&sub->down_mu);
+    atomic_store(&sub->down_since_us, 0);
+    sub->down_reason[0] = '\0';
+    pthread_mutex_unlock(&sub->down_mu);
 }
 
 /* ---- dispatch ---------------------------------------------------------------- */

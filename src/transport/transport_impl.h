@@ -79,6 +79,11 @@ struct eddy_transport_sub {
     uint64_t rng;                   /* jitter of retry delays (the
                                        subscription's thread only) */
     _Atomic uint64_t delivered, acked, nacked, dead_lettered, reconnects;
+    /* The connection's state (eddy_transport_sub_down_since): 0 while up,
+     * else when it was lost; the reason under down_mu. */
+    _Atomic int64_t down_since_us;
+    pthread_mutex_t down_mu;
+    char down_reason[256];
 };
 
 typedef struct eddyi_transport_ops {
@@ -252,6 +257,19 @@ eddy_transport_sub *eddyi_delivery_sub(eddy_delivery *d);
 
 /* Counts one re-established connection in the subscription's stats. */
 void eddyi_transport_sub_reconnected(eddy_transport_sub *sub);
+
+/* The subscription's connection to the engine is down: broke, or a
+ * (re)connection or fetch failed with `why` (copied). The first call since
+ * it was up records the time; later ones only update the reason. Backends
+ * call it from the subscription's thread (or a library's callback thread)
+ * when they see the failure, and eddyi_transport_sub_alive as soon as the
+ * engine answers again. */
+void eddyi_transport_sub_lost(eddy_transport_sub *sub, const char *why);
+
+/* The engine answered the subscription (a fetch or a reconnection
+ * succeeded): it is up. Cheap when it already was (one atomic load), so
+ * it may be called after every fetch. */
+void eddyi_transport_sub_alive(eddy_transport_sub *sub);
 
 /* Test hook: appends `len` raw bytes (copied) to a mem transport's
  * `topic` as if a producer had sent them (malformed or oversized messages).

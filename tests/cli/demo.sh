@@ -120,6 +120,11 @@ run nanrate 2 demo --payment-failure-rate nan
 grep -q "expected a number from 0 to 1, got 'nan'" "$TMP/nanrate.err" || fail "nanrate: message"
 run infrate 2 demo --rate inf
 run noval 2 demo --seed
+run maxdisc 2 demo --max-disconnected 5
+grep -q -- "--max-disconnected needs --transport" "$TMP/maxdisc.err" || fail "maxdisc: message"
+run maxdisc_bad 2 demo --transport redis://127.0.0.1:1 --max-disconnected 0
+grep -q "max-disconnected: expected a number from 1 to 86400, got '0'" "$TMP/maxdisc_bad.err" ||
+    fail "maxdisc_bad: message"
 run help 0 demo --help
 grep -q -- '--payment-failure-rate' "$TMP/help.out" || fail "help: options missing"
 
