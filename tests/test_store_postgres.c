@@ -126,11 +126,11 @@ static void test_url_options(void **state)
     append_n(s, "in-mine", 2);
     eddy_store_close(s);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT count(*) FROM mine.eddy_events"), 2);
+                                   "SELECT count(*) FROM mine.events"), 2);
     assert_int_equal(pgt_query_int(&server, db,
                                    "SELECT count(*) FROM pg_tables WHERE "
-                                   "schemaname = 'public' AND tablename LIKE "
-                                   "'eddy%'"), 0);
+                                   "schemaname = 'public' AND (tablename LIKE "
+                                   "'eddy%' OR tablename = 'events')"), 0);
     /* The scheme postgres:// works as well as postgresql://. */
     snprintf(url, sizeof url, "postgres:///%s?host=%s&port=%d&user=postgres", db,
              server.dir, server.port);
@@ -196,7 +196,7 @@ static void test_schema_versions(void **state)
     append_n(s, "v", 3);
     eddy_store_info info;
     assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
-    assert_int_equal(info.schema_version, 1);
+    assert_int_equal(info.schema_version, 2);
     eddy_store_close(s);
     /* Read-only works on a current store, and refuses appends. */
     s = eddy_store_open(url, &ro, &err);
@@ -215,17 +215,17 @@ static void test_schema_versions(void **state)
     assert_null(eddy_store_open(url, NULL, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_non_null(strstr(err.message, "store schema version 7, this eddy "
-                                        "supports up to 1"));
+                                        "supports up to 2"));
     assert_null(eddy_store_open(url, &ro, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_int_equal(pgt_query_int(&server, db,
                                    "SELECT value::int FROM eddy_meta"), 7);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT count(*) FROM eddy_events"), 3);
+                                   "SELECT count(*) FROM events"), 3);
     /* Tables that look like eddy's without a version: not an eddy store. */
     char other[64];
     fresh_db(other, sizeof other);
-    assert_int_equal(pgt_exec(&server, other, "CREATE TABLE eddy_events(x int)"),
+    assert_int_equal(pgt_exec(&server, other, "CREATE TABLE events(x int)"),
                      0);
     pgt_url(&server, other, "", url, sizeof url);
     assert_null(eddy_store_open(url, NULL, &err));
@@ -464,7 +464,7 @@ static void test_commit_in_doubt(void **state)
                               "plpgsql AS $$ BEGIN IF NEW.stream_id = 'slow' "
                               "THEN PERFORM pg_sleep(5); END IF; RETURN NULL; "
                               "END $$; CREATE CONSTRAINT TRIGGER slow AFTER "
-                              "INSERT ON eddy_events DEFERRABLE INITIALLY "
+                              "INSERT ON events DEFERRABLE INITIALLY "
                               "DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()"),
                      0);
     slow_append a = {.store = s, .ev = conf_event("slow.e", NULL, 0, 1)};
@@ -484,18 +484,18 @@ static void test_commit_in_doubt(void **state)
     assert_int_equal(a.rc, EDDY_EINDOUBT);
     assert_non_null(strstr(a.err.message, "may or may not"));
     /* Retrying the same append is safe: it is stored exactly once. */
-    assert_int_equal(pgt_exec(&server, db, "DROP TRIGGER slow ON eddy_events"), 0);
+    assert_int_equal(pgt_exec(&server, db, "DROP TRIGGER slow ON events"), 0);
     eddy_error err = {0};
     eddy_append_result r1 = {0}, r2 = {0};
     assert_int_equal(append_one(s, "slow", a.ev, &r1, &err), EDDY_OK);
     assert_int_equal(append_one(s, "slow", a.ev, &r2, &err), EDDY_OK);
     assert_int_equal(r1.first_position, r2.first_position);
     char q[256];
-    snprintf(q, sizeof q, "SELECT count(*) FROM eddy_events WHERE id = '%s'",
+    snprintf(q, sizeof q, "SELECT count(*) FROM events WHERE id = '%s'",
              eddy_event_id(a.ev));
     assert_int_equal(pgt_query_int(&server, db, q), 1);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT max(position) FROM eddy_events"), 2);
+                                   "SELECT max(position) FROM events"), 2);
     eddy_event_unref(a.ev);
     eddy_store_close(s);
     pgt_drop_db(&server, db);

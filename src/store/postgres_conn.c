@@ -413,6 +413,7 @@ int eddyi_pg_stmt_name(eddyi_pg_conn *c, const char *sql, bool dynamic,
     if (slot < 0) {
         slot = (int)(c->next_evict++ % EDDYI_PG_STMT_CACHE);
         free(c->cache[slot].sql);
+        c->evicted = c->cache[slot].id; /* the caller deallocates it */
     }
     c->cache[slot].key = dynamic ? NULL : sql;
     c->cache[slot].sql = copy;
@@ -452,6 +453,10 @@ int eddyi_pg_error(eddyi_pg *pg, PGconn *c, const PGresult *r,
         code = EDDY_EBUSY; /* lock timeout, deadlock, serialization */
     else if (state && (!strncmp(state, "57P", 3) || !strncmp(state, "08", 2)))
         code = EDDY_ECONNECT; /* server shutting down, connection errors */
+    else if (state && !strcmp(state, "23505"))
+        code = EDDY_EEXIST; /* unique or primary key, as on SQLite */
+    else if (state && !strncmp(state, "23", 2))
+        code = EDDY_EINVAL; /* not null, check, foreign key */
     if (code == EDDY_EBUSY && !strcmp(state, "55P03"))
         return eddyi_error(err, code,
                            "PostgreSQL %s: %s: waited more than %d ms for a "
@@ -474,10 +479,19 @@ PGresult *eddyi_pg_exec(eddyi_pg *pg, eddyi_pg_conn *c, const char *sql,
     bool fresh = false;
     if (eddyi_pg_stmt_name(c, sql, dynamic, name, &fresh, err) != EDDY_OK)
         return NULL;
+    if (c->evicted) {
+        /* An idle connection in autocommit: a failure here (the
+         * connection is gone) shows in the statement below. */
+        char dealloc[48];
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE eddy_%u", c->evicted);
+        c->evicted = 0;
+        PQclear(PQexec(c->pg, dealloc));
+    }
     if (fresh) {
         PGresult *r = PQprepare(c->pg, name, sql, p->n, p->types);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            eddyi_pg_error(pg, c->pg, r, "preparing a statement", err);
+            eddyi_pg_error(pg, c->pg, r,
+                           p->what ? p->what : "preparing a statement", err);
             PQclear(r);
             eddyi_pg_stmt_forget(c, name);
             return NULL;
@@ -485,11 +499,12 @@ PGresult *eddyi_pg_exec(eddyi_pg *pg, eddyi_pg_conn *c, const char *sql,
         PQclear(r);
     }
     PGresult *r = PQexecPrepared(c->pg, name, p->n, p->values, p->lengths,
-                                 p->formats, 1);
+                                 p->formats, p->text_results ? 0 : 1);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
-    eddyi_pg_error(pg, c->pg, r, "running a statement", err);
+    eddyi_pg_error(pg, c->pg, r, p->what ? p->what : "running a statement",
+                   err);
     PQclear(r);
     return NULL;
 }
