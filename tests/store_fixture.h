@@ -170,7 +170,7 @@ static inline void eddyt_store_integrity(eddy_store *s, char out[128])
             NULL);
     }
     if (rc != 1)
-        snprintf(out, 128, "integrity query failed: %s", err.message);
+        snprintf(out, 128, "integrity query failed: %.100s", err.message);
 }
 
 #endif
