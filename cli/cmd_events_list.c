@@ -331,7 +331,7 @@ int cmd_events_list(int argc, char **argv)
     eddy_store_options opts = {.read_only = true};
     s = eddy_store_open(url, &opts, &err);
     if (!s) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
         goto done;
     }
     status = follow_mode ? follow(s, url, &q, from_given, &stop_signals, format)

@@ -30,7 +30,7 @@ static eddy_store *open_store(const char *url, bool read_only)
     eddy_error err = {0};
     eddy_store *s = eddy_store_open(url, &opts, &err);
     if (!s)
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
     return s;
 }
 
@@ -97,7 +97,7 @@ static int streams_show(eddy_store *s, const char *url, const char *id, cli_form
     if (eddy_store_stream_version(s, id, &version, &err) != EDDY_OK)
         return cli_fail(1, "streams show: %s", err.message);
     if (version == 0)
-        return cli_fail(1, "streams show: no stream '%s' in %s", id, url);
+        return cli_fail(1, "streams show: no stream '%s' in %s", id, cli_url_shown(url));
     if (eddy_store_read_stream(s, id, 1, EDDY_FORWARD, 0, &cur, &err) != EDDY_OK)
         return cli_fail(1, "streams show: %s", err.message);
     cli_writer w;
