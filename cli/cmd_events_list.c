@@ -199,7 +199,7 @@ static int follow(eddy_store *s, const char *url, const eddy_query *q, bool from
     if (eddy_store_subscribe(s, after, follow_record, &f, &opts, &sub, &err) != EDDY_OK)
         return cli_fail(1, "events list: %s", err.message);
     fprintf(stderr, "eddy: events list: following %s after position %" PRId64
-                    " (Ctrl-C to stop)\n", url, after);
+                    " (Ctrl-C to stop)\n", cli_url_shown(url), after);
 
     int sig = 0;
     while (eddy_store_subscription_running(sub)) {

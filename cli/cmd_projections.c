@@ -133,7 +133,7 @@ static int not_defined_here(const char *url, const char *name)
     }
     if (!r.found) {
         fprintf(stderr, "eddy: projections rebuild: unknown projection \"%s\": %s records ",
-                name, url);
+                name, cli_url_shown(url));
         if (r.names.n == 0)
             fputs("no projections", stderr);
         for (size_t i = 0; i < r.names.n; i++)

@@ -1047,6 +1047,7 @@ static void pg_close(void *impl)
     eddyi_pg_pool_clear(&im->pg);
     pthread_mutex_destroy(&im->pg.pool_mu);
     free(im->pg.conninfo);
+    eddyi_pg_password_free(&im->pg);
     free(im);
 }
 

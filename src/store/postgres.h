@@ -22,6 +22,16 @@
  *                       fallback when a notification is missed (connection
  *                       lost), or the only way with eddy_notify=off.
  *                       Default 1000 with NOTIFY, 100 without.
+ * and, as in transport URLs (eddy/transport.h), where the password comes
+ * from when it should not sit in the URL:
+ *   password_file=PATH  the password alone on the first line of PATH
+ *   password_env=NAME   the password in the environment variable NAME
+ * (libpq's own routes work too: user:password@ or password=, passfile=,
+ * PGPASSWORD, PGPASSFILE, service files). At most one of user:password@,
+ * password=, password_file= and password_env= may be given. A password is
+ * never copied into a message or a log line: messages name the server as
+ * "host:port/database", and errors about these keys name the file or the
+ * variable, never the value.
  * The tables live in the first schema of the connection's search_path (set
  * it with libpq's options=-csearch_path%3DNAME to share a database).
  *
@@ -162,7 +172,10 @@ typedef struct eddyi_pg eddyi_pg;
 
 /* The shared part of the backend (postgres.c owns the rest). */
 struct eddyi_pg {
-    char *conninfo;          /* the URL without eddy_* options */
+    char *conninfo;          /* the URL without eddy's options */
+    char *password;          /* from password_file= / password_env=, or
+                                NULL (libpq's routes: the URL, passfile,
+                                PGPASSWORD, PGPASSFILE); wiped at close */
     char where[256];         /* "host:port/database", for messages */
     eddy_store_options opts;
     bool notify;             /* eddy_notify */
@@ -250,6 +263,9 @@ int eddyi_pg_parse_url(eddyi_pg *pg, const char *url, eddy_error *err);
 int eddyi_pg_connect(eddyi_pg *pg, const char *role, bool retry,
                      eddyi_pg_conn **out, eddy_error *err);
 void eddyi_pg_conn_free(eddyi_pg_conn *c);
+
+/* Wipes and frees pg->password (at close). */
+void eddyi_pg_password_free(eddyi_pg *pg);
 
 /* True when the connection is gone; records the loss (generation bump,
  * logged once). */
