@@ -8,6 +8,9 @@
  *   postgres_conn.c    connections: URL options, connecting and reconnecting
  *                      with backoff, statements, parameters, errors
  *   postgres_schema.c  the tables and their versioned migrations
+ *   postgres_sql.c     the portable statements (eddy/sql.h, the state
+ *                      operations of src/store/state_*.c): parameters,
+ *                      result rows, errors
  *   postgres_watch.c   the wake-up thread: LISTEN/NOTIFY, and a poll
  *
  * URL. "postgres://..." or "postgresql://..." is handed to libpq as it is
@@ -109,6 +112,23 @@
  * and also polls the head every eddy_poll_ms (a notification sent while its
  * connection was down is lost). The payload is only a hint of where the head
  * is; delivery still reads the log.
+ *
+ * STATE OPERATIONS AND USER SQL (the backend's `sql` entry). On the writer
+ * a statement runs inside the open group-commit transaction, queued in the
+ * pipeline behind the BEGIN and the savepoints it needs (all sent lazily:
+ * a job that writes nothing sends nothing), so it costs one round trip;
+ * writer thread only, as every write_* function. On a reader it takes a
+ * pooled connection (autocommit; any thread). Nested savepoints (depth 1,
+ * 2, ... inside a job's depth 0) are named eddy_sp<depth> and sent lazily
+ * too; a rollback to one that was never sent sends nothing, and the append
+ * lock taken inside a savepoint that is rolled back is known to be gone.
+ * Reads inside the transaction (eddy_txn_read_stream) run the page query
+ * on the writer, so they see its own appends. A statement that fails
+ * aborts the PostgreSQL transaction up to the innermost savepoint sent:
+ * the writer remembers it and refuses later statements with a clear
+ * EDDY_ESTATE until that savepoint is rolled back (a release after an
+ * ignored failure rolls back instead and says so), where SQLite would have
+ * undone the one statement only (eddy/sql.h).
  *
  * LIMITS. Each job of a group commit runs in a savepoint, which PostgreSQL
  * makes a subtransaction once it writes: a transaction of more than 64
