@@ -569,16 +569,16 @@ static void *raw_pg_main(void *arg)
     pg_prepare(c, "c", "COMMIT");
     pg_prepare(c, "l", "SELECT pg_advisory_xact_lock($1::int4, $2::int4)");
     pg_prepare(c, "m",
-               "INSERT INTO eddy_events(position, id, stream_id, stream_version, "
+               "INSERT INTO events(position, id, stream_id, stream_version, "
                "type, time_us, recorded_us, payload) SELECT m.p + e.n, e.id, $1::text, "
                "$2::int8 + e.n, e.type, e.t, $3::int8, e.payload FROM (SELECT "
-               "COALESCE(max(position), 0) AS p FROM eddy_events) m, "
+               "COALESCE(max(position), 0) AS p FROM events) m, "
                "unnest($4::text[], $5::text[], $6::int8[], $7::bytea[]) WITH "
                "ORDINALITY AS e(id, type, t, payload, n)");
     pg_prepare(c, "r",
-               "INSERT INTO eddy_events(position, id, stream_id, stream_version, "
+               "INSERT INTO events(position, id, stream_id, stream_version, "
                "type, time_us, recorded_us, payload) VALUES((SELECT "
-               "COALESCE(max(position), 0) + 1 FROM eddy_events), $1, $2, $3, $4, "
+               "COALESCE(max(position), 0) + 1 FROM events), $1, $2, $3, $4, "
                "$5, $6, $7::bytea)");
     pg_prepare(c, "u",
                "INSERT INTO eddy_streams(stream_id, version) VALUES($1, $2) ON "
@@ -668,7 +668,7 @@ static double raw_pg_run(int mode, int threads, size_t batch)
     eddy_store_close(open_url(url, EDDY_SYNC_FULL)); /* the same schema */
     char sql[160];
     snprintf(sql, sizeof sql,
-             "SELECT '%s.eddy_events'::regclass::oid::bigint", schema);
+             "SELECT '%s.events'::regclass::oid::bigint", schema);
     PGresult *r = PQexec(pg_admin, sql);
     pg_check(pg_admin, r, sql);
     int32_t key = (int32_t)(uint32_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);

@@ -90,13 +90,14 @@ const char *cli_store_url(const char *opt);
 eddy_store *cli_store_open_existing(const char *url, bool write);
 
 /*
- * Commands built on the store's state operations (checkpoints, inbox,
- * retries, dead letters, outbox, sagas, projections, the subscription
- * registry) cannot run on a PostgreSQL store yet. Returns 0 for any other
- * URL; for a postgres:// or postgresql:// one, prints what is missing for
- * `command` and returns 2.
+ * `url` as it may be printed: every secret replaced by "***"
+ * (eddy_url_redact: a PostgreSQL password, a password= or password_file
+ * value stays hidden; the file's path and an environment variable's name
+ * show). A store or transport URL never reaches the screen, an error or a
+ * log line any other way. Returns one of 4 rotating static buffers (valid
+ * until the 4th next call); main thread only.
  */
-int cli_store_state_check(const char *url, const char *command);
+const char *cli_url_shown(const char *url);
 
 /* True when `arg` is "-h" or "--help". */
 int cli_is_help(const char *arg);

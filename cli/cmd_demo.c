@@ -240,8 +240,6 @@ int cmd_demo(int argc, char **argv)
     if (o.transport && o.store_url)
         return cli_fail(2, "demo: --store and --transport exclude each other "
                         "(with --transport every service has its own store)");
-    if (!o.transport && cli_store_state_check(o.store_url, "demo"))
-        return 2;
     if (o.transport && serve.addr)
         return cli_fail(2, "demo: --serve and --transport exclude each other "
                         "(serve one service's store with 'eddy serve')");

@@ -199,7 +199,7 @@ static int follow(eddy_store *s, const char *url, const eddy_query *q, bool from
     if (eddy_store_subscribe(s, after, follow_record, &f, &opts, &sub, &err) != EDDY_OK)
         return cli_fail(1, "events list: %s", err.message);
     fprintf(stderr, "eddy: events list: following %s after position %" PRId64
-                    " (Ctrl-C to stop)\n", url, after);
+                    " (Ctrl-C to stop)\n", cli_url_shown(url), after);
 
     int sig = 0;
     while (eddy_store_subscription_running(sub)) {
@@ -334,7 +334,7 @@ int cmd_events_list(int argc, char **argv)
     eddy_store_options opts = {.read_only = true};
     s = eddy_store_open(url, &opts, &err);
     if (!s) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
         goto done;
     }
     status = follow_mode ? follow(s, url, &q, from_given, &stop_signals, format)

@@ -128,12 +128,12 @@ static int not_defined_here(const char *url, const char *name)
     eddy_store_close(s);
     if (rc != EDDY_OK) {
         cli_names_free(&r.names);
-        return cli_fail(1, "projections rebuild: listing the projections of %s: %s", url,
+        return cli_fail(1, "projections rebuild: listing the projections of %s: %s", cli_url_shown(url),
                         err.message);
     }
     if (!r.found) {
         fprintf(stderr, "eddy: projections rebuild: unknown projection \"%s\": %s records ",
-                name, url);
+                name, cli_url_shown(url));
         if (r.names.n == 0)
             fputs("no projections", stderr);
         for (size_t i = 0; i < r.names.n; i++)
@@ -236,7 +236,7 @@ int cmd_projections(int argc, char **argv)
         if (format != CLI_FORMAT_TABLE)
             return cli_writer_end(&w);
         if (w.count == 0)
-            printf("no projections recorded in %s\n", url);
+            printf("no projections recorded in %s\n", cli_url_shown(url));
         return 0;
     }
     if (strcmp(sub, "rebuild") == 0) {

@@ -226,7 +226,7 @@ int cmd_serve(int argc, char **argv)
         so.transform_user = reg;
     }
     if (!(store = eddy_store_open(url, &so, &err))) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
         goto done;
     }
     /* the projections this program can rebuild from the dashboard */
@@ -251,7 +251,7 @@ int cmd_serve(int argc, char **argv)
         printf("eddy serve: dashboard on %s/ (metrics: %s/metrics)\n",
                eddy_http_server_url(srv, EDDY_HTTP_ADMIN),
                eddy_http_server_url(srv, EDDY_HTTP_ADMIN));
-    printf("eddy serve: store %s%s; stop with Ctrl-C\n", url,
+    printf("eddy serve: store %s%s; stop with Ctrl-C\n", cli_url_shown(url),
            ho.tokens_file ? "" : " (no --tokens: read-only)");
     fflush(stdout);
     int sig = 0;

@@ -127,7 +127,7 @@ static int keep_outbox(const eddy_outbox_info *info, void *user)
 
 static void print_table(const char *url, const report *r)
 {
-    printf("store %s: head %" PRId64 ", %" PRId64 " streams\n\n", url,
+    printf("store %s: head %" PRId64 ", %" PRId64 " streams\n\n", cli_url_shown(url),
            r->info.head, r->info.stream_count);
     if (!r->nsubs) {
         printf("no durable subscriptions recorded\n");
@@ -305,7 +305,7 @@ int cmd_stats(int argc, char **argv)
     eddy_store_options ro = {.read_only = true};
     eddy_store *s = eddy_store_open(url, &ro, &err);
     if (!s)
-        return cli_fail(1, "cannot open store %s: %s", url, err.message);
+        return cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
     int status = 0, rc = eddy_store_info_get(s, &r.info, &err);
     if (rc == EDDY_OK)
         rc = eddy_status_consumers(s, keep_consumer, &r, &err);

@@ -32,7 +32,7 @@ static eddy_store *open_store(const char *url, bool read_only)
     eddy_error err = {0};
     eddy_store *s = eddy_store_open(url, &opts, &err);
     if (!s)
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
     return s;
 }
 
@@ -99,7 +99,7 @@ static int streams_show(eddy_store *s, const char *url, const char *id, cli_form
     if (eddy_store_stream_version(s, id, &version, &err) != EDDY_OK)
         return cli_fail(1, "streams show: %s", err.message);
     if (version == 0)
-        return cli_fail(1, "streams show: no stream '%s' in %s", id, url);
+        return cli_fail(1, "streams show: no stream '%s' in %s", id, cli_url_shown(url));
     if (eddy_store_read_stream(s, id, 1, EDDY_FORWARD, 0, &cur, &err) != EDDY_OK)
         return cli_fail(1, "streams show: %s", err.message);
     cli_writer w;
@@ -263,7 +263,7 @@ int cmd_store(int argc, char **argv)
         if (rc != EDDY_OK)
             return cli_fail(1, "store backup: %s", err.message);
         printf("backed up %s to %s (head position at least %" PRId64 ")\n",
-               url, argv[optind + 1], head);
+               cli_url_shown(url), argv[optind + 1], head);
         return fflush(stdout) == 0 ? 0 : cli_fail(1, "store backup: cannot write");
     }
     if (strcmp(argv[optind], "info") != 0)
@@ -286,7 +286,8 @@ int cmd_store(int argc, char **argv)
     if (format != CLI_FORMAT_TABLE)
         return cli_print_object(
             "store info", format,
-            json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:o, s:s}", "store", url,
+            json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:o, s:s}", "store",
+                      cli_url_shown(url),
                       "backend", info.backend, "schema_version", info.schema_version,
                       "events", (json_int_t)info.event_count, "streams",
                       (json_int_t)info.stream_count, "snapshots",
@@ -301,7 +302,8 @@ int cmd_store(int argc, char **argv)
            "streams:         %" PRId64 "\n"
            "snapshots:       %" PRId64 "\n"
            "head position:   %" PRId64 "\n",
-           url, info.backend, info.schema_version, info.event_count, info.stream_count,
+           cli_url_shown(url), info.backend, info.schema_version, info.event_count,
+           info.stream_count,
            info.snapshot_count, info.head);
     if (info.file_bytes >= 0)
         printf("size:            %" PRId64 " bytes\n", info.file_bytes);

@@ -53,7 +53,7 @@ eddy_store *cli_store_open_existing(const char *url, bool write)
     eddy_store_options ro = {.read_only = true};
     eddy_store *s = eddy_store_open(url, &ro, &err);
     if (!s) {
-        cli_fail(1, "cannot open store %s: %s", url, err.message);
+        cli_fail(1, "cannot open store %s: %s", cli_url_shown(url), err.message);
         return NULL;
     }
     if (!write)
@@ -61,24 +61,17 @@ eddy_store *cli_store_open_existing(const char *url, bool write)
     eddy_store_close(s);
     s = eddy_store_open(url, NULL, &err);
     if (!s)
-        cli_fail(1, "cannot open store %s for writing: %s", url, err.message);
+        cli_fail(1, "cannot open store %s for writing: %s", cli_url_shown(url),
+                 err.message);
     return s;
 }
 
-int cli_store_state_check(const char *url, const char *command)
+const char *cli_url_shown(const char *url)
 {
-    if (!url || (strncmp(url, "postgres://", 11) != 0 &&
-                 strncmp(url, "postgresql://", 13) != 0))
-        return 0;
-    return cli_fail(2,
-                    "%s: not yet supported on a PostgreSQL store: it needs the "
-                    "store's state operations (checkpoints, inbox, retries, "
-                    "dead letters, outbox, sagas, projections, the "
-                    "subscription registry), which only the SQLite store has "
-                    "so far. On PostgreSQL, eddy has the event log: append, "
-                    "events, streams, store info and live subscriptions. Use "
-                    "--store sqlite:PATH for %s.",
-                    command, command);
+    static char bufs[4][1024];
+    static unsigned next;
+    char *b = bufs[next++ % 4];
+    return eddy_url_redact(url, b, sizeof bufs[0]);
 }
 
 int cli_is_help(const char *arg)

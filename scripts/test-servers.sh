@@ -29,6 +29,12 @@
 #   nats-mtls   as nats-tls, and the server also requires a client
 #               certificate signed by the CA (DIR/tls/client.pem, .key).
 #   nats-token  nats (JetStream) with a token (DIR/token), no TLS.
+#   postgres-tls  postgres (below) with ssl=on, the nats-tls certificates
+#               (DIR/tls/server.pem for 127.0.0.1 and localhost, signed by
+#               DIR/tls/ca.pem; DIR/tls/rogue-ca.pem did not sign it), and
+#               over TCP only TLS with a password: the user DIR/user
+#               (CREATEDB, owner of the database of the same name) with the
+#               password DIR/password; postgres keeps its own ("eddy").
 #   tls         a bare TLS listener (openssl s_server) with the nats-tls
 #               certificates (DIR/tls): for clients whose TLS starts at once
 #               (librdkafka), to try a certificate check with no broker.
@@ -60,8 +66,8 @@ case "$engine" in
   redis|redis-auth) bin=redis-server ;;
   nats|nats-tls|nats-mtls|nats-token) bin=nats-server ;;
   tls) bin=openssl ;;
-  postgres) bin=initdb ;;
-  *) die "unknown server '$engine' (expected redis, redis-auth, nats, nats-tls, nats-mtls, nats-token, tls or postgres)" ;;
+  postgres|postgres-tls) bin=initdb ;;
+  *) die "unknown server '$engine' (expected redis, redis-auth, nats, nats-tls, nats-mtls, nats-token, tls, postgres or postgres-tls)" ;;
 esac
 pidfile="$dir/$engine.pid"
 
@@ -323,9 +329,16 @@ pg_user_setup() {
 }
 
 pg_start() {
-  local bindir
+  local bindir ssl=()
   bindir=$(pg_bindir)
   mkdir -p "$dir"
+  if [ "$engine" = postgres-tls ]; then
+    need_openssl
+    certs
+    echo eddy >"$dir/user"
+    secret "$dir/password"
+    ssl=(-c ssl=on -c "ssl_cert_file=$dir/tls/server.pem" -c "ssl_key_file=$dir/tls/server.key")
+  fi
   pg_user_setup
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     printf 'eddy\n' >"$dir/pwfile"
@@ -338,14 +351,21 @@ pg_start() {
       tail -5 "$dir/initdb.log" >&2 || true
       die "initdb failed in $dir/data (log: $dir/initdb.log)"
     fi
+    if [ "$engine" = postgres-tls ]; then
+      # TCP: TLS and a password, or nothing.
+      printf '%s\n' "local all all trust" \
+        "hostssl all all 127.0.0.1/32 scram-sha-256" \
+        "hostnossl all all 127.0.0.1/32 reject" >"$dir/data/pg_hba.conf"
+    fi
   fi
   local tries=0
   while :; do
     local chosen=$port
     [ -n "$chosen" ] || chosen=$(free_port)
     if "${pg_as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-        -o "-c port=$chosen -c listen_addresses=127.0.0.1 -c unix_socket_directories='$dir' -c fsync=on -c synchronous_commit=on -c max_connections=300" \
+        -o "-c port=$chosen -c listen_addresses=127.0.0.1 -c unix_socket_directories='$dir' -c fsync=on -c synchronous_commit=on -c max_connections=300 ${ssl[*]}" \
         start >/dev/null 2>&1; then
+      [ "$engine" != postgres-tls ] || pg_tls_user "$bindir" "$chosen"
       echo "$chosen"
       echo "postgresql:///postgres?host=$dir&port=$chosen&user=postgres"
       return 0
@@ -356,6 +376,19 @@ pg_start() {
       die "PostgreSQL did not start on 127.0.0.1:$chosen (log: $dir/postgres.log)"
     fi
   done
+}
+
+# The password user of postgres-tls, made once: its password goes to the
+# server on psql's standard input, never on a command line.
+pg_tls_user() {
+  local bindir=$1 p=$2 u
+  [ -f "$dir/user-made" ] && return 0
+  u=$(cat "$dir/user")
+  { printf "CREATE ROLE %s LOGIN CREATEDB PASSWORD '%s';\n" "$u" "$(cat "$dir/password")"
+    printf 'CREATE DATABASE %s OWNER %s;\n' "$u" "$u"; } |
+    "${pg_as[@]}" "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$p" -U postgres -d postgres >/dev/null ||
+    die "could not make the user $u of postgres-tls"
+  touch "$dir/user-made"
 }
 
 pg_pid() { head -1 "$dir/data/postmaster.pid" 2>/dev/null || true; }
@@ -395,7 +428,7 @@ pg_kill() {
   die "postgres processes $pid $kids did not die"
 }
 
-if [ "$engine" = postgres ]; then
+if [ "$engine" = postgres ] || [ "$engine" = postgres-tls ]; then
   case "$action" in
     start) pg_start ;;
     stop) pg_stop ;;

@@ -19,6 +19,7 @@
 
 typedef struct pgt_server {
     char dir[64];
+    const char *engine; /* "postgres" (NULL) or "postgres-tls" */
     int port;
     int next_db;
 } pgt_server;
@@ -27,12 +28,13 @@ typedef struct pgt_server {
 static inline int pgt_script(pgt_server *s, const char *action, bool with_port)
 {
     char cmd[512];
+    const char *engine = s->engine ? s->engine : "postgres";
     if (with_port)
-        snprintf(cmd, sizeof cmd, "bash '%s' %s postgres '%s' %d",
-                 EDDY_TEST_SERVERS, action, s->dir, s->port);
+        snprintf(cmd, sizeof cmd, "bash '%s' %s %s '%s' %d",
+                 EDDY_TEST_SERVERS, action, engine, s->dir, s->port);
     else
-        snprintf(cmd, sizeof cmd, "bash '%s' %s postgres '%s'",
-                 EDDY_TEST_SERVERS, action, s->dir);
+        snprintf(cmd, sizeof cmd, "bash '%s' %s %s '%s'",
+                 EDDY_TEST_SERVERS, action, engine, s->dir);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -55,15 +57,25 @@ static inline int pgt_script(pgt_server *s, const char *action, bool with_port)
 
 /* Starts a new server in a new temporary folder. 0 or -1 (reason on
  * stderr, from the script). */
-static inline int pgt_start(pgt_server *s)
+static inline int pgt_start_engine(pgt_server *s, const char *engine)
 {
     memset(s, 0, sizeof *s);
+    s->engine = engine;
     snprintf(s->dir, sizeof s->dir, "/tmp/eddy-pg-test-XXXXXX");
     if (!mkdtemp(s->dir)) {
         perror("mkdtemp");
         return -1;
     }
     return pgt_script(s, "start", false);
+}
+
+static inline int pgt_start(pgt_server *s) { return pgt_start_engine(s, NULL); }
+
+/* As pgt_start, with TLS and a password user (test-servers.sh
+ * postgres-tls: DIR/user, DIR/password, DIR/tls/ca.pem, rogue-ca.pem). */
+static inline int pgt_start_tls(pgt_server *s)
+{
+    return pgt_start_engine(s, "postgres-tls");
 }
 
 /* Restarts the same cluster on the same port (after pgt_kill). */

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 
 /* ---- fixtures ------------------------------------------------------------- */
 
@@ -44,7 +45,7 @@ static eddy_store *store_open(const char *path)
 {
     eddy_error err = {0};
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
-    eddy_store *s = eddy_store_open(path, &o, &err);
+    eddy_store *s = eddyt_store_open(path, &o, &err);
     if (!s)
         fail_msg("eddy_store_open(%s): %s", path, err.message);
     return s;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "eddy/es.h"
 #include "eddy/store.h"
 
@@ -260,7 +261,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->url, sizeof f->url, "sqlite:%s/es.db", f->dir);
     eddy_error err = {0};
-    f->store = eddy_store_open(f->url, NULL, &err);
+    f->store = eddyt_store_open(f->url, NULL, &err);
     if (!f->store)
         fail_msg("eddy_store_open(%s): %s", f->url, err.message);
     f->orders = eddy_repository_new(f->store, &order_type, &err);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "test_util.h"
 
 static char g_dir[] = "/tmp/eddy-test-graph-XXXXXX";
@@ -34,7 +35,7 @@ static eddy_store *open_store(const char *name)
     snprintf(url, sizeof url, "sqlite:%s/%s.db", g_dir, name);
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(url, &o, &err);
+    eddy_store *s = eddyt_store_open(url, &o, &err);
     if (!s)
         fail_msg("open %s: %s", url, err.message);
     return s;

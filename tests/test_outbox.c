@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "eddy/outbox.h"
 
 static char tmpdir[] = "/tmp/eddy-outbox-test-XXXXXX";
@@ -36,7 +37,7 @@ static eddy_store *new_store(void)
     snprintf(db_path, sizeof db_path, "%s/outbox-%d.db", tmpdir, counter++);
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    eddy_store *s = eddyt_store_open(db_path, &o, &err);
     if (!s)
         fail_msg("open %s: %s", db_path, err.message);
     return s;
@@ -671,7 +672,7 @@ static void test_bad_arguments(void **state)
     /* A read-only store cannot run a relay; the publisher is not closed.
      * Counting what is queued only reads: it works there. */
     eddy_store_options ro = {.read_only = true};
-    s = eddy_store_open(db_path, &ro, &err);
+    s = eddyt_store_open(db_path, &ro, &err);
     assert_non_null(s);
     assert_int_equal(pending(s, NULL), 2);
     assert_int_equal(pending(s, "crm"), 2);

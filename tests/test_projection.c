@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "eddy/sqlite.h"
 #include "projection_fixture.h"
 
@@ -37,7 +38,7 @@ static eddy_store *open_fresh(void)
     snprintf(db_path, sizeof db_path, "%s/p%d.db", tmpdir, ++db_seq);
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    eddy_store *s = eddyt_store_open(db_path, &o, &err);
     if (!s)
         fail_msg("open %s: %s", db_path, err.message);
     return s;
@@ -335,7 +336,7 @@ static void test_list_read_only_and_heartbeat(void **state)
 
     /* Listing reads on a reader: a store opened read-only lists too. */
     eddy_store_options ro = {.read_only = true};
-    s = eddy_store_open(db_path, &ro, &err);
+    s = eddyt_store_open(db_path, &ro, &err);
     if (!s)
         fail_msg("open read-only: %s", err.message);
     struct list_seen l = {0};
@@ -362,7 +363,7 @@ static void runner_main(int ready_fd, int go_fd)
 {
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    eddy_store *s = eddyt_store_open(db_path, &o, &err);
     if (!s)
         _exit(3);
     eddy_projection *p = eddy_projection_start(s, &def_async, &err);
@@ -408,7 +409,7 @@ static eddy_store *reopen(void)
 {
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    eddy_store *s = eddyt_store_open(db_path, &o, &err);
     if (!s)
         fail_msg("open %s: %s", db_path, err.message);
     return s;
@@ -606,6 +607,7 @@ static int count_apply(eddy_txn *txn, const eddy_event *ev, void *user,
 static void test_sqlite_escape_hatch(void **state)
 {
     (void)state;
+    EDDYT_SQLITE_ONLY("a read model written through eddy_txn_sqlite");
     static const eddy_projection_def counts = {
         .name = "counts", .pattern = "order.*", .setup = count_setup,
         .apply = count_apply};

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "store/state_durable.h"
 
 static char tmpdir[] = "/tmp/eddy-saga-XXXXXX";
@@ -226,7 +227,7 @@ static void fixture_open(struct fixture *f)
     snprintf(db_path, sizeof db_path, "%s/s%d.db", tmpdir, ++db_seq);
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    f->w.store = eddy_store_open(db_path, &o, &err);
+    f->w.store = eddyt_store_open(db_path, &o, &err);
     assert_non_null(f->w.store);
     pthread_mutex_init(&f->w.mu, NULL);
     f->bus = eddy_command_bus_new();
@@ -683,7 +684,7 @@ static void test_queries_on_read_only_store(void **state)
 
     eddy_store_options ro = {.read_only = true};
     eddy_error err = {0};
-    f.w.store = eddy_store_open(db_path, &ro, &err);
+    f.w.store = eddyt_store_open(db_path, &ro, &err);
     if (!f.w.store)
         fail_msg("open read-only: %s", err.message);
     struct seen l = {0};

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "test_util.h"
 
 static char tmpdir[] = "/tmp/eddy-store-filter-XXXXXX";
@@ -36,7 +37,7 @@ static eddy_store *open_store(eddy_sync_mode sync)
     snprintf(path, sizeof path, "%s/s%d.db", tmpdir, ++db_seq);
     eddy_store_options o = {.sync = sync};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(path, &o, &err);
+    eddy_store *s = eddyt_store_open(path, &o, &err);
     if (!s)
         fail_msg("open %s: %s", path, err.message);
     return s;

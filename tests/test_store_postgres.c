@@ -126,11 +126,11 @@ static void test_url_options(void **state)
     append_n(s, "in-mine", 2);
     eddy_store_close(s);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT count(*) FROM mine.eddy_events"), 2);
+                                   "SELECT count(*) FROM mine.events"), 2);
     assert_int_equal(pgt_query_int(&server, db,
                                    "SELECT count(*) FROM pg_tables WHERE "
-                                   "schemaname = 'public' AND tablename LIKE "
-                                   "'eddy%'"), 0);
+                                   "schemaname = 'public' AND (tablename LIKE "
+                                   "'eddy%' OR tablename = 'events')"), 0);
     /* The scheme postgres:// works as well as postgresql://. */
     snprintf(url, sizeof url, "postgres:///%s?host=%s&port=%d&user=postgres", db,
              server.dir, server.port);
@@ -196,7 +196,7 @@ static void test_schema_versions(void **state)
     append_n(s, "v", 3);
     eddy_store_info info;
     assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
-    assert_int_equal(info.schema_version, 1);
+    assert_int_equal(info.schema_version, 2);
     eddy_store_close(s);
     /* Read-only works on a current store, and refuses appends. */
     s = eddy_store_open(url, &ro, &err);
@@ -215,17 +215,17 @@ static void test_schema_versions(void **state)
     assert_null(eddy_store_open(url, NULL, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_non_null(strstr(err.message, "store schema version 7, this eddy "
-                                        "supports up to 1"));
+                                        "supports up to 2"));
     assert_null(eddy_store_open(url, &ro, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_int_equal(pgt_query_int(&server, db,
                                    "SELECT value::int FROM eddy_meta"), 7);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT count(*) FROM eddy_events"), 3);
+                                   "SELECT count(*) FROM events"), 3);
     /* Tables that look like eddy's without a version: not an eddy store. */
     char other[64];
     fresh_db(other, sizeof other);
-    assert_int_equal(pgt_exec(&server, other, "CREATE TABLE eddy_events(x int)"),
+    assert_int_equal(pgt_exec(&server, other, "CREATE TABLE events(x int)"),
                      0);
     pgt_url(&server, other, "", url, sizeof url);
     assert_null(eddy_store_open(url, NULL, &err));
@@ -233,6 +233,75 @@ static void test_schema_versions(void **state)
     assert_non_null(strstr(err.message, "not an eddy store"));
     pgt_drop_db(&server, db);
     pgt_drop_db(&server, other);
+}
+
+/* A store written by the release with schema 1 (the log as eddy_events, no
+ * state tables) is upgraded in place to schema 2 on a writable open: the log
+ * renamed to events keeps its rows, the envelope columns are filled from
+ * the payloads, the state tables exist, and appends go on at the next
+ * position. */
+static void test_upgrade_from_schema_1(void **state)
+{
+    (void)state;
+    char db[64];
+    fresh_db(db, sizeof db);
+    /* Schema 1 exactly as released (postgres_schema.c, step 0 -> 1). */
+    assert_int_equal(pgt_exec(&server, db,
+        "CREATE TABLE eddy_meta(key text COLLATE \"C\" PRIMARY KEY,"
+        "  value text NOT NULL);"
+        "CREATE TABLE eddy_events(position bigint PRIMARY KEY,"
+        "  id text COLLATE \"C\" NOT NULL UNIQUE,"
+        "  stream_id text COLLATE \"C\" NOT NULL,"
+        "  stream_version bigint NOT NULL, type text COLLATE \"C\" NOT NULL,"
+        "  time_us bigint, recorded_us bigint NOT NULL, payload bytea NOT NULL,"
+        "  UNIQUE(stream_id, stream_version));"
+        "CREATE INDEX eddy_events_by_type ON eddy_events(type, position);"
+        "CREATE INDEX eddy_events_by_time ON eddy_events(time_us);"
+        "CREATE TABLE eddy_streams(stream_id text COLLATE \"C\" PRIMARY KEY,"
+        "  version bigint NOT NULL);"
+        "CREATE TABLE eddy_snapshots(stream_id text COLLATE \"C\" NOT NULL,"
+        "  version bigint NOT NULL, schema_version integer NOT NULL,"
+        "  state text NOT NULL, taken_us bigint NOT NULL,"
+        "  PRIMARY KEY(stream_id, version));"
+        "INSERT INTO eddy_meta VALUES('eddy_schema_version', '1');"
+        "INSERT INTO eddy_streams VALUES('old-1', 1);"
+        "INSERT INTO eddy_events VALUES(1, "
+        "  '01890000-0000-7000-8000-000000000001', 'old-1', 1, 'old.thing',"
+        "  1700000000000000, 1700000000000000, convert_to('{\"specversion\":"
+        "\"1.0\",\"id\":\"01890000-0000-7000-8000-000000000001\","
+        "\"type\":\"old.thing\",\"source\":\"old-service\","
+        "\"subject\":\"old-1\",\"time\":\"2023-11-14T22:13:20Z\","
+        "\"correlationid\":\"flow-1\"}', 'UTF8'))"), 0);
+    eddy_store *s = open_db(db, "", NULL);
+    eddy_error err = {0};
+    eddy_store_info info;
+    assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
+    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.head, 1);
+    int64_t n = 0;
+    assert_int_equal(eddy_store_sql_int(s, &n, &err,
+                                        "SELECT count(*) FROM events WHERE "
+                                        "correlation_id = 'flow-1' AND "
+                                        "source = 'old-service' AND "
+                                        "subject = 'old-1' AND "
+                                        "causation_id IS NULL",
+                                        NULL),
+                     EDDY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(eddy_store_sql_int(s, &n, &err,
+                                        "SELECT count(*) FROM eddy_checkpoints",
+                                        NULL),
+                     EDDY_OK);
+    assert_int_equal(n, 0);
+    append_n(s, "old-1", 1);
+    int64_t head = 0;
+    assert_int_equal(eddy_store_head(s, &head, &err), EDDY_OK);
+    assert_int_equal(head, 2);
+    eddy_store_close(s);
+    assert_int_equal(pgt_query_int(&server, db,
+                                   "SELECT count(*) FROM pg_tables WHERE "
+                                   "tablename = 'eddy_events'"), 0);
+    pgt_drop_db(&server, db);
 }
 
 /* ---- live wake-up across handles ----------------------------------------- */
@@ -464,7 +533,7 @@ static void test_commit_in_doubt(void **state)
                               "plpgsql AS $$ BEGIN IF NEW.stream_id = 'slow' "
                               "THEN PERFORM pg_sleep(5); END IF; RETURN NULL; "
                               "END $$; CREATE CONSTRAINT TRIGGER slow AFTER "
-                              "INSERT ON eddy_events DEFERRABLE INITIALLY "
+                              "INSERT ON events DEFERRABLE INITIALLY "
                               "DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()"),
                      0);
     slow_append a = {.store = s, .ev = conf_event("slow.e", NULL, 0, 1)};
@@ -484,18 +553,18 @@ static void test_commit_in_doubt(void **state)
     assert_int_equal(a.rc, EDDY_EINDOUBT);
     assert_non_null(strstr(a.err.message, "may or may not"));
     /* Retrying the same append is safe: it is stored exactly once. */
-    assert_int_equal(pgt_exec(&server, db, "DROP TRIGGER slow ON eddy_events"), 0);
+    assert_int_equal(pgt_exec(&server, db, "DROP TRIGGER slow ON events"), 0);
     eddy_error err = {0};
     eddy_append_result r1 = {0}, r2 = {0};
     assert_int_equal(append_one(s, "slow", a.ev, &r1, &err), EDDY_OK);
     assert_int_equal(append_one(s, "slow", a.ev, &r2, &err), EDDY_OK);
     assert_int_equal(r1.first_position, r2.first_position);
     char q[256];
-    snprintf(q, sizeof q, "SELECT count(*) FROM eddy_events WHERE id = '%s'",
+    snprintf(q, sizeof q, "SELECT count(*) FROM events WHERE id = '%s'",
              eddy_event_id(a.ev));
     assert_int_equal(pgt_query_int(&server, db, q), 1);
     assert_int_equal(pgt_query_int(&server, db,
-                                   "SELECT max(position) FROM eddy_events"), 2);
+                                   "SELECT max(position) FROM events"), 2);
     eddy_event_unref(a.ev);
     eddy_store_close(s);
     pgt_drop_db(&server, db);
@@ -530,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_url_options),
         cmocka_unit_test(test_connection_errors),
         cmocka_unit_test(test_schema_versions),
+        cmocka_unit_test(test_upgrade_from_schema_1),
         cmocka_unit_test(test_wake_other_handle),
         cmocka_unit_test(test_native_connection),
         cmocka_unit_test(test_connection_lost_between_transactions),

@@ -155,7 +155,7 @@ static void verify(const acks *a, const char *what, int round)
     }
     assert_int_equal(pgt_query_int(&server, "crash",
                                    "SELECT count(*) - count(DISTINCT id) FROM "
-                                   "eddy_events"), 0);
+                                   "events"), 0);
     free(ids);
     for (int i = 0; i < STREAMS; i++) {
         char sid[32];

@@ -266,7 +266,7 @@ static void *held_main(void *arg)
     char lock[160];
     snprintf(lock, sizeof lock,
              "BEGIN; SELECT pg_advisory_xact_lock(%d, "
-             "'eddy_events'::regclass::oid::bigint::int4)",
+             "'events'::regclass::oid::bigint::int4)",
              EDDYI_PG_LOCK_CLASS);
     if (PQstatus(c) != CONNECTION_OK || !payload)
         goto fail;
@@ -276,7 +276,7 @@ static void *held_main(void *arg)
     PQclear(r);
     r = PQexec(c, "SELECT COALESCE(max(position), 0) + 1, "
                   "COALESCE((SELECT version FROM eddy_streams WHERE stream_id "
-                  "= 'shared-0'), 0) + 1 FROM eddy_events");
+                  "= 'shared-0'), 0) + 1 FROM events");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         goto fail;
     snprintf(h->ack.id, sizeof h->ack.id, "%s", eddy_event_id(ev));
@@ -292,7 +292,7 @@ static void *held_main(void *arg)
     int lengths[] = {0, 0, 0, 0, (int)len};
     int formats[] = {0, 0, 0, 0, 1};
     r = held_exec(c,
-                  "INSERT INTO eddy_events(position, id, stream_id, "
+                  "INSERT INTO events(position, id, stream_id, "
                   "stream_version, type, recorded_us, payload) VALUES($1, $2, "
                   "'shared-0', $3, 'live.held', $4, $5)",
                   5, values, lengths, formats);
@@ -500,7 +500,7 @@ static void test_many_processes_late_commits(void **state)
         fail_msg("the held transaction failed: %s", h.error);
     recs_add(&acks, &h.ack);
     long long head = pgt_query_int(&server, "live",
-                                   "SELECT max(position) FROM eddy_events");
+                                   "SELECT max(position) FROM events");
     assert_true(head > 0);
     for (int i = 0; i < SUBSCRIBERS; i++) {
         dprintf(ctl[i], "%lld\n", head);

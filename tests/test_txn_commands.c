@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 #include "eddy/es.h"
 #include "test_util.h"
 
@@ -40,7 +41,7 @@ static eddy_store *open_store(void)
     snprintf(path, sizeof path, "%s/s%d.db", tmpdir, ++db_seq);
     eddy_store_options o = {.sync = EDDY_SYNC_OFF};
     eddy_error err = {0};
-    eddy_store *s = eddy_store_open(path, &o, &err);
+    eddy_store *s = eddyt_store_open(path, &o, &err);
     if (!s)
         fail_msg("open %s: %s", path, err.message);
     return s;

@@ -16,13 +16,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 
-#include "eddy/sqlite.h"
 
 #include "test_util.h"
 
 #include "eddy/eddy.h"
+#include "store_fixture.h"
 
 static char tmpdir[] = "/tmp/eddy-upcast-store-XXXXXX";
 static char db_path[512];
@@ -79,20 +78,23 @@ static void assert_v2(const eddy_event *ev, const char *id)
     }
 }
 
-/* The stored payload of event `id`, read with SQLite itself (malloc'd). */
-static char *stored_payload(const char *id)
+static int payload_row(const eddy_row *row, void *user)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
+    const char *t = eddy_row_text(row, 0);
+    *(char **)user = t ? strdup(t) : NULL;
+    return 1;
+}
+
+/* The stored payload of event `id`, as stored: read with SQL, under the
+ * store's transform hook (malloc'd). */
+static char *stored_payload(eddy_store *s, const char *id)
+{
     char *out = NULL;
-    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT payload FROM events WHERE id = ?1",
-                                        -1, &st, NULL), SQLITE_OK);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        out = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    eddy_error err = {0};
+    if (eddy_store_sql_query(s, payload_row, &out, &err,
+                             "SELECT payload FROM events WHERE id = $1", "s",
+                             id) != 1)
+        fail_msg("reading the payload of %s: %s", id, err.message);
     assert_non_null(out);
     return out;
 }
@@ -171,7 +173,7 @@ static void test_v1_read_as_v2_everywhere(void **state)
     eddy_store_options o = {.sync = EDDY_SYNC_NORMAL,
                             .transform = eddy_schema_registry_upcast_hook,
                             .transform_user = reg};
-    eddy_store *s = eddy_store_open(db_path, &o, &err);
+    eddy_store *s = eddyt_store_open(db_path, &o, &err);
     if (!s)
         fail_msg("open: %s", err.message);
 
@@ -187,7 +189,7 @@ static void test_v1_read_as_v2_everywhere(void **state)
     const char *id = eddy_event_id(v1);
     assert_int_equal(eddy_store_append(s, "user-u-1", EDDY_EXPECT_NO_STREAM, &v1, 1, NULL, &err),
                      EDDY_OK);
-    char *before = stored_payload(id);
+    char *before = stored_payload(s, id);
     assert_non_null(strstr(before, "\"dataversion\":\"1.0\""));
     assert_non_null(strstr(before, "\"name\":\"Ada Lovelace\""));
 
@@ -264,8 +266,8 @@ static void test_v1_read_as_v2_everywhere(void **state)
     eddy_repository_free(repo);
 
     /* The stored bytes never changed. */
+    char *after = stored_payload(s, id);
     eddy_store_close(s);
-    char *after = stored_payload(id);
     assert_string_equal(before, after);
     char *original = eddy_event_encode(v1, NULL);
     assert_string_equal(after, original);

@@ -212,10 +212,15 @@ static int count_running(const eddy_saga_info *info, void *user)
     return 0;
 }
 
-/* The SQLite file behind `url` ("sqlite:PATH" or PATH), for messages. */
+/* The store as messages show it: the SQLite file behind "sqlite:PATH" or
+ * PATH; any other URL with its password hidden (eddy_url_redact). Uses one
+ * static buffer: the demo's main thread only. */
 static const char *store_path(const char *url)
 {
-    return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
+    static char shown[1024];
+    if (strncmp(url, "sqlite:", 7) == 0)
+        return url + 7;
+    return eddy_url_redact(url, shown, sizeof shown);
 }
 
 /* Seeds `stock` units of every product, only while the store holds no
@@ -413,14 +418,14 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
         .transform_user = reg,
     };
     if (!(store = eddy_store_open(url, &so, &err))) {
-        status = fail_status(url, &err);
+        status = fail_status(store_path(url), &err);
         goto done;
     }
     /* what earlier runs left: this run finishes their orders and numbers
      * its own after them */
     orders_demo_survey sv;
     if (orders_demo_survey_store(store, &sv, &err) != EDDY_OK) {
-        status = fail_status(url, &err);
+        status = fail_status(store_path(url), &err);
         goto done;
     }
     bool resuming = sv.placed > 0 || sv.last_number > 0;
@@ -495,7 +500,7 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
     /* place the orders */
     int64_t head1 = 0;
     if (eddy_store_head(store, &head1, &err) != EDDY_OK) {
-        status = fail_status(url, &err);
+        status = fail_status(store_path(url), &err);
         goto done;
     }
     if (!(prod = calloc(nprod, sizeof *prod))) {

@@ -239,7 +239,11 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
         .transform_user = reg,
     };
     if (!(store = eddy_store_open(opts->store_url, &so, &err))) {
-        status = service_fail(def->name, opts->store_url, &err);
+        char shown[1024];
+        status = service_fail(def->name,
+                              eddy_url_redact(opts->store_url, shown,
+                                              sizeof shown),
+                              &err);
         goto done;
     }
     /* publishes wait for a lost connection (up to timeout_ms) rather than

@@ -34,6 +34,15 @@
  * (cols) DO NOTHING / DO UPDATE SET col = excluded.col; RETURNING;
  * CASE WHEN instead of engine functions such as max(a, b) / GREATEST;
  * COALESCE, count(*), sum(...). Engine-specific access is in eddy/sqlite.h.
+ * Parameters are typed by their letter on PostgreSQL (a NULL given to 's' is
+ * text, so "$1 IS NULL" works); 'n' takes the type of its place. Results
+ * read the same on both engines: sum() of a BIGINT (numeric on PostgreSQL)
+ * reads as an integer, a boolean as 1 or 0, the log's payload as its JSON.
+ *
+ * A FAILED STATEMENT. On SQLite it undoes itself only; on PostgreSQL it
+ * aborts the transaction up to the innermost savepoint, and every later
+ * statement of the callback fails with EDDY_ESTATE saying so. Portable
+ * code returns the error it got (the store rolls the callback back).
  *
  * ROWS. A query calls `fn` once per result row with a read-only view of it,
  * valid for that call only (copy what you keep). Column values convert on

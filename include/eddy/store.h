@@ -25,7 +25,14 @@
  *   eddy_poll_ms=N      how often each store handle polls the head as well:
  *                       the fallback for a missed notification, or the only
  *                       way with eddy_notify=off (default 1000 with NOTIFY,
- *                       100 without).
+ *                       100 without);
+ *   password_file=PATH  the password alone on the first line of PATH, and
+ *   password_env=NAME   the password in environment variable NAME (as in
+ *                       transport URLs; libpq's user:password@, password=,
+ *                       passfile=, PGPASSWORD and PGPASSFILE work too).
+ * TLS is libpq's: sslmode=verify-full&sslrootcert=FILE. A wrong password, an
+ * unknown user or an untrusted certificate fails the open at once with
+ * EDDY_ECONNECT and libpq's reason; the password is never in a message.
  * Positions stay gap-free and in commit order across processes: appends take
  * a transaction-level advisory lock held until their commit is visible, so a
  * reader that sees position N sees every position below it and no
@@ -35,9 +42,12 @@
  * for a lost server (reconnection with backoff). The sync modes map to
  * synchronous_commit: FULL keeps on (or a stronger server setting), NORMAL
  * and OFF set off (a server crash may lose the last commits; an eddy
- * process crash loses nothing acknowledged). The store's state operations
- * (durable subscriptions, projections, sagas, outbox, dead letters) are
- * SQLite-only for now: they fail with EDDY_EUNSUPPORTED on PostgreSQL.
+ * process crash loses nothing acknowledged). Every state operation
+ * (durable subscriptions, projections, sagas, outbox, dead letters) and the
+ * portable SQL of eddy/sql.h run on PostgreSQL as on SQLite; the log table
+ * is named `events` on both. One difference: a failed statement aborts a
+ * PostgreSQL transaction up to its innermost savepoint, so a handler must
+ * return the error (or run a statement that may fail in a savepoint).
  *
  * DURABILITY. eddy_store_append() returns only after the transaction holding
  * the events has committed with the store's sync mode (see eddy_sync_mode).

@@ -84,6 +84,9 @@ typedef enum eddyi_vkind {
 
 typedef struct eddyi_value {
     eddyi_vkind kind;
+    eddyi_vkind declared; /* what the caller's letter says, also for a NULL
+                             ('s' given NULL: TEXT): engines that type
+                             parameters (PostgreSQL) type it so */
     int64_t i;
     double d;
     const char *s;

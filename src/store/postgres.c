@@ -56,10 +56,16 @@ typedef struct pg_impl {
     int nq;
     bool txn_sent;   /* BEGIN was sent for the current transaction */
     bool txn_synced; /* ... and some of it reached the server and answered */
-    bool sp_pending; /* a job savepoint is asked for, not sent yet */
-    bool sp_open;    /* ... and sent */
+    /* Savepoints: depth 0 is a job's, 1.. nest inside it. `sp_want` levels
+     * are open for the front, the first `sp_sent` of them on the server
+     * (sent only once a statement needs them, innermost last). */
+    int sp_want, sp_sent;
     bool locked;     /* the transaction holds the append lock */
-    bool lock_in_sp; /* ... taken inside the open job savepoint */
+    int lock_level;  /* ... taken with this many savepoints sent: a
+                        rollback to a savepoint below releases it */
+    /* A statement of the caller failed: PostgreSQL then ignores every
+     * statement until a rollback to the innermost savepoint sent. */
+    bool aborted;
     int broken;      /* a queued statement failed: the transaction is lost */
     eddy_error broken_err;
 
@@ -71,31 +77,44 @@ typedef struct pg_impl {
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
-static const char SQL_SAVEPOINT[] = "SAVEPOINT eddy_job";
-static const char SQL_RELEASE[] = "RELEASE eddy_job";
-static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO eddy_job";
+/* Savepoint statements by depth: static strings, prepared once and found
+ * in the statement cache by address. */
+#define SP_DEPTHS 16
+#define SP_NAME(d) "eddy_sp" #d
+#define SP_ROW(d)                                                              \
+    {"SAVEPOINT " SP_NAME(d), "RELEASE " SP_NAME(d),                          \
+     "ROLLBACK TO " SP_NAME(d)}
+static const char *const SQL_SP[SP_DEPTHS][3] = {
+    SP_ROW(0),  SP_ROW(1),  SP_ROW(2),  SP_ROW(3),  SP_ROW(4),  SP_ROW(5),
+    SP_ROW(6),  SP_ROW(7),  SP_ROW(8),  SP_ROW(9),  SP_ROW(10), SP_ROW(11),
+    SP_ROW(12), SP_ROW(13), SP_ROW(14), SP_ROW(15)};
+enum { SP_BEGIN, SP_RELEASE, SP_ROLLBACK };
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock($1, $2)";
 static const char SQL_NOTIFY[] =
     "SELECT pg_notify($1, (SELECT COALESCE(max(position), 0) "
-    "FROM eddy_events)::text)";
+    "FROM events)::text)";
 
 /*
  * $1 stream, $2 expected version, $3 recorded_us, $4 ids, $5 types, $6 times
- * (NULL: none), $7 payloads. Returns the stream's version and max(position)
- * before, the rows inserted, and whether the stream row was written (only
- * when every row went in).
+ * (NULL: none), $7 payloads, $8..$11 correlation ids, causation ids,
+ * sources, subjects (NULL: none). Returns the stream's version and
+ * max(position) before, the rows inserted, and whether the stream row was
+ * written (only when every row went in).
  */
 static const char SQL_APPEND[] =
     "WITH cur AS MATERIALIZED ("
     "  SELECT COALESCE((SELECT version FROM eddy_streams"
     "                   WHERE stream_id = $1), 0) AS v,"
-    "         (SELECT COALESCE(max(position), 0) FROM eddy_events) AS p),"
+    "         (SELECT COALESCE(max(position), 0) FROM events) AS p),"
     " ins AS ("
-    "  INSERT INTO eddy_events(position, id, stream_id, stream_version, type,"
-    "                          time_us, recorded_us, payload)"
-    "  SELECT cur.p + e.n, e.id, $1, cur.v + e.n, e.type, e.t, $3, e.payload"
-    "  FROM cur, unnest($4::text[], $5::text[], $6::int8[], $7::bytea[])"
-    "       WITH ORDINALITY AS e(id, type, t, payload, n)"
+    "  INSERT INTO events(position, id, stream_id, stream_version, type,"
+    "                     time_us, recorded_us, payload, correlation_id,"
+    "                     causation_id, source, subject)"
+    "  SELECT cur.p + e.n, e.id, $1, cur.v + e.n, e.type, e.t, $3, e.payload,"
+    "         e.co, e.ca, e.so, e.su"
+    "  FROM cur, unnest($4::text[], $5::text[], $6::int8[], $7::bytea[],"
+    "                   $8::text[], $9::text[], $10::text[], $11::text[])"
+    "       WITH ORDINALITY AS e(id, type, t, payload, co, ca, so, su, n)"
     "  WHERE $2 = -1 OR ($2 = -2 AND cur.v > 0) OR cur.v = $2"
     "  ON CONFLICT DO NOTHING"
     "  RETURNING stream_version),"
@@ -107,9 +126,9 @@ static const char SQL_APPEND[] =
     "  RETURNING version)"
     " SELECT cur.v, cur.p, (SELECT count(*) FROM ins), (SELECT count(*) FROM up)"
     " FROM cur";
-static const char SQL_UNDO[] = "DELETE FROM eddy_events WHERE position > $1";
+static const char SQL_UNDO[] = "DELETE FROM events WHERE position > $1";
 static const char SQL_EVENTS_BY_ID[] =
-    "SELECT id, position, stream_id, stream_version, payload FROM eddy_events "
+    "SELECT id, position, stream_id, stream_version, payload FROM events "
     "WHERE id = ANY($1::text[])";
 static const char SQL_SNAPSHOT_SAVE[] =
     "WITH cur AS MATERIALIZED ("
@@ -156,10 +175,11 @@ static void writer_lost(pg_impl *im, const char *detail)
 static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
                      eddy_error *err);
 
-/* Queues one prepared statement; `wanted`: its result is returned by the
- * next pipe_sync. */
-static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
-                     bool wanted, const char *what, eddy_error *err)
+/* Queues one prepared statement (`dynamic`: cached by content, not by
+ * address); `wanted`: its result is returned by the next pipe_sync. */
+static int pipe_send_ex(pg_impl *im, const char *sql, bool dynamic,
+                        const eddyi_pg_params *p, bool wanted,
+                        const char *what, eddy_error *err)
 {
     static const eddyi_pg_params none = {0};
     if (!p)
@@ -175,7 +195,7 @@ static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
         return broken_error(im, err);
     }
     PGconn *c = im->writer->pg;
-    if (im->nq + 2 > PIPE_MAX) {
+    if (im->nq + 3 > PIPE_MAX) {
         int rc = pipe_sync(im, NULL, NULL, err);
         if (rc != EDDY_OK)
             return rc;
@@ -188,11 +208,25 @@ static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
     }
     char name[32];
     bool fresh = false;
-    int rc = eddyi_pg_stmt_name(im->writer, sql, false, name, &fresh, err);
+    int rc = eddyi_pg_stmt_name(im->writer, sql, dynamic, name, &fresh, err);
     if (rc != EDDY_OK)
         return rc;
     bool sent = true;
-    if (fresh) {
+    if (im->writer->evicted) {
+        /* The statement whose cache slot was just taken: deallocated in
+         * the pipeline (it cannot fail in a sound transaction, and an
+         * aborted one sends nothing: pg_sql). */
+        char dealloc[48];
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE eddy_%u",
+                 im->writer->evicted);
+        im->writer->evicted = 0;
+        sent = PQsendQueryParams(c, dealloc, 0, NULL, NULL, NULL, NULL, 1) ==
+               1;
+        if (sent)
+            im->queue[im->nq++] = (pipe_entry){.kind = ENTRY_STMT,
+                                               .what = "DEALLOCATE"};
+    }
+    if (sent && fresh) {
         sent = PQsendPrepare(c, name, sql, p->n, p->types) == 1;
         if (sent) {
             pipe_entry *q = &im->queue[im->nq++];
@@ -204,7 +238,7 @@ static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
     }
     if (sent)
         sent = PQsendQueryPrepared(c, name, p->n, p->values, p->lengths,
-                                   p->formats, 1) == 1;
+                                   p->formats, p->text_results ? 0 : 1) == 1;
     if (!sent) {
         eddy_error e;
         rc = eddyi_pg_error(&im->pg, c, NULL, what, &e);
@@ -216,6 +250,12 @@ static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
                       .commit = sql == SQL_COMMIT, .what = what};
     snprintf(q->name, sizeof q->name, "%s", name);
     return EDDY_OK;
+}
+
+static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
+                     bool wanted, const char *what, eddy_error *err)
+{
+    return pipe_send_ex(im, sql, false, p, wanted, what, err);
 }
 
 /*
@@ -309,7 +349,8 @@ static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
     return rc;
 }
 
-/* BEGIN and the job's savepoint, when a statement is about to need them. */
+/* BEGIN and the savepoints asked for, when a statement is about to need
+ * them. */
 static int prelude(pg_impl *im, eddy_error *err)
 {
     int rc = EDDY_OK;
@@ -317,9 +358,11 @@ static int prelude(pg_impl *im, eddy_error *err)
         rc = pipe_send(im, SQL_BEGIN, NULL, false, "BEGIN", err);
         im->txn_sent = rc == EDDY_OK;
     }
-    if (rc == EDDY_OK && im->sp_pending && !im->sp_open) {
-        rc = pipe_send(im, SQL_SAVEPOINT, NULL, false, "SAVEPOINT", err);
-        im->sp_open = rc == EDDY_OK;
+    while (rc == EDDY_OK && im->sp_sent < im->sp_want) {
+        rc = pipe_send(im, SQL_SP[im->sp_sent][SP_BEGIN], NULL, false,
+                       "SAVEPOINT", err);
+        if (rc == EDDY_OK)
+            im->sp_sent++;
     }
     return rc;
 }
@@ -333,10 +376,22 @@ static int writer_connect(pg_impl *im, eddy_error *err);
  * restarted while the writer was idle), nothing of the transaction ever
  * reached the server: it is replayed once on a new connection.
  */
-static PGresult *write_stmt(pg_impl *im, const char *sql,
-                            const eddyi_pg_params *p, bool lock,
-                            const char *what, eddy_error *err)
+static PGresult *write_stmt_ex(pg_impl *im, const char *sql, bool dynamic,
+                               const eddyi_pg_params *p, bool lock,
+                               const char *what, eddy_error *err)
 {
+    if (im->aborted && !im->broken) {
+        /* PostgreSQL would answer "current transaction is aborted": say
+         * why, and what to do. */
+        eddyi_error(err, EDDY_ESTATE,
+                    "PostgreSQL %s: %s: an earlier statement of this "
+                    "transaction failed, and PostgreSQL runs nothing more "
+                    "until its savepoint is rolled back: return that error "
+                    "(the store rolls the job back), or run the statement "
+                    "that may fail in a savepoint of its own",
+                    im->pg.where, what);
+        return NULL;
+    }
     for (int attempt = 0;; attempt++) {
         bool first = !im->txn_synced, lost = false;
         int rc = prelude(im, err);
@@ -350,28 +405,38 @@ static PGresult *write_stmt(pg_impl *im, const char *sql,
                            err);
             if (rc == EDDY_OK) {
                 im->locked = true;
-                im->lock_in_sp = im->sp_open;
+                im->lock_level = im->sp_sent;
             }
         }
         PGresult *r = NULL;
         if (rc == EDDY_OK)
-            rc = pipe_send(im, sql, p, true, what, err);
+            rc = pipe_send_ex(im, sql, dynamic, p, true, what, err);
         if (rc == EDDY_OK)
             rc = pipe_sync(im, &r, &lost, err);
         if (rc == EDDY_OK) {
             im->txn_synced = true;
             return r;
         }
+        if (!lost && !im->broken)
+            im->aborted = true; /* the statement itself failed */
         if (!(lost && first && attempt == 0))
             return NULL;
         /* Start the transaction again on a new connection. */
-        im->txn_sent = im->sp_open = im->locked = im->lock_in_sp = false;
+        im->txn_sent = im->locked = false;
+        im->sp_sent = im->lock_level = 0;
         im->broken = EDDY_OK;
         if (writer_connect(im, err) != EDDY_OK) {
             mark_broken(im, err ? err->code : EDDY_ECONNECT, err);
             return NULL;
         }
     }
+}
+
+static PGresult *write_stmt(pg_impl *im, const char *sql,
+                            const eddyi_pg_params *p, bool lock,
+                            const char *what, eddy_error *err)
+{
+    return write_stmt_ex(im, sql, false, p, lock, what, err);
 }
 
 /* ---- the writer connection -------------------------------------------------- */
@@ -400,8 +465,8 @@ static int writer_setup(pg_impl *im, eddyi_pg_conn *c, eddy_error *err)
 
 static void txn_reset(pg_impl *im)
 {
-    im->txn_sent = im->txn_synced = im->sp_pending = im->sp_open = false;
-    im->locked = im->lock_in_sp = false;
+    im->txn_sent = im->txn_synced = im->locked = im->aborted = false;
+    im->sp_want = im->sp_sent = im->lock_level = 0;
     im->broken = EDDY_OK;
     im->nq = 0;
 }
@@ -488,49 +553,85 @@ static void pg_write_rollback(void *impl)
     txn_reset(im);
 }
 
-/* Savepoints: depth 0 is a job's own (sent only when a statement needs
- * it); nested ones (depth > 0) come with the state operations. */
+/*
+ * Savepoints: depth 0 is a job's own, 1, 2, ... nest inside it
+ * (eddyi_txn_savepoint). None is sent before a statement needs it (prelude),
+ * so a job or an item that writes nothing costs nothing; releasing or
+ * rolling back one that was never sent sends nothing either.
+ */
 static int pg_savepoint(void *impl, int depth, eddy_error *err)
 {
     pg_impl *im = impl;
-    if (depth > 0)
-        return eddyi_error(err, EDDY_EUNSUPPORTED, "nested savepoints are not "
-                           "supported by the PostgreSQL store yet");
+    if (depth < 0 || depth >= SP_DEPTHS || depth != im->sp_want)
+        return eddyi_error(err, EDDY_EINVAL, "savepoint depth %d (%d open, "
+                           "at most %d)", depth, im->sp_want, SP_DEPTHS);
     if (im->broken)
         return broken_error(im, err);
-    im->sp_pending = true;
-    im->sp_open = im->lock_in_sp = false;
+    if (im->aborted)
+        return eddyi_error(err, EDDY_ESTATE, "PostgreSQL %s: a savepoint "
+                           "cannot begin after a failed statement (roll back "
+                           "first)", im->pg.where);
+    im->sp_want = depth + 1;
     return EDDY_OK;
 }
 
-static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
+/* Forgets savepoint `depth` and those inside it, after a release or a
+ * rollback. */
+static void sp_forget(pg_impl *im, int depth, bool rolled_back)
 {
-    pg_impl *im = impl;
-    if (depth > 0)
-        return eddyi_error(err, EDDY_EUNSUPPORTED, "nested savepoints are not "
-                           "supported by the PostgreSQL store yet");
-    int rc = EDDY_OK;
-    if (im->sp_open)
-        rc = pipe_send(im, SQL_RELEASE, NULL, false, "RELEASE", err);
-    else if (im->broken)
-        rc = broken_error(im, err);
-    im->sp_pending = im->sp_open = im->lock_in_sp = false;
-    return rc;
+    if (im->locked && im->lock_level > depth) {
+        /* A lock taken inside the savepoint is released with its rollback,
+         * and belongs to the enclosing level after its release. */
+        if (rolled_back)
+            im->locked = false;
+        else
+            im->lock_level = depth;
+    }
+    if (im->sp_sent > depth)
+        im->sp_sent = depth;
+    im->sp_want = depth;
 }
 
 static void pg_savepoint_rollback(void *impl, int depth)
 {
     pg_impl *im = impl;
-    if (depth > 0)
+    if (depth < 0 || depth >= im->sp_want)
         return;
-    if (im->sp_open && !im->broken) {
-        pipe_send(im, SQL_ROLLBACK_TO, NULL, false, "ROLLBACK TO", NULL);
-        pipe_send(im, SQL_RELEASE, NULL, false, "RELEASE", NULL);
+    if (im->sp_sent > depth && !im->broken) {
+        pipe_send(im, SQL_SP[depth][SP_ROLLBACK], NULL, false, "ROLLBACK TO",
+                  NULL);
+        pipe_send(im, SQL_SP[depth][SP_RELEASE], NULL, false, "RELEASE",
+                  NULL);
+        im->aborted = false; /* the failed statement was inside */
     }
-    /* A lock taken in the savepoint is released with it. */
-    if (im->lock_in_sp)
-        im->locked = false;
-    im->sp_pending = im->sp_open = im->lock_in_sp = false;
+    sp_forget(im, depth, true);
+}
+
+static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
+{
+    pg_impl *im = impl;
+    if (depth < 0 || depth >= im->sp_want)
+        return eddyi_error(err, EDDY_ESTATE, "no savepoint %d to release",
+                           depth);
+    if (im->broken) {
+        sp_forget(im, depth, true);
+        return broken_error(im, err);
+    }
+    if (im->aborted && im->sp_sent > depth) {
+        /* The caller went on after a failed statement: what it wrote in
+         * the savepoint cannot be kept. */
+        pg_savepoint_rollback(im, depth);
+        return eddyi_error(err, EDDY_ESTATE, "PostgreSQL %s: a statement "
+                           "failed inside this savepoint and the error was "
+                           "not returned; its writes were rolled back",
+                           im->pg.where);
+    }
+    int rc = EDDY_OK;
+    if (im->sp_sent > depth)
+        rc = pipe_send(im, SQL_SP[depth][SP_RELEASE], NULL, false, "RELEASE",
+                       err);
+    sp_forget(im, depth, false);
+    return rc;
 }
 
 static void *pg_write_native(void *impl)
@@ -552,6 +653,7 @@ static void *pg_write_native(void *impl)
 /* The arrays of one append statement. */
 typedef struct arrays {
     eddyi_pg_buf ids, types, times, payloads;
+    eddyi_pg_buf attrs[4]; /* correlation, causation, source, subject */
 } arrays;
 
 static void arrays_free(arrays *a)
@@ -560,6 +662,19 @@ static void arrays_free(arrays *a)
     eddyi_pg_buf_free(&a->types);
     eddyi_pg_buf_free(&a->times);
     eddyi_pg_buf_free(&a->payloads);
+    for (int k = 0; k < 4; k++)
+        eddyi_pg_buf_free(&a->attrs[k]);
+}
+
+/* The envelope attributes written as columns (store schema 2). */
+static const char *event_attr(const eddy_event *ev, int k)
+{
+    switch (k) {
+    case 0: return eddy_event_correlation_id(ev);
+    case 1: return eddy_event_causation_id(ev);
+    case 2: return eddy_event_source(ev);
+    default: return eddy_event_subject(ev);
+    }
 }
 
 /* Builds the arrays of the events whose `pick` is set (all when NULL). */
@@ -574,6 +689,9 @@ static int arrays_build(arrays *a, const eddyi_pending *ev, size_t count,
     eddyi_pg_array_begin(&a->types, EDDYI_PG_TEXT, (int32_t)picked, false);
     eddyi_pg_array_begin(&a->times, EDDYI_PG_INT8, (int32_t)picked, nulls);
     eddyi_pg_array_begin(&a->payloads, EDDYI_PG_BYTEA, (int32_t)picked, false);
+    for (int k = 0; k < 4; k++)
+        eddyi_pg_array_begin(&a->attrs[k], EDDYI_PG_TEXT, (int32_t)picked,
+                             true);
     for (size_t i = 0; i < count; i++) {
         if (pick && !pick[i])
             continue;
@@ -589,8 +707,18 @@ static int arrays_build(arrays *a, const eddyi_pending *ev, size_t count,
             eddyi_pg_array_null(&a->times);
         }
         eddyi_pg_array_elem(&a->payloads, ev[i].payload, ev[i].len);
+        for (int k = 0; k < 4; k++) {
+            const char *v = event_attr(ev[i].event, k);
+            if (v)
+                eddyi_pg_array_elem(&a->attrs[k], v, strlen(v));
+            else
+                eddyi_pg_array_null(&a->attrs[k]);
+        }
     }
-    if (a->ids.failed || a->types.failed || a->times.failed ||
+    bool failed = false;
+    for (int k = 0; k < 4; k++)
+        failed |= a->attrs[k].failed;
+    if (failed || a->ids.failed || a->types.failed || a->times.failed ||
         a->payloads.failed) {
         arrays_free(a);
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
@@ -618,6 +746,9 @@ static int append_stmt(pg_impl *im, const char *stream_id, int64_t expected,
     eddyi_pg_param_bin(&p, a->types.p, a->types.n, EDDYI_PG_TEXT_ARRAY);
     eddyi_pg_param_bin(&p, a->times.p, a->times.n, EDDYI_PG_INT8_ARRAY);
     eddyi_pg_param_bin(&p, a->payloads.p, a->payloads.n, EDDYI_PG_BYTEA_ARRAY);
+    for (int k = 0; k < 4; k++)
+        eddyi_pg_param_bin(&p, a->attrs[k].p, a->attrs[k].n,
+                           EDDYI_PG_TEXT_ARRAY);
     PGresult *r = write_stmt(im, SQL_APPEND, &p, true, "appending events",
                              err);
     if (!r)
@@ -835,6 +966,75 @@ static int pg_snapshot_save(void *impl, const char *stream_id, int64_t version,
     return EDDY_OK;
 }
 
+/* ---- portable statements and reads inside the transaction ---------------- */
+
+/*
+ * The `sql` entry (backend.h): on the writer, inside the open group-commit
+ * transaction, after its BEGIN and savepoints (sent now if they were only
+ * asked for), in the pipeline with them: one round trip. On a reader: the
+ * pool (postgres_read.c). Parameters, rows and errors: postgres_sql.c.
+ */
+static int pg_sql(void *impl, eddyi_conn where, const char *sql,
+                  bool static_sql, const eddyi_value *params, size_t nparams,
+                  eddyi_row_fn fn, void *user, int64_t *changes,
+                  eddy_error *err)
+{
+    pg_impl *im = impl;
+    eddyi_pg_params p;
+    int rc = eddyi_pg_sql_params(sql, params, nparams, &p, err);
+    if (rc != EDDY_OK)
+        return rc;
+    char what[160];
+    eddyi_pg_sql_what(sql, what, sizeof what);
+    p.what = what;
+    PGresult *r = NULL;
+    if (where == EDDYI_ON_WRITER) {
+        if (im->pg.opts.read_only)
+            return eddyi_error(err, EDDY_ESTATE, "the store is open "
+                               "read-only");
+        r = write_stmt_ex(im, sql, !static_sql, &p, false, what, err);
+    } else {
+        r = eddyi_pg_read_exec(&im->pg, sql, !static_sql, &p, err);
+    }
+    if (!r)
+        return err && err->code ? err->code : EDDY_EIO;
+    rc = eddyi_pg_sql_rows(r, fn, user, changes, err);
+    PQclear(r);
+    return rc;
+}
+
+/* Reads on the writer (spec->on_writer: eddy_txn_read_stream) see the
+ * transaction's own appends; the others go to a reader. */
+static int pg_read_page(void *impl, const eddyi_read_spec *spec,
+                        int64_t start_key, size_t max_rows, size_t max_bytes,
+                        eddyi_row *rows, size_t *n, eddy_error *err)
+{
+    pg_impl *im = impl;
+    if (!spec->on_writer)
+        return eddyi_pg_read_page(impl, spec, start_key, max_rows, max_bytes,
+                                  rows, n, err);
+    *n = 0;
+    if (im->pg.opts.read_only)
+        return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
+    char *sql = NULL;
+    eddyi_pg_params p;
+    eddyi_pg_buf bufs[3];
+    int rc = eddyi_pg_page_query(spec, start_key, max_rows, max_bytes, &sql,
+                                 &p, bufs, err);
+    if (rc != EDDY_OK)
+        return rc;
+    PGresult *r = write_stmt_ex(im, sql, true, &p, false,
+                                "reading events in the transaction", err);
+    free(sql);
+    for (int i = 0; i < 3; i++)
+        eddyi_pg_buf_free(&bufs[i]);
+    if (!r)
+        return err && err->code ? err->code : EDDY_EIO;
+    rc = eddyi_pg_page_rows(r, max_rows, rows, n, err);
+    PQclear(r);
+    return rc;
+}
+
 /* ---- open / close / watch ------------------------------------------------ */
 
 static void pg_close(void *impl)
@@ -847,6 +1047,7 @@ static void pg_close(void *impl)
     eddyi_pg_pool_clear(&im->pg);
     pthread_mutex_destroy(&im->pg.pool_mu);
     free(im->pg.conninfo);
+    eddyi_pg_password_free(&im->pg);
     free(im);
 }
 
@@ -909,7 +1110,8 @@ const eddyi_backend eddyi_postgres_backend = {
     .append = pg_append,
     .snapshot_save = pg_snapshot_save,
     .write_native = pg_write_native,
-    .read_page = eddyi_pg_read_page,
+    .sql = pg_sql,
+    .read_page = pg_read_page,
     .head = eddyi_pg_head,
     .stream_version = eddyi_pg_stream_version,
     .streams_page = eddyi_pg_streams_page,

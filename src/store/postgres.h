@@ -8,6 +8,9 @@
  *   postgres_conn.c    connections: URL options, connecting and reconnecting
  *                      with backoff, statements, parameters, errors
  *   postgres_schema.c  the tables and their versioned migrations
+ *   postgres_sql.c     the portable statements (eddy/sql.h, the state
+ *                      operations of src/store/state_*.c): parameters,
+ *                      result rows, errors
  *   postgres_watch.c   the wake-up thread: LISTEN/NOTIFY, and a poll
  *
  * URL. "postgres://..." or "postgresql://..." is handed to libpq as it is
@@ -22,6 +25,16 @@
  *                       fallback when a notification is missed (connection
  *                       lost), or the only way with eddy_notify=off.
  *                       Default 1000 with NOTIFY, 100 without.
+ * and, as in transport URLs (eddy/transport.h), where the password comes
+ * from when it should not sit in the URL:
+ *   password_file=PATH  the password alone on the first line of PATH
+ *   password_env=NAME   the password in the environment variable NAME
+ * (libpq's own routes work too: user:password@ or password=, passfile=,
+ * PGPASSWORD, PGPASSFILE, service files). At most one of user:password@,
+ * password=, password_file= and password_env= may be given. A password is
+ * never copied into a message or a log line: messages name the server as
+ * "host:port/database", and errors about these keys name the file or the
+ * variable, never the value.
  * The tables live in the first schema of the connection's search_path (set
  * it with libpq's options=-csearch_path%3DNAME to share a database).
  *
@@ -44,10 +57,10 @@
  * Here a position is taken under a lock that is held until the commit is
  * visible:
  *   1. Before its first append, the writer's group-commit transaction takes
- *      pg_advisory_xact_lock(EDDYI_PG_LOCK_CLASS, OID of eddy_events), in a
- *      statement of its own (under READ COMMITTED the next statement's
- *      snapshot is taken after the lock was granted, so it sees every
- *      commit made before).
+ *      pg_advisory_xact_lock(EDDYI_PG_LOCK_CLASS, OID of the log table
+ *      `events`), in a statement of its own (under READ COMMITTED the next
+ *      statement's snapshot is taken after the lock was granted, so it
+ *      sees every commit made before).
  *   2. Each append statement reads max(position) and the stream's version
  *      and inserts at max+1, max+2, ... and version+1, ... Every writer of
  *      events (every eddy process, and the raw SQL of bench/store.c) does
@@ -100,6 +113,23 @@
  * connection was down is lost). The payload is only a hint of where the head
  * is; delivery still reads the log.
  *
+ * STATE OPERATIONS AND USER SQL (the backend's `sql` entry). On the writer
+ * a statement runs inside the open group-commit transaction, queued in the
+ * pipeline behind the BEGIN and the savepoints it needs (all sent lazily:
+ * a job that writes nothing sends nothing), so it costs one round trip;
+ * writer thread only, as every write_* function. On a reader it takes a
+ * pooled connection (autocommit; any thread). Nested savepoints (depth 1,
+ * 2, ... inside a job's depth 0) are named eddy_sp<depth> and sent lazily
+ * too; a rollback to one that was never sent sends nothing, and the append
+ * lock taken inside a savepoint that is rolled back is known to be gone.
+ * Reads inside the transaction (eddy_txn_read_stream) run the page query
+ * on the writer, so they see its own appends. A statement that fails
+ * aborts the PostgreSQL transaction up to the innermost savepoint sent:
+ * the writer remembers it and refuses later statements with a clear
+ * EDDY_ESTATE until that savepoint is rolled back (a release after an
+ * ignored failure rolls back instead and says so), where SQLite would have
+ * undone the one statement only (eddy/sql.h).
+ *
  * LIMITS. Each job of a group commit runs in a savepoint, which PostgreSQL
  * makes a subtransaction once it writes: a transaction of more than 64
  * writing jobs (thousands of small asynchronous appends committed together)
@@ -130,14 +160,18 @@
 
 /* The store schema version this eddy writes in PostgreSQL (its own count,
  * independent of the SQLite file's). */
-#define EDDYI_PG_SCHEMA_VERSION 1
+#define EDDYI_PG_SCHEMA_VERSION 2
 
 /* First key of eddy's advisory locks: 'eddy' in ASCII. The second key is the
- * OID of the store's eddy_events table (the append lock) or 0 (migrations,
+ * OID of the store's log table (events) (the append lock) or 0 (migrations,
  * database-wide). */
 #define EDDYI_PG_LOCK_CLASS 0x65646479
 
-#define EDDYI_PG_STMT_CACHE 32
+/* Prepared statements kept per connection: the log's and the state
+ * operations' statements (about 80 shapes) fit; an evicted statement is
+ * deallocated on the server before its slot is reused (evicted[]), so a
+ * program that runs ever new SQL does not grow the server's memory. */
+#define EDDYI_PG_STMT_CACHE 128
 
 /* One connection and its prepared statements. */
 typedef struct eddyi_pg_conn {
@@ -149,6 +183,8 @@ typedef struct eddyi_pg_conn {
         unsigned id;     /* prepared as "eddy_<id>" */
     } cache[EDDYI_PG_STMT_CACHE];
     unsigned next_id, next_evict;
+    unsigned evicted; /* id of an evicted statement still to deallocate
+                         (0: none) */
     struct eddyi_pg_conn *next_idle;
 } eddyi_pg_conn;
 
@@ -156,12 +192,15 @@ typedef struct eddyi_pg eddyi_pg;
 
 /* The shared part of the backend (postgres.c owns the rest). */
 struct eddyi_pg {
-    char *conninfo;          /* the URL without eddy_* options */
+    char *conninfo;          /* the URL without eddy's options */
+    char *password;          /* from password_file= / password_env=, or
+                                NULL (libpq's routes: the URL, passfile,
+                                PGPASSWORD, PGPASSFILE); wiped at close */
     char where[256];         /* "host:port/database", for messages */
     eddy_store_options opts;
     bool notify;             /* eddy_notify */
     int poll_ms;             /* eddy_poll_ms */
-    int32_t lock_key;        /* OID of eddy_events, as the lock's 2nd key */
+    int32_t lock_key;        /* OID of events, as the lock's 2nd key */
     char channel[64];        /* NOTIFY channel of this store */
     atomic_uint generation;  /* bumped when a dead connection is found */
     atomic_bool lost;        /* a loss was reported, no recovery yet */
@@ -172,15 +211,20 @@ struct eddyi_pg {
 
 /* ---- postgres_conn.c -------------------------------------------------- */
 
-/* Statement parameters: text ones as C strings, the rest binary. */
-#define EDDYI_PG_MAX_PARAMS 16
+/* Statement parameters: text ones as C strings, the rest binary (the
+ * portable statements of eddy/sql.h send every value as text: see
+ * postgres_sql.c). `text_results`: results in text format (default:
+ * binary). */
+#define EDDYI_PG_MAX_PARAMS 32
 typedef struct eddyi_pg_params {
     int n;
+    bool text_results;
+    const char *what; /* names the statement in errors (NULL: generic) */
     const char *values[EDDYI_PG_MAX_PARAMS];
     int lengths[EDDYI_PG_MAX_PARAMS];
     int formats[EDDYI_PG_MAX_PARAMS];
     Oid types[EDDYI_PG_MAX_PARAMS];
-    char ints[EDDYI_PG_MAX_PARAMS][8];
+    char ints[EDDYI_PG_MAX_PARAMS][32];
 } eddyi_pg_params;
 
 #define EDDYI_PG_INT4 23
@@ -190,6 +234,7 @@ typedef struct eddyi_pg_params {
 #define EDDYI_PG_TEXT_ARRAY 1009
 #define EDDYI_PG_INT8_ARRAY 1016
 #define EDDYI_PG_BYTEA_ARRAY 1001
+#define EDDYI_PG_FLOAT8 701
 
 void eddyi_pg_param_text(eddyi_pg_params *p, const char *s);
 void eddyi_pg_param_int8(eddyi_pg_params *p, int64_t v);
@@ -238,6 +283,9 @@ int eddyi_pg_parse_url(eddyi_pg *pg, const char *url, eddy_error *err);
 int eddyi_pg_connect(eddyi_pg *pg, const char *role, bool retry,
                      eddyi_pg_conn **out, eddy_error *err);
 void eddyi_pg_conn_free(eddyi_pg_conn *c);
+
+/* Wipes and frees pg->password (at close). */
+void eddyi_pg_password_free(eddyi_pg *pg);
 
 /* True when the connection is gone; records the loss (generation bump,
  * logged once). */
@@ -308,6 +356,41 @@ int eddyi_pg_snapshot_load(void *impl, const char *stream_id, int64_t *version,
                            int *schema_version, char **state, eddy_error *err);
 int eddyi_pg_info(void *impl, eddy_store_info *info, eddy_error *err);
 
+/* ---- postgres_sql.c ------------------------------------------------- */
+
+/* The parameters of a portable statement (eddy/sql.h) for libpq: typed by
+ * their letters, sent as text, results asked for in text. EDDY_EINVAL when
+ * there are too many. */
+int eddyi_pg_sql_params(const char *sql, const eddyi_value *v, size_t n,
+                        eddyi_pg_params *p, eddy_error *err);
+
+/* Hands the rows of `r` (a text-format result) to `fn` through the row
+ * view of backend.h, and its count of changed rows to `changes` (may be
+ * NULL). Returns EDDY_OK, fn's non-zero value, or EDDY_ENOMEM. */
+int eddyi_pg_sql_rows(const PGresult *r, eddyi_row_fn fn, void *user,
+                      int64_t *changes, eddy_error *err);
+
+/* The statement as errors name it: "\"SELECT ...\"" (cut at 120 bytes). */
+void eddyi_pg_sql_what(const char *sql, char *out, size_t cap);
+
+/* Runs one statement on a pooled reader connection (autocommit), once more
+ * on a new connection when the first turns out dead. Returns the result
+ * (PQclear it) or NULL with `err`. Any thread. */
+PGresult *eddyi_pg_read_exec(eddyi_pg *pg, const char *sql, bool dynamic,
+                             const eddyi_pg_params *p, eddy_error *err);
+
+/* The page query of a read (read_page) and its parameters: `*sql` is
+ * malloc'd, `bufs` (two) hold the arrays the parameters point into
+ * (eddyi_pg_buf_free both). EDDY_ENOMEM on failure, nothing to free. */
+int eddyi_pg_page_query(const eddyi_read_spec *spec, int64_t start_key,
+                        size_t max_rows, size_t max_bytes, char **sql,
+                        eddyi_pg_params *p, eddyi_pg_buf bufs[3],
+                        eddy_error *err);
+
+/* Decodes the rows of a page result into `rows` (read_page). */
+int eddyi_pg_page_rows(const PGresult *r, size_t max_rows, eddyi_row *rows,
+                       size_t *n, eddy_error *err);
+
 /* ---- postgres_schema.c ------------------------------------------------ */
 
 /*
@@ -322,7 +405,7 @@ int eddyi_pg_migrate(eddyi_pg *pg, eddyi_pg_conn *c, eddy_error *err);
  * (EDDY_ENOTFOUND: no store; EDDY_EVERSION: older or newer). */
 int eddyi_pg_schema_check(eddyi_pg *pg, eddyi_pg_conn *c, eddy_error *err);
 
-/* Reads the OID of eddy_events into pg->lock_key and pg->channel. */
+/* Reads the OID of events into pg->lock_key and pg->channel. */
 int eddyi_pg_store_ids(eddyi_pg *pg, eddyi_pg_conn *c, eddy_error *err);
 
 /* ---- postgres_watch.c ------------------------------------------------- */

@@ -4,6 +4,7 @@
  * once), prepared statements, binary parameters and errors. See postgres.h.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,88 @@ static bool parse_bool(const char *v, bool *out)
     return false;
 }
 
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes `v` in place (a bad escape is kept as it is). */
+static void pct_decode(char *v)
+{
+    char *o = v;
+    for (char *p = v; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval((unsigned char)p[1])) >= 0 &&
+            (lo = hexval((unsigned char)p[2])) >= 0 && (hi || lo)) {
+            *o++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = 0;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        volatile char *v = s;
+        while (*v)
+            *v++ = 0;
+        free(s);
+    }
+}
+
+/* The password of password_file=PATH (`is_file`) or password_env=NAME:
+ * malloc'd in *out, or an error naming the file or variable. */
+static int password_from(bool is_file, const char *where, char **out,
+                         eddy_error *err)
+{
+    if (!is_file) {
+        const char *v = getenv(where);
+        if (!v || !*v)
+            return eddyi_error(err, EDDY_EINVAL, "store URL: password_env=%s: "
+                               "the environment variable %s is %s", where,
+                               where, v ? "empty" : "not set");
+        return (*out = eddyi_strdup(v)) ? EDDY_OK
+                                        : eddyi_error(err, EDDY_ENOMEM,
+                                                      "out of memory");
+    }
+    FILE *f = fopen(where, "r");
+    if (!f) {
+        char why[128];
+        strerror_r(errno, why, sizeof why);
+        return eddyi_error(err, EDDY_EINVAL, "store URL: password_file %s: "
+                           "cannot open: %s", where, why);
+    }
+    char line[1024];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    int c = got ? fgetc(f) : EOF;
+    fclose(f);
+    size_t len = got ? strlen(line) : 0;
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
+                   line[len - 1] == ' ' || line[len - 1] == '\t'))
+        line[--len] = 0;
+    bool more = c != EOF && c != '\n';
+    int rc = EDDY_OK;
+    if (len == 0 || more)
+        rc = eddyi_error(err, EDDY_EINVAL, "store URL: password_file %s: "
+                         "expected the password alone on one line, found %s",
+                         where, len ? "more" : "an empty file");
+    else if (!(*out = eddyi_strdup(line)))
+        rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    volatile char *v = line;
+    for (size_t i = 0; i < sizeof line; i++)
+        v[i] = 0;
+    return rc;
+}
+
 /* Applies one eddy_ option ("key=value", NUL-terminated). */
 static int eddy_option(eddyi_pg *pg, const char *kv, bool *poll_set,
                        eddy_error *err)
@@ -189,8 +272,31 @@ static int eddy_option(eddyi_pg *pg, const char *kv, bool *poll_set,
     }
     return eddyi_error(err, EDDY_EINVAL,
                        "store URL: unknown option %.*s (eddy's own options "
-                       "are eddy_notify and eddy_poll_ms)",
+                       "are eddy_notify, eddy_poll_ms, password_file and "
+                       "password_env)",
                        (int)(klen > 64 ? 64 : klen), kv);
+}
+
+/* Whether the URL itself holds a password: user:password@ in its
+ * authority, or a password= key. */
+static bool password_given(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    const char *q = strchr(url, '?');
+    if (auth && (!q || auth < q)) {
+        auth += 3;
+        const char *end = auth + strcspn(auth, "/?#");
+        const char *at = NULL;
+        for (const char *c = auth; c < end; c++)
+            if (*c == '@')
+                at = c;
+        if (at && memchr(auth, ':', (size_t)(at - auth)))
+            return true;
+    }
+    for (const char *k = q; k; k = strchr(k + 1, '&'))
+        if (!strncmp(k + 1, "password=", 9))
+            return true;
+    return false;
 }
 
 int eddyi_pg_parse_url(eddyi_pg *pg, const char *url, eddy_error *err)
@@ -222,6 +328,20 @@ int eddyi_pg_parse_url(eddyi_pg *pg, const char *url, eddy_error *err)
                 rc = eddy_option(pg, part, &poll_set, err);
                 continue;
             }
+            bool pw_file = !strncmp(part, "password_file=", 14);
+            if (pw_file || !strncmp(part, "password_env=", 13)) {
+                char *v = strchr(part, '=') + 1;
+                pct_decode(v);
+                if (pg->password || password_given(url))
+                    rc = eddyi_error(err, EDDY_EINVAL,
+                                     "store URL: the password is given more "
+                                     "than once (user:password@, password=, "
+                                     "password_file=, password_env=); give "
+                                     "one of them");
+                else
+                    rc = password_from(pw_file, v, &pg->password, err);
+                continue;
+            }
             out[n++] = first ? '?' : '&';
             first = false;
             size_t plen = strlen(part);
@@ -233,6 +353,8 @@ int eddyi_pg_parse_url(eddyi_pg *pg, const char *url, eddy_error *err)
     free(query);
     if (rc != EDDY_OK) {
         free(out);
+        wipe_free(pg->password);
+        pg->password = NULL;
         return rc;
     }
     if (!poll_set)
@@ -279,8 +401,10 @@ static PGconn *connect_once(eddyi_pg *pg, const char *role)
      * dead within about 25 s instead of hours); after: eddy's needs. */
     const char *kw[] = {"connect_timeout", "keepalives_idle",
                         "keepalives_interval", "keepalives_count", "dbname",
-                        "fallback_application_name", "client_encoding", NULL};
-    const char *val[] = {"10", "10", "5", "3", pg->conninfo, app, "UTF8", NULL};
+                        "fallback_application_name", "client_encoding",
+                        pg->password ? "password" : NULL, NULL};
+    const char *val[] = {"10", "10", "5", "3", pg->conninfo, app, "UTF8",
+                         pg->password, NULL};
     return PQconnectdbParams(kw, val, 1);
 }
 
@@ -341,6 +465,12 @@ int eddyi_pg_connect(eddyi_pg *pg, const char *role, bool retry,
         sleep_ms(backoff);
         backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
     }
+}
+
+void eddyi_pg_password_free(eddyi_pg *pg)
+{
+    wipe_free(pg->password);
+    pg->password = NULL;
 }
 
 void eddyi_pg_conn_free(eddyi_pg_conn *c)
@@ -413,6 +543,7 @@ int eddyi_pg_stmt_name(eddyi_pg_conn *c, const char *sql, bool dynamic,
     if (slot < 0) {
         slot = (int)(c->next_evict++ % EDDYI_PG_STMT_CACHE);
         free(c->cache[slot].sql);
+        c->evicted = c->cache[slot].id; /* the caller deallocates it */
     }
     c->cache[slot].key = dynamic ? NULL : sql;
     c->cache[slot].sql = copy;
@@ -452,6 +583,10 @@ int eddyi_pg_error(eddyi_pg *pg, PGconn *c, const PGresult *r,
         code = EDDY_EBUSY; /* lock timeout, deadlock, serialization */
     else if (state && (!strncmp(state, "57P", 3) || !strncmp(state, "08", 2)))
         code = EDDY_ECONNECT; /* server shutting down, connection errors */
+    else if (state && !strcmp(state, "23505"))
+        code = EDDY_EEXIST; /* unique or primary key, as on SQLite */
+    else if (state && !strncmp(state, "23", 2))
+        code = EDDY_EINVAL; /* not null, check, foreign key */
     if (code == EDDY_EBUSY && !strcmp(state, "55P03"))
         return eddyi_error(err, code,
                            "PostgreSQL %s: %s: waited more than %d ms for a "
@@ -474,10 +609,19 @@ PGresult *eddyi_pg_exec(eddyi_pg *pg, eddyi_pg_conn *c, const char *sql,
     bool fresh = false;
     if (eddyi_pg_stmt_name(c, sql, dynamic, name, &fresh, err) != EDDY_OK)
         return NULL;
+    if (c->evicted) {
+        /* An idle connection in autocommit: a failure here (the
+         * connection is gone) shows in the statement below. */
+        char dealloc[48];
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE eddy_%u", c->evicted);
+        c->evicted = 0;
+        PQclear(PQexec(c->pg, dealloc));
+    }
     if (fresh) {
         PGresult *r = PQprepare(c->pg, name, sql, p->n, p->types);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            eddyi_pg_error(pg, c->pg, r, "preparing a statement", err);
+            eddyi_pg_error(pg, c->pg, r,
+                           p->what ? p->what : "preparing a statement", err);
             PQclear(r);
             eddyi_pg_stmt_forget(c, name);
             return NULL;
@@ -485,11 +629,12 @@ PGresult *eddyi_pg_exec(eddyi_pg *pg, eddyi_pg_conn *c, const char *sql,
         PQclear(r);
     }
     PGresult *r = PQexecPrepared(c->pg, name, p->n, p->values, p->lengths,
-                                 p->formats, 1);
+                                 p->formats, p->text_results ? 0 : 1);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
-    eddyi_pg_error(pg, c->pg, r, "running a statement", err);
+    eddyi_pg_error(pg, c->pg, r, p->what ? p->what : "running a statement",
+                   err);
     PQclear(r);
     return NULL;
 }

@@ -25,14 +25,16 @@ static const char SQL_STREAMS_PAGE[] =
     "SELECT stream_id, version FROM eddy_streams WHERE stream_id > $1 "
     "ORDER BY stream_id LIMIT $2";
 static const char SQL_INFO[] =
-    "SELECT (SELECT COALESCE(max(position), 0) FROM eddy_events),"
+    "SELECT (SELECT COALESCE(max(position), 0) FROM events),"
     " (SELECT count(*) FROM eddy_streams),"
     " (SELECT count(*) FROM eddy_snapshots),"
     " (SELECT value::bigint FROM eddy_meta"
     "  WHERE key = 'eddy_schema_version'),"
     " (SELECT sum(pg_total_relation_size(t))::bigint FROM unnest(ARRAY["
-    "  'eddy_events', 'eddy_streams', 'eddy_snapshots',"
-    "  'eddy_meta']::regclass[]) AS t)";
+    "  'events', 'eddy_streams', 'eddy_snapshots', 'eddy_meta',"
+    "  'eddy_checkpoints', 'eddy_retries', 'eddy_dead_letters', 'eddy_inbox',"
+    "  'eddy_outbox', 'eddy_projections', 'eddy_sagas', 'eddy_saga_commands',"
+    "  'eddy_saga_timeouts', 'eddy_subscriptions']::regclass[]) AS t)";
 
 /* ---- the pool -------------------------------------------------------------- */
 
@@ -76,8 +78,8 @@ void eddyi_pg_pool_put(eddyi_pg *pg, eddyi_pg_conn *c)
 
 /* Runs one read statement on a pooled connection; once more on a new
  * connection when the first one turns out dead. */
-static PGresult *read_exec(eddyi_pg *pg, const char *sql, bool dynamic,
-                           const eddyi_pg_params *p, eddy_error *err)
+PGresult *eddyi_pg_read_exec(eddyi_pg *pg, const char *sql, bool dynamic,
+                             const eddyi_pg_params *p, eddy_error *err)
 {
     for (int attempt = 0;; attempt++) {
         eddy_error e = {0};
@@ -108,7 +110,7 @@ static int read_int(eddyi_pg *pg, const char *sql, const char *text_param,
     eddyi_pg_params p = {0};
     if (text_param)
         eddyi_pg_param_text(&p, text_param);
-    PGresult *r = read_exec(pg, sql, false, &p, err);
+    PGresult *r = eddyi_pg_read_exec(pg, sql, false, &p, err);
     if (!r)
         return err ? err->code : EDDY_EIO;
     *out = PQntuples(r) > 0 ? eddyi_pg_int(r, 0, 0) : 0;
@@ -119,11 +121,14 @@ static int read_int(eddyi_pg *pg, const char *sql, const char *text_param,
 /*
  * The page query for `spec`: the rows of one page in key order, cut where
  * the payloads before a row reach the byte budget (a window sum, so a page
- * of large events never comes back whole).
+ * of large events never comes back whole). Type prefixes are text ranges
+ * (type > prefix AND type < its end, as on SQLite), compared in the "C"
+ * collation, byte order, as the type column is: given as two arrays, so
+ * any number of them is one statement shape.
  */
 static char *page_sql(const eddyi_read_spec *spec)
 {
-    size_t cap = 1024;
+    size_t cap = 1536;
     char *sql = malloc(cap);
     if (!sql)
         return NULL;
@@ -135,14 +140,27 @@ static char *page_sql(const eddyi_read_spec *spec)
         "SELECT position, stream_id, stream_version, recorded_us, payload "
         "FROM (SELECT *, sum(octet_length(payload)) OVER (ORDER BY %s %s) - "
         "octet_length(payload) AS before FROM (SELECT position, stream_id, "
-        "stream_version, recorded_us, payload FROM eddy_events WHERE ",
+        "stream_version, recorded_us, payload FROM events WHERE ",
         key, dir);
     if (spec->stream_id)
         n += (size_t)snprintf(sql + n, cap - n, "stream_id = $%d AND ", k++);
     n += (size_t)snprintf(sql + n, cap - n, "%s %s $%d", key,
                           spec->descending ? "<=" : ">=", k++);
-    if (spec->type_count)
-        n += (size_t)snprintf(sql + n, cap - n, " AND type = ANY($%d)", k++);
+    if (spec->type_count || spec->prefix_count) {
+        n += (size_t)snprintf(sql + n, cap - n, " AND (");
+        if (spec->type_count)
+            n += (size_t)snprintf(sql + n, cap - n, "type = ANY($%d)", k++);
+        if (spec->prefix_count) {
+            n += (size_t)snprintf(
+                sql + n, cap - n,
+                "%sEXISTS (SELECT 1 FROM unnest($%d::text[], $%d::text[]) "
+                "AS r(lo, hi) WHERE type > r.lo COLLATE \"C\" AND "
+                "type < r.hi COLLATE \"C\")",
+                spec->type_count ? " OR " : "", k, k + 1);
+            k += 2;
+        }
+        n += (size_t)snprintf(sql + n, cap - n, ")");
+    }
     if (spec->from_time_us)
         n += (size_t)snprintf(sql + n, cap - n, " AND time_us >= $%d", k++);
     if (spec->to_time_us)
@@ -164,53 +182,64 @@ static char *page_sql(const eddyi_read_spec *spec)
     return sql;
 }
 
-int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
-                        int64_t start_key, size_t max_rows, size_t max_bytes,
-                        eddyi_row *rows, size_t *n, eddy_error *err)
+static void text_array(eddyi_pg_buf *b, char *const *items, size_t count)
 {
-    eddyi_pg *pg = impl;
-    *n = 0;
-    if (spec->prefix_count || spec->on_writer)
-        return eddyi_error(err, EDDY_EUNSUPPORTED,
-                           "the PostgreSQL store does not read by type "
-                           "pattern or inside a transaction yet");
-    char *sql = page_sql(spec);
-    if (!sql)
+    eddyi_pg_array_begin(b, EDDYI_PG_TEXT, (int32_t)count, false);
+    for (size_t i = 0; i < count; i++)
+        eddyi_pg_array_elem(b, items[i], strlen(items[i]));
+}
+
+int eddyi_pg_page_query(const eddyi_read_spec *spec, int64_t start_key,
+                        size_t max_rows, size_t max_bytes, char **sql,
+                        eddyi_pg_params *p, eddyi_pg_buf bufs[3],
+                        eddy_error *err)
+{
+    memset(p, 0, sizeof *p);
+    memset(bufs, 0, 3 * sizeof *bufs);
+    if (!(*sql = page_sql(spec)))
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    eddyi_pg_buf types = {0};
-    eddyi_pg_params p = {0};
     if (spec->stream_id)
-        eddyi_pg_param_text(&p, spec->stream_id);
-    eddyi_pg_param_int8(&p, start_key);
+        eddyi_pg_param_text(p, spec->stream_id);
+    eddyi_pg_param_int8(p, start_key);
     if (spec->type_count) {
-        eddyi_pg_array_begin(&types, EDDYI_PG_TEXT, (int32_t)spec->type_count,
-                             false);
-        for (size_t i = 0; i < spec->type_count; i++)
-            eddyi_pg_array_elem(&types, spec->types[i], strlen(spec->types[i]));
-        eddyi_pg_param_bin(&p, types.p, types.n, EDDYI_PG_TEXT_ARRAY);
+        text_array(&bufs[0], spec->types, spec->type_count);
+        eddyi_pg_param_bin(p, bufs[0].p, bufs[0].n, EDDYI_PG_TEXT_ARRAY);
+    }
+    if (spec->prefix_count) {
+        text_array(&bufs[1], spec->prefixes, spec->prefix_count);
+        text_array(&bufs[2], spec->prefix_ends, spec->prefix_count);
+        eddyi_pg_param_bin(p, bufs[1].p, bufs[1].n, EDDYI_PG_TEXT_ARRAY);
+        eddyi_pg_param_bin(p, bufs[2].p, bufs[2].n, EDDYI_PG_TEXT_ARRAY);
     }
     if (spec->from_time_us)
-        eddyi_pg_param_int8(&p, spec->from_time_us);
+        eddyi_pg_param_int8(p, spec->from_time_us);
     if (spec->to_time_us)
-        eddyi_pg_param_int8(&p, spec->to_time_us);
+        eddyi_pg_param_int8(p, spec->to_time_us);
     if (spec->min_position)
-        eddyi_pg_param_int8(&p, spec->min_position);
+        eddyi_pg_param_int8(p, spec->min_position);
     if (spec->max_position)
-        eddyi_pg_param_int8(&p, spec->max_position);
+        eddyi_pg_param_int8(p, spec->max_position);
     if (spec->event_id)
-        eddyi_pg_param_text(&p, spec->event_id);
-    eddyi_pg_param_int8(&p, (int64_t)max_rows);
-    eddyi_pg_param_int8(&p, (int64_t)max_bytes);
-    PGresult *r = NULL;
+        eddyi_pg_param_text(p, spec->event_id);
+    eddyi_pg_param_int8(p, (int64_t)max_rows);
+    eddyi_pg_param_int8(p, (int64_t)max_bytes);
+    if (bufs[0].failed || bufs[1].failed || bufs[2].failed) {
+        for (int i = 0; i < 3; i++)
+            eddyi_pg_buf_free(&bufs[i]);
+        free(*sql);
+        *sql = NULL;
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
+    return EDDY_OK;
+}
+
+int eddyi_pg_page_rows(const PGresult *r, size_t max_rows, eddyi_row *rows,
+                       size_t *n, eddy_error *err)
+{
     int rc = EDDY_OK;
-    if (types.failed)
-        rc = eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    else if (!(r = read_exec(pg, sql, true, &p, err)))
-        rc = err ? err->code : EDDY_EIO;
-    free(sql);
-    eddyi_pg_buf_free(&types);
-    int nrows = r ? PQntuples(r) : 0;
-    for (int i = 0; rc == EDDY_OK && i < nrows && *n < max_rows; i++) {
+    *n = 0;
+    int nrows = PQntuples(r);
+    for (int i = 0; i < nrows && *n < max_rows; i++) {
         eddyi_row *row = &rows[*n];
         row->position = eddyi_pg_int(r, i, 0);
         row->stream_version = eddyi_pg_int(r, i, 2);
@@ -234,11 +263,34 @@ int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
         }
         (*n)++;
     }
-    PQclear(r);
     if (rc != EDDY_OK) {
         eddyi_rows_clear(rows, *n);
         *n = 0;
     }
+    return rc;
+}
+
+int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
+                       int64_t start_key, size_t max_rows, size_t max_bytes,
+                       eddyi_row *rows, size_t *n, eddy_error *err)
+{
+    eddyi_pg *pg = impl;
+    *n = 0;
+    char *sql = NULL;
+    eddyi_pg_params p;
+    eddyi_pg_buf bufs[3];
+    int rc = eddyi_pg_page_query(spec, start_key, max_rows, max_bytes, &sql,
+                                 &p, bufs, err);
+    if (rc != EDDY_OK)
+        return rc;
+    PGresult *r = eddyi_pg_read_exec(pg, sql, true, &p, err);
+    free(sql);
+    for (int i = 0; i < 3; i++)
+        eddyi_pg_buf_free(&bufs[i]);
+    if (!r)
+        return err ? err->code : EDDY_EIO;
+    rc = eddyi_pg_page_rows(r, max_rows, rows, n, err);
+    PQclear(r);
     return rc;
 }
 
@@ -262,7 +314,7 @@ int eddyi_pg_streams_page(void *impl, const char *after, size_t max,
     eddyi_pg_params p = {0};
     eddyi_pg_param_text(&p, after ? after : "");
     eddyi_pg_param_int8(&p, (int64_t)max);
-    PGresult *r = read_exec(pg, SQL_STREAMS_PAGE, false, &p, err);
+    PGresult *r = eddyi_pg_read_exec(pg, SQL_STREAMS_PAGE, false, &p, err);
     if (!r)
         return err ? err->code : EDDY_EIO;
     int rc = EDDY_OK;
@@ -289,7 +341,7 @@ int eddyi_pg_snapshot_load(void *impl, const char *stream_id,
 {
     eddyi_pg_params p = {0};
     eddyi_pg_param_text(&p, stream_id);
-    PGresult *r = read_exec(impl, SQL_SNAPSHOT_LOAD, false, &p, err);
+    PGresult *r = eddyi_pg_read_exec(impl, SQL_SNAPSHOT_LOAD, false, &p, err);
     if (!r)
         return err ? err->code : EDDY_EIO;
     int rc = EDDY_OK;
@@ -308,7 +360,7 @@ int eddyi_pg_snapshot_load(void *impl, const char *stream_id,
 
 int eddyi_pg_info(void *impl, eddy_store_info *info, eddy_error *err)
 {
-    PGresult *r = read_exec(impl, SQL_INFO, false, NULL, err);
+    PGresult *r = eddyi_pg_read_exec(impl, SQL_INFO, false, NULL, err);
     if (!r)
         return err ? err->code : EDDY_EIO;
     info->head = eddyi_pg_int(r, 0, 0);

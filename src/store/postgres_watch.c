@@ -29,7 +29,7 @@ struct eddyi_pg_watch {
 };
 
 const char eddyi_pg_sql_head[] =
-    "SELECT COALESCE(max(position), 0) FROM eddy_events";
+    "SELECT COALESCE(max(position), 0) FROM events";
 
 /* Reads the head on the watcher's connection and wakes with it. */
 static bool poll_head(eddyi_pg_watch *w, eddyi_pg_conn *c)

@@ -30,6 +30,7 @@ static int parse_params(const char *sql, const char *params, va_list ap,
         memset(v, 0, sizeof *v);
         switch (*p) {
         case 's':
+            v->declared = EDDYI_V_TEXT;
             v->s = va_arg(ap, const char *);
             if (v->s) {
                 v->kind = EDDYI_V_TEXT;
@@ -37,18 +38,22 @@ static int parse_params(const char *sql, const char *params, va_list ap,
             }
             break;
         case 'i':
+            v->declared = EDDYI_V_INT;
             v->kind = EDDYI_V_INT;
             v->i = va_arg(ap, int);
             break;
         case 'I':
+            v->declared = EDDYI_V_INT;
             v->kind = EDDYI_V_INT;
             v->i = va_arg(ap, int64_t);
             break;
         case 'b':
+            v->declared = EDDYI_V_INT;
             v->kind = EDDYI_V_INT;
             v->i = va_arg(ap, int) != 0;
             break;
         case 'f':
+            v->declared = EDDYI_V_REAL;
             v->kind = EDDYI_V_REAL;
             v->d = va_arg(ap, double);
             break;

@@ -356,7 +356,7 @@ eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
     }
     eddy_store *s = calloc(1, sizeof *s);
     if (!s) {
-        eddyi_error(err, EDDY_ENOMEM, "out of memory opening %s", url);
+        eddyi_error(err, EDDY_ENOMEM, "out of memory opening a store");
         return NULL;
     }
     if (opts)
