@@ -100,10 +100,12 @@ static const char *one_line(const char *s, char *buf, size_t width)
 
 static json_t *dead_letter_json(const eddy_dead_letter *dl)
 {
-    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i, s:s, s:i, s:o, s:o}",
+    json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:o, s:o}",
                           "id", (json_int_t)dl->id,
                           "handler", dl->handler,
                           "position", (json_int_t)dl->position,
+                          "event_id", dl->event_id,
+                          "event_type", dl->event_type,
                           "status", dl->status,
                           "error", dl->error ? dl->error : "",
                           "error_code", dl->error_code,
@@ -112,6 +114,11 @@ static json_t *dead_letter_json(const eddy_dead_letter *dl)
                           "first_failure", cli_json_time(dl->first_failure_us),
                           "last_failure", cli_json_time(dl->last_failure_us));
     if (o && dl->event && json_object_set_new(o, "event", eddy_event_to_json(dl->event))) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && dl->event_error &&
+        json_object_set_new(o, "event_error", json_string(dl->event_error))) {
         json_decref(o);
         return NULL;
     }
@@ -127,7 +134,7 @@ static int list_one(const eddy_dead_letter *dl, void *user)
     printf("%-6" PRId64 " %-20s %9" PRId64 " %8d  %-7s %-27s %-24s %s\n",
            dl->id, dl->handler, dl->position, dl->attempts, dl->status,
            time_text(dl->last_failure_us, last, sizeof last),
-           dl->event ? eddy_event_type(dl->event) : "?",
+           dl->event ? dl->event_type : "(damaged)",
            one_line(dl->error, err, sizeof err - 1));
     w->count++;
     return 0;
@@ -208,9 +215,11 @@ static int dlq_show(eddy_store *s, int64_t id, cli_format format)
     printf("first failure:  %s\n",
            time_text(dl->first_failure_us, first, sizeof first));
     printf("last failure:   %s\n", time_text(dl->last_failure_us, last, sizeof last));
+    printf("event id:       %s\n", dl->event_id);
+    printf("event type:     %s\n", dl->event_type);
+    if (dl->event_error)
+        printf("event:          (damaged) %s\n", dl->event_error);
     if (dl->event) {
-        printf("event id:       %s\n", eddy_event_id(dl->event));
-        printf("event type:     %s\n", eddy_event_type(dl->event));
         json_t *j = eddy_event_to_json(dl->event);
         char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
         json_decref(j);

@@ -226,7 +226,12 @@ int eddy_durable_redrive(eddy_durable *d, int64_t id, eddy_error *err);
 typedef struct eddy_dead_letter {
     int64_t id;               /* the dead letter's id (1, 2, ...) */
     const char *handler;      /* the subscription / handler name */
-    eddy_event *event;        /* the event that failed */
+    eddy_event *event;        /* the event that failed; NULL when its
+                                 stored copy does not decode (damaged
+                                 bytes): then `event_error` says why */
+    const char *event_id;     /* the event's id and type, kept beside it */
+    const char *event_type;
+    const char *event_error;  /* NULL, or why `event` is NULL */
     int64_t position;         /* its global position */
     int error_code;           /* the last error code */
     const char *error;        /* the last error message */
@@ -245,9 +250,10 @@ typedef int (*eddy_dead_letter_fn)(const eddy_dead_letter *dl, void *user);
  * id first. The rows are read on a reader connection (never queued behind
  * the writer; works on a store opened read-only), a page at a time, then
  * `fn` runs on the calling thread with no connection held (it may call
- * other eddy_dlq_* functions). Returns EDDY_OK, `fn`'s non-zero value,
- * EDDY_EPARSE (a stored event does not decode) or a store error.
- * Thread-safe.
+ * other eddy_dlq_* functions). A dead letter whose stored event does not
+ * decode is still listed, with `event` NULL and `event_error` saying why,
+ * so one damaged row hides no other. Returns EDDY_OK, `fn`'s non-zero
+ * value or a store error. Thread-safe.
  */
 int eddy_dlq_list(eddy_store *store, const char *handler,
                   eddy_dead_letter_fn fn, void *user, eddy_error *err);

@@ -545,15 +545,15 @@ static json_t *dead_letter_json(const eddy_dead_letter *dl, bool with_event)
 {
     char first[EDDY_TIME_STRLEN], last[EDDY_TIME_STRLEN];
     json_t *o = json_pack(
-        "{s:I, s:s, s:I, s:s, s:s, s:s, s:i, s:s, s:s, s:s?, s:s?}", "id",
+        "{s:I, s:s, s:I, s:s, s:s, s:s, s:i, s:s, s:s, s:s?, s:s?, s:s?}", "id",
         (json_int_t)dl->id, "handler", dl->handler, "position",
         (json_int_t)dl->position, "status", dl->status, "error",
         dl->error ? dl->error : "", "error_name", eddy_errname(dl->error_code),
         "attempts", dl->attempts, "first_failure",
         time_text(dl->first_failure_us, first, sizeof first), "last_failure",
         time_text(dl->last_failure_us, last, sizeof last), "type",
-        dl->event ? eddy_event_type(dl->event) : NULL, "event_id",
-        dl->event ? eddy_event_id(dl->event) : NULL);
+        dl->event_type, "event_id", dl->event_id, "event_error",
+        dl->event_error);
     if (o && with_event && dl->event)
         json_object_set_new(o, "event", eddy_event_to_json(dl->event));
     return o;
@@ -570,8 +570,7 @@ struct dlq_ctx {
 static int dlq_one(const eddy_dead_letter *dl, void *user)
 {
     struct dlq_ctx *c = user;
-    if (c->ntypes && (!dl->event || !eddyi_type_matches(c->types, c->ntypes,
-                                                        eddy_event_type(dl->event))))
+    if (c->ntypes && !eddyi_type_matches(c->types, c->ntypes, dl->event_type))
         return 0;
     if (c->since && dl->last_failure_us < c->since)
         return 0;

@@ -10,6 +10,7 @@
  * jobs. Runs on the calling thread; no thread of its own.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,10 @@ struct dl_row {
     char *handler;
     char *error;
     char *status;
+    char *event_id;
+    char *event_type;
     char *payload; /* until decoded */
+    char *event_error;
 };
 
 static void dl_row_clear(struct dl_row *r)
@@ -36,7 +40,10 @@ static void dl_row_clear(struct dl_row *r)
     free(r->handler);
     free(r->error);
     free(r->status);
+    free(r->event_id);
+    free(r->event_type);
     free(r->payload);
+    free(r->event_error);
     eddy_event_unref(r->view.event);
     memset(r, 0, sizeof *r);
 }
@@ -64,26 +71,39 @@ static int dl_row_copy(const eddyi_dl_row *in, struct dl_row *r)
     r->error = eddyi_strdup(in->error);
     r->status = eddyi_strdup(in->status);
     r->payload = eddyi_strdup(in->payload);
-    if (!r->handler || !r->error || !r->status || !r->payload) {
+    r->event_id = eddyi_strdup(in->event_id ? in->event_id : "");
+    r->event_type = eddyi_strdup(in->event_type ? in->event_type : "");
+    if (!r->handler || !r->error || !r->status || !r->payload || !r->event_id ||
+        !r->event_type) {
         dl_row_clear(r);
         return EDDY_ENOMEM;
     }
     r->view.handler = r->handler;
+    r->view.event_id = r->event_id;
+    r->view.event_type = r->event_type;
     r->view.error = r->error;
     r->view.status = r->status;
     return EDDY_OK;
 }
 
-/* Decodes the payload into the view's event (no connection held).
- * EDDY_EPARSE whatever the decoder said: the stored bytes are damaged. */
+/* Decodes the payload into the view's event (no connection held). Stored
+ * bytes that do not decode are damaged: the dead letter is still shown,
+ * with `event` NULL and the decoder's reason in `event_error`. EDDY_ENOMEM
+ * only when out of memory. */
 static int dl_row_decode(struct dl_row *r, eddy_error *err)
 {
     eddy_error e = {0};
     r->view.event = eddy_event_decode(r->payload, strlen(r->payload), &e);
-    if (!r->view.event)
-        return eddyi_error(err, EDDY_EPARSE,
-                           "dead letter %lld: stored event does not decode: "
-                           "%.300s", (long long)r->view.id, e.message);
+    if (!r->view.event) {
+        if (e.code == EDDY_ENOMEM)
+            return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        char why[EDDY_ERROR_MESSAGE_MAX + 40];
+        snprintf(why, sizeof why, "stored event does not decode: %s", e.message);
+        r->event_error = eddyi_strdup(why);
+        if (!r->event_error)
+            return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+        r->view.event_error = r->event_error;
+    }
     free(r->payload);
     r->payload = NULL;
     return EDDY_OK;

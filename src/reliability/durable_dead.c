@@ -162,10 +162,11 @@ static int redrive(eddy_durable *d, int64_t id, bool only_marked,
     char msg[MESSAGE_MAX];
     eddy_error le = {0};
     int rc = eddyi_dlq_load(d->store, id, d->name, &dl, &le);
-    if (rc == EDDY_EPARSE) {
+    if (rc == EDDY_OK && !dl->event) {
         /* Damaged: no handler can take it. Back to "dead" with the reason,
          * rather than marked for ever. */
-        snprintf(msg, sizeof msg, "%.360s", le.message);
+        rc = EDDY_EPARSE;
+        snprintf(msg, sizeof msg, "%.360s", dl->event_error);
     } else if (rc != EDDY_OK) {
         if (err)
             *err = le;

@@ -17,9 +17,9 @@
 /*
  * Loads dead letter `id` (limited to `subscription` unless NULL) into
  * `*out` (destructor: eddy_dead_letter_free), on a reader. Returns EDDY_OK,
- * EDDY_ENOTFOUND (with `err` naming the id and the subscription),
- * EDDY_EPARSE (its stored event does not decode) or a store error (`*out`
- * untouched). Thread-safe.
+ * EDDY_ENOTFOUND (with `err` naming the id and the subscription) or a
+ * store error (`*out` untouched). A stored event that does not decode
+ * leaves `event` NULL with `event_error` saying why. Thread-safe.
  */
 int eddyi_dlq_load(eddy_store *store, int64_t id, const char *subscription,
                    eddy_dead_letter **out, eddy_error *err);

@@ -80,6 +80,28 @@ expect retry_all out "0 dead letters marked for redrive"
 run purge_none 0 dlq purge --store "$STORE"
 expect purge_none out "0 dead letters deleted"
 
+# A dead letter whose stored event is damaged (bytes changed behind the
+# store's back) is listed and shown with what is known, and hides no other.
+if command -v sqlite3 >/dev/null; then
+    sqlite3 "$TMP/dlq.db" "INSERT INTO eddy_dead_letters(subscription, position, event_id,
+        event_type, payload, error_code, error, attempts, first_failure_us, last_failure_us)
+        VALUES ('h1', 1, 'e-damaged', 'order.placed', '{not json', 5, 'boom', 3, 1, 2),
+               ('h1', 2, 'e-fine', 'order.placed',
+                (SELECT payload FROM events WHERE position = 2), 5, 'boom', 3, 1, 2);"
+    run damaged_list 0 dlq list --store "$STORE"
+    expect damaged_list out "(damaged)"
+    [ "$(grep -c ' h1 ' "$TMP/damaged_list.out")" -eq 2 ] ||
+        fail "damaged_list: want both dead letters listed"
+    run damaged_show 0 dlq show 1 --store "$STORE"
+    expect damaged_show out "event id:       e-damaged"
+    expect damaged_show out "(damaged) stored event does not decode"
+    run damaged_jsonl 0 dlq list --store "$STORE" --format jsonl
+    expect damaged_jsonl out '"event_error":"stored event does not decode'
+    expect damaged_jsonl out '"event_id":"e-fine"'
+    run damaged_purge 0 dlq purge --store "$STORE"
+    expect damaged_purge out "2 dead letters deleted"
+fi
+
 # Usage errors.
 run no_action 2 dlq
 run bad_action 2 dlq frob --store "$STORE"
