@@ -136,6 +136,11 @@ static void test_urls(void **state)
     char *path = new_path("url");
     assert_null(eddy_store_open(path, &bad, &err));
     assert_int_equal(err.code, EDDY_EINVAL);
+    /* An event limit above what the decoders read back is refused. */
+    eddy_store_options huge = {.max_event_bytes = EDDY_EVENT_MAX_BYTES + 1};
+    assert_null(eddy_store_open(path, &huge, &err));
+    assert_int_equal(err.code, EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "max_event_bytes"));
 
     /* A bare path and a sqlite: URL open the same file. */
     eddy_store *s = eddy_store_open(path, NULL, &err);

@@ -691,6 +691,11 @@ static void test_bad_arguments(void **state)
     assert_null(eddy_transport_open("carrier-pigeon://x", NULL, &err));
     assert_int_equal(err.code, EDDY_EINVAL);
     assert_non_null(strstr(err.message, "carrier-pigeon"));
+    /* A message limit above what the decoders read back is refused. */
+    eddy_transport_options huge = {.max_message_bytes = EDDY_EVENT_MAX_BYTES + 1};
+    assert_null(eddy_transport_open("mem:huge", &huge, &err));
+    assert_int_equal(err.code, EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "max_message_bytes"));
     eddy_transport *t = open_t(NULL);
     eddy_transport_sub *sub = NULL;
     eddy_transport_sub_options o = {0};

@@ -123,7 +123,9 @@ typedef enum eddy_sync_mode {
 typedef struct eddy_store_options {
     eddy_sync_mode sync;      /* EDDY_SYNC_FULL by default */
     size_t max_event_bytes;   /* largest encoded event accepted;
-                                 0: EDDY_STORE_DEFAULT_MAX_EVENT_BYTES */
+                                 0: EDDY_STORE_DEFAULT_MAX_EVENT_BYTES; at
+                                 most EDDY_EVENT_MAX_BYTES (what every
+                                 decoder reads back), else EDDY_EINVAL */
     size_t max_batch_events;  /* group commit: most events the writer puts
                                  in one transaction (a single larger append
                                  still goes in whole, alone);

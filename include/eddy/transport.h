@@ -196,7 +196,9 @@ typedef struct eddy_transport_options {
     const char *topic_prefix;    /* NULL: the engine's ("events." /
                                     "events-") */
     size_t max_message_bytes;    /* largest encoded event published or
-                                    accepted; 0: ..._MAX_MESSAGE_BYTES */
+                                    accepted; 0: ..._MAX_MESSAGE_BYTES; at
+                                    most EDDY_EVENT_MAX_BYTES (what every
+                                    decoder reads back), else EDDY_EINVAL */
     int connect_timeout_ms;      /* 0: ..._TIMEOUT_MS */
     int timeout_ms;              /* longest wait for an engine's answer to
                                     one publish; 0: ..._TIMEOUT_MS */

@@ -369,6 +369,14 @@ eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
     }
     if (!s->opts.max_event_bytes)
         s->opts.max_event_bytes = EDDY_STORE_DEFAULT_MAX_EVENT_BYTES;
+    if (s->opts.max_event_bytes > EDDY_EVENT_MAX_BYTES) {
+        eddyi_error(err, EDDY_EINVAL,
+                    "max_event_bytes %zu is above EDDY_EVENT_MAX_BYTES (%zu): "
+                    "such events could be stored but never read back",
+                    s->opts.max_event_bytes, EDDY_EVENT_MAX_BYTES);
+        free(s);
+        return NULL;
+    }
     if (!s->opts.max_batch_events)
         s->opts.max_batch_events = EDDY_STORE_DEFAULT_MAX_BATCH_EVENTS;
     if (s->opts.busy_timeout_ms <= 0)

@@ -217,6 +217,13 @@ eddy_transport *eddyi_transport_prepare(const char *url,
     }
     if (!o->max_message_bytes)
         o->max_message_bytes = EDDY_TRANSPORT_DEFAULT_MAX_MESSAGE_BYTES;
+    if (o->max_message_bytes > EDDY_EVENT_MAX_BYTES) {
+        eddyi_error(err, EDDY_EINVAL,
+                    "transport options: max_message_bytes %zu is above "
+                    "EDDY_EVENT_MAX_BYTES (%zu), which no receiver decodes",
+                    o->max_message_bytes, EDDY_EVENT_MAX_BYTES);
+        goto fail;
+    }
     if (!o->connect_timeout_ms)
         o->connect_timeout_ms = EDDY_TRANSPORT_DEFAULT_TIMEOUT_MS;
     if (!o->timeout_ms)
