@@ -544,11 +544,13 @@ static void append_done(int rc, const eddy_append_result *result,
         eddy_metrics_end(eddy_metrics_series_get(srv->metrics, "http",
                                                  eddy_event_type(r->events[i])),
                          rc, dt);
+    /* No longer waiting for the writer: counted out before the answer can
+     * leave, so a client that got it and posts again finds the room. */
+    atomic_fetch_sub(&srv->pending_appends, 1);
     atomic_store_explicit(&r->append_state, EDDYI_APPEND_DONE,
                           memory_order_release);
     /* after this the request may be answered and freed at any moment */
     MHD_resume_connection(r->conn);
-    atomic_fetch_sub(&srv->pending_appends, 1);
 }
 
 /* Percent-encodes `id` for a URL path segment into `out`. */
@@ -591,7 +593,7 @@ static json_t *event_positions(eddyi_req *r)
             eddy_record rec;
             if (eddy_store_read_event(r->l->srv->store, id, &c, NULL) ==
                     EDDY_OK &&
-                eddy_cursor_next(c, &rec, NULL) > 0) {
+                eddy_cursor_next(c, &rec, NULL)) {
                 pos = rec.position;
                 ver = rec.stream_version;
             }
