@@ -343,12 +343,13 @@ static double read_rate(const char *path, eddy_schema_registry *reg, const char 
     double t0 = now_s();
     if (eddy_store_read_all(s, 0, 0, &c, &err) != EDDY_OK)
         die("eddy_store_read_all", err.message);
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         const char *v = eddy_event_dataversion(rec.event);
         if (!v || strcmp(v, want) != 0)
             die("read", "an event came back at the wrong version");
         n++;
     }
+    rc = -eddy_cursor_error(c);
     double secs = now_s() - t0;
     if (rc < 0)
         die("eddy_cursor_next", err.message);

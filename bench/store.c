@@ -432,7 +432,7 @@ static const eddy_aggregate_type account_snap = {
     .snapshot_every = 100,
 };
 
-static int credit(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+static int credit(eddy_aggregate *agg, void *state, void *arg, eddy_error *err)
 {
     return eddy_aggregate_raise(agg, err, "account.credited", "{s:f}", "amount", 12.5);
 }
@@ -861,7 +861,7 @@ static void pg_read_rates(void)
         double t0 = now_s();
         if (eddy_store_read_all(s, 1, 0, &c, &err) != EDDY_OK)
             die("read_all", err.message);
-        while (eddy_cursor_next(c, &rec, &err) > 0)
+        while (eddy_cursor_next(c, &rec, &err))
             seen++;
         cv[r] = (double)seen / (now_s() - t0);
         eddy_cursor_free(c);
@@ -1055,8 +1055,9 @@ int main(int argc, char **argv)
         if (eddy_store_read_all(s, 1, 0, &cur, &err) != EDDY_OK)
             die("read_all", err.message);
         int rc;
-        while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0)
+        while (eddy_cursor_next(cur, &rec, &err))
             seen++;
+        rc = -eddy_cursor_error(cur);
         rv[r] = (double)seen / (now_s() - t0);
         eddy_cursor_free(cur);
         if (rc < 0 || seen != head)

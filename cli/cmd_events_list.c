@@ -104,12 +104,12 @@ static int list_once(eddy_store *s, const eddy_query *q, cli_format format)
     cli_writer_init(&w, "events list", format, stdout);
     if (format == CLI_FORMAT_TABLE)
         print_table_header();
-    int status = 0, rc;
+    int status = 0;
     eddy_record rec;
-    while ((rc = eddy_cursor_next(cur, &rec, &err)) > 0)
+    while (eddy_cursor_next(cur, &rec, &err))
         if ((status = print_record(&w, &rec)) != 0)
             break;
-    if (status == 0 && rc < 0)
+    if (status == 0 && eddy_cursor_error(cur) != EDDY_OK)
         status = cli_fail(1, "events list: %s", err.message);
     eddy_cursor_free(cur);
     if (status == 0)

@@ -107,9 +107,9 @@ static int streams_show(eddy_store *s, const char *url, const char *id, cli_form
     if (format == CLI_FORMAT_TABLE)
         printf("stream %s: version %" PRId64 "\n%-8s %-10s %-27s %-24s %s\n", id, version,
                "VERSION", "POSITION", "TIME", "TYPE", "ID");
-    int status = 0, rc;
+    int status = 0;
     eddy_record rec;
-    while (status == 0 && (rc = eddy_cursor_next(cur, &rec, &err)) > 0) {
+    while (status == 0 && eddy_cursor_next(cur, &rec, &err)) {
         if (format != CLI_FORMAT_TABLE) {
             status = cli_writer_put(&w, cli_json_record(&rec));
             continue;
@@ -120,7 +120,7 @@ static int streams_show(eddy_store *s, const char *url, const char *id, cli_form
         printf("%-8" PRId64 " %-10" PRId64 " %-27s %-24s %s\n", rec.stream_version,
                rec.position, when, eddy_event_type(rec.event), eddy_event_id(rec.event));
     }
-    if (status == 0 && rc < 0)
+    if (status == 0 && eddy_cursor_error(cur) != EDDY_OK)
         status = cli_fail(1, "streams show: %s", err.message);
     eddy_cursor_free(cur);
     return status == 0 ? cli_writer_end(&w) : status;
@@ -525,7 +525,7 @@ static bool group_in_order(struct stdin_appender *app, struct pending *g, size_t
     eddy_record rec;
     size_t i = 0;
     bool same = true;
-    while (same && i < n && eddy_cursor_next(cur, &rec, NULL) > 0) {
+    while (same && i < n && eddy_cursor_next(cur, &rec, NULL)) {
         same = rec.position == res->first_position + (int64_t)i &&
                strcmp(eddy_event_id(rec.event), eddy_event_id(g[i].ev)) == 0;
         i++;

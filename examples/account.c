@@ -28,8 +28,8 @@ static const eddy_aggregate_type account_type = {
     .dataversion = event_version,   /* the schema version of the events it raises */
 };
 
-/* Commands: check the rules against the state, then raise events. */
-static int open_account(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+/* Decisions: check the rules against the state, then raise events. */
+static int open_account(eddy_aggregate *agg, void *state, void *user, eddy_error *err)
 {
     if (((account *)state)->open)
         return eddy_error_set(err, EDDY_EEXIST, "account %s is already open",
@@ -37,10 +37,10 @@ static int open_account(eddy_aggregate *agg, void *state, eddy_error *err, void 
     return eddy_aggregate_raise(agg, err, "account.opened", NULL);
 }
 
-static int move_money(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+static int move_money(eddy_aggregate *agg, void *state, void *user, eddy_error *err)
 {
     const account *a = state;
-    int64_t cents = *(const int64_t *)arg;             /* < 0: a withdrawal */
+    int64_t cents = *(const int64_t *)user;            /* < 0: a withdrawal */
     if (!a->open)
         return eddy_error_set(err, EDDY_ESTATE, "account %s is not open", eddy_aggregate_id(agg));
     if (a->cents + cents < 0)                           /* the rule: no overdraft */
@@ -50,11 +50,11 @@ static int move_money(eddy_aggregate *agg, void *state, eddy_error *err, void *a
                                 "{s:I}", "cents", (json_int_t)(cents < 0 ? -cents : cents));
 }
 
-static void run(eddy_repository *repo, const char *id, eddy_command_fn cmd, int64_t cents)
+static void run(eddy_repository *repo, const char *id, eddy_decide_fn decide, int64_t cents)
 {
     eddy_error err = {0};
     int64_t version = 0;
-    if (eddy_repository_execute(repo, id, cmd, &cents, 5, &version, &err) == EDDY_OK)
+    if (eddy_repository_execute(repo, id, decide, &cents, 5, &version, &err) == EDDY_OK)
         printf("%s: ok, version %lld\n", id, (long long)version);
     else
         printf("%s: refused: %s\n", id, err.message);
@@ -137,9 +137,9 @@ int main(int argc, char **argv)
      * conflicts, and is retried on a fresh load by eddy_repository_execute. */
     if (!(teller1 = eddy_repository_load(repo, "ada", &err)) ||
         !(teller2 = eddy_repository_load(repo, "ada", &err)) ||
-        move_money(teller1, eddy_aggregate_state(teller1), &err, &fee) ||
+        move_money(teller1, eddy_aggregate_state(teller1), &fee, &err) ||
         eddy_repository_save(repo, teller1, &err) ||
-        move_money(teller2, eddy_aggregate_state(teller2), &err, &refund))
+        move_money(teller2, eddy_aggregate_state(teller2), &refund, &err))
         goto done;
     if (eddy_repository_save(repo, teller2, &err) == EDDY_ECONFLICT) {
         printf("conflict: %s; retrying\n", err.message);

@@ -111,7 +111,7 @@ static char *fx_dump_fold(eddy_store *s)
     eddy_record rec;
     if (eddy_store_read_all(s, 0, 0, &c, NULL) != EDDY_OK)
         return NULL;
-    while (eddy_cursor_next(c, &rec, NULL) > 0) {
+    while (eddy_cursor_next(c, &rec, NULL)) {
         const char *type = eddy_event_type(rec.event);
         const char *id = eddy_event_subject(rec.event);
         if (!id || strncmp(type, "order.", 6) != 0)

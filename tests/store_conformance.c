@@ -92,7 +92,7 @@ static size_t drain(eddy_cursor *c, eddy_record *recs, size_t max)
     eddy_error err = {0};
     size_t n = 0;
     int rc;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         if (recs && n < max) {
             recs[n] = rec;
             recs[n].event = eddy_event_ref(rec.event);
@@ -100,6 +100,7 @@ static size_t drain(eddy_cursor *c, eddy_record *recs, size_t max)
         }
         n++;
     }
+    rc = -eddy_cursor_error(c);
     if (rc < 0)
         fail_msg("cursor: %s", err.message);
     eddy_cursor_free(c);
@@ -482,7 +483,7 @@ static void test_paging(void **state)
     eddy_record rec;
     int64_t expect = 1;
     int rc;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         assert_int_equal(rec.position, expect);
         int n = -1;
         assert_int_equal(eddy_event_unpack(rec.event, &err, "{s:i}", "n", &n),
@@ -490,16 +491,18 @@ static void test_paging(void **state)
         assert_int_equal(n, expect - 1);
         expect++;
     }
+    rc = -eddy_cursor_error(c);
     assert_int_equal(rc, 0);
     assert_int_equal(expect, N + 1);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 0); /* stays at the end */
+    assert_false(eddy_cursor_next(c, &rec, &err)); /* stays at the end */
     eddy_cursor_free(c);
 
     assert_int_equal(eddy_store_read_stream(t->store, "even", EDDY_STREAM_END,
                                             EDDY_BACKWARD, 0, &c, &err), EDDY_OK);
     int64_t v = 600;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0)
+    while (eddy_cursor_next(c, &rec, &err))
         assert_int_equal(rec.stream_version, v--);
+    rc = -eddy_cursor_error(c);
     assert_int_equal(v, 0);
     eddy_cursor_free(c);
 
@@ -567,7 +570,7 @@ static void test_concurrent_appends(void **state)
     int64_t versions[T] = {0};
     int64_t pos = 0;
     eddy_record rec;
-    while (eddy_cursor_next(c, &rec, &err) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         assert_int_equal(rec.position, ++pos);
         int id = atoi(rec.stream_id + strlen("thread-"));
         assert_int_equal(rec.stream_version, ++versions[id]);
@@ -754,11 +757,13 @@ static void test_transform_hook(void **state)
     eddy_cursor *c = NULL;
     eddy_record rec;
     assert_int_equal(eddy_store_read_all(t->store, 0, 0, &c, &err), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
+    assert_true(eddy_cursor_next(c, &rec, &err));
     assert_string_equal(eddy_event_type(rec.event), "x.v2");
     assert_string_equal(eddy_event_id(rec.event), eddy_event_id(evs[0]));
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), -EDDY_ESCHEMA);
+    assert_true(eddy_cursor_next(c, &rec, &err));
+    assert_false(eddy_cursor_next(c, &rec, &err));
+    assert_int_equal(err.code, EDDY_ESCHEMA);
+    assert_int_equal(eddy_cursor_error(c), EDDY_ESCHEMA);
     assert_string_equal(err.message, "cannot upcast x.broken");
     eddy_cursor_free(c);
     assert_int_equal(atomic_load(&transformed), 2);

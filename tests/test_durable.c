@@ -780,7 +780,7 @@ static void test_transactional_exactly_once(void **state)
     int followups = 0;
     char ids[6][64];
     int nids = 0, caused[6] = {0}, last_n = -1;
-    while (eddy_cursor_next(c, &rec, NULL) > 0) {
+    while (eddy_cursor_next(c, &rec, NULL)) {
         if (strcmp(eddy_event_type(rec.event), "in.x") == 0) {
             assert_true(nids < 6);
             snprintf(ids[nids++], sizeof ids[0], "%s", eddy_event_id(rec.event));

@@ -255,7 +255,7 @@ static void test_sigkill_rounds(void **state)
     assert_int_equal(eddy_store_read_all(s, 0, 0, &c, &err), EDDY_OK);
     eddy_record rec;
     int seen = 0, missing = 0;
-    while (eddy_cursor_next(c, &rec, &err) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         const char *id = eddy_event_id(rec.event);
         if (!bsearch(&id, lines, n, sizeof *lines, cmp_str))
             missing++;

@@ -174,7 +174,7 @@ struct place_args {
 };
 
 /* place_order: "Order already exists" when the aggregate has an order. */
-static int place_order(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+static int place_order(eddy_aggregate *agg, void *state, void *arg, eddy_error *err)
 {
     struct order *o = state;
     struct place_args *a = arg;
@@ -200,7 +200,7 @@ static int place_order(eddy_aggregate *agg, void *state, eddy_error *err, void *
 }
 
 /* confirm_order: "Order cannot be confirmed" unless it is PENDING. */
-static int confirm_order(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+static int confirm_order(eddy_aggregate *agg, void *state, void *arg, eddy_error *err)
 {
     struct order *o = state;
     (void)arg;
@@ -227,7 +227,7 @@ struct item_args {
 /* add_item: only while PENDING. Two clerks adding items at once conflict,
  * and a retry on the fresh state succeeds: the command is a pure function
  * of the state it is given. */
-static int add_item(eddy_aggregate *agg, void *state, eddy_error *err, void *arg)
+static int add_item(eddy_aggregate *agg, void *state, void *arg, eddy_error *err)
 {
     struct order *o = state;
     struct item_args *a = arg;
@@ -374,7 +374,7 @@ static void test_raise_queues_and_applies(void **state)
 
     json_t *items = two_items();
     struct place_args a = {"o-2", "c-7", items};
-    assert_int_equal(place_order(agg, o, &err, &a), EDDY_OK);
+    assert_int_equal(place_order(agg, o, &a, &err), EDDY_OK);
     json_decref(items);
     /* applied at once, queued, not yet stored */
     assert_int_equal(o->status, ORDER_PENDING);
@@ -412,7 +412,7 @@ static void test_raise_queues_and_applies(void **state)
      * nothing) */
     agg = eddy_repository_load(f->orders, "o-2", &err);
     assert_non_null(agg);
-    assert_int_equal(confirm_order(agg, eddy_aggregate_state(agg), &err, NULL), EDDY_OK);
+    assert_int_equal(confirm_order(agg, eddy_aggregate_state(agg), NULL, &err), EDDY_OK);
     eddy_aggregate_free(agg);
     agg = eddy_repository_load(f->orders, "o-2", &err);
     assert_non_null(agg);
@@ -495,7 +495,7 @@ static void test_snapshot_tail_replay(void **state)
     assert_non_null(agg);
     struct item_args a = {"bulk", 2.0, 1};
     for (int i = 0; i < 7; i++) /* 26..32 crosses 30 */
-        assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &err, &a), EDDY_OK);
+        assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &a, &err), EDDY_OK);
     assert_int_equal(eddy_repository_save(f->orders, agg, &err), EDDY_OK);
     assert_int_equal(eddy_aggregate_version(agg), 32);
     eddy_aggregate_free(agg);
@@ -536,7 +536,7 @@ static void test_snapshot_old_schema_ignored(void **state)
     /* the new schema writes its own snapshot at 20; then v2 uses it */
     struct item_args a = {"y", 1.0, 1};
     for (int i = 0; i < 8; i++)
-        assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &err, &a), EDDY_OK);
+        assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &a, &err), EDDY_OK);
     assert_int_equal(eddy_repository_save(v2, agg, &err), EDDY_OK);
     eddy_aggregate_free(agg);
     atomic_store(&apply_calls, 0);
@@ -566,8 +566,8 @@ static void test_conflict_between_two_copies(void **state)
     assert_non_null(a);
     assert_non_null(b);
     struct item_args ia = {"a", 1.0, 1}, ib = {"b", 1.0, 1};
-    assert_int_equal(add_item(a, eddy_aggregate_state(a), &err, &ia), EDDY_OK);
-    assert_int_equal(add_item(b, eddy_aggregate_state(b), &err, &ib), EDDY_OK);
+    assert_int_equal(add_item(a, eddy_aggregate_state(a), &ia, &err), EDDY_OK);
+    assert_int_equal(add_item(b, eddy_aggregate_state(b), &ib, &err), EDDY_OK);
     assert_int_equal(eddy_repository_save(f->orders, a, &err), EDDY_OK);
     eddy_error_clear(&err);
     assert_int_equal(eddy_repository_save(f->orders, b, &err), EDDY_ECONFLICT);
@@ -588,8 +588,8 @@ static void test_conflict_between_two_copies(void **state)
     struct place_args pa = {"o-8", "c-1", items};
     a = eddy_repository_load(f->orders, "o-8", &err);
     b = eddy_repository_load(f->orders, "o-8", &err);
-    assert_int_equal(place_order(a, eddy_aggregate_state(a), &err, &pa), EDDY_OK);
-    assert_int_equal(place_order(b, eddy_aggregate_state(b), &err, &pa), EDDY_OK);
+    assert_int_equal(place_order(a, eddy_aggregate_state(a), &pa, &err), EDDY_OK);
+    assert_int_equal(place_order(b, eddy_aggregate_state(b), &pa, &err), EDDY_OK);
     assert_int_equal(eddy_repository_save(f->orders, a, &err), EDDY_OK);
     assert_int_equal(eddy_repository_save(f->orders, b, &err), EDDY_ECONFLICT);
     eddy_aggregate_free(a);
@@ -608,14 +608,14 @@ struct meddling {
     unsigned rival_writes; /* how many runs meddle */
 };
 
-static int add_item_with_rival(eddy_aggregate *agg, void *state, eddy_error *err,
-                               void *arg)
+static int add_item_with_rival(eddy_aggregate *agg, void *state, void *arg,
+                               eddy_error *err)
 {
     struct meddling *m = arg;
     if (m->runs++ < m->rival_writes)
         add(m->f, eddy_aggregate_id(agg), "rival");
     struct item_args a = {"mine", 5.0, 1};
-    return add_item(agg, state, err, &a);
+    return add_item(agg, state, &a, err);
 }
 
 static void test_execute_retries_transient_conflict(void **state)
@@ -765,11 +765,11 @@ static void test_raise_sets_dataversion(void **state)
     assert_non_null(agg);
     json_t *items = two_items();
     struct place_args a = {"o-dv", "c-1", items};
-    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &err, &a), EDDY_OK);
+    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &a, &err), EDDY_OK);
     json_decref(items);
     struct item_args ia = {"ink", 2.0, 1};
-    assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &err, &ia), EDDY_OK);
-    assert_int_equal(confirm_order(agg, eddy_aggregate_state(agg), &err, NULL), EDDY_OK);
+    assert_int_equal(add_item(agg, eddy_aggregate_state(agg), &ia, &err), EDDY_OK);
+    assert_int_equal(confirm_order(agg, eddy_aggregate_state(agg), NULL, &err), EDDY_OK);
     assert_int_equal(eddy_aggregate_uncommitted_count(agg), 3);
     assert_string_equal(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 0)), "2.0");
     assert_null(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 1)));
@@ -788,7 +788,7 @@ static void test_raise_sets_dataversion(void **state)
     static const char *const want[] = {"2.0", NULL, "1.0"};
     eddy_record rec;
     size_t n = 0;
-    while (eddy_cursor_next(c, &rec, &err) == 1) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         assert_true(n < 3);
         const char *got = eddy_event_dataversion(rec.event);
         if (want[n])
@@ -806,7 +806,7 @@ static void test_raise_sets_dataversion(void **state)
     assert_non_null(agg);
     items = two_items();
     struct place_args b = {"o-plain", "c-1", items};
-    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &err, &b), EDDY_OK);
+    assert_int_equal(place_order(agg, eddy_aggregate_state(agg), &b, &err), EDDY_OK);
     json_decref(items);
     assert_null(eddy_event_dataversion(eddy_aggregate_uncommitted(agg, 0)));
     assert_int_equal(eddy_schema_registry_validate_event(reg, eddy_aggregate_uncommitted(agg, 0),

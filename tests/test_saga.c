@@ -442,11 +442,11 @@ static void test_payment_timeout(void **state)
     eddy_cursor *c = NULL;
     eddy_record rec;
     assert_int_equal(eddy_store_query(f.w.store, &q, &c, NULL), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, NULL), 1);
+    assert_true(eddy_cursor_next(c, &rec, NULL));
     assert_string_equal(eddy_event_subject(rec.event), "silent-1");
     assert_string_equal(eddy_event_source(rec.event), "OrderProcessingSaga");
     assert_non_null(eddy_event_causation_id(rec.event));
-    assert_int_equal(eddy_cursor_next(c, &rec, NULL), 0);
+    assert_false(eddy_cursor_next(c, &rec, NULL));
     eddy_cursor_free(c);
     fixture_close(&f);
 }

@@ -170,7 +170,7 @@ static void verify(const acks *a, int round)
     eddy_record rec;
     int64_t expect = 1;
     int rc;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         if (rec.position != expect)
             fail_msg("round %d: gap: position %lld where %lld was expected", round,
                      (long long)rec.position, (long long)expect);
@@ -182,6 +182,7 @@ static void verify(const acks *a, int round)
             fail_msg("round %d: stream %s jumps to version %lld", round,
                      rec.stream_id, (long long)rec.stream_version);
     }
+    rc = -eddy_cursor_error(c);
     assert_int_equal(rc, 0);
     eddy_cursor_free(c);
     assert_int_equal(expect - 1, head);

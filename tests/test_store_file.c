@@ -115,9 +115,11 @@ static int read_only_checks(const char *path)
     eddy_cursor *c = NULL;
     int count = 0, rc = eddy_store_read_all(s, 0, 0, &c, &err);
     eddy_record rec;
-    if (rc == EDDY_OK)
-        while ((rc = eddy_cursor_next(c, &rec, &err)) > 0)
+    if (rc == EDDY_OK) {
+        while (eddy_cursor_next(c, &rec, &err))
             count++;
+        rc = eddy_cursor_error(c);
+    }
     bad |= rc != 0 || count != 10;
     eddy_cursor_free(c);
     eddy_error werr = {0};

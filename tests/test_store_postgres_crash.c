@@ -127,7 +127,7 @@ static void verify(const acks *a, const char *what, int round)
     eddy_record rec;
     int64_t expect = 1;
     int rc;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         if (rec.position != expect)
             fail_msg("%s %d: gap: position %lld where %lld was expected", what,
                      round, (long long)rec.position, (long long)expect);
@@ -139,6 +139,7 @@ static void verify(const acks *a, const char *what, int round)
             fail_msg("%s %d: stream %s jumps to version %lld", what, round,
                      rec.stream_id, (long long)rec.stream_version);
     }
+    rc = -eddy_cursor_error(c);
     if (rc < 0)
         fail_msg("%s %d: read: %s", what, round, err.message);
     eddy_cursor_free(c);

@@ -124,7 +124,7 @@ static int read_own_appends(eddy_txn *txn, void *user, eddy_error *err)
     eddy_record rec;
     int64_t n = 0;
     int got;
-    while ((got = eddy_cursor_next(c, &rec, err)) > 0) {
+    while (eddy_cursor_next(c, &rec, err)) {
         n++;
         if (rec.stream_version != n) {
             eddy_cursor_free(c);
@@ -134,6 +134,7 @@ static int read_own_appends(eddy_txn *txn, void *user, eddy_error *err)
         if (rc_->stop_early)
             break;
     }
+    got = -eddy_cursor_error(c);
     eddy_cursor_free(c); /* before the callback returns */
     if (got < 0)
         return -got;
@@ -148,7 +149,7 @@ static int read_own_appends(eddy_txn *txn, void *user, eddy_error *err)
         if (rc != EDDY_OK)
             return rc;
         int64_t want = rc_->expect, k = 0;
-        while ((got = eddy_cursor_next(c, &rec, err)) > 0) {
+        while (eddy_cursor_next(c, &rec, err)) {
             if (rec.stream_version != want - k) {
                 eddy_cursor_free(c);
                 return broken(err, "backward: version %lld, expected %lld",
@@ -157,6 +158,7 @@ static int read_own_appends(eddy_txn *txn, void *user, eddy_error *err)
             }
             k++;
         }
+        got = -eddy_cursor_error(c);
         eddy_cursor_free(c);
         if (got < 0)
             return -got;
@@ -196,9 +198,12 @@ static int txn_read_errors(eddy_txn *txn, void *user, eddy_error *err)
     if (rc != EDDY_OK)
         return rc;
     eddy_record rec;
-    int got = eddy_cursor_next(c, &rec, err);
+    bool got = eddy_cursor_next(c, &rec, err);
+    int code = eddy_cursor_error(c);
     eddy_cursor_free(c);
-    return got == 0 ? EDDY_OK : broken(err, "a missing stream gave %d", got);
+    if (code != EDDY_OK)
+        return code;
+    return !got ? EDDY_OK : broken(err, "a missing stream gave a record");
 }
 
 static void test_txn_read_stream_sees_own_appends(void **state)
@@ -381,8 +386,8 @@ static const eddy_aggregate_type counter_type = {
     .snapshot_every = 3,
 };
 
-static int cmd_open(eddy_aggregate *agg, void *state, eddy_error *err,
-                    void *arg)
+static int cmd_open(eddy_aggregate *agg, void *state, void *arg,
+                    eddy_error *err)
 {
     (void)arg;
     struct counter *c = state;
@@ -394,8 +399,8 @@ static int cmd_open(eddy_aggregate *agg, void *state, eddy_error *err,
 
 /* Adds *(int64_t *)arg; a negative amount is refused AFTER raising, so a
  * refusal must drop what the command raised. */
-static int cmd_add(eddy_aggregate *agg, void *state, eddy_error *err,
-                   void *arg)
+static int cmd_add(eddy_aggregate *agg, void *state, void *arg,
+                   eddy_error *err)
 {
     struct counter *c = state;
     int64_t n = *(const int64_t *)arg;
@@ -488,7 +493,7 @@ static int load_interleave_save(eddy_txn *txn, void *user, eddy_error *err)
     if (!agg)
         return err->code ? err->code : EDDY_EIO;
     int64_t one = 1;
-    int rc = cmd_add(agg, eddy_aggregate_state(agg), err, &one);
+    int rc = cmd_add(agg, eddy_aggregate_state(agg), &one, err);
     char stream[64];
     eddy_repository_stream_id(c->repo, c->id, stream, sizeof stream);
     if (rc == EDDY_OK) {
@@ -572,7 +577,7 @@ static void test_repository_in_transaction(void **state)
     eddy_aggregate *agg = eddy_repository_load(repo, "c1", &err);
     assert_non_null(agg);
     int64_t two = 2;
-    assert_int_equal(cmd_add(agg, eddy_aggregate_state(agg), &err, &two),
+    assert_int_equal(cmd_add(agg, eddy_aggregate_state(agg), &two, &err),
                      EDDY_OK);
     int64_t ten = 10;
     assert_int_equal(eddy_repository_execute(repo, "c1", cmd_add, &ten, 1,
@@ -597,7 +602,7 @@ static void test_repository_in_transaction(void **state)
     /* A fresh aggregate saved inside: it exists afterwards. */
     agg = eddy_repository_load(repo, "c2", &err);
     assert_non_null(agg);
-    assert_int_equal(cmd_open(agg, eddy_aggregate_state(agg), &err, NULL),
+    assert_int_equal(cmd_open(agg, eddy_aggregate_state(agg), NULL, &err),
                      EDDY_OK);
     c = (struct repo_case){.repo = repo, .id = "c2", .agg = agg};
     transact_expect(s, save_loaded, &c, EDDY_OK);
@@ -684,10 +689,10 @@ static int deposit(eddy_txn *txn, const eddy_command *cmd, void *user,
         return err->code ? err->code : EDDY_EIO;
     struct counter *c = eddy_aggregate_state(agg);
     int rc = c->opened ? EDDY_OK
-                       : cmd_open(agg, eddy_aggregate_state(agg), err, NULL);
+                       : cmd_open(agg, eddy_aggregate_state(agg), NULL, err);
     int64_t amount = n;
     if (rc == EDDY_OK)
-        rc = cmd_add(agg, eddy_aggregate_state(agg), err, &amount);
+        rc = cmd_add(agg, eddy_aggregate_state(agg), &amount, err);
     if (rc == EDDY_OK)
         rc = eddy_repository_save_txn(w->repo, txn, agg, err);
     eddy_aggregate_free(agg);
@@ -1192,7 +1197,7 @@ static int64_t events_of_type(eddy_store *s, const char *stream,
                                             NULL), EDDY_OK);
     eddy_record rec;
     int64_t n = 0;
-    while (eddy_cursor_next(c, &rec, NULL) > 0)
+    while (eddy_cursor_next(c, &rec, NULL))
         n += strcmp(eddy_event_type(rec.event), type) == 0;
     eddy_cursor_free(c);
     return n;

@@ -197,22 +197,22 @@ static void test_v1_read_as_v2_everywhere(void **state)
     eddy_cursor *c = NULL;
     eddy_record rec;
     assert_int_equal(eddy_store_read_stream(s, "user-u-1", 1, EDDY_FORWARD, 0, &c, &err), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
+    assert_true(eddy_cursor_next(c, &rec, &err));
     assert_v2(rec.event, id);
     eddy_cursor_free(c);
     assert_int_equal(eddy_store_read_stream(s, "user-u-1", EDDY_STREAM_END, EDDY_BACKWARD, 0, &c,
                                             &err), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
+    assert_true(eddy_cursor_next(c, &rec, &err));
     assert_v2(rec.event, id);
     eddy_cursor_free(c);
     assert_int_equal(eddy_store_read_all(s, 0, 0, &c, &err), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
+    assert_true(eddy_cursor_next(c, &rec, &err));
     assert_v2(rec.event, id);
     eddy_cursor_free(c);
     const char *types[] = {"user.registered"};
     eddy_query q = {.types = types, .type_count = 1, .newest_first = true};
     assert_int_equal(eddy_store_query(s, &q, &c, &err), EDDY_OK);
-    assert_int_equal(eddy_cursor_next(c, &rec, &err), 1);
+    assert_true(eddy_cursor_next(c, &rec, &err));
     assert_v2(rec.event, id);
     eddy_cursor_free(c);
 

@@ -768,11 +768,12 @@ static void test_outbox_bridge(void **state)
                                             &c, &err), EDDY_OK);
     eddy_record rec;
     int i = 0, rc;
-    while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) {
+    while (eddy_cursor_next(c, &rec, &err)) {
         assert_true(i < N);
         assert_true(eddy_event_equal(rec.event, evs[i]));
         i++;
     }
+    rc = -eddy_cursor_error(c);
     assert_int_equal(rc, 0);
     assert_int_equal(i, N);
     eddy_cursor_free(c);

@@ -25,23 +25,23 @@ struct orders_app {
     bool stopped;
 };
 
-/* Arguments of orders_cmd_place. */
+/* Arguments of orders_decide_place. */
 typedef struct orders_place_args {
     const char *customer_id;
     json_t *items;        /* borrowed */
     const char *event_id; /* id (and correlation id) of order.placed */
 } orders_place_args;
 
-/* OrderAggregate commands (eddy_command_fn). `arg`: orders_place_args for
+/* OrderAggregate decisions (eddy_decide_fn). `user`: orders_place_args for
  * place, the eddy_command for confirm and cancel (its data: order_id,
  * reason). Confirming a confirmed order or cancelling a cancelled one is a
  * no-op: the saga's commands are sent at least once. */
-int orders_cmd_place(eddy_aggregate *agg, void *state, eddy_error *err,
-                     void *arg);
-int orders_cmd_confirm(eddy_aggregate *agg, void *state, eddy_error *err,
-                       void *arg);
-int orders_cmd_cancel(eddy_aggregate *agg, void *state, eddy_error *err,
-                      void *arg);
+int orders_decide_place(eddy_aggregate *agg, void *state, void *user,
+                        eddy_error *err);
+int orders_decide_confirm(eddy_aggregate *agg, void *state, void *user,
+                          eddy_error *err);
+int orders_decide_cancel(eddy_aggregate *agg, void *state, void *user,
+                         eddy_error *err);
 
 /* Whether this process runs `part` (cfg.parts 0: every part). */
 #define ORDERS_RUNS(app, part) ((app)->cfg.parts == 0 || ((app)->cfg.parts & (part)))

@@ -102,10 +102,10 @@ static int raise_derived(eddy_aggregate *agg, const char *type, json_t *data,
     return rc;
 }
 
-int orders_cmd_place(eddy_aggregate *agg, void *state, eddy_error *err,
-                     void *arg)
+int orders_decide_place(eddy_aggregate *agg, void *state, void *user,
+                        eddy_error *err)
 {
-    const orders_place_args *a = arg;
+    const orders_place_args *a = user;
     order_state *o = state;
     if (o->status != ORDERS_NONE)
         return fail(err, EDDY_EEXIST, "order %s already exists",
@@ -136,10 +136,10 @@ int orders_cmd_place(eddy_aggregate *agg, void *state, eddy_error *err,
     return rc;
 }
 
-int orders_cmd_confirm(eddy_aggregate *agg, void *state, eddy_error *err,
-                       void *arg)
+int orders_decide_confirm(eddy_aggregate *agg, void *state, void *user,
+                          eddy_error *err)
 {
-    const eddy_command *cmd = arg;
+    const eddy_command *cmd = user;
     order_state *o = state;
     if (o->status == ORDERS_CONFIRMED)
         return EDDY_OK; /* confirmed already (a re-sent command): nothing to do */
@@ -152,10 +152,10 @@ int orders_cmd_confirm(eddy_aggregate *agg, void *state, eddy_error *err,
                          cmd->correlation_id, err);
 }
 
-int orders_cmd_cancel(eddy_aggregate *agg, void *state, eddy_error *err,
-                      void *arg)
+int orders_decide_cancel(eddy_aggregate *agg, void *state, void *user,
+                         eddy_error *err)
 {
-    const eddy_command *cmd = arg;
+    const eddy_command *cmd = user;
     order_state *o = state;
     const char *reason = NULL;
     if (json_unpack(cmd->data, "{s:s}", "reason", &reason) != 0)

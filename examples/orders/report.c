@@ -201,7 +201,7 @@ static int fold_store(eddy_store *store, const char *const *types,
     int rc = eddy_store_read_all(store, 1, 0, &c, err);
     if (rc != EDDY_OK)
         return rc;
-    while ((rc = eddy_cursor_next(c, &rec, err)) > 0) {
+    while (eddy_cursor_next(c, &rec, err)) {
         const char *type = eddy_event_type(rec.event);
         f->events++;
         f->last_position = rec.position;
@@ -211,9 +211,10 @@ static int fold_store(eddy_store *store, const char *const *types,
         if (wanted && (rc = fold_event(f, rec.event, err)) != EDDY_OK)
             break;
     }
+    if (rc == EDDY_OK)
+        rc = eddy_cursor_error(c);
     eddy_cursor_free(c);
-    /* 0 at the end, a negated code from the cursor, fold_event's code */
-    return rc < 0 ? -rc : rc;
+    return rc;
 }
 
 static void fold_init(struct fold *f)

@@ -132,7 +132,7 @@ int orders_place_order(orders_app *app, const char *order_id,
     eddy_uuid7(event_id); /* also the flow's correlation id */
     orders_place_args args = {.customer_id = customer_id, .items = items,
                               .event_id = event_id};
-    return eddy_repository_execute(app->orders, order_id, orders_cmd_place,
+    return eddy_repository_execute(app->orders, order_id, orders_decide_place,
                                    &args, 3, NULL, err);
 }
 
@@ -179,7 +179,7 @@ static int on_confirm_order(eddy_txn *txn, const eddy_command *cmd,
         return request_order_change(txn, cmd, ORDERS_CONFIRM_REQUESTED,
                                     order_id, err);
     return eddy_repository_execute_txn(app->orders, txn, order_id,
-                                       orders_cmd_confirm, (void *)cmd, NULL,
+                                       orders_decide_confirm, (void *)cmd, NULL,
                                        err);
 }
 
@@ -195,7 +195,7 @@ static int on_cancel_order(eddy_txn *txn, const eddy_command *cmd,
         return request_order_change(txn, cmd, ORDERS_CANCEL_REQUESTED,
                                     order_id, err);
     return eddy_repository_execute_txn(app->orders, txn, order_id,
-                                       orders_cmd_cancel, (void *)cmd, NULL,
+                                       orders_decide_cancel, (void *)cmd, NULL,
                                        err);
 }
 
@@ -556,7 +556,7 @@ static int tables_setup(eddy_txn *txn, void *user, eddy_error *err)
  * delivery): placement derives order.placed's id from the request id and
  * takes "already exists" as done (a redelivered request); confirmation and
  * cancellation rebuild the saga's command (same id, so the same derived
- * event id) and are no-ops when already applied (orders_cmd_confirm/cancel).
+ * event id) and are no-ops when already applied (orders_decide_confirm/cancel).
  */
 static int on_order_request(eddy_ctx *ctx, const eddy_event *ev, void *user)
 {
@@ -575,7 +575,7 @@ static int on_order_request(eddy_ctx *ctx, const eddy_event *ev, void *user)
         eddy_id_derive(eddy_event_id(ev), ORDERS_ORDER_PLACED, event_id);
         orders_place_args args = {.customer_id = customer_id, .items = items,
                                   .event_id = event_id};
-        rc = eddy_repository_execute(app->orders, order_id, orders_cmd_place,
+        rc = eddy_repository_execute(app->orders, order_id, orders_decide_place,
                                      &args, 5, NULL, &err);
         if (rc == EDDY_EEXIST)
             rc = EDDY_OK; /* placed by an earlier delivery of this request */
@@ -594,8 +594,8 @@ static int on_order_request(eddy_ctx *ctx, const eddy_event *ev, void *user)
             .causation_id = eddy_event_id(ev),
         };
         rc = eddy_repository_execute(app->orders, order_id,
-                                     confirm ? orders_cmd_confirm
-                                             : orders_cmd_cancel,
+                                     confirm ? orders_decide_confirm
+                                             : orders_decide_cancel,
                                      &cmd, 5, NULL, &err);
     }
     if (rc != EDDY_OK)

@@ -2,8 +2,10 @@
  * eddy/es.h - event sourcing: aggregates, the repository, snapshots.
  *
  * An aggregate type is a plain C struct (its state) plus an `apply`
- * function that folds one event into it. A command is a plain function that
- * checks the state's invariants and raises events with eddy_aggregate_raise;
+ * function that folds one event into it. A decision is a plain function that
+ * checks the state's invariants and raises events with eddy_aggregate_raise
+ * (what other toolkits call the aggregate's command handler; in eddy a
+ * "command" is the message of eddy/command.h, which a decision serves);
  * raising applies the event to the state at once and queues it as
  * uncommitted. The repository loads an aggregate (latest usable snapshot,
  * then a replay of the events after it) and saves it (appends the
@@ -11,7 +13,7 @@
  * concurrent writer is detected as EDDY_ECONFLICT instead of overwritten).
  *
  *     static int order_confirm(eddy_aggregate *agg, void *state,
- *                              eddy_error *err, void *arg)
+ *                              void *user, eddy_error *err)
  *     {
  *         struct order *o = state;
  *         if (o->status != ORDER_PENDING)
@@ -100,7 +102,7 @@ typedef struct eddy_aggregate_type {
     unsigned snapshot_every;
     /* Optional: the dataversion (the schema version of the data, "1.0")
      * that eddy_aggregate_raise gives an event of `event_type`, so that the
-     * events a command raises name the schema they follow (eddy/schema.h
+     * events a decision raises name the schema they follow (eddy/schema.h
      * validates and upcasts by type and dataversion; `eddy schema check`
      * refuses events without one). NULL, or a NULL return: no dataversion.
      * The string returned must stay valid while the repository is used
@@ -140,7 +142,7 @@ int eddy_repository_stream_id(const eddy_repository *repo, const char *id,
  * Loads aggregate `id` (copied): the latest usable snapshot, then every
  * later event applied in order. An aggregate with no events is returned
  * fresh (version 0, state just init'ed): whether it "exists" is the
- * commands' business. Returns a new aggregate (eddy_aggregate_free it) or
+ * decisions' business. Returns a new aggregate (eddy_aggregate_free it) or
  * NULL with `err` filled: EDDY_EINVAL (empty id), an `apply` error naming
  * the stream and version of the event it refused, or a store error.
  * Thread-safe.
@@ -157,34 +159,34 @@ eddy_aggregate *eddy_repository_load(eddy_repository *repo, const char *id,
  * save is a successful no-op.
  * On failure nothing is stored and the aggregate is unchanged:
  * EDDY_ECONFLICT (another writer got there first; `err` names the stream and
- * both versions) means: load again and re-run the command. Thread-safe for
+ * both versions) means: load again and re-run the decision. Thread-safe for
  * different aggregates; one thread at a time per aggregate.
  */
 int eddy_repository_save(eddy_repository *repo, eddy_aggregate *agg,
                          eddy_error *err);
 
 /*
- * A command: checks `state`'s invariants and raises events on `agg` with
+ * A decision: checks `state`'s invariants and raises events on `agg` with
  * eddy_aggregate_raise (or refuses with an error code and `err` filled,
- * raising nothing). `state` is eddy_aggregate_state(agg). `arg` is the
+ * raising nothing). `state` is eddy_aggregate_state(agg). `user` is the
  * caller's pointer passed to eddy_repository_execute. It may run more than
  * once (each attempt after a conflict runs it again on a freshly loaded
  * state), so it must have no side effects outside the aggregate.
  */
-typedef int (*eddy_command_fn)(eddy_aggregate *agg, void *state,
-                               eddy_error *err, void *arg);
+typedef int (*eddy_decide_fn)(eddy_aggregate *agg, void *state, void *user,
+                              eddy_error *err);
 
 /*
- * Load, run `command`, save; on EDDY_ECONFLICT from the save, start again,
+ * Load, run `decide`, save; on EDDY_ECONFLICT from the save, start again,
  * up to `max_attempts` attempts in all (0 counts as 1). Returns EDDY_OK
- * (the events are durable; a command that raised nothing also succeeds),
- * the command's own error (nothing saved), EDDY_ECONFLICT after the last
+ * (the events are durable; a decision that raised nothing also succeeds),
+ * the decision's own error (nothing saved), EDDY_ECONFLICT after the last
  * attempt conflicted, or a load / store error; `err` says which.
  * If `version` is not NULL it receives the aggregate's version after the
  * successful save. Thread-safe.
  */
 int eddy_repository_execute(eddy_repository *repo, const char *id,
-                            eddy_command_fn command, void *arg,
+                            eddy_decide_fn decide, void *user,
                             unsigned max_attempts, int64_t *version,
                             eddy_error *err);
 
@@ -197,7 +199,7 @@ int eddy_repository_execute(eddy_repository *repo, const char *id,
  * the transaction no other writer of this store can interleave, so
  * EDDY_ECONFLICT only means another process appended first; fail the
  * transaction and let it run again. Runs on the store's writer thread:
- * the command must be quick. Returns as eddy_repository_load / _save /
+ * the decision must be quick. Returns as eddy_repository_load / _save /
  * _execute.
  */
 eddy_aggregate *eddy_repository_load_txn(eddy_repository *repo, eddy_txn *txn,
@@ -205,8 +207,8 @@ eddy_aggregate *eddy_repository_load_txn(eddy_repository *repo, eddy_txn *txn,
 int eddy_repository_save_txn(eddy_repository *repo, eddy_txn *txn,
                              eddy_aggregate *agg, eddy_error *err);
 int eddy_repository_execute_txn(eddy_repository *repo, eddy_txn *txn,
-                                const char *id, eddy_command_fn command,
-                                void *arg, int64_t *version, eddy_error *err);
+                                const char *id, eddy_decide_fn decide,
+                                void *user, int64_t *version, eddy_error *err);
 
 /* Counters of one repository since it was created (atomic snapshots of
  * each; not mutually consistent under concurrency). */
@@ -248,14 +250,14 @@ const eddy_event *eddy_aggregate_uncommitted(const eddy_aggregate *agg,
                                              size_t i);
 
 /*
- * Raises an event from inside a command: builds an event of `type` whose
+ * Raises an event from inside a decision: builds an event of `type` whose
  * data is packed from `fmt` (jansson json_pack; NULL: no data), with subject
  * = the aggregate id, source = the type's source and dataversion = what the
  * type's `dataversion` says for `type` (none without it), applies it to the
  * state and queues it for the next save. Returns EDDY_OK, or the pack
  * error (EDDY_EINVAL) or the `apply` error with `err` filled; then nothing
  * is queued (the state may have been partly changed by a failing `apply`,
- * so the command should give up and let the aggregate be discarded).
+ * so the decision should give up and let the aggregate be discarded).
  * One thread at a time per aggregate.
  */
 int eddy_aggregate_raise(eddy_aggregate *agg, eddy_error *err,

@@ -343,18 +343,23 @@ int eddy_store_query(eddy_store *s, const eddy_query *q, eddy_cursor **out,
                      eddy_error *err);
 
 /*
- * Advances the cursor. Returns 1 and fills `*out` (a view valid until the
- * next call or eddy_cursor_free), 0 at the end, or a NEGATIVE error code
- * (-EDDY_EIO, -EDDY_EPARSE for an undecodable stored event, or the
- * transform hook's code negated) with `err` filled; after an error the
- * cursor stays at the failing record. Typical use:
- *     while ((rc = eddy_cursor_next(c, &rec, &err)) > 0) { ... }
- * Each page of records is read in its own short read transaction, so a
- * cursor never blocks the writer; records appended while a cursor is open
- * may or may not be seen (never partially). One thread at a time per
- * cursor.
+ * Advances the cursor. Returns true with `*out` filled (a view valid until
+ * the next call or eddy_cursor_free); false at the end, with `err` (if not
+ * NULL) cleared, or on an error, with `err` filled: EDDY_EIO, EDDY_EPARSE
+ * (an undecodable stored event) or the transform hook's code. So `err.code`
+ * (or eddy_cursor_error) tells the end from an error:
+ *     while (eddy_cursor_next(c, &rec, &err)) { ... }
+ *     if (err.code != EDDY_OK) { ... the read failed ... }
+ * After an error the cursor stays at the failing record. Each page of
+ * records is read in its own short read transaction, so a cursor never
+ * blocks the writer; records appended while a cursor is open may or may
+ * not be seen (never partially). One thread at a time per cursor.
  */
-int eddy_cursor_next(eddy_cursor *c, eddy_record *out, eddy_error *err);
+bool eddy_cursor_next(eddy_cursor *c, eddy_record *out, eddy_error *err);
+
+/* The error code of the last eddy_cursor_next: EDDY_OK after a record or
+ * at the end. (EDDY_EINVAL for a NULL cursor.) */
+int eddy_cursor_error(const eddy_cursor *c);
 
 /* Frees a cursor and its current record. NULL does nothing. */
 void eddy_cursor_free(eddy_cursor *c);

@@ -337,8 +337,7 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
         struct batch_job j = {.def = def, .owner = owner, .events = evs,
                               .last = *position};
         eddy_record rec;
-        int n;
-        while ((n = eddy_cursor_next(c, &rec, err)) > 0) {
+        while (eddy_cursor_next(c, &rec, err)) {
             evs[j.count++] =
                 eddyi_pattern_match(&parsed, pattern,
                                     eddy_event_type(rec.event))
@@ -346,9 +345,8 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
                     : NULL;
             j.last = rec.position;
         }
+        rc = eddy_cursor_error(c);
         eddy_cursor_free(c);
-        if (n < 0)
-            rc = -n;
         if (rc == EDDY_OK && j.count < batch && head > j.last)
             j.last = head;
         if (rc == EDDY_OK && j.last > *position)

@@ -1,7 +1,7 @@
 /*
  * src/es/repository.c - loading (snapshot + replay), saving (append with the
  * loaded version as expected version, then maybe a snapshot) and executing
- * commands with bounded retries on conflict.
+ * decisions with bounded retries on conflict.
  */
 #include <inttypes.h>
 #include <sched.h>
@@ -179,7 +179,7 @@ static eddy_aggregate *load(eddy_repository *repo, eddy_txn *txn,
         goto fail;
     eddy_record rec;
     uint64_t replayed = 0;
-    while ((rc = eddy_cursor_next(cur, &rec, err)) > 0) {
+    while (eddy_cursor_next(cur, &rec, err)) {
         if (rec.stream_version != agg->version + 1) {
             eddyi_error(err, EDDY_ECORRUPT,
                         "load %s: expected version %" PRId64 ", read %" PRId64,
@@ -198,7 +198,7 @@ static eddy_aggregate *load(eddy_repository *repo, eddy_txn *txn,
         agg->version = rec.stream_version;
         replayed++;
     }
-    if (rc < 0)
+    if ((rc = eddy_cursor_error(cur)) != EDDY_OK)
         goto fail;
     eddy_cursor_free(cur);
     count(&repo->events_replayed, replayed);
@@ -301,13 +301,13 @@ int eddy_repository_save_txn(eddy_repository *repo, eddy_txn *txn,
 }
 
 int eddy_repository_execute(eddy_repository *repo, const char *id,
-                            eddy_command_fn command, void *arg,
+                            eddy_decide_fn decide, void *user,
                             unsigned max_attempts, int64_t *version,
                             eddy_error *err)
 {
-    if (!repo || !command)
+    if (!repo || !decide)
         return eddyi_error(err, EDDY_EINVAL, "execute: NULL %s",
-                           repo ? "command" : "repository");
+                           repo ? "decision" : "repository");
     if (max_attempts == 0)
         max_attempts = 1;
     /* Each attempt reports into its own error so that a caller's `err` is
@@ -319,10 +319,10 @@ int eddy_repository_execute(eddy_repository *repo, const char *id,
         eddy_aggregate *agg = eddy_repository_load(repo, id, &aerr);
         if (!agg)
             goto fail;
-        rc = command(agg, agg->state, &aerr, arg);
+        rc = decide(agg, agg->state, user, &aerr);
         if (rc != EDDY_OK) {
             if (aerr.code != rc)
-                eddyi_error(&aerr, rc, "command on %s failed: %s", agg->stream_id,
+                eddyi_error(&aerr, rc, "decision on %s failed: %s", agg->stream_id,
                             eddy_strerror(rc));
             eddy_aggregate_free(agg);
             goto fail;
@@ -349,12 +349,12 @@ fail:
 }
 
 int eddy_repository_execute_txn(eddy_repository *repo, eddy_txn *txn,
-                                const char *id, eddy_command_fn command,
-                                void *arg, int64_t *version, eddy_error *err)
+                                const char *id, eddy_decide_fn decide,
+                                void *user, int64_t *version, eddy_error *err)
 {
-    if (!repo || !command || !txn)
+    if (!repo || !decide || !txn)
         return eddyi_error(err, EDDY_EINVAL, "execute: NULL %s",
-                           !repo ? "repository" : !command ? "command"
+                           !repo ? "repository" : !decide ? "decision"
                                                            : "transaction");
     /* One attempt: inside the transaction nobody else can append to the
      * stream between the load and the append (the transaction holds the
@@ -367,10 +367,10 @@ int eddy_repository_execute_txn(eddy_repository *repo, eddy_txn *txn,
     int rc;
     if (!agg)
         goto fail;
-    rc = command(agg, agg->state, &aerr, arg);
+    rc = decide(agg, agg->state, user, &aerr);
     if (rc != EDDY_OK) {
         if (aerr.code != rc)
-            eddyi_error(&aerr, rc, "command on %s failed: %s", agg->stream_id,
+            eddyi_error(&aerr, rc, "decision on %s failed: %s", agg->stream_id,
                         eddy_strerror(rc));
         eddy_aggregate_free(agg);
         goto fail;

@@ -25,9 +25,8 @@ static json_t *drain(eddy_cursor *c, bool by_version, int64_t *last,
 {
     json_t *arr = json_array();
     eddy_record rec;
-    int rc;
     *count = 0;
-    while (arr && (rc = eddy_cursor_next(c, &rec, err)) > 0) {
+    while (arr && eddy_cursor_next(c, &rec, err)) {
         json_t *o = eddyi_record_json(&rec);
         if (!o || json_array_append_new(arr, o) != 0) {
             json_decref(arr);
@@ -42,7 +41,7 @@ static json_t *drain(eddy_cursor *c, bool by_version, int64_t *last,
         eddyi_error(err, EDDY_ENOMEM, "out of memory");
         return NULL;
     }
-    if (rc < 0) {
+    if (eddy_cursor_error(c) != EDDY_OK) {
         json_decref(arr);
         return NULL;
     }
@@ -183,14 +182,14 @@ json_t *eddyi_event_detail(eddy_http_server *srv, const char *id,
         *status = eddyi_status_of(rc);
         return NULL;
     }
-    rc = eddy_cursor_next(c, &rec, err);
-    if (rc <= 0) {
+    if (!eddy_cursor_next(c, &rec, err)) {
+        rc = eddy_cursor_error(c);
         eddy_cursor_free(c);
-        if (rc == 0) {
+        if (rc == EDDY_OK) {
             eddyi_error(err, EDDY_ENOTFOUND, "no event with id %s", id);
             *status = 404;
         } else {
-            *status = eddyi_status_of(-rc);
+            *status = eddyi_status_of(rc);
         }
         return NULL;
     }

@@ -350,10 +350,9 @@ static void catch_up(struct eddyi_sse_client *c, int64_t upto)
     int rc = eddy_store_query(store, &q, &cur, &e);
     int64_t last = 0;
     size_t n = 0;
-    while (rc == EDDY_OK && (rc = eddy_cursor_next(cur, &rec, &e)) > 0) {
+    while (rc == EDDY_OK && eddy_cursor_next(cur, &rec, &e)) {
         last = rec.position;
         n++;
-        rc = EDDY_OK;
         if (!eddyi_type_matches(c->types, c->ntypes, eddy_event_type(rec.event)))
             continue;
         json_t *o = eddyi_record_json(&rec);
@@ -370,9 +369,9 @@ static void catch_up(struct eddyi_sse_client *c, int64_t upto)
         if (c->remaining > 0 && --c->remaining == 0)
             break;
     }
+    if (rc == EDDY_OK)
+        rc = eddy_cursor_error(cur);
     eddy_cursor_free(cur);
-    if (rc < 0)
-        rc = -rc;
     if (rc != EDDY_OK) {
         end_with(c, "eddy.error", e.message[0] ? e.message : eddy_strerror(rc));
         return;

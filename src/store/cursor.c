@@ -18,6 +18,7 @@ struct eddy_cursor {
     size_t limit; /* 0: none */
     size_t delivered;
     bool exhausted;
+    int error;                /* the last call's error code; EDDY_OK */
     size_t n, i;              /* rows in the page, next row */
     eddy_event *current;      /* the event handed out last (transformed) */
     eddyi_row rows[EDDYI_PAGE_ROWS];
@@ -162,10 +163,10 @@ int eddyi_cursor_open(eddy_store *s, eddyi_read_spec *spec, int64_t start_key,
     return EDDY_OK;
 }
 
-int eddy_cursor_next(eddy_cursor *c, eddy_record *out, eddy_error *err)
+/* The next record into `*out`: 1, 0 at the end, or an error code negated
+ * (with `err` filled). */
+static int cursor_step(eddy_cursor *c, eddy_record *out, eddy_error *err)
 {
-    if (!c || !out)
-        return -eddyi_error(err, EDDY_EINVAL, "cursor_next: NULL argument");
     eddy_event_unref(c->current);
     c->current = NULL;
     if (c->limit && c->delivered >= c->limit)
@@ -223,6 +224,26 @@ int eddy_cursor_next(eddy_cursor *c, eddy_record *out, eddy_error *err)
     c->i++;
     c->delivered++;
     return 1;
+}
+
+bool eddy_cursor_next(eddy_cursor *c, eddy_record *out, eddy_error *err)
+{
+    if (!c || !out) {
+        eddyi_error(err, EDDY_EINVAL, "cursor_next: NULL argument");
+        if (c)
+            c->error = EDDY_EINVAL;
+        return false;
+    }
+    int rc = cursor_step(c, out, err);
+    c->error = rc < 0 ? -rc : EDDY_OK;
+    if (rc == 0 && err)
+        eddy_error_clear(err);
+    return rc > 0;
+}
+
+int eddy_cursor_error(const eddy_cursor *c)
+{
+    return c ? c->error : EDDY_EINVAL;
 }
 
 void eddy_cursor_free(eddy_cursor *c)

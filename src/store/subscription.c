@@ -114,8 +114,7 @@ static void *sub_main(void *arg)
             break;
         }
         eddy_record rec;
-        while (!atomic_load(&sub->stop) &&
-               (rc = eddy_cursor_next(c, &rec, &sub->err)) > 0) {
+        while (!atomic_load(&sub->stop) && eddy_cursor_next(c, &rec, &sub->err)) {
             int r = sub->fn(&rec, sub->user);
             atomic_store(&sub->position, rec.position);
             scanned = rec.position;
@@ -127,13 +126,14 @@ static void *sub_main(void *arg)
                 break;
             }
         }
+        rc = eddy_cursor_error(c);
         eddy_cursor_free(c);
         if (sub->status != EDDY_OK)
             break;
-        if (rc < 0 && wait_retry(sub, -rc, &backoff_ms))
+        if (rc != EDDY_OK && wait_retry(sub, rc, &backoff_ms))
             continue; /* from `scanned` again: nothing twice, nothing lost */
-        if (rc < 0) {
-            sub->status = -rc;
+        if (rc != EDDY_OK) {
+            sub->status = rc;
             EDDYI_LOG(EDDY_LOG_ERROR, "store", "subscription ended: %s",
                       sub->err.message);
             break;
