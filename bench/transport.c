@@ -460,11 +460,11 @@ static int bench_engine_n(const char *engine, const char *url, raw_kind kind,
         int n_e2e = n_publish / 2;
         atomic_int handled = 0;
         const char *types[] = {e2e_type};
-        eddy_transport_sub_options so = {.types = types, .type_count = 1,
+        eddy_transport_subscription_options so = {.types = types, .type_count = 1,
                                          .group = "bench", .handler =
                                              count_handler,
                                          .user = &handled, .batch = 256};
-        eddy_transport_sub *sub = NULL;
+        eddy_transport_subscription *sub = NULL;
         if (eddy_transport_subscribe(t, &so, &sub, &err) != EDDY_OK) {
             fprintf(stderr, "%s: subscribe: %s\n", engine, err.message);
             eddy_transport_close(t);
@@ -483,7 +483,7 @@ static int bench_engine_n(const char *engine, const char *url, raw_kind kind,
             double dt = now_s() - t0;
             e2e[r] = atomic_load(&handled) - before >= n_e2e ? n_e2e / dt : -1;
         }
-        eddy_transport_sub_free(sub);
+        eddy_transport_subscription_free(sub);
         free_events(e2e_evs, n_e2e);
         f->e2e[s] = median(e2e, RUNS);
         printf("%-6s %5d B  publish %9.0f/s  raw %9.0f/s  publish/raw %.2f  "

@@ -354,7 +354,7 @@ int cmd_subscribe(int argc, char **argv)
     char **types = NULL;
     size_t ntypes = 0;
     eddy_transport_info *info = NULL;
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     eddy_error err = {0};
     char prefix[512] = "";
     eddy_transport_topic(t, "x", prefix, sizeof prefix);
@@ -387,7 +387,7 @@ int cmd_subscribe(int argc, char **argv)
     sub_state s = {.limit = (uint64_t)count, .last_ms = now_ms()};
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
-    eddy_transport_sub_options so = {
+    eddy_transport_subscription_options so = {
         .types = (const char *const *)types, .type_count = ntypes,
         .group = group, .handler = print_handler, .user = &s,
         .dead_letter = print_dead, .from_latest = from_latest,
@@ -418,7 +418,7 @@ int cmd_subscribe(int argc, char **argv)
             pthread_cond_timedwait(&s.cv, &s.mu, &until);
         }
         pthread_mutex_unlock(&s.mu);
-        eddy_transport_sub_free(sub);
+        eddy_transport_subscription_free(sub);
     }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

@@ -1,16 +1,18 @@
 /*
  * fuzz/fuzz_transport_url.c - libFuzzer target: the transport URL parser
- * (url_parse in src/transport/transport.c: scheme, authority, path, query
+ * (eddyi_url_parse in src/transport/url.c: scheme, authority, path, query
  * parameters with percent-decoding).
  *
- * The parser is file-local; this target includes transport.c itself so
- * that it tests that very code without widening the library's interface
- * (the rest of the library comes from the static archive). Nothing
- * connects. Properties: a parsed URL has a lower-case scheme, every
- * parameter key is non-empty, and url_free leaves nothing behind (LSan);
- * a refusal says why.
+ * The parser is internal (transport_impl.h); the static archive carries it.
+ * Nothing connects. Properties: a parsed URL has a lower-case scheme, every
+ * parameter key is non-empty, and eddyi_url_free leaves nothing behind
+ * (LSan); a refusal says why.
  */
-#include "../src/transport/transport.c"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "transport/transport_impl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = '\0';
     eddyi_url u;
     eddy_error err = {0};
-    if (url_parse(text, &u, &err) == EDDY_OK) {
+    if (eddyi_url_parse(text, &u, &err) == EDDY_OK) {
         if (!u.scheme || !u.authority || !u.path)
             abort();
         for (const char *p = u.scheme; *p; p++)
@@ -32,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < u.nparams; i++)
             if (!u.keys[i] || !u.values[i])
                 abort();
-        url_free(&u);
+        eddyi_url_free(&u);
     } else if (!err.message[0]) {
         abort();
     }

@@ -122,14 +122,14 @@ static int wait_count(got *g, int dead, int want, int timeout_ms)
     return got_count(g, dead);
 }
 
-static eddy_transport_sub *sub_open(eddy_transport *t, const char *type,
+static eddy_transport_subscription *sub_open(eddy_transport *t, const char *type,
                                     const char *group, got *g)
 {
     const char *types[] = {type};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .group = group, .handler = got_handler,
                                     .user = g, .dead_letter = got_dead};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     eddy_error err = {0};
     if (eddy_transport_subscribe(t, &o, &sub, &err) != EDDY_OK)
         fail_msg("subscribe: %s", err.message);
@@ -229,7 +229,7 @@ static void test_binary_malformed(void **state)
     eddy_transport_topic(t, type, topic, sizeof topic);
     got g = {.n = 0};
     pthread_mutex_init(&g.mu, NULL);
-    eddy_transport_sub *sub = sub_open(t, type, "badbin", &g);
+    eddy_transport_subscription *sub = sub_open(t, type, "badbin", &g);
     const char *no_type[] = {"ce_specversion", "1.0", "ce_id", "x1",
                              "ce_source", "s", NULL};
     assert_int_equal(produce_raw(topic, "{}", 2, no_type), 0);
@@ -246,7 +246,7 @@ static void test_binary_malformed(void **state)
     assert_int_equal(eddy_transport_publish(t, good, &err), EDDY_OK);
     assert_int_equal(wait_count(&g, 0, 1, 20000), 1);
     assert_int_equal(wait_count(&g, 1, 4, 20000), 4);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     assert_string_equal(g.ids[0], eddy_event_id(good));
     for (int i = 0; i < 4; i++)
         if (!strstr(g.reasons[i], "malformed"))
@@ -274,7 +274,7 @@ static void test_broker_failure(void **state)
     assert_non_null(t);
     got g = {.n = 0};
     pthread_mutex_init(&g.mu, NULL);
-    eddy_transport_sub *sub = sub_open(t, type, "fail", &g);
+    eddy_transport_subscription *sub = sub_open(t, type, "fail", &g);
     enum { N = 6 };
     char acked[N + 2][40];
     int nacked = 0;
@@ -313,7 +313,7 @@ static void test_broker_failure(void **state)
     /* Every acknowledged event arrives, exactly once, in order. */
     assert_true(wait_count(&g, 0, nacked, 30000) >= nacked);
     sleep_ms(200);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     int seen_lost = 0, next = 0;
     for (int i = 0; i < g.n && i < 64; i++) {
         if (strcmp(g.ids[i], eddy_event_id(lost)) == 0) {

@@ -43,9 +43,9 @@ static void test_named_engines(void **state)
     assert_string_equal(eddy_transport_engine(a), "mem");
     int got_a = 0, got_b = 0;
     const char *types[] = {"named.test"};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .handler = count_handler, .user = &got_a};
-    eddy_transport_sub *sa = NULL, *sb = NULL;
+    eddy_transport_subscription *sa = NULL, *sb = NULL;
     assert_int_equal(eddy_transport_subscribe(a2, &o, &sa, &err), EDDY_OK);
     o.user = &got_b;
     assert_int_equal(eddy_transport_subscribe(b, &o, &sb, &err), EDDY_OK);
@@ -55,8 +55,8 @@ static void test_named_engines(void **state)
          i++)
         usleep(2000);
     usleep(50000);
-    eddy_transport_sub_free(sa);
-    eddy_transport_sub_free(sb);
+    eddy_transport_subscription_free(sa);
+    eddy_transport_subscription_free(sb);
     assert_int_equal(got_a, 1);
     assert_int_equal(got_b, 0);
     eddy_event_unref(ev);
@@ -102,18 +102,18 @@ static void test_info(void **state)
     }
     int got = 0;
     const char *types[] = {"a.one"};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .group = "reader", .handler = count_handler,
                                     .user = &got};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
     for (int i = 0; i < 400 && __atomic_load_n(&got, __ATOMIC_SEQ_CST) < 3; i++)
         usleep(5000);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     o.group = "idle";
     o.from_latest = true;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     eddy_transport_info *info = NULL;
     assert_int_equal(eddy_transport_info_get(t, NULL, 0, &info, &err), EDDY_OK);
     assert_string_equal(info->engine, "mem");

@@ -141,15 +141,15 @@ static int got_seen(got *g, const char *id)
     return n;
 }
 
-static eddy_transport_sub *sub_open(eddy_transport *t, const char *type,
+static eddy_transport_subscription *sub_open(eddy_transport *t, const char *type,
                                     const char *group, got *g)
 {
     const char *types[] = {type};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .group = group, .handler = got_handler,
                                     .user = g, .dead_letter = got_dead,
                                     .ack_wait_ms = 2000};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     eddy_error err = {0};
     if (eddy_transport_subscribe(t, &o, &sub, &err) != EDDY_OK)
         fail_msg("subscribe: %s", err.message);
@@ -221,7 +221,7 @@ static void test_binary_malformed(void **state)
     eddy_transport_topic(t, type, topic, sizeof topic);
     got g = {.n = 0};
     pthread_mutex_init(&g.mu, NULL);
-    eddy_transport_sub *sub = sub_open(t, type, "badbin", &g);
+    eddy_transport_subscription *sub = sub_open(t, type, "badbin", &g);
     const char *no_type[] = {"ce-specversion", "1.0", "ce-id", "x1",
                              "ce-source", "s", NULL};
     assert_int_equal(publish_raw(topic, "{}", 2, no_type), 0);
@@ -237,7 +237,7 @@ static void test_binary_malformed(void **state)
     assert_int_equal(wait_count(&g, 0, 1, 20000), 1);
     assert_int_equal(wait_count(&g, 1, 3, 20000), 3);
     sleep_ms(300);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     assert_int_equal(g.n, 1);
     assert_int_equal(g.ndead, 3); /* terminated: never redelivered */
     assert_string_equal(g.ids[0], eddy_event_id(good));
@@ -255,7 +255,7 @@ static void test_binary_malformed(void **state)
 /* The server stops and starts again (same port, same data) in the middle
  * of a stream: while it is down a publish fails at once with
  * EDDY_ECONNECT (FAIL policy) and the subscription says it is down
- * (eddy_transport_sub_down_since); afterwards the transport and the
+ * (eddy_transport_subscription_down_since); afterwards the transport and the
  * subscription reconnect by themselves, and every event whose publish
  * succeeded is received. */
 static void test_server_restart(void **state)
@@ -270,12 +270,12 @@ static void test_server_restart(void **state)
     assert_non_null(t);
     got g = {.n = 0};
     pthread_mutex_init(&g.mu, NULL);
-    eddy_transport_sub *sub = sub_open(t, type, "restart", &g);
+    eddy_transport_subscription *sub = sub_open(t, type, "restart", &g);
     char acked[N][40];
     int nacked = 0;
     for (int i = 0; i < N; i++) {
         if (i == N / 2) {
-            assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), 0);
+            assert_int_equal(eddy_transport_subscription_down_since(sub, NULL, 0), 0);
             int64_t stopped = eddy_now_us();
             assert_int_equal(servers("stop", NULL, NULL, 0), 0);
             sleep_ms(200);
@@ -284,7 +284,7 @@ static void test_server_restart(void **state)
             char why[256] = "";
             int64_t since = 0;
             for (int k = 0; k < 300 && !since; k++) {
-                since = eddy_transport_sub_down_since(sub, why, sizeof why);
+                since = eddy_transport_subscription_down_since(sub, why, sizeof why);
                 if (!since)
                     sleep_ms(10);
             }
@@ -317,12 +317,12 @@ static void test_server_restart(void **state)
         eddy_event_unref(ev);
     }
     wait_count(&g, 0, nacked, 30000);
-    for (int i = 0; i < 500 && eddy_transport_sub_down_since(sub, NULL, 0); i++)
+    for (int i = 0; i < 500 && eddy_transport_subscription_down_since(sub, NULL, 0); i++)
         sleep_ms(10);
-    assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), 0);
-    eddy_transport_sub_stats st;
-    eddy_transport_sub_stats_get(sub, &st);
-    eddy_transport_sub_free(sub);
+    assert_int_equal(eddy_transport_subscription_down_since(sub, NULL, 0), 0);
+    eddy_transport_subscription_stats st;
+    eddy_transport_subscription_stats_get(sub, &st);
+    eddy_transport_subscription_free(sub);
     for (int i = 0; i < nacked; i++)
         if (got_seen(&g, acked[i]) < 1)
             fail_msg("acknowledged event %d (%s) lost across the restart", i,

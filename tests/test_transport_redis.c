@@ -3,7 +3,7 @@
  * Streams, plus Pub/Sub, a publisher losing its server (clear error, then
  * reconnection), and a server restart in the middle of a stream (no
  * acknowledged event lost), and the subscription's connection state
- * (eddy_transport_sub_down_since) across a server stop.
+ * (eddy_transport_subscription_down_since) across a server stop.
  *
  * The program starts its own redis-server (scripts/test-servers.sh, path
  * compiled in as EDDY_TEST_SERVERS) on loopback, on a free port, with its
@@ -121,10 +121,10 @@ static void test_pubsub(void **state)
     pthread_mutex_init(&a.mu, NULL);
     pthread_mutex_init(&b.mu, NULL);
     const char *types[] = {"ps.test"};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .group = "g", .handler = count_handler,
                                     .user = &a, .dead_letter = count_dead};
-    eddy_transport_sub *sa = NULL, *sb = NULL;
+    eddy_transport_subscription *sa = NULL, *sb = NULL;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sa, &err), EDDY_OK);
     o.user = &b;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sb, &err), EDDY_OK);
@@ -148,8 +148,8 @@ static void test_pubsub(void **state)
     for (int i = 0; i < 2000 && get_n(&a, 1) < 1; i++)
         sleep_ms(5);
     assert_int_equal(get_n(&a, 1), 1);
-    eddy_transport_sub_free(sa);
-    eddy_transport_sub_free(sb);
+    eddy_transport_subscription_free(sa);
+    eddy_transport_subscription_free(sb);
     pthread_mutex_destroy(&a.mu);
     pthread_mutex_destroy(&b.mu);
     eddy_transport_close(t);
@@ -242,11 +242,11 @@ static void test_server_restart(void **state)
     seen *s = calloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
     const char *types[] = {"restart.test"};
-    eddy_transport_sub_options so = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options so = {.types = types, .type_count = 1,
                                      .group = "restart", .consumer = "r1",
                                      .handler = seen_handler, .user = s,
                                      .ack_wait_ms = 1000};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     assert_int_equal(eddy_transport_subscribe(t, &so, &sub, &err), EDDY_OK);
     static char acked[RESTART_N][40];
     int nacked = 0, failures = 0;
@@ -276,9 +276,9 @@ static void test_server_restart(void **state)
             break;
         sleep_ms(5);
     }
-    eddy_transport_sub_stats st;
-    eddy_transport_sub_stats_get(sub, &st);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_stats st;
+    eddy_transport_subscription_stats_get(sub, &st);
+    eddy_transport_subscription_free(sub);
     print_message("restart: %d published and acknowledged, %d failed during "
                   "the restart, %d received, %llu reconnects\n", nacked,
                   failures, s->n, (unsigned long long)st.reconnects);
@@ -294,7 +294,7 @@ static void test_server_restart(void **state)
 
 /* ---- the subscription's connection state --------------------------------- */
 
-/* eddy_transport_sub_down_since: 0 while connected; once the server is
+/* eddy_transport_subscription_down_since: 0 while connected; once the server is
  * gone, the time of the loss (kept while it stays down) and the reason;
  * 0 again once the subscription reconnected. */
 static void test_down_since(void **state)
@@ -307,21 +307,21 @@ static void test_down_since(void **state)
     counter c = {.n = 0};
     pthread_mutex_init(&c.mu, NULL);
     const char *types[] = {"down.test"};
-    eddy_transport_sub_options so = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options so = {.types = types, .type_count = 1,
                                      .group = "down", .handler = count_handler,
                                      .user = &c};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     assert_int_equal(eddy_transport_subscribe(t, &so, &sub, &err), EDDY_OK);
     char why[256] = "x";
-    assert_int_equal(eddy_transport_sub_down_since(sub, why, sizeof why), 0);
+    assert_int_equal(eddy_transport_subscription_down_since(sub, why, sizeof why), 0);
     assert_string_equal(why, "");
-    assert_int_equal(eddy_transport_sub_down_since(NULL, why, sizeof why), 0);
+    assert_int_equal(eddy_transport_subscription_down_since(NULL, why, sizeof why), 0);
 
     int64_t stopped = eddy_now_us();
     assert_int_equal(servers("stop", 0), 0);
     int64_t since = 0;
     for (int i = 0; i < 300 && !since; i++) {
-        since = eddy_transport_sub_down_since(sub, why, sizeof why);
+        since = eddy_transport_subscription_down_since(sub, why, sizeof why);
         if (!since)
             sleep_ms(10);
     }
@@ -330,15 +330,15 @@ static void test_down_since(void **state)
     assert_true(since >= stopped - 1000000 && since <= eddy_now_us());
     assert_true(why[0] != '\0');
     sleep_ms(300); /* reconnection attempts fail: the loss keeps its time */
-    assert_int_equal(eddy_transport_sub_down_since(sub, NULL, 0), since);
+    assert_int_equal(eddy_transport_subscription_down_since(sub, NULL, 0), since);
 
     assert_int_equal(servers("start", 1), port);
-    for (int i = 0; i < 500 && eddy_transport_sub_down_since(sub, why, sizeof why);
+    for (int i = 0; i < 500 && eddy_transport_subscription_down_since(sub, why, sizeof why);
          i++)
         sleep_ms(10);
-    assert_int_equal(eddy_transport_sub_down_since(sub, why, sizeof why), 0);
+    assert_int_equal(eddy_transport_subscription_down_since(sub, why, sizeof why), 0);
     assert_string_equal(why, "");
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     pthread_mutex_destroy(&c.mu);
     eddy_transport_close(t);
 }

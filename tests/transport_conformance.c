@@ -184,13 +184,13 @@ static eddy_transport *open_t(const eddy_transport_options *o)
     return t;
 }
 
-static eddy_transport_sub *subscribe(eddy_transport *t, const char *type,
+static eddy_transport_subscription *subscribe(eddy_transport *t, const char *type,
                                      const char *group, const char *consumer,
                                      member *m, int ack_wait_ms,
                                      int max_deliveries)
 {
     const char *types[] = {type};
-    eddy_transport_sub_options o = {
+    eddy_transport_subscription_options o = {
         .types = types, .type_count = 1, .group = group,
         .consumer = consumer, .handler = handler, .user = m,
         .ack_wait_ms = ack_wait_ms,
@@ -198,7 +198,7 @@ static eddy_transport_sub *subscribe(eddy_transport *t, const char *type,
                   .initial_delay_ms = 10, .multiplier = 1},
         .dead_letter = on_dead,
     };
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     eddy_error err = {0};
     int rc = eddy_transport_subscribe(t, &o, &sub, &err);
     if (rc != EDDY_OK)
@@ -241,11 +241,11 @@ static void test_roundtrip(void **state)
         sent[i] = make_event(type, "agg-1", i);
         publish(t, sent[i]);
     }
-    eddy_transport_sub *sub = subscribe(t, type, "g", "c1", &m, 0, 0);
+    eddy_transport_subscription *sub = subscribe(t, type, "g", "c1", &m, 0, 0);
     assert_int_equal(wait_for(r, rec_count, 3, 10000), 3);
     for (int i = 0; i < 3; i++)
         assert_string_equal(r->recs[i].id, eddy_event_id(sent[i]));
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     for (int i = 0; i < 3; i++)
         eddy_event_unref(sent[i]);
     rec_destroy(r);
@@ -284,9 +284,9 @@ static void test_roundtrip_equal(void **state)
     keeper k = {.n = 0};
     pthread_mutex_init(&k.mu, NULL);
     const char *types[] = {type};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .handler = keep_handler, .user = &k};
-    eddy_transport_sub *sub = NULL;
+    eddy_transport_subscription *sub = NULL;
     eddy_error err = {0};
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
     if (env->settle_ms)
@@ -325,7 +325,7 @@ static void test_roundtrip_equal(void **state)
             break;
         sleep_ms(5);
     }
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     assert_int_equal(k.n, 3);
     /* Matched by id: the three have different keys, and engines order
      * per key only (Kafka spreads keys over partitions). */
@@ -357,7 +357,7 @@ static void test_per_key_order(void **state)
     recorder *r = malloc(sizeof *r);
     rec_init(r);
     member m = {r, 0};
-    eddy_transport_sub *sub = subscribe(t, type, "ordered", "only", &m, 0, 0);
+    eddy_transport_subscription *sub = subscribe(t, type, "ordered", "only", &m, 0, 0);
     for (int i = 0; i < PER_KEY; i++)
         for (int k = 0; k < KEYS; k++) {
             char subject[16];
@@ -368,7 +368,7 @@ static void test_per_key_order(void **state)
         }
     assert_int_equal(wait_for(r, rec_count, KEYS * PER_KEY, 20000),
                      KEYS * PER_KEY);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     int next[KEYS] = {0};
     for (size_t i = 0; i < r->n; i++) {
         int k = atoi(r->recs[i].subject + 4);
@@ -401,9 +401,9 @@ static void test_load_shared(void **state)
     rec_init(r);
     rec_init(other);
     member m1 = {r, 1}, m2 = {r, 2}, mo = {other, 3};
-    eddy_transport_sub *s1 = subscribe(t, type, "shared", "m1", &m1, 0, 0);
-    eddy_transport_sub *s2 = subscribe(t, type, "shared", "m2", &m2, 0, 0);
-    eddy_transport_sub *so = subscribe(t, type, "other", "o1", &mo, 0, 0);
+    eddy_transport_subscription *s1 = subscribe(t, type, "shared", "m1", &m1, 0, 0);
+    eddy_transport_subscription *s2 = subscribe(t, type, "shared", "m2", &m2, 0, 0);
+    eddy_transport_subscription *so = subscribe(t, type, "other", "o1", &mo, 0, 0);
     char ids[N][EDDY_UUID_STRLEN + 8];
     for (int i = 0; i < N; i++) {
         char subject[16];
@@ -419,9 +419,9 @@ static void test_load_shared(void **state)
     assert_int_equal(wait_for(r, rec_count, N, 20000), N);
     assert_int_equal(wait_for(other, rec_count, N, 20000), N);
     sleep_ms(100); /* nothing more may arrive */
-    eddy_transport_sub_free(s1);
-    eddy_transport_sub_free(s2);
-    eddy_transport_sub_free(so);
+    eddy_transport_subscription_free(s1);
+    eddy_transport_subscription_free(s2);
+    eddy_transport_subscription_free(so);
     assert_int_equal(r->n, N);
     assert_int_equal(other->n, N);
     int per[3] = {0};
@@ -459,7 +459,7 @@ static void test_crash_redelivery(void **state)
         publish(t, ev);
         eddy_event_unref(ev);
     }
-    eddy_transport_sub *sa = subscribe(t, type, "crashy", "a", &ma, ack_wait, 0);
+    eddy_transport_subscription *sa = subscribe(t, type, "crashy", "a", &ma, ack_wait, 0);
     for (int i = 0; i < 2000; i++) {
         pthread_mutex_lock(&r->mu);
         int hung = r->hung;
@@ -472,13 +472,13 @@ static void test_crash_redelivery(void **state)
     /* Member a holds a message (and whatever it prefetched) without ever
      * settling it; member b must get every event, the held one after
      * ack_wait. */
-    eddy_transport_sub *sb = subscribe(t, type, "crashy", "b", &mb, ack_wait, 0);
+    eddy_transport_subscription *sb = subscribe(t, type, "crashy", "b", &mb, ack_wait, 0);
     size_t got = wait_for(r, rec_count, N, ack_wait * 4 + 15000);
     /* The hung member comes back and stops; what it had prefetched is no
      * longer its to handle. */
     atomic_store(&r->hang_release, 1);
-    eddy_transport_sub_free(sa);
-    eddy_transport_sub_free(sb);
+    eddy_transport_subscription_free(sa);
+    eddy_transport_subscription_free(sb);
     assert_int_equal(got, N);
     for (int i = 0; i < N; i++) {
         if (id_seen(r, ids[i]) < 1)
@@ -504,7 +504,7 @@ static void test_nack_dead_letter(void **state)
     rec_init(r);
     r->fail_until_attempt = 2; /* first delivery fails, second succeeds */
     member m = {r, 0};
-    eddy_transport_sub *sub = subscribe(t, type, "nacky", "n1", &m, 0, 3);
+    eddy_transport_subscription *sub = subscribe(t, type, "nacky", "n1", &m, 0, 3);
     eddy_event *ev = make_event(type, "agg-n", 1);
     publish(t, ev);
     assert_int_equal(wait_for(r, rec_count, 2, 20000), 2);
@@ -525,9 +525,9 @@ static void test_nack_dead_letter(void **state)
     publish(t, ev);
     assert_int_equal(wait_for(r, rec_dead, 1, 20000), 1);
     sleep_ms(200);
-    eddy_transport_sub_stats st;
-    eddy_transport_sub_stats_get(sub, &st);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_stats st;
+    eddy_transport_subscription_stats_get(sub, &st);
+    eddy_transport_subscription_free(sub);
     assert_int_equal(r->n, 3);
     for (unsigned i = 0; i < 3; i++)
         assert_int_equal(r->recs[i].attempt, i + 1);
@@ -556,12 +556,12 @@ static void test_not_retryable(void **state)
     rec_init(r);
     r->fail_code = EDDY_EINVAL;
     member m = {r, 0};
-    eddy_transport_sub *sub = subscribe(t, type, "noretry", "n1", &m, 0, 5);
+    eddy_transport_subscription *sub = subscribe(t, type, "noretry", "n1", &m, 0, 5);
     eddy_event *ev = make_event(type, "agg-r", 1);
     publish(t, ev);
     assert_int_equal(wait_for(r, rec_dead, 1, 20000), 1);
     sleep_ms(200);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     assert_int_equal(r->n, 1);
     assert_int_equal(r->recs[0].attempt, 1);
     if (!strstr(r->dead_reasons[0], "not retryable"))
@@ -583,7 +583,7 @@ static void test_malformed(void **state)
     recorder *r = malloc(sizeof *r);
     rec_init(r);
     member m = {r, 0};
-    eddy_transport_sub *sub = subscribe(t, type, "bad", "b1", &m, 0, 0);
+    eddy_transport_subscription *sub = subscribe(t, type, "bad", "b1", &m, 0, 0);
     const char *garbage = "{\"this is\": not json";
     assert_int_equal(env->inject_raw(t, topic, garbage, strlen(garbage)), 0);
     const char *no_type = "{\"specversion\":\"1.0\",\"id\":\"x1\","
@@ -603,7 +603,7 @@ static void test_malformed(void **state)
     assert_int_equal(wait_for(r, rec_count, 1, 20000), 1);
     assert_int_equal(wait_for(r, rec_dead, 3, 20000), 3);
     sleep_ms(100);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     assert_int_equal(r->n, 1);
     assert_string_equal(r->recs[0].id, eddy_event_id(good));
     assert_int_equal(r->ndead, 3);
@@ -654,7 +654,7 @@ static void test_async(void **state)
     rec_init(r);
     rec_init(done);
     member m = {r, 0};
-    eddy_transport_sub *sub = subscribe(t, type, "async", "a1", &m, 0, 0);
+    eddy_transport_subscription *sub = subscribe(t, type, "async", "a1", &m, 0, 0);
     for (int i = 0; i < N; i++) {
         eddy_event *ev = make_event(type, "agg-a", i);
         eddy_error err = {0};
@@ -668,7 +668,7 @@ static void test_async(void **state)
     assert_int_equal(done->async_ok, N);
     assert_int_equal(done->async_err, 0);
     assert_int_equal(wait_for(r, rec_count, N, 20000), N);
-    eddy_transport_sub_free(sub);
+    eddy_transport_subscription_free(sub);
     for (int i = 0; i < N; i++)
         assert_int_equal(r->recs[i].seq, i);
     rec_destroy(r);
@@ -697,8 +697,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(err.code, EDDY_EINVAL);
     assert_non_null(strstr(err.message, "max_message_bytes"));
     eddy_transport *t = open_t(NULL);
-    eddy_transport_sub *sub = NULL;
-    eddy_transport_sub_options o = {0};
+    eddy_transport_subscription *sub = NULL;
+    eddy_transport_subscription_options o = {0};
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_EINVAL);
     const char *types[] = {"x.y"};
     o.types = types;
@@ -713,7 +713,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(eddy_transport_publish(t, NULL, &err), EDDY_EINVAL);
     eddy_transport_close(t);
     eddy_transport_close(NULL);
-    eddy_transport_sub_free(NULL);
+    eddy_transport_subscription_free(NULL);
 }
 
 /* The outbox relay publishes through the transport; a bridge feeds the
@@ -736,7 +736,7 @@ static void test_outbox_bridge(void **state)
     assert_non_null(b);
     eddy_transport *t = open_t(NULL);
     const char *types[] = {type};
-    eddy_transport_sub_options o = {.types = types, .type_count = 1,
+    eddy_transport_subscription_options o = {.types = types, .type_count = 1,
                                     .group = "bridge"};
     eddy_transport_bridge *br = NULL;
     assert_int_equal(eddy_transport_bridge_start(t, b, &o, &br, &err), EDDY_OK);
@@ -752,10 +752,10 @@ static void test_outbox_bridge(void **state)
     assert_non_null(relay);
     /* A redelivery: the same event published again. */
     publish(t, evs[0]);
-    eddy_transport_sub_stats st = {0};
+    eddy_transport_subscription_stats st = {0};
     for (int i = 0; i < 4000 && st.acked < N + 1; i++) {
         sleep_ms(5);
-        eddy_transport_sub_stats_get(eddy_transport_bridge_sub(br), &st);
+        eddy_transport_subscription_stats_get(eddy_transport_bridge_sub(br), &st);
     }
     assert_int_equal(st.acked, N + 1);
     eddy_outbox_relay_free(relay);

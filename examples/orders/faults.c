@@ -18,7 +18,7 @@
  * message says how much room the store's file system has left.
  *
  * THE TRANSPORT IS GONE. The engines reconnect forever, and a server
- * restart takes seconds; eddy_transport_sub_down_since tells since when a
+ * restart takes seconds; eddy_transport_subscription_down_since tells since when a
  * subscription has been cut off, and `eddy service` gives up once that
  * lasted --max-disconnected seconds (service.c).
  *

@@ -158,7 +158,7 @@ static int watch(const struct service_def *def,
             return sig;
         char why[256];
         int64_t now = eddy_now_us();
-        int64_t down = eddy_transport_sub_down_since(
+        int64_t down = eddy_transport_subscription_down_since(
             eddy_transport_bridge_sub(bridge), why, sizeof why);
         if (down && down != reported) {
             if (opts->max_disconnected_s > 0)
@@ -286,7 +286,7 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
     char group[128];
     snprintf(group, sizeof group, "%s%s",
              opts->group_prefix ? opts->group_prefix : "", def->name);
-    eddy_transport_sub_options bo = {
+    eddy_transport_subscription_options bo = {
         .types = def->receives,
         .type_count = def->nreceives,
         .group = group,

@@ -161,7 +161,7 @@ extern "C" {
 #endif
 
 typedef struct eddy_transport eddy_transport;
-typedef struct eddy_transport_sub eddy_transport_sub;
+typedef struct eddy_transport_subscription eddy_transport_subscription;
 typedef struct eddy_delivery eddy_delivery;
 
 #define EDDY_TRANSPORT_DEFAULT_MAX_MESSAGE_BYTES ((size_t)1 << 20) /* 1 MiB */
@@ -372,7 +372,7 @@ typedef void (*eddy_transport_dead_letter_fn)(const eddy_transport_dead_letter *
 
 /* Subscription options. Zero value + types + handler gives the defaults.
  * Copied by eddy_transport_subscribe (the strings and the array). */
-typedef struct eddy_transport_sub_options {
+typedef struct eddy_transport_subscription_options {
     const char *const *types;  /* event types to receive (exact names);
                                   at least one */
     size_t type_count;
@@ -397,7 +397,7 @@ typedef struct eddy_transport_sub_options {
                                   oldest one the engine keeps. An existing
                                   group resumes where it was. */
     size_t batch;              /* messages fetched per read; 0: 64 */
-} eddy_transport_sub_options;
+} eddy_transport_subscription_options;
 
 /*
  * Subscribes to the topics of `o->types` as a member of `o->group`, and
@@ -406,15 +406,15 @@ typedef struct eddy_transport_sub_options {
  * stream are created if missing. The handler runs on the subscription's
  * thread, which may start delivering before this call returns (never on
  * the calling thread, and never if the call fails).
- * On success `*out` is a new subscription (stop: eddy_transport_sub_stop;
- * destructor: eddy_transport_sub_free). Errors: EDDY_EINVAL (no types, an
+ * On success `*out` is a new subscription (stop: eddy_transport_subscription_stop;
+ * destructor: eddy_transport_subscription_free). Errors: EDDY_EINVAL (no types, an
  * empty type, no handler, bad numbers), EDDY_ECONNECT, EDDY_EIO (the engine
  * refused to create the group; its message), EDDY_ENOMEM.
  * Thread-safe.
  */
 int eddy_transport_subscribe(eddy_transport *t,
-                             const eddy_transport_sub_options *o,
-                             eddy_transport_sub **out, eddy_error *err);
+                             const eddy_transport_subscription_options *o,
+                             eddy_transport_subscription **out, eddy_error *err);
 
 /*
  * Stops the subscription: a handler in progress finishes and its delivery
@@ -423,23 +423,23 @@ int eddy_transport_subscribe(eddy_transport *t,
  * them to another member after ack_wait_ms). Returns EDDY_OK. Idempotent;
  * must not be called from the subscription's own handler.
  */
-int eddy_transport_sub_stop(eddy_transport_sub *sub, eddy_error *err);
+int eddy_transport_subscription_stop(eddy_transport_subscription *sub, eddy_error *err);
 
-/* Stops (as eddy_transport_sub_stop) and frees. NULL does nothing. */
-void eddy_transport_sub_free(eddy_transport_sub *sub);
+/* Stops (as eddy_transport_subscription_stop) and frees. NULL does nothing. */
+void eddy_transport_subscription_free(eddy_transport_subscription *sub);
 
 /* What a subscription has done since it started. Plain data. */
-typedef struct eddy_transport_sub_stats {
+typedef struct eddy_transport_subscription_stats {
     uint64_t delivered;      /* handler calls */
     uint64_t acked;
     uint64_t nacked;
     uint64_t dead_lettered;
     uint64_t reconnects;     /* connections re-established */
-} eddy_transport_sub_stats;
+} eddy_transport_subscription_stats;
 
 /* Copies the subscription's counters into `*out`. Thread-safe. */
-void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
-                                  eddy_transport_sub_stats *out);
+void eddy_transport_subscription_stats_get(const eddy_transport_subscription *sub,
+                                  eddy_transport_subscription_stats *out);
 
 /*
  * Whether the subscription's connection to the engine is down. Returns 0
@@ -457,7 +457,7 @@ void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
  * its own and tells when they are all down, but not when one is back).
  * Thread-safe; cannot fail (a NULL `sub` gives 0).
  */
-int64_t eddy_transport_sub_down_since(const eddy_transport_sub *sub,
+int64_t eddy_transport_subscription_down_since(const eddy_transport_subscription *sub,
                                       char *why, size_t why_size);
 
 /* ---- settling a delivery (from inside its handler) --------------------- */
@@ -560,11 +560,11 @@ typedef struct eddy_transport_bridge eddy_transport_bridge;
  * Thread-safe.
  */
 int eddy_transport_bridge_start(eddy_transport *t, eddy_store *s,
-                                const eddy_transport_sub_options *o,
+                                const eddy_transport_subscription_options *o,
                                 eddy_transport_bridge **out, eddy_error *err);
 
 /* The bridge's subscription (borrowed), for its statistics. */
-eddy_transport_sub *eddy_transport_bridge_sub(eddy_transport_bridge *b);
+eddy_transport_subscription *eddy_transport_bridge_sub(eddy_transport_bridge *b);
 
 /* Stops the bridge's subscription and frees the bridge. NULL does
  * nothing. */

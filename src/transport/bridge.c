@@ -13,7 +13,7 @@
 
 struct eddy_transport_bridge {
     eddy_store *store;
-    eddy_transport_sub *sub;
+    eddy_transport_subscription *sub;
     eddy_transport_dead_letter_fn dead_letter;  /* the caller's, or NULL */
     void *user;                       /* the caller's, for dead_letter */
 };
@@ -56,7 +56,7 @@ static int bridge_handler(eddy_delivery *d, const eddy_event *ev, void *user)
 }
 
 int eddy_transport_bridge_start(eddy_transport *t, eddy_store *s,
-                                const eddy_transport_sub_options *o,
+                                const eddy_transport_subscription_options *o,
                                 eddy_transport_bridge **out, eddy_error *err)
 {
     if (!t || !s || !o || !out)
@@ -72,7 +72,7 @@ int eddy_transport_bridge_start(eddy_transport *t, eddy_store *s,
     b->store = s;
     b->dead_letter = o->dead_letter;
     b->user = o->user;
-    eddy_transport_sub_options so = *o;
+    eddy_transport_subscription_options so = *o;
     so.handler = bridge_handler;
     so.user = b;
     so.dead_letter = bridge_dead_letter;
@@ -85,7 +85,7 @@ int eddy_transport_bridge_start(eddy_transport *t, eddy_store *s,
     return EDDY_OK;
 }
 
-eddy_transport_sub *eddy_transport_bridge_sub(eddy_transport_bridge *b)
+eddy_transport_subscription *eddy_transport_bridge_sub(eddy_transport_bridge *b)
 {
     return b ? b->sub : NULL;
 }
@@ -94,6 +94,6 @@ void eddy_transport_bridge_free(eddy_transport_bridge *b)
 {
     if (!b)
         return;
-    eddy_transport_sub_free(b->sub);
+    eddy_transport_subscription_free(b->sub);
     free(b);
 }

@@ -114,7 +114,7 @@ typedef struct kafka_sub {
     rd_kafka_t *rk;
     kafka_mark marks[KAFKA_MAX_MARKS]; /* only the subscription's thread */
     size_t nmarks;
-    eddy_transport_sub *sub;
+    eddy_transport_subscription *sub;
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mu;
@@ -776,7 +776,7 @@ static bool kafka_wait(kafka_sub *ksub, int ms)
 static eddy_event *kafka_decode(kafka_sub *ksub, const rd_kafka_message_t *m,
                                 const char *topic)
 {
-    eddy_transport_sub *sub = ksub->sub;
+    eddy_transport_subscription *sub = ksub->sub;
     const char *payload = m->payload ? m->payload : "";
     rd_kafka_headers_t *hdrs = NULL;
     size_t n = 0;
@@ -900,7 +900,7 @@ static void kafka_sub_destroy(kafka_sub *ksub)
     free(ksub);
 }
 
-static int kafka_subscribe(eddy_transport_sub *sub, eddy_error *err)
+static int kafka_subscribe(eddy_transport_subscription *sub, eddy_error *err)
 {
     eddy_transport *t = sub->t;
     kafka_sub *ksub = calloc(1, sizeof *ksub);
@@ -1003,7 +1003,7 @@ fail:
     return rc;
 }
 
-static void kafka_sub_stop(eddy_transport_sub *sub)
+static void kafka_sub_stop(eddy_transport_subscription *sub)
 {
     kafka_sub *ksub = sub->state;
     if (!ksub)
@@ -1018,7 +1018,7 @@ static void kafka_sub_stop(eddy_transport_sub *sub)
     rd_kafka_consumer_close(ksub->rk);
 }
 
-static void kafka_sub_free(eddy_transport_sub *sub)
+static void kafka_sub_free(eddy_transport_subscription *sub)
 {
     kafka_sub *ksub = sub->state;
     if (!ksub)

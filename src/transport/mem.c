@@ -236,7 +236,7 @@ typedef struct mem_fetch {
 
 /* Takes the next message for the group, claimable pending entries first.
  * Under mem_mu. Returns 1 with `*f` filled, 0 if none, -1 out of memory. */
-static int fetch_one(mem_engine *e, eddy_transport_sub *sub, mem_fetch *f)
+static int fetch_one(mem_engine *e, eddy_transport_subscription *sub, mem_fetch *f)
 {
     int64_t now = eddyi_transport_now_ms();
     for (size_t i = 0; i < sub->ntopics; i++) {
@@ -275,7 +275,7 @@ static int fetch_one(mem_engine *e, eddy_transport_sub *sub, mem_fetch *f)
 }
 
 /* Settles a fetched message, unless another member claimed it since. */
-static void settle(mem_engine *e, eddy_transport_sub *sub, const mem_fetch *f,
+static void settle(mem_engine *e, eddy_transport_subscription *sub, const mem_fetch *f,
                    eddyi_settle how, int delay_ms)
 {
     pthread_mutex_lock(&mem_mu);
@@ -303,7 +303,7 @@ static void settle(mem_engine *e, eddy_transport_sub *sub, const mem_fetch *f,
 static void *mem_sub_main(void *arg)
 {
     eddyi_thread_name("eddy-mem-sub");
-    eddy_transport_sub *sub = arg;
+    eddy_transport_subscription *sub = arg;
     mem_sub *ms = sub->state;
     mem_engine *e = ms->eng;
     pthread_mutex_lock(&mem_mu);
@@ -342,7 +342,7 @@ static void *mem_sub_main(void *arg)
     return NULL;
 }
 
-static int mem_subscribe(eddy_transport_sub *sub, eddy_error *err)
+static int mem_subscribe(eddy_transport_subscription *sub, eddy_error *err)
 {
     mem_engine *e = sub->t->state;
     mem_sub *ms = calloc(1, sizeof *ms);
@@ -371,7 +371,7 @@ static int mem_subscribe(eddy_transport_sub *sub, eddy_error *err)
     return EDDY_OK;
 }
 
-static void mem_sub_stop(eddy_transport_sub *sub)
+static void mem_sub_stop(eddy_transport_subscription *sub)
 {
     mem_sub *ms = sub->state;
     pthread_mutex_lock(&mem_mu);
@@ -381,7 +381,7 @@ static void mem_sub_stop(eddy_transport_sub *sub)
     pthread_join(ms->thread, NULL);
 }
 
-static void mem_sub_free(eddy_transport_sub *sub)
+static void mem_sub_free(eddy_transport_subscription *sub)
 {
     free(sub->state);
     sub->state = NULL;

@@ -87,7 +87,7 @@ typedef struct nats_state {
 } nats_state;
 
 typedef struct nats_sub {
-    eddy_transport_sub *sub;
+    eddy_transport_subscription *sub;
     size_t count;
     natsSubscription **subs;
     char **durables;
@@ -848,7 +848,7 @@ static char *durable_name(const char *group, const char *type)
 }
 
 /* Creates the durable consumer, or brings its ack wait in line. */
-static int nats_ensure_consumer(eddy_transport_sub *sub, const char *durable,
+static int nats_ensure_consumer(eddy_transport_subscription *sub, const char *durable,
                                 const char *topic, eddy_error *err)
 {
     nats_state *ns = sub->t->state;
@@ -897,7 +897,7 @@ static int nats_ensure_consumer(eddy_transport_sub *sub, const char *durable,
 static eddy_event *nats_decode(nats_sub *nsub, natsMsg *msg, const char *topic,
                                uint32_t attempt)
 {
-    eddy_transport_sub *sub = nsub->sub;
+    eddy_transport_subscription *sub = nsub->sub;
     const char *data = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
     if (!data)
@@ -1031,7 +1031,7 @@ static void *nats_sub_main(void *arg)
 {
     eddyi_thread_name("eddy-nats-sub");
     nats_sub *nsub = arg;
-    eddy_transport_sub *sub = nsub->sub;
+    eddy_transport_subscription *sub = nsub->sub;
     const eddy_transport_options *o = &sub->t->opts;
     int backoff = 0;
     int fetch_ms = NATS_FETCH_MS / (int)(nsub->count < 5 ? nsub->count : 5);
@@ -1090,7 +1090,7 @@ static void nats_sub_destroy(nats_sub *nsub)
     free(nsub);
 }
 
-static int nats_subscribe(eddy_transport_sub *sub, eddy_error *err)
+static int nats_subscribe(eddy_transport_subscription *sub, eddy_error *err)
 {
     nats_state *ns = sub->t->state;
     nats_sub *nsub = calloc(1, sizeof *nsub);
@@ -1144,7 +1144,7 @@ fail:
     return rc;
 }
 
-static void nats_sub_stop(eddy_transport_sub *sub)
+static void nats_sub_stop(eddy_transport_subscription *sub)
 {
     nats_sub *nsub = sub->state;
     if (!nsub)
@@ -1153,7 +1153,7 @@ static void nats_sub_stop(eddy_transport_sub *sub)
     pthread_join(nsub->thread, NULL);
 }
 
-static void nats_sub_free(eddy_transport_sub *sub)
+static void nats_sub_free(eddy_transport_subscription *sub)
 {
     nats_sub *nsub = sub->state;
     if (!nsub)

@@ -372,7 +372,7 @@ out:
 /* ---- subscriptions ------------------------------------------------------------ */
 
 /* Drops the subscription's connection after an error. */
-static void sub_broken(eddy_transport_sub *sub, const char *what)
+static void sub_broken(eddy_transport_subscription *sub, const char *what)
 {
     redis_sub *rs = sub->state;
     const char *why = rs->c && rs->c->errstr[0] ? rs->c->errstr : what;
@@ -385,7 +385,7 @@ static void sub_broken(eddy_transport_sub *sub, const char *what)
 }
 
 /* Creates the group on every topic (BUSYGROUP: it exists). */
-static int create_groups(eddy_transport_sub *sub, char *why, size_t size)
+static int create_groups(eddy_transport_subscription *sub, char *why, size_t size)
 {
     redis_sub *rs = sub->state;
     for (size_t i = 0; i < sub->ntopics; i++) {
@@ -407,7 +407,7 @@ static int create_groups(eddy_transport_sub *sub, char *why, size_t size)
     return EDDY_OK;
 }
 
-static int subscribe_channels(eddy_transport_sub *sub, char *why, size_t size)
+static int subscribe_channels(eddy_transport_subscription *sub, char *why, size_t size)
 {
     redis_sub *rs = sub->state;
     for (size_t i = 0; i < sub->ntopics; i++) {
@@ -423,7 +423,7 @@ static int subscribe_channels(eddy_transport_sub *sub, char *why, size_t size)
 
 /* (Re)connects the subscription's connection, with backoff; false when
  * stopped first. */
-static bool sub_connect(eddy_transport_sub *sub)
+static bool sub_connect(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     const eddy_transport_options *o = &sub->t->opts;
@@ -476,7 +476,7 @@ static const redisReply *entry_field(const redisReply *fields,
 
 /* How many times the group delivered entry `id` (from its PEL); 0 when it
  * is not pending (acked by someone), -1 on a connection error. */
-static long long delivery_count(eddy_transport_sub *sub, const char *topic,
+static long long delivery_count(eddy_transport_subscription *sub, const char *topic,
                                 const char *id)
 {
     redis_sub *rs = sub->state;
@@ -495,7 +495,7 @@ static long long delivery_count(eddy_transport_sub *sub, const char *topic,
 }
 
 /* Handles one stream entry. Returns false on a connection error. */
-static bool handle_entry(eddy_transport_sub *sub, size_t topic_i,
+static bool handle_entry(eddy_transport_subscription *sub, size_t topic_i,
                          const redisReply *entry, bool claimed)
 {
     redis_sub *rs = sub->state;
@@ -556,7 +556,7 @@ static bool handle_entry(eddy_transport_sub *sub, size_t topic_i,
 /* Handles the entries of an XREADGROUP / XCLAIM / XAUTOCLAIM answer for
  * one topic. Stops early (leaving the rest pending) when the batch is older
  * than ack_wait or the subscription stops. */
-static bool handle_entries(eddy_transport_sub *sub, size_t topic_i,
+static bool handle_entries(eddy_transport_subscription *sub, size_t topic_i,
                            const redisReply *entries, bool claimed,
                            int64_t fetched_ms)
 {
@@ -573,7 +573,7 @@ static bool handle_entries(eddy_transport_sub *sub, size_t topic_i,
     return true;
 }
 
-static bool run_retries(eddy_transport_sub *sub)
+static bool run_retries(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     int64_t now = eddyi_transport_now_ms();
@@ -603,7 +603,7 @@ static bool run_retries(eddy_transport_sub *sub)
     return true;
 }
 
-static bool run_autoclaim(eddy_transport_sub *sub)
+static bool run_autoclaim(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     int64_t now = eddyi_transport_now_ms();
@@ -645,7 +645,7 @@ static bool run_autoclaim(eddy_transport_sub *sub)
     return true;
 }
 
-static bool run_read(eddy_transport_sub *sub)
+static bool run_read(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     size_t argc = 7 + 2 * sub->ntopics;
@@ -709,7 +709,7 @@ static bool run_read(eddy_transport_sub *sub)
 }
 
 /* Pub/Sub: waits up to 100 ms for one message and handles it. */
-static bool run_pubsub(eddy_transport_sub *sub)
+static bool run_pubsub(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     void *reply = NULL;
@@ -746,7 +746,7 @@ static bool run_pubsub(eddy_transport_sub *sub)
 static void *redis_sub_main(void *arg)
 {
     eddyi_thread_name("eddy-redis-sub");
-    eddy_transport_sub *sub = arg;
+    eddy_transport_subscription *sub = arg;
     redis_sub *rs = sub->state;
     while (!atomic_load(&rs->stop)) {
         if (!sub_connect(sub))
@@ -762,7 +762,7 @@ static void *redis_sub_main(void *arg)
     return NULL;
 }
 
-static int redis_subscribe(eddy_transport_sub *sub, eddy_error *err)
+static int redis_subscribe(eddy_transport_subscription *sub, eddy_error *err)
 {
     redis_sub *rs = calloc(1, sizeof *rs);
     if (!rs)
@@ -798,14 +798,14 @@ fail:
     return rc;
 }
 
-static void redis_sub_stop(eddy_transport_sub *sub)
+static void redis_sub_stop(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     atomic_store(&rs->stop, true);
     pthread_join(rs->thread, NULL);
 }
 
-static void redis_sub_free(eddy_transport_sub *sub)
+static void redis_sub_free(eddy_transport_subscription *sub)
 {
     redis_sub *rs = sub->state;
     if (!rs)

@@ -561,7 +561,7 @@ int eddy_transport_flush(eddy_transport *t, int timeout_ms, eddy_error *err)
 
 /* ---- subscribing ----------------------------------------------------------- */
 
-static void sub_release(eddy_transport_sub *sub)
+static void sub_release(eddy_transport_subscription *sub)
 {
     if (!sub)
         return;
@@ -580,8 +580,8 @@ static void sub_release(eddy_transport_sub *sub)
 }
 
 int eddy_transport_subscribe(eddy_transport *t,
-                             const eddy_transport_sub_options *o,
-                             eddy_transport_sub **out, eddy_error *err)
+                             const eddy_transport_subscription_options *o,
+                             eddy_transport_subscription **out, eddy_error *err)
 {
     if (!t || !o || !out)
         return eddyi_error(err, EDDY_EINVAL, "subscribe: NULL argument");
@@ -604,7 +604,7 @@ int eddy_transport_subscribe(eddy_transport *t,
             return eddyi_error(err, EDDY_EINVAL,
                                "subscribe: type %zu is NULL or empty", i);
     int rc = EDDY_ENOMEM;
-    eddy_transport_sub *sub = calloc(1, sizeof *sub);
+    eddy_transport_subscription *sub = calloc(1, sizeof *sub);
     if (!sub)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     sub->t = t;
@@ -657,7 +657,7 @@ fail:
     return rc;
 }
 
-int eddy_transport_sub_stop(eddy_transport_sub *sub, eddy_error *err)
+int eddy_transport_subscription_stop(eddy_transport_subscription *sub, eddy_error *err)
 {
     if (!sub)
         return eddyi_error(err, EDDY_EINVAL, "sub_stop: NULL subscription");
@@ -668,19 +668,19 @@ int eddy_transport_sub_stop(eddy_transport_sub *sub, eddy_error *err)
     return EDDY_OK;
 }
 
-void eddy_transport_sub_free(eddy_transport_sub *sub)
+void eddy_transport_subscription_free(eddy_transport_subscription *sub)
 {
     if (!sub)
         return;
-    eddy_transport_sub_stop(sub, NULL);
+    eddy_transport_subscription_stop(sub, NULL);
     sub->t->ops->sub_free(sub);
     sub_release(sub);
 }
 
-void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
-                                  eddy_transport_sub_stats *out)
+void eddy_transport_subscription_stats_get(const eddy_transport_subscription *sub,
+                                  eddy_transport_subscription_stats *out)
 {
-    eddy_transport_sub *s = (eddy_transport_sub *)sub;
+    eddy_transport_subscription *s = (eddy_transport_subscription *)sub;
     out->delivered = atomic_load(&s->delivered);
     out->acked = atomic_load(&s->acked);
     out->nacked = atomic_load(&s->nacked);
@@ -688,15 +688,15 @@ void eddy_transport_sub_stats_get(const eddy_transport_sub *sub,
     out->reconnects = atomic_load(&s->reconnects);
 }
 
-void eddyi_transport_sub_reconnected(eddy_transport_sub *sub)
+void eddyi_transport_sub_reconnected(eddy_transport_subscription *sub)
 {
     atomic_fetch_add(&sub->reconnects, 1);
 }
 
-int64_t eddy_transport_sub_down_since(const eddy_transport_sub *sub,
+int64_t eddy_transport_subscription_down_since(const eddy_transport_subscription *sub,
                                       char *why, size_t why_size)
 {
-    eddy_transport_sub *s = (eddy_transport_sub *)sub;
+    eddy_transport_subscription *s = (eddy_transport_subscription *)sub;
     if (why && why_size > 0)
         why[0] = '\0';
     if (!s)
@@ -709,7 +709,7 @@ int64_t eddy_transport_sub_down_since(const eddy_transport_sub *sub,
     return since;
 }
 
-void eddyi_transport_sub_lost(eddy_transport_sub *sub, const char *why)
+void eddyi_transport_sub_lost(eddy_transport_subscription *sub, const char *why)
 {
     pthread_mutex_lock(&sub->down_mu);
     snprintf(sub->down_reason, sizeof sub->down_reason, "%s",
@@ -719,7 +719,7 @@ void eddyi_transport_sub_lost(eddy_transport_sub *sub, const char *why)
     pthread_mutex_unlock(&sub->down_mu);
 }
 
-void eddyi_transport_sub_alive(eddy_transport_sub *sub)
+void eddyi_transport_sub_alive(eddy_transport_subscription *sub)
 {
     if (atomic_load(&sub->down_since_us) == 0)
         return;
@@ -734,7 +734,7 @@ void eddyi_transport_sub_alive(eddy_transport_sub *sub)
 enum { DECIDE_NONE, DECIDE_ACK, DECIDE_NACK };
 
 struct eddy_delivery {
-    eddy_transport_sub *sub;
+    eddy_transport_subscription *sub;
     uint32_t attempt;
     const char *topic;
     int decision;
@@ -760,7 +760,7 @@ uint32_t eddy_delivery_attempt(const eddy_delivery *d)
     return d ? d->attempt : 0;
 }
 
-eddy_transport_sub *eddyi_delivery_sub(eddy_delivery *d)
+eddy_transport_subscription *eddyi_delivery_sub(eddy_delivery *d)
 {
     return d->sub;
 }
@@ -770,7 +770,7 @@ const char *eddy_delivery_topic(const eddy_delivery *d)
     return d ? d->topic : NULL;
 }
 
-void eddyi_transport_dead_letter(eddy_transport_sub *sub,
+void eddyi_transport_dead_letter(eddy_transport_subscription *sub,
                                  const eddy_event *ev, const char *raw,
                                  size_t raw_len, const char *topic,
                                  const char *reason, uint32_t attempt)
@@ -790,7 +790,7 @@ void eddyi_transport_dead_letter(eddy_transport_sub *sub,
     }
 }
 
-eddy_event *eddyi_transport_decode(eddy_transport_sub *sub, const char *raw,
+eddy_event *eddyi_transport_decode(eddy_transport_subscription *sub, const char *raw,
                                    size_t len, const char *topic,
                                    uint32_t attempt)
 {
@@ -812,7 +812,7 @@ eddy_event *eddyi_transport_decode(eddy_transport_sub *sub, const char *raw,
     return ev;
 }
 
-eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
+eddyi_settle eddyi_transport_dispatch(eddy_transport_subscription *sub,
                                       const eddy_event *ev, const char *topic,
                                       uint32_t attempt, const char *raw,
                                       size_t raw_len, int *delay_ms)

@@ -65,9 +65,9 @@ struct eddy_transport {
     char *shown;                    /* the URL as eddy_url_redact shows it */
 };
 
-struct eddy_transport_sub {
+struct eddy_transport_subscription {
     eddy_transport *t;
-    eddy_transport_sub_options o;   /* defaults resolved; the strings and
+    eddy_transport_subscription_options o;   /* defaults resolved; the strings and
                                        `types` point to the copies below */
     char **types;
     char **topics;                  /* topic of types[i] */
@@ -79,7 +79,7 @@ struct eddy_transport_sub {
     uint64_t rng;                   /* jitter of retry delays (the
                                        subscription's thread only) */
     _Atomic uint64_t delivered, acked, nacked, dead_lettered, reconnects;
-    /* The connection's state (eddy_transport_sub_down_since): 0 while up,
+    /* The connection's state (eddy_transport_subscription_down_since): 0 while up,
      * else when it was lost; the reason under down_mu. */
     _Atomic int64_t down_since_us;
     pthread_mutex_t down_mu;
@@ -113,12 +113,12 @@ typedef struct eddyi_transport_ops {
     /* Creates the group etc., sets sub->state, starts the subscription's
      * thread, which fetches and calls eddyi_transport_dispatch for each
      * message. On failure nothing runs and sub->state is untouched. */
-    int (*subscribe)(eddy_transport_sub *sub, eddy_error *err);
+    int (*subscribe)(eddy_transport_subscription *sub, eddy_error *err);
     /* Stops fetching, waits for the handler in progress, joins the thread.
      * Called once. */
-    void (*sub_stop)(eddy_transport_sub *sub);
+    void (*sub_stop)(eddy_transport_subscription *sub);
     /* Frees sub->state (after sub_stop). */
-    void (*sub_free)(eddy_transport_sub *sub);
+    void (*sub_free)(eddy_transport_subscription *sub);
 
     /* Fills `info` (allocated by the front, zeroed, engine and url set)
      * with the engine's topics under t->prefix and their groups, through
@@ -222,7 +222,7 @@ char *eddyi_transport_encode(const eddy_transport *t, const eddy_event *ev,
  * message is dead-lettered through eddyi_transport_dead_letter with the
  * reason, and NULL is returned: the caller acknowledges it.
  */
-eddy_event *eddyi_transport_decode(eddy_transport_sub *sub, const char *raw,
+eddy_event *eddyi_transport_decode(eddy_transport_subscription *sub, const char *raw,
                                    size_t len, const char *topic,
                                    uint32_t attempt);
 
@@ -240,23 +240,23 @@ typedef enum eddyi_settle {
  * `raw` (may be NULL) is passed on to a dead letter. `*delay_ms` receives
  * the redelivery delay for NACK (>= 0). Counts statistics.
  */
-eddyi_settle eddyi_transport_dispatch(eddy_transport_sub *sub,
+eddyi_settle eddyi_transport_dispatch(eddy_transport_subscription *sub,
                                       const eddy_event *ev, const char *topic,
                                       uint32_t attempt, const char *raw,
                                       size_t raw_len, int *delay_ms);
 
 /* Dead-letters a message (calls the dead_letter callback, or logs). The
  * caller then acknowledges it. `ev` may be NULL. */
-void eddyi_transport_dead_letter(eddy_transport_sub *sub,
+void eddyi_transport_dead_letter(eddy_transport_subscription *sub,
                                  const eddy_event *ev, const char *raw,
                                  size_t raw_len, const char *topic,
                                  const char *reason, uint32_t attempt);
 
 /* The subscription a delivery belongs to (for the bridge). */
-eddy_transport_sub *eddyi_delivery_sub(eddy_delivery *d);
+eddy_transport_subscription *eddyi_delivery_sub(eddy_delivery *d);
 
 /* Counts one re-established connection in the subscription's stats. */
-void eddyi_transport_sub_reconnected(eddy_transport_sub *sub);
+void eddyi_transport_sub_reconnected(eddy_transport_subscription *sub);
 
 /* The subscription's connection to the engine is down: broke, or a
  * (re)connection or fetch failed with `why` (copied). The first call since
@@ -264,12 +264,12 @@ void eddyi_transport_sub_reconnected(eddy_transport_sub *sub);
  * call it from the subscription's thread (or a library's callback thread)
  * when they see the failure, and eddyi_transport_sub_alive as soon as the
  * engine answers again. */
-void eddyi_transport_sub_lost(eddy_transport_sub *sub, const char *why);
+void eddyi_transport_sub_lost(eddy_transport_subscription *sub, const char *why);
 
 /* The engine answered the subscription (a fetch or a reconnection
  * succeeded): it is up. Cheap when it already was (one atomic load), so
  * it may be called after every fetch. */
-void eddyi_transport_sub_alive(eddy_transport_sub *sub);
+void eddyi_transport_sub_alive(eddy_transport_subscription *sub);
 
 /* Test hook: appends `len` raw bytes (copied) to a mem transport's
  * `topic` as if a producer had sent them (malformed or oversized messages).
