@@ -1,0 +1,156 @@
+/*
+ * src/store/state_leases.h - the store's state operations for work shared
+ * by several processes: who runs a durable subscription (its members) and
+ * which member holds which of its partitions (its leases).
+ *
+ * TABLES (every backend; on SQLite since schema 5, sqlite_schema.c):
+ *   eddy_members(subscription, member, owner, partitions, joined_us,
+ *                expires_us)            PRIMARY KEY(subscription, member)
+ *     one row per running member: `member` a UUIDv7 made when it started,
+ *     `owner` its "pid@host", `partitions` the count it runs with,
+ *     `expires_us` when it counts as gone unless renewed.
+ *   eddy_leases(subscription, part, member, owner, expires_us, position,
+ *               updated_us)             PRIMARY KEY(subscription, part)
+ *     one row per partition 0..N-1 (the count is the number of rows): the
+ *     member holding it ('' when free) and its owner, until when the lease
+ *     holds (0 when free), and `position`, the partition's checkpoint (its
+ *     events at or below were handled). Another key than a subscription
+ *     name may hold a single lease (part 0) for a role, e.g. a saga's
+ *     command dispatcher ("<saga>#commands").
+ *
+ * A lease is the authority: a partition belongs to the member named in its
+ * row, and may be taken by another only when it is free, when its lease
+ * expired, or when its owner is a process of this host that no longer
+ * exists (eddyi_owner_gone). Every statement that changes a lease names
+ * the member it expects in the row, so two takers cannot both win, and a
+ * member's renewal (eddyi_leases_renew: the fence of durable.c) tells by
+ * its count of changed rows whether every lease it believes it holds is
+ * still its own. On PostgreSQL these UPDATEs lock the rows they change
+ * until the transaction ends, which serialises a renewal inside a handler's
+ * transaction with a takeover of the same row.
+ *
+ * Conventions as state_durable.h: `eddy_txn` operations run inside the
+ * writer's transaction; `eddy_store` ones read committed rows on a reader
+ * and are thread-safe; strings are borrowed; each returns EDDY_OK or a
+ * store error with `err` filled.
+ */
+#ifndef EDDY_SRC_STORE_STATE_LEASES_H
+#define EDDY_SRC_STORE_STATE_LEASES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy/sql.h"
+#include "eddy/store.h"
+
+/* ---- members --------------------------------------------------------------- */
+
+typedef struct eddyi_member_row {
+    const char *member;
+    const char *owner;
+    int partitions;
+    int64_t joined_us;
+    int64_t expires_us;
+} eddyi_member_row;
+
+typedef int (*eddyi_member_fn)(const eddyi_member_row *row, void *user);
+
+/* Inserts member `m->member` of `subscription`, or renews it (expires_us and
+ * owner; joined_us is kept). */
+int eddyi_member_put(eddy_txn *txn, const char *subscription,
+                     const eddyi_member_row *m, eddy_error *err);
+
+/* Deletes member `member`; with `expired_before` > 0, only if its row
+ * expired before then (a renewal that committed first keeps it).
+ * `*changes` (may be NULL) receives 0 or 1. */
+int eddyi_member_delete(eddy_txn *txn, const char *subscription,
+                        const char *member, int64_t expired_before,
+                        int64_t *changes, eddy_error *err);
+
+/* Calls `fn` for each member of `subscription`, by member id: in the
+ * transaction (_txn) or on a reader. */
+int eddyi_members_txn(eddy_txn *txn, const char *subscription,
+                      eddyi_member_fn fn, void *user, eddy_error *err);
+int eddyi_members_read(eddy_store *s, const char *subscription,
+                       eddyi_member_fn fn, void *user, eddy_error *err);
+
+/* ---- leases ------------------------------------------------------------------ */
+
+typedef struct eddyi_lease_row {
+    int part;
+    const char *member; /* "" when free */
+    const char *owner;
+    int64_t expires_us;
+    int64_t position;
+    int64_t updated_us;
+} eddyi_lease_row;
+
+typedef int (*eddyi_lease_fn)(const eddyi_lease_row *row, void *user);
+
+/* Calls `fn` for each lease of `subscription`, by part: in the transaction
+ * (_txn) or on a reader. */
+int eddyi_leases_txn(eddy_txn *txn, const char *subscription,
+                     eddyi_lease_fn fn, void *user, eddy_error *err);
+int eddyi_leases_read(eddy_store *s, const char *subscription,
+                      eddyi_lease_fn fn, void *user, eddy_error *err);
+
+/* Creates lease `part` of `subscription`, free, with checkpoint
+ * `position`; an existing row is kept as it is. */
+int eddyi_lease_create(eddy_txn *txn, const char *subscription, int part,
+                       int64_t position, eddy_error *err);
+
+/* Deletes every lease of `subscription` (a change of the partition count,
+ * a projection rebuild). */
+int eddyi_leases_drop(eddy_txn *txn, const char *subscription,
+                      eddy_error *err);
+
+/*
+ * Gives lease `part` to `member` (`owner`, until `expires_us`) if its row
+ * still names `from` ("" for a free one) and its lease ended at or before
+ * `ended_by` (INT64_MAX: whenever; an owner known to be gone). `*taken`
+ * says whether it did: false when another member changed the row first.
+ */
+int eddyi_lease_take(eddy_txn *txn, const char *subscription, int part,
+                     const char *member, const char *owner, int64_t expires_us,
+                     const char *from, int64_t ended_by, bool *taken,
+                     eddy_error *err);
+
+/* Frees lease `part` if `member` holds it, raising its checkpoint to
+ * `position` (never lowering it). */
+int eddyi_lease_release(eddy_txn *txn, const char *subscription, int part,
+                        const char *member, int64_t position,
+                        eddy_error *err);
+
+/* Frees every lease `member` holds (it stops), raising their checkpoints
+ * to `position`. */
+int eddyi_leases_release_all(eddy_txn *txn, const char *subscription,
+                             const char *member, int64_t position,
+                             eddy_error *err);
+
+/*
+ * Renews every lease `member` holds until `expires_us` (never shortening
+ * one) and raises their checkpoints to `position` (never lowering one; 0
+ * leaves them). `*changes` receives how many rows it held: fewer than the
+ * caller believes it holds means another member took one over.
+ */
+int eddyi_leases_renew(eddy_txn *txn, const char *subscription,
+                       const char *member, int64_t expires_us,
+                       int64_t position, int64_t *changes, eddy_error *err);
+
+/* Raises the checkpoint of every partition of `subscription` to
+ * `position`: every event at or below it was handled, whoever holds the
+ * partition (a projection's catch-up). */
+int eddyi_leases_raise(eddy_txn *txn, const char *subscription,
+                       int64_t position, eddy_error *err);
+
+/* The lowest checkpoint of `subscription`'s partitions; `*found` false
+ * when it has none. */
+int eddyi_leases_low(eddy_txn *txn, const char *subscription, int64_t *low,
+                     bool *found, eddy_error *err);
+
+/* Deletes the members and the leases of `subscription`. */
+int eddyi_leases_forget(eddy_txn *txn, const char *subscription,
+                        eddy_error *err);
+
+#endif
