@@ -660,6 +660,8 @@ eddy_projection *eddy_projection_start(eddy_store *store,
         .txn_handler = durable_apply,
         .user = p,
         .workers = def->workers ? def->workers : 1,
+        .partitions = def->partitions,
+        .lease_ms = def->lease_ms,
     };
     p->durable = eddy_durable_start(store, &o, err);
     if (!p->durable)

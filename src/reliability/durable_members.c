@@ -216,24 +216,13 @@ static bool member_live(const eddy_durable *d, const struct mview *m,
     return m->expires_us > now && !eddyi_owner_gone(m->owner);
 }
 
-/* Whether a lease held by someone else (or no one) may be taken now;
- * `*anytime` tells whether its end does not matter (free, or its owner is
- * gone) rather than having passed. */
+/* Whether a lease held by someone else (or no one) may be taken now
+ * (eddyi_lease_takeable). */
 static bool lease_takeable(const eddy_durable *d, const struct lview *l,
                            int64_t now, bool *anytime)
 {
-    *anytime = false;
-    if (!l->member[0]) {
-        *anytime = true;
-        return true;
-    }
-    if (is_me(d, l->member))
-        return false;
-    if (eddyi_owner_gone(l->owner)) {
-        *anytime = true;
-        return true;
-    }
-    return l->expires_us <= now;
+    return eddyi_lease_takeable(l->member, l->owner, l->expires_us,
+                                d->member, now, anytime);
 }
 
 struct plan {

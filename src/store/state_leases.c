@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "../core/lifecycle.h"
 #include "state_leases.h"
 #include "store_internal.h"
 
@@ -101,6 +102,24 @@ static int lease_row(const eddy_row *row, void *user)
                          .position = eddy_row_int(row, 4),
                          .updated_us = eddy_row_int(row, 5)};
     return w->fn(&l, w->user);
+}
+
+bool eddyi_lease_takeable(const char *holder, const char *holder_owner,
+                          int64_t expires_us, const char *member, int64_t now,
+                          bool *anytime)
+{
+    *anytime = false;
+    if (!holder[0]) {
+        *anytime = true;
+        return true;
+    }
+    if (strcmp(holder, member) == 0)
+        return false;
+    if (eddyi_owner_gone(holder_owner)) {
+        *anytime = true;
+        return true;
+    }
+    return expires_us <= now;
 }
 
 #define LEASES_SELECT                                                          \

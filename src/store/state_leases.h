@@ -88,6 +88,18 @@ typedef struct eddyi_lease_row {
 
 typedef int (*eddyi_lease_fn)(const eddyi_lease_row *row, void *user);
 
+/*
+ * Whether a lease held by `holder` ("" when free; its owner `holder_owner`,
+ * until `expires_us`) may be taken by `member` at `now`: it is free, its
+ * lease ended, or its owner is a process of this host that no longer
+ * exists (eddyi_owner_gone). Never one `member` holds already.
+ * `*anytime` tells whether its end does not matter (free, owner gone):
+ * take it with ended_by INT64_MAX, else with `now`. Thread-safe.
+ */
+bool eddyi_lease_takeable(const char *holder, const char *holder_owner,
+                          int64_t expires_us, const char *member, int64_t now,
+                          bool *anytime);
+
 /* Calls `fn` for each lease of `subscription`, by part: in the transaction
  * (_txn) or on a reader. */
 int eddyi_leases_txn(eddy_txn *txn, const char *subscription,
