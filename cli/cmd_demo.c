@@ -47,7 +47,8 @@ static void demo_usage(FILE *out)
             "                 [--workers W] [--producers N] [--payment-workers N]\n"
             "                 [--payment-latency-us US]\n"
             "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
-            "                 [--transport URL [--kill SERVICE]] [--serve HOST:PORT]\n\n"
+            "                 [--transport URL | --instances N] [--kill SERVICE]\n"
+            "                 [--serve HOST:PORT]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
             "orders are placed (OrderAggregate), the OrderProcessingSaga drives\n"
             "payment (simulated), inventory reservation (stock table), the\n"
@@ -82,8 +83,16 @@ static void demo_usage(FILE *out)
             "                            inventory, email, saga) as separate processes\n"
             "                            ('eddy service'), each with its own store,\n"
             "                            talking through redis://, nats://, kafka://\n"
+            "  --instances N             run every service (orders, payment,\n"
+            "                            inventory, email, saga) as N processes\n"
+            "                            ('eddy service NAME --store URL') sharing the\n"
+            "                            one store (--store, or a fresh file): the\n"
+            "                            instances of a service share its work by\n"
+            "                            partitions of the events' subjects (1 to 16)\n"
             "  --kill SERVICE            with --transport: SIGKILL that service once\n"
-            "                            30%% of the orders finished, then restart it\n"
+            "                            30%% of the orders finished, then restart it;\n"
+            "                            with --instances: one instance of it (the\n"
+            "                            others take its partitions over)\n"
             "  --serve HOST:PORT         serve the dashboard (and /metrics) on the\n"
             "                            demo's store while it runs, to watch the\n"
             "                            order flow live (loopback only; port 0: any\n"
@@ -140,6 +149,9 @@ int cmd_demo(int argc, char **argv)
             o.transport = val;
         } else if (strcmp(a, "--kill") == 0) {
             o.kill = val;
+        } else if (strcmp(a, "--instances") == 0) {
+            if (!(rc = number(a, val, 1, 16, &v)))
+                o.instances = (unsigned)v;
         } else if (strcmp(a, "--serve") == 0) {
             serve.addr = val;
         } else if (strcmp(a, "--users") == 0) {
@@ -184,8 +196,15 @@ int cmd_demo(int argc, char **argv)
         if (rc)
             return rc;
     }
-    if (o.kill && !o.transport)
-        return cli_fail(2, "demo: --kill needs --transport");
+    if (o.kill && !o.transport && !o.instances)
+        return cli_fail(2, "demo: --kill needs --transport or --instances");
+    if (o.instances && o.transport)
+        return cli_fail(2, "demo: --instances and --transport exclude each "
+                        "other (--instances runs the services on one shared "
+                        "store, without a transport)");
+    if (o.instances && serve.addr)
+        return cli_fail(2, "demo: --serve and --instances exclude each other "
+                        "(serve the shared store with 'eddy serve')");
     if (o.transport && o.store_url)
         return cli_fail(2, "demo: --store and --transport exclude each other "
                         "(with --transport every service has its own store)");

@@ -300,6 +300,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
 
     if (opts->transport)
         return orders_remote_demo_run(opts, out);
+    if (opts->instances)
+        return orders_instances_demo_run(opts, out);
     if (!url) {
         if (!mkdtemp(dir)) {
             fprintf(stderr, "eddy demo: cannot create a temporary directory: %s\n",
