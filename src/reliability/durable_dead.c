@@ -35,7 +35,7 @@ static int retry_row_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct row_job *j = arg;
     const struct item *it = j->it;
-    int rc = eddyi_durable_fence(txn, j->d, 0, err);
+    int rc = eddyi_durable_fence(txn, j->d, err);
     if (rc != EDDY_OK)
         return rc;
     eddyi_retry_row row = {.position = it->position,
@@ -55,7 +55,7 @@ static int dead_letter_run(eddy_txn *txn, void *arg, eddy_error *err)
     const struct item *it = j->it;
     /* A member that lost the partition does not dead-letter its event: the
      * new owner delivers it. */
-    int frc = eddyi_durable_fence(txn, j->d, 0, err);
+    int frc = eddyi_durable_fence(txn, j->d, err);
     if (frc != EDDY_OK)
         return frc;
     char *payload = eddy_event_encode(it->ev, NULL);

@@ -8,10 +8,9 @@
  *   INBOX          a write job (fenced) claims (handler, event id); the
  *                  handler runs on the calling thread unless the claim
  *                  says "done"; a second write job records "done".
- *   TRANSACTIONAL  one write job: the fence (and the checkpoint of the
- *                  owned partitions), inbox check, the handler inside the
- *                  writer's transaction (its writes and follow-ups), the
- *                  inbox row.
+ *   TRANSACTIONAL  one write job: the fence, inbox check, the handler
+ *                  inside the writer's transaction (its writes and
+ *                  follow-ups), the inbox row.
  *
  * Threads: eddyi_durable_deliver runs on a worker (events) or on the
  * maintenance / calling thread (redrives); the write jobs and every
@@ -162,13 +161,11 @@ int eddyi_durable_txn_item(eddy_txn *txn, struct txn_job *j, eddy_error *err)
 }
 
 /* One TRANSACTIONAL delivery in a job of its own (a retry, a redrive): the
- * fence first, which also moves the checkpoint of the owned partitions to
- * the watermark as it is now (it does not include this event). */
+ * fence first. */
 static int txn_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct txn_job *j = arg;
-    int rc = eddyi_durable_fence(txn, j->d, eddyi_durable_watermark(j->d),
-                                 err);
+    int rc = eddyi_durable_fence(txn, j->d, err);
     return rc == EDDY_OK ? eddyi_durable_txn_item(txn, j, err) : rc;
 }
 
@@ -185,7 +182,7 @@ struct claim_job {
 static int claim_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct claim_job *j = arg;
-    int rc = eddyi_durable_fence(txn, j->d, 0, err);
+    int rc = eddyi_durable_fence(txn, j->d, err);
     if (rc != EDDY_OK)
         return rc;
     return eddyi_inbox_claim(txn, j->d->name, eddy_event_id(j->ev), &j->done,

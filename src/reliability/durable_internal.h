@@ -164,7 +164,11 @@ struct eddy_durable {
     /* Membership (durable_members.c). Fixed after start. */
     unsigned partitions;
     int64_t lease_us;
-    char member[EDDY_UUID_STRLEN]; /* this member's id, a UUIDv7 */
+    char member[EDDY_UUID_STRLEN]; /* this member's id, a UUIDv7; a new
+                                      one when it rejoins after it was
+                                      taken for gone (changed only by the
+                                      rebalance job, on the writer thread,
+                                      the pipeline stopped) */
     char owner[EDDYI_OWNER_MAX];   /* "pid@host" */
     int64_t first_checkpoint;      /* for partitions created by this one */
     int64_t joined_us;
@@ -362,19 +366,17 @@ void eddyi_durable_coord_stop(eddy_durable *d);
 void eddyi_durable_leave(eddy_durable *d);
 
 /*
- * THE FENCE, in a write job that commits effects of this member's
+ * THE FENCE, first in a write job that commits effects of this member's
  * partitions (a transactional batch, an inbox claim, a retry row or dead
- * letter, the checkpoint): renews every lease this member holds and raises
- * their checkpoints to `position` (0: leaves them), in the same
- * transaction. If the store no longer gives this member every partition of
- * its segment (another member took one over after its lease expired),
- * sets d->fenced, wakes the coordinator and returns EDDY_ESTATE naming the
- * problem: the caller returns it and the job rolls back, so a member that
- * lost a partition commits nothing for it. A member without partitions
- * has nothing to fence (EDDY_OK). Writer thread.
+ * letter, the checkpoint): renews this member's row (its lease on all its
+ * partitions) in the same transaction. If the row is gone (the member was
+ * taken for gone and its partitions may have moved), sets d->fenced, wakes
+ * the coordinator and returns EDDY_ESTATE naming the problem: the caller
+ * returns it and the job rolls back, so a member that lost a partition
+ * commits nothing for it. A member without partitions has nothing to
+ * fence (EDDY_OK). Writer thread.
  */
-int eddyi_durable_fence(eddy_txn *txn, eddy_durable *d, int64_t position,
-                        eddy_error *err);
+int eddyi_durable_fence(eddy_txn *txn, eddy_durable *d, eddy_error *err);
 
 /* Whether the fence tripped and the coordinator has not resynced yet. Any
  * thread. */

@@ -9,17 +9,24 @@
  * (state_leases.h). Events of one key are in one partition, so a partition
  * is the unit that moves between members without breaking per-key order.
  *
- * MEMBERS AND LEASES. A member records itself in eddy_members (renewed
- * every lease/3) and holds partitions through their lease rows, each
- * renewed with it. The share of a member is N / M partitions for M live
- * members (the first N % M of them by member id take one more): every
+ * MEMBERS AND LEASES. A member records itself in eddy_members and holds
+ * partitions through their lease rows (state_leases.h). Its member row is
+ * its lease on all of them: renewed every lease/3 by its coordinator and by
+ * every transaction that commits effects for its partitions (the fence). A
+ * member is LIVE while its row is there, its end has not passed, and its
+ * owner is not a process of this host that no longer exists
+ * (eddyi_owner_gone: a crash, so that a restart on the same machine need
+ * not wait for the lease). The share of a member is N / M partitions for M
+ * live members (the first N % M of them by member id take one more): every
  * member computes the same targets from the same rows. A member above its
- * target frees partitions (the highest first), one below it takes free
- * ones (the lowest first), one whose lease expired, or one whose owner is
- * a process of this host that no longer exists (eddyi_owner_gone: a crash,
- * so that a restart on the same machine need not wait for the lease).
- * Every change of a lease names the member it expects in the row, so two
- * members never both take one.
+ * target frees partitions (the highest first); one below it takes free ones
+ * and those of members that are not live (the lowest first), deleting such
+ * a member's row in the same transaction. Every change of a lease row names
+ * the member it expects in it, so two members never both take one. A
+ * member id is never revived: a member that finds its row deleted (it was
+ * taken for gone: paused, or cut off from the store, past its lease)
+ * rejoins under a new id, so the lease rows naming its old id can only be
+ * taken over, never renewed.
  *
  * THE COORDINATOR. A thread per member looks at the rows every
  * POLL_MS (on a reader: no write while nothing changes) and renews the
@@ -35,21 +42,22 @@
  *
  * THE FENCE. Every write job that commits effects of this member's
  * partitions (a transactional batch, an inbox claim, a retry row, a dead
- * letter, the checkpoint) first renews this member's leases in the same
- * transaction and checks that the count of rows it renewed is the number of
- * partitions of its segment. A member that was taken for gone (paused,
- * partitioned from the store past its lease) and lost a partition to
- * another member therefore commits nothing more for it: the job rolls
- * back, the member drops its queued work, and the coordinator resyncs it
- * with what the store says. On SQLite the writers of every process are
- * serialised by the file's lock, so the fence and a takeover are ordered;
- * on PostgreSQL the fence's UPDATE locks the lease rows until the
- * transaction ends, and a takeover's UPDATE of the same row waits for it
- * and re-checks its condition (the lease was just renewed: no takeover).
+ * letter, the checkpoint) first renews this member's row in the same
+ * transaction: one UPDATE of one row, whatever the number of partitions.
+ * If the row is gone, the member was taken for gone and its partitions may
+ * belong to others: the job rolls back, so it commits nothing for them, the
+ * member drops its queued work, and the coordinator rejoins under a new
+ * id. On SQLite the writers of every process are serialised by the file's
+ * lock, so the fence and an eviction are ordered; on PostgreSQL the
+ * fence's UPDATE locks the member row until the transaction ends, an
+ * eviction's DELETE of it waits and re-checks that the lease ended (it was
+ * just renewed: no eviction), and a fence after an eviction finds no row.
  * So TRANSACTIONAL handlers stay exactly-once across a rebalance (and the
  * inbox row of each event makes a re-delivery a no-op either way), INBOX
  * and AT_LEAST_ONCE handlers stay at-least-once (a handler that ran outside
- * a transaction cannot be fenced: it may run again at the new owner).
+ * a transaction cannot be fenced: it may run again at the new owner). The
+ * partitions' checkpoints move with the periodic checkpoint, not with each
+ * batch (the inbox rows, not the checkpoint, make a redelivery harmless).
  *
  * THE COUNT. A member starting with another partition count than the
  * store's is refused (EDDY_EBUSY, naming a member that runs) while any
@@ -216,13 +224,24 @@ static bool member_live(const eddy_durable *d, const struct mview *m,
     return m->expires_us > now && !eddyi_owner_gone(m->owner);
 }
 
-/* Whether a lease held by someone else (or no one) may be taken now
- * (eddyi_lease_takeable). */
-static bool lease_takeable(const eddy_durable *d, const struct lview *l,
-                           int64_t now, bool *anytime)
+/* Whether member `id` is live among the members of `v`. */
+static bool holder_live(const eddy_durable *d, const struct view *v,
+                        const char *id, int64_t now)
 {
-    return eddyi_lease_takeable(l->member, l->owner, l->expires_us,
-                                d->member, now, anytime);
+    for (size_t i = 0; i < v->nm; i++)
+        if (strcmp(v->m[i].id, id) == 0)
+            return member_live(d, &v->m[i], now);
+    return false; /* its row is gone */
+}
+
+/* Whether a lease held by someone else (or no one) may be taken now: free,
+ * or its holder is not live. */
+static bool lease_takeable(const eddy_durable *d, const struct view *v,
+                           const struct lview *l, int64_t now)
+{
+    if (!l->member[0])
+        return true;
+    return !is_me(d, l->member) && !holder_live(d, v, l->member, now);
 }
 
 struct plan {
@@ -231,6 +250,7 @@ struct plan {
     unsigned mine;     /* partitions the rows give this member */
     unsigned takeable; /* partitions it could take */
     bool mismatch;     /* the rows and the running segment disagree */
+    bool evicted;      /* this member's row is gone */
 };
 
 static void plan_make(const eddy_durable *d, const struct view *v,
@@ -249,7 +269,8 @@ static void plan_make(const eddy_durable *d, const struct view *v,
         }
         p->live++;
     }
-    if (!seen) { /* its row expired and was deleted: it is live all the same */
+    p->evicted = !seen;
+    if (!seen) { /* its row was deleted: it rejoins, live all the same */
         rank = 0;
         for (size_t i = 0; i < v->nm; i++)
             if (member_live(d, &v->m[i], now) &&
@@ -261,11 +282,10 @@ static void plan_make(const eddy_durable *d, const struct view *v,
     p->target = n / p->live + (rank < n % p->live ? 1 : 0);
     for (unsigned i = 0; i < n && i < v->capl; i++) {
         const struct lview *l = &v->l[i];
-        bool anytime;
         bool mine = l->present && is_me(d, l->member);
         if (mine)
             p->mine++;
-        else if (l->present && lease_takeable(d, l, now, &anytime))
+        else if (l->present && lease_takeable(d, v, l, now))
             p->takeable++;
         if (check_segment && mine != d->owned[i])
             p->mismatch = true;
@@ -274,7 +294,7 @@ static void plan_make(const eddy_durable *d, const struct view *v,
 
 static bool plan_wants_change(const struct plan *p)
 {
-    return p->mismatch || p->mine > p->target ||
+    return p->mismatch || p->evicted || p->mine > p->target ||
            (p->mine < p->target && p->takeable > 0);
 }
 
@@ -307,50 +327,47 @@ static void parts_text(const bool *owned, unsigned n, char *out, size_t size)
 static void fence_trip(eddy_durable *d)
 {
     if (!atomic_exchange(&d->fenced, true))
-        EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: member %s (%s) lost "
-                  "partitions to another member (its lease had expired): "
-                  "it drops its work on them and resyncs", d->name, d->member,
-                  d->owner);
+        EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: member %s (%s) was taken "
+                  "for gone (its lease had ended): it drops its work and "
+                  "rejoins", d->name, d->member, d->owner);
     pthread_mutex_lock(&d->mu);
     pthread_cond_signal(&d->coord_cond);
     pthread_mutex_unlock(&d->mu);
 }
 
-int eddyi_durable_fence(eddy_txn *txn, eddy_durable *d, int64_t position,
-                        eddy_error *err)
+int eddyi_durable_fence(eddy_txn *txn, eddy_durable *d, eddy_error *err)
 {
     pthread_mutex_lock(&d->mu);
     unsigned n = d->nowned;
     pthread_mutex_unlock(&d->mu);
     if (n == 0)
         return EDDY_OK;
-    int64_t held = 0;
     if (!eddyi_durable_fenced(d)) {
-        int rc = eddyi_leases_renew(txn, d->name, d->member,
+        int64_t renewed = 0;
+        int rc = eddyi_member_renew(txn, d->name, d->member,
                                     eddy_txn_now_us(txn) + d->lease_us,
-                                    position, &held, err);
-        if (rc != EDDY_OK)
+                                    &renewed, err);
+        if (rc != EDDY_OK || renewed == 1)
             return rc;
-        if (held == (int64_t)n)
-            return EDDY_OK;
         fence_trip(d);
     }
     return eddyi_error(err, EDDY_ESTATE,
-                       "durable \"%s\": member %s (%s) holds %lld of the %u "
-                       "partitions it works on: another member took them "
-                       "over after its lease expired; its work on them is "
-                       "rolled back", d->name, d->member, d->owner,
-                       (long long)held, n);
+                       "durable \"%s\": member %s (%s) was taken for gone "
+                       "(its lease had ended) and its %u partitions may "
+                       "belong to other members now: its work on them is "
+                       "rolled back", d->name, d->member, d->owner, n);
 }
 
 /* ---- the jobs ---------------------------------------------------------- */
 
-/* The renewal: this member's row and its leases. */
+/* The renewal: this member's row (never re-created: a member whose row is
+ * gone was taken for gone and rejoins under a new id), and the end its
+ * lease rows show. */
 struct renew_job {
     eddy_durable *d;
     unsigned expect; /* partitions of the running segment */
-    int64_t joined_us;
-    bool lost;       /* out: the rows give it another count */
+    bool lost;       /* out: its row is gone, or the rows give it another
+                        count */
 };
 
 static int renew_job_run(eddy_txn *txn, void *arg, eddy_error *err)
@@ -358,14 +375,11 @@ static int renew_job_run(eddy_txn *txn, void *arg, eddy_error *err)
     struct renew_job *j = arg;
     eddy_durable *d = j->d;
     int64_t exp = eddy_txn_now_us(txn) + d->lease_us;
-    eddyi_member_row me = {.member = d->member, .owner = d->owner,
-                           .partitions = (int)d->partitions,
-                           .joined_us = j->joined_us, .expires_us = exp};
-    int64_t held = 0;
-    int rc = eddyi_member_put(txn, d->name, &me, err);
-    if (rc == EDDY_OK)
+    int64_t renewed = 0, held = 0;
+    int rc = eddyi_member_renew(txn, d->name, d->member, exp, &renewed, err);
+    if (rc == EDDY_OK && renewed == 1)
         rc = eddyi_leases_renew(txn, d->name, d->member, exp, 0, &held, err);
-    j->lost = rc == EDDY_OK && held != (int64_t)j->expect;
+    j->lost = rc == EDDY_OK && (renewed != 1 || held != (int64_t)j->expect);
     return rc;
 }
 
@@ -423,10 +437,9 @@ static int partitions_ensure(eddy_txn *txn, eddy_durable *d, struct view *v,
                                m->id, m->owner, d->partitions, m->partitions);
     }
     for (size_t p = 0; p < v->capl; p++) {
-        bool anytime;
         const struct lview *l = &v->l[p];
         if (l->present && l->member[0] && !is_me(d, l->member) &&
-            !lease_takeable(d, l, now, &anytime))
+            !lease_takeable(d, v, l, now))
             return eddyi_error(err, EDDY_EBUSY,
                                "durable \"%s\" runs with %zu partitions "
                                "(member %s, %s, holds partition %zu); this "
@@ -444,6 +457,7 @@ struct rebalance_job {
     bool joining;
     int64_t joined_us;
     bool count_changed; /* out: the store has another partition count */
+    bool rejoined;      /* out: under a new id */
     unsigned released, taken, taken_gone, live, target;
 };
 
@@ -471,17 +485,31 @@ static int rebalance_decide(eddy_txn *txn, struct rebalance_job *j,
                            "gone): restart it", d->name, v->nl,
                            d->partitions);
     }
+    /* This member's row: gone when it was taken for gone; it then rejoins
+     * under a new id (the old one's lease rows can only be taken over). */
+    v->nm = 0;
+    rc = eddyi_members_txn(txn, d->name, view_member, v, err);
+    if (rc != EDDY_OK)
+        return v->oom ? eddyi_error(err, EDDY_ENOMEM, "out of memory") : rc;
+    bool present = false;
+    for (size_t i = 0; i < v->nm && !present; i++)
+        present = is_me(d, v->m[i].id);
+    if (!present && !j->joining) {
+        char old[EDDY_UUID_STRLEN];
+        memcpy(old, d->member, sizeof old);
+        eddy_uuid7(d->member); /* writer thread; the pipeline is stopped */
+        j->joined_us = now;
+        j->rejoined = true;
+        EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: member %s (%s) was taken "
+                  "for gone; it rejoins as %s", d->name, old, d->owner,
+                  d->member);
+    }
     eddyi_member_row me = {.member = d->member, .owner = d->owner,
                            .partitions = (int)d->partitions,
                            .joined_us = j->joined_us, .expires_us = exp};
-    v->nm = 0;
     rc = eddyi_member_put(txn, d->name, &me, err);
-    if (rc == EDDY_OK)
-        rc = eddyi_members_txn(txn, d->name, view_member, v, err);
-    if (rc != EDDY_OK)
-        return v->oom ? eddyi_error(err, EDDY_ENOMEM, "out of memory") : rc;
-    view_sort(v);
-    /* Members gone: their rows go (their leases are taken below). */
+    /* Members that are not live lose their rows (and then their leases,
+     * below); a renewal that committed first keeps an expired one. */
     for (size_t i = 0; rc == EDDY_OK && i < v->nm; i++) {
         const struct mview *m = &v->m[i];
         if (!member_live(d, m, now))
@@ -489,8 +517,13 @@ static int rebalance_decide(eddy_txn *txn, struct rebalance_job *j,
                                      eddyi_owner_gone(m->owner) ? 0 : now,
                                      NULL, err);
     }
+    if (rc == EDDY_OK) { /* as they are now */
+        v->nm = 0;
+        rc = eddyi_members_txn(txn, d->name, view_member, v, err);
+    }
     if (rc != EDDY_OK)
-        return rc;
+        return v->oom ? eddyi_error(err, EDDY_ENOMEM, "out of memory") : rc;
+    view_sort(v);
     struct plan pl;
     plan_make(d, v, now, false, &pl);
     j->live = pl.live;
@@ -510,16 +543,15 @@ static int rebalance_decide(eddy_txn *txn, struct rebalance_job *j,
         count--;
         j->released++;
     }
-    /* A shortfall is taken from what may be taken, the lowest first. */
+    /* A shortfall is taken from what may be taken, the lowest first: free
+     * partitions, and those of members whose rows are gone. */
     for (unsigned p = 0; rc == EDDY_OK && count < pl.target && p < n; p++) {
-        bool anytime;
         const struct lview *l = &v->l[p];
-        if (owned[p] || !lease_takeable(d, l, now, &anytime))
+        if (owned[p] || !lease_takeable(d, v, l, now))
             continue;
         bool taken = false;
         rc = eddyi_lease_take(txn, d->name, (int)p, d->member, d->owner, exp,
-                              l->member, anytime ? INT64_MAX : now, &taken,
-                              err);
+                              l->member, INT64_MAX, &taken, err);
         if (rc == EDDY_OK && taken) {
             owned[p] = true;
             count++;
@@ -661,6 +693,8 @@ static bool rebalance(eddy_durable *d)
     e = (eddy_error){0};
     int rc = eddyi_store_write(d->store, rebalance_job_run, &j, &e);
     if (rc == EDDY_OK) {
+        if (j.rejoined)
+            d->joined_us = j.joined_us;
         log_segment(d, &j);
     } else if (j.count_changed) {
         member_fail(d, rc, &e);
@@ -718,8 +752,7 @@ static void coord_tick(eddy_durable *d, struct tick *t)
         pthread_mutex_lock(&d->mu);
         unsigned expect = d->nowned;
         pthread_mutex_unlock(&d->mu);
-        struct renew_job j = {.d = d, .expect = expect,
-                              .joined_us = d->joined_us};
+        struct renew_job j = {.d = d, .expect = expect};
         eddy_error e = {0};
         if (eddyi_store_write(d->store, renew_job_run, &j, &e) != EDDY_OK) {
             EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: renewing the leases of "

@@ -83,18 +83,21 @@ struct ckpt_job {
 };
 
 /*
- * The checkpoint of the owned partitions moves to the watermark (through
- * the fence: only while this member still holds them), and the
- * subscription's own checkpoint (eddy_checkpoints, what tools and a
- * rebuild read) to the lowest of all its partitions': every event at or
- * below it was handled, whichever member holds its partition.
+ * The checkpoint of the owned partitions moves to the watermark (fenced:
+ * only while this member still holds them), and the subscription's own
+ * checkpoint (eddy_checkpoints, what tools and a rebuild read) to the
+ * lowest of all its partitions': every event at or below it was handled,
+ * whichever member holds its partition.
  */
 static int ckpt_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct ckpt_job *j = arg;
-    int rc = eddyi_durable_fence(txn, j->d, j->position, err);
-    int64_t low = 0;
+    int rc = eddyi_durable_fence(txn, j->d, err);
+    int64_t low = 0, held = 0;
     bool found = false;
+    if (rc == EDDY_OK)
+        rc = eddyi_leases_renew(txn, j->d->name, j->d->member, 0, j->position,
+                                &held, err);
     if (rc == EDDY_OK)
         rc = eddyi_leases_low(txn, j->d->name, &low, &found, err);
     if (rc != EDDY_OK || !found)

@@ -178,9 +178,8 @@ void eddyi_durable_worker_drop(struct worker *w)
 /*
  * A TRANSACTIONAL worker hands every runnable event it has queued (up to
  * TXN_BATCH) to the writer in ONE job: each event runs in its own nested
- * savepoint (a failing handler rolls back only its own writes), and the
- * fence (which also moves the owned partitions' checkpoint) is written
- * once, first: a member that lost a partition to another member runs no
+ * savepoint (a failing handler rolls back only its own writes), after the
+ * fence, written once, first: a member that was taken for gone runs no
  * handler and commits nothing. Without batches, each event would cost a
  * commit round trip to the writer. Per-key order holds inside a batch:
  * after an event fails, the later events of its key in the batch are not
@@ -231,11 +230,7 @@ static int batch_fast(eddy_txn *txn, struct batch *b, bool *all_ok,
 static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch *b = arg;
-    /* The checkpoint written with the batch is the watermark as it is now,
-     * which does not include the events of this batch, so the stored
-     * checkpoint never passes them before they commit. */
-    int frc = eddyi_durable_fence(txn, b->d, eddyi_durable_watermark(b->d),
-                                  err);
+    int frc = eddyi_durable_fence(txn, b->d, err);
     if (frc != EDDY_OK)
         return frc;
     bool all_ok = false;

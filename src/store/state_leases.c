@@ -27,6 +27,18 @@ int eddyi_member_put(eddy_txn *txn, const char *subscription,
         m->joined_us, m->expires_us);
 }
 
+int eddyi_member_renew(eddy_txn *txn, const char *subscription,
+                       const char *member, int64_t expires_us,
+                       int64_t *changes, eddy_error *err)
+{
+    return eddyi_sql_exec(
+        txn, changes, err,
+        "UPDATE eddy_members SET "
+        "expires_us = CASE WHEN $3 > expires_us THEN $3 ELSE expires_us END "
+        "WHERE subscription = $1 AND member = $2",
+        "ssI", subscription, member, expires_us);
+}
+
 int eddyi_member_delete(eddy_txn *txn, const char *subscription,
                         const char *member, int64_t expired_before,
                         int64_t *changes, eddy_error *err)

@@ -18,16 +18,27 @@
  *     name may hold a single lease (part 0) for a role, e.g. a saga's
  *     command dispatcher ("<saga>#commands").
  *
- * A lease is the authority: a partition belongs to the member named in its
- * row, and may be taken by another only when it is free, when its lease
- * expired, or when its owner is a process of this host that no longer
- * exists (eddyi_owner_gone). Every statement that changes a lease names
- * the member it expects in the row, so two takers cannot both win, and a
- * member's renewal (eddyi_leases_renew: the fence of durable.c) tells by
- * its count of changed rows whether every lease it believes it holds is
- * still its own. On PostgreSQL these UPDATEs lock the rows they change
- * until the transaction ends, which serialises a renewal inside a handler's
- * transaction with a takeover of the same row.
+ * A partition belongs to the member named in its lease row for as long as
+ * that member lives: a member's lease on all its partitions is its member
+ * row, renewed by eddyi_member_renew (by its coordinator, and by every
+ * transaction that commits effects for its partitions: the fence of
+ * src/reliability/durable_members.c). The lease rows' expires_us repeats
+ * the end as of the coordinator's last renewal, for readers of the table.
+ * A partition may be taken when its row is free or when its holder's
+ * member row is gone; the taker first deletes the member row of a holder
+ * whose lease ended (eddyi_member_delete with `expired_before`, which a
+ * renewal that committed first defeats) or whose process no longer exists
+ * (eddyi_owner_gone), in the same transaction. A member id is never
+ * revived: a member whose row was deleted rejoins under a new id, so a
+ * lease row naming a deleted member can only be taken, never renewed.
+ * Every statement that changes a lease row names the member it expects in
+ * it, so two takers cannot both win. On PostgreSQL the member row's UPDATE
+ * (renewal, fence) and DELETE (eviction) lock it until the transaction
+ * ends, which orders a fenced transaction and an eviction of its member.
+ *
+ * A lease of one row for a role (a saga's command dispatcher) uses the
+ * row's own expires_us as its end instead (eddyi_lease_takeable), renewed
+ * with eddyi_leases_renew.
  *
  * Conventions as state_durable.h: `eddy_txn` operations run inside the
  * writer's transaction; `eddy_store` ones read committed rows on a reader
@@ -61,8 +72,15 @@ typedef int (*eddyi_member_fn)(const eddyi_member_row *row, void *user);
 int eddyi_member_put(eddy_txn *txn, const char *subscription,
                      const eddyi_member_row *m, eddy_error *err);
 
+/* Renews member `member` until `expires_us` (never shortening it), if its
+ * row is still there: `*changes` receives 1, or 0 when it was deleted
+ * (the member was taken for gone). Never inserts. */
+int eddyi_member_renew(eddy_txn *txn, const char *subscription,
+                       const char *member, int64_t expires_us,
+                       int64_t *changes, eddy_error *err);
+
 /* Deletes member `member`; with `expired_before` > 0, only if its row
- * expired before then (a renewal that committed first keeps it).
+ * expired at or before then (a renewal that committed first keeps it).
  * `*changes` (may be NULL) receives 0 or 1. */
 int eddyi_member_delete(eddy_txn *txn, const char *subscription,
                         const char *member, int64_t expired_before,
@@ -141,10 +159,10 @@ int eddyi_leases_release_all(eddy_txn *txn, const char *subscription,
                              eddy_error *err);
 
 /*
- * Renews every lease `member` holds until `expires_us` (never shortening
- * one) and raises their checkpoints to `position` (never lowering one; 0
- * leaves them). `*changes` receives how many rows it held: fewer than the
- * caller believes it holds means another member took one over.
+ * Sets the end of every lease `member` holds to `expires_us` (never
+ * shortening one; 0 leaves them) and raises their checkpoints to
+ * `position` (never lowering one; 0 leaves them). `*changes` receives how
+ * many rows it holds.
  */
 int eddyi_leases_renew(eddy_txn *txn, const char *subscription,
                        const char *member, int64_t expires_us,
