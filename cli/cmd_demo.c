@@ -86,7 +86,8 @@ static void demo_usage(FILE *out)
             "                 [--workers W] [--producers N] [--payment-workers N]\n"
             "                 [--payment-latency-us US]\n"
             "                 [--rate R] [--saga-timeout-ms MS] [--timeout S] [--keep]\n"
-            "                 [--transport URL [--kill SERVICE] [--max-disconnected S]]\n"
+            "                 [--transport URL [--max-disconnected S] | --instances N]\n"
+            "                 [--kill SERVICE]\n"
             "                 [--serve HOST:PORT]\n\n"
             "Runs the order system end to end: users register (welcome mail),\n"
             "orders are placed (OrderAggregate), the OrderProcessingSaga drives\n"
@@ -126,8 +127,16 @@ static void demo_usage(FILE *out)
             "                            inventory, email, saga) as separate processes\n"
             "                            ('eddy service'), each with its own store,\n"
             "                            talking through redis://, nats://, kafka://\n"
+            "  --instances N             run every service (orders, payment,\n"
+            "                            inventory, email, saga) as N processes\n"
+            "                            ('eddy service NAME --store URL') sharing the\n"
+            "                            one store (--store, or a fresh file): the\n"
+            "                            instances of a service share its work by\n"
+            "                            partitions of the events' subjects (1 to 16)\n"
             "  --kill SERVICE            with --transport: SIGKILL that service once\n"
-            "                            30%% of the orders finished, then restart it\n"
+            "                            30%% of the orders finished, then restart it;\n"
+            "                            with --instances: one instance of it (the\n"
+            "                            others take its partitions over)\n"
             "  --max-disconnected S      with --transport: give up when the transport\n"
             "                            has been unreachable for S seconds (default 10)\n"
             "  --serve HOST:PORT         serve the dashboard (and /metrics) on the\n"
@@ -188,6 +197,9 @@ int cmd_demo(int argc, char **argv)
             o.transport = val;
         } else if (strcmp(a, "--kill") == 0) {
             o.kill = val;
+        } else if (strcmp(a, "--instances") == 0) {
+            if (!(rc = number(a, val, 1, 16, &v)))
+                o.instances = (unsigned)v;
         } else if (strcmp(a, "--serve") == 0) {
             serve.addr = val;
         } else if (strcmp(a, "--users") == 0) {
@@ -235,8 +247,15 @@ int cmd_demo(int argc, char **argv)
         if (rc)
             return rc;
     }
-    if (o.kill && !o.transport)
-        return cli_fail(2, "demo: --kill needs --transport");
+    if (o.kill && !o.transport && !o.instances)
+        return cli_fail(2, "demo: --kill needs --transport or --instances");
+    if (o.instances && o.transport)
+        return cli_fail(2, "demo: --instances and --transport exclude each "
+                        "other (--instances runs the services on one shared "
+                        "store, without a transport)");
+    if (o.instances && serve.addr)
+        return cli_fail(2, "demo: --serve and --instances exclude each other "
+                        "(serve the shared store with 'eddy serve')");
     if (o.transport && o.store_url)
         return cli_fail(2, "demo: --store and --transport exclude each other "
                         "(with --transport every service has its own store)");

@@ -1,7 +1,10 @@
 /*
  * cli/cmd_service.c - `eddy service NAME`: runs one service of the order
- * system (examples/orders/service.c) as a process of its own, until SIGTERM
- * or SIGINT. `eddy demo --transport URL` starts five of them.
+ * system as a process of its own, until SIGTERM or SIGINT: with
+ * --transport, on a store of its own (examples/orders/service.c; `eddy demo
+ * --transport URL` starts five of them); without, on a store shared with
+ * every other service and instance (examples/orders/instances.c; `eddy demo
+ * --instances N` starts N of each).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,16 +16,25 @@
 static void service_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy service NAME --transport URL --store URL [--seed S]\n"
-            "                    [--payment-failure-rate P] [--payment-latency-us US]\n"
-            "                    [--workers W] [--saga-timeout-ms MS]\n"
-            "                    [--group-prefix P] [--max-disconnected S]\n\n"
+            "usage: eddy service NAME --store URL\n"
+            "                    [--transport URL [--group-prefix P] [--max-disconnected S]]\n"
+            "                    [--seed S] [--payment-failure-rate P]\n"
+            "                    [--payment-latency-us US] [--workers W]\n"
+            "                    [--saga-timeout-ms MS]\n\n"
             "Runs one service of the order system (NAME: orders, payment,\n"
-            "inventory, email or saga) on its own store. It receives the event\n"
-            "types it reacts to from the transport (consumer group NAME) into\n"
-            "its store and publishes the events it produces, at least once.\n"
-            "Prints 'ready NAME' once subscribed; stops on SIGTERM or SIGINT\n"
-            "(exit status 0).\n"
+            "inventory, email or saga). Prints 'ready NAME' once started; stops\n"
+            "on SIGTERM or SIGINT.\n\n"
+            "Without --transport, the store is shared by every service: start\n"
+            "each service once or several times on it. The instances of one\n"
+            "service share its work: its subscriptions, projection and saga\n"
+            "split the events by partitions of their subject, each partition\n"
+            "leased to one live instance; an instance that dies hands its\n"
+            "partitions over when its lease ends (at once when another instance\n"
+            "on this machine sees its process gone). On SQLite the instances\n"
+            "must run on one machine.\n\n"
+            "With --transport, the store is this service's own: it receives the\n"
+            "event types it reacts to from the transport (consumer group NAME)\n"
+            "into its store and publishes the events it produces, at least once.\n"
             "--group-prefix P: consumer group P+NAME, new groups starting at the\n"
             "latest event (eddy demo gives each run its own groups this way).\n"
             "--max-disconnected S: a lost connection to the transport is reported\n"
@@ -105,8 +117,14 @@ int cmd_service(int argc, char **argv)
     if (orders_service_part(o.name) == 0)
         return cli_fail(2, "service: unknown service '%s' (expected orders, "
                         "payment, inventory, email or saga)", o.name);
-    if (!o.transport || !o.store_url)
-        return cli_fail(2, "service %s needs --transport URL and --store URL",
+    if (!o.store_url)
+        return cli_fail(2, "service %s needs --store URL (with --transport: "
+                        "its own store; without: the store every service "
+                        "shares)", o.name);
+    if (!o.transport && o.group_prefix)
+        return cli_fail(2, "service %s: --group-prefix needs --transport",
                         o.name);
+    if (!o.transport)
+        return orders_instance_run(&o, stdout);
     return orders_service_run(&o, stdout);
 }

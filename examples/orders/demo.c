@@ -395,6 +395,8 @@ int orders_demo_run(const orders_demo_options *opts, FILE *out)
 
     if (opts->transport)
         return orders_remote_demo_run(opts, out);
+    if (opts->instances)
+        return orders_instances_demo_run(opts, out);
     if (!url) {
         if (orders_temp_dir(dir, sizeof dir) != 0) {
             fprintf(stderr, "eddy demo: cannot create a temporary directory: %s\n",

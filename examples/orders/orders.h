@@ -279,8 +279,13 @@ typedef struct orders_demo_options {
     int timeout_s;          /* for every order to finish */
     const char *transport;  /* NULL: in process; else a transport URL: the
                                five services run as child processes */
-    const char *kill;       /* with transport: SIGKILL this service once
-                               mid-run and restart it (NULL: none) */
+    const char *kill;       /* with transport or instances: SIGKILL this
+                               service (one instance of it) once mid-run
+                               and restart it (NULL: none) */
+    unsigned instances;     /* > 0: every service runs as this many
+                               processes (`eddy service NAME --store URL`)
+                               sharing ONE store (store_url, or a fresh
+                               file), no transport (instances.c) */
     int max_disconnected_s; /* with transport: a service (and the driver's
                                publishing) gives up when the transport has
                                been unreachable this long; 0: 10 */
@@ -365,5 +370,24 @@ int orders_service_run(const orders_service_options *opts, FILE *out);
 /* `eddy demo --transport URL`: the five services as child processes of the
  * program at `self` (argv[0] of `eddy`); see orders_demo_run. */
 int orders_remote_demo_run(const orders_demo_options *opts, FILE *out);
+
+/* ---- every service as several processes on one store (instances.c) -------- */
+
+/*
+ * `eddy service NAME --store URL` without a transport: one instance of
+ * service NAME on a store shared by every service. Several instances of a
+ * service may run at once: its durable subscriptions, projection and saga
+ * share their work by partitions (eddy/durable.h, SEVERAL PROCESSES).
+ * Prints "ready NAME" on `out` once started, runs until SIGTERM or SIGINT,
+ * then stops (its checkpoints persisted, its partitions freed for the other
+ * instances). Returns the exit status: 0 on a clean stop, 1 with the
+ * reason on stderr, 2 for an unknown NAME. `opts->transport` and
+ * `group_prefix` are not used.
+ */
+int orders_instance_run(const orders_service_options *opts, FILE *out);
+
+/* `eddy demo --instances N [--kill SERVICE]`: opts->instances processes of
+ * each service on one store; see orders_demo_run and instances.c. */
+int orders_instances_demo_run(const orders_demo_options *opts, FILE *out);
 
 #endif

@@ -55,16 +55,53 @@
  * every 200 ms (one small query on a reader connection). Inbox rows are
  * never pruned.
  *
+ * SEVERAL PROCESSES, ONE SUBSCRIPTION. A subscription name may run in
+ * several processes on one store (and in several store handles of one
+ * process): its members share the work. The partition keys' hash space is
+ * split into `partitions` partitions (eddy_partition_of), fixed per name
+ * and kept in the store; each partition is leased to one live member at a
+ * time, about partitions / members each, and only that member delivers
+ * its events, so per-key order holds across processes. A member renews
+ * its leases every lease_ms / 3; one that stops frees them at once; one
+ * that dies (SIGKILL, a lost machine) keeps them until its lease ends
+ * (lease_ms), or until a member on the same host sees that its process is
+ * gone. Then the others take its partitions over, each from the
+ * partition's checkpoint. A member joining gets its share within about a
+ * second: the others finish the events they have queued for the
+ * partitions they give up, persist their checkpoints and free them. Every
+ * transaction that commits effects for a partition (a TRANSACTIONAL
+ * batch, an INBOX claim, a retry or dead-letter row, the checkpoint)
+ * checks inside itself that its member still holds its partitions, so a
+ * member that was taken for gone (paused past its lease) and lost one
+ * commits nothing more for it: TRANSACTIONAL handlers stay exactly-once
+ * across a move, INBOX and AT_LEAST_ONCE ones stay at-least-once. On
+ * SQLite the processes must share the file on one machine (SQLite's
+ * locking serialises their writers); on PostgreSQL they may run anywhere
+ * (hosts' clocks must agree to well within a lease). Single-process use
+ * needs nothing: the one member holds every partition. Starting a name
+ * with another partition count than the store's fails (EDDY_EBUSY) while
+ * any member runs; when none does, the partitions are re-created with the
+ * new count, each at the lowest checkpoint of the old ones (events above
+ * it are delivered again where an old partition had passed them: INBOX
+ * and TRANSACTIONAL handlers skip them, AT_LEAST_ONCE ones may see them
+ * twice). Across partitions there is no order: with several members a
+ * subscription with one worker no longer sees the store's order, only
+ * per-key order (as with several workers).
+ *
  * STORE TABLES. The subscriptions keep their state in the store, in tables
  * that are part of the store's schema (on SQLite: eddy_checkpoints,
- * eddy_retries, eddy_dead_letters, eddy_inbox). They are written through
- * the store's writer (group commit) and read on its reader connections; a
- * handler must not write to them itself.
+ * eddy_retries, eddy_dead_letters, eddy_inbox, eddy_members, eddy_leases;
+ * each partition's checkpoint is in its lease row, and eddy_checkpoints
+ * holds the lowest of them). They are written through the store's writer
+ * (group commit) and read on its reader connections; a handler must not
+ * write to them itself.
  *
  * THREADING. eddy_durable_* calls are thread-safe unless said otherwise; a
  * subscription runs its handler on its own worker threads (TRANSACTIONAL:
- * on the store's writer thread). One subscription name runs at most once
- * per store handle at a time; do not run one name from two processes.
+ * on the store's writer thread), and one coordinator thread that renews
+ * its leases and moves partitions. One subscription name runs at most once
+ * per store handle at a time (EDDY_EEXIST); run it in several processes,
+ * or on several handles, to share its work.
  */
 #ifndef EDDY_DURABLE_H
 #define EDDY_DURABLE_H
@@ -145,7 +182,25 @@ typedef struct eddy_durable_options {
                                         {subscription="name"} */
     const char *source;              /* source of follow-up events; NULL:
                                         the name */
+    unsigned partitions;             /* partitions of the partition keys'
+                                        hash, shared by every member of the
+                                        name (see SEVERAL PROCESSES); 0: 16;
+                                        at most 4096 */
+    unsigned lease_ms;               /* how long a member's partitions stay
+                                        its own without a renewal (after a
+                                        crash: before others take them over,
+                                        unless they see its process is
+                                        gone); 0: 10000; at least 100 */
 } eddy_durable_options;
+
+/*
+ * The partition of partition key `key` (an event's subject, else its id)
+ * among `partitions`: the FNV-1a 64-bit hash of the key's bytes, modulo
+ * `partitions`. The same in every process, on every backend and in every
+ * release (the stored checkpoints per partition depend on it). 0 when
+ * `partitions` is 0 or `key` NULL. Thread-safe.
+ */
+unsigned eddy_partition_of(const char *key, unsigned partitions);
 
 /*
  * Starts durable subscription `opts->name`: records it in the store with
@@ -155,12 +210,17 @@ typedef struct eddy_durable_options {
  * (catch-up) and follows live appends, until stopped. Dead letters of
  * this name marked for redrive (eddy_dlq_retry) while it did not run are
  * redelivered at once.
+ * It joins the name's members (see SEVERAL PROCESSES) and delivers the
+ * events of the partitions it holds; alone, it holds them all.
  * Returns a running subscription (destructor: eddy_durable_free), or NULL
  * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
- * handler for the mode, bad policy: the message names it), EDDY_EEXIST
- * (that name already runs on this store handle), EDDY_ESTATE (read-only or
- * closing store), EDDY_ENOMEM, or a store error. On failure no handler ever
- * runs. The handler is never called from inside this call. Thread-safe.
+ * handler for the mode, bad policy, partitions or lease out of range: the
+ * message names it), EDDY_EEXIST (that name already runs on this store
+ * handle), EDDY_EBUSY (other members run the name with another partition
+ * count: "durable \"payment\" runs with 16 partitions in member ... (pid
+ * 4242@db1); this one asks for 8: ..."), EDDY_ESTATE (read-only or closing
+ * store), EDDY_ENOMEM, or a store error. On failure no handler ever runs.
+ * The handler is never called from inside this call. Thread-safe.
  */
 eddy_durable *eddy_durable_start(eddy_store *store,
                                  const eddy_durable_options *opts,
@@ -168,12 +228,14 @@ eddy_durable *eddy_durable_start(eddy_store *store,
 
 /*
  * Stops reading, lets the workers finish the handler calls in progress and
- * the queued events that are not parked, persists the final checkpoint and
- * joins the threads. Parked events stay in the store (their retry rows) and
- * resume at the next start. Returns EDDY_OK, or the error that stopped the
- * subscription (a store read error) or that the final checkpoint write
- * failed with (`err` filled). Idempotent. Must not be called from the
- * subscription's own handler. Thread-safe.
+ * the queued events that are not parked, persists the final checkpoint,
+ * frees its partitions for the other members (they take them over at once)
+ * and joins the threads. Parked events stay in the store (their retry
+ * rows) and resume at the next start, or at the partition's next owner.
+ * Returns EDDY_OK, or the error that stopped the subscription (a store
+ * read error) or that the final checkpoint write failed with (`err`
+ * filled). Idempotent. Must not be called from the subscription's own
+ * handler. Thread-safe.
  */
 int eddy_durable_stop(eddy_durable *d, eddy_error *err);
 
@@ -184,15 +246,19 @@ void eddy_durable_free(eddy_durable *d);
  * The subscription's checkpoint: the highest position P such that every
  * event at or below P was handled, skipped (pattern, or already done per
  * the inbox) or dead-lettered. May be ahead of the value persisted in the
- * store by up to one checkpoint batch. Thread-safe.
+ * store by up to one checkpoint batch. With several members, of the
+ * events of the partitions this member holds (a member holding none
+ * follows the head); it moves back when the member takes over a partition
+ * whose checkpoint is lower. Thread-safe.
  */
 int64_t eddy_durable_checkpoint(const eddy_durable *d);
 
 /*
  * Waits until the checkpoint reaches `position` (>= position) and no dead
  * letter of this subscription is marked for redrive (each marked one was
- * redelivered: deleted after a success, back to "dead" after a failure),
- * or until `timeout_ms` passes (< 0: no limit); then persists the
+ * redelivered: deleted after a success, back to "dead" after a failure;
+ * with several members, by the member holding its event's partition), or
+ * until `timeout_ms` passes (< 0: no limit); then persists the
  * checkpoint. Returns EDDY_OK, EDDY_ETIMEDOUT, EDDY_ESTOPPED if the
  * subscription ended before (or is stopped with dead letters still
  * marked), or a store error reading the dead letters. Thread-safe; not

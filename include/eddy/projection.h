@@ -35,6 +35,15 @@
  * processes in separate PID namespaces under one host name count as one
  * host.
  *
+ * SEVERAL PROCESSES may run one projection on one store: they share its
+ * events by partitions of their subject (eddy/durable.h, SEVERAL
+ * PROCESSES), each applying those of the partitions it holds, exactly
+ * once. The catch-up of a start reads every partition and marks what it
+ * applies in the inbox, so it never applies an event twice with a running
+ * member. Per subject the order holds; across subjects (several
+ * processes, like several workers) it does not. The registry row names
+ * the process that recorded itself last.
+ *
  * STORE TABLES. Projections are recorded in the store's projection
  * registry (name, pattern, mode, state 'running' / 'stopped' /
  * 'rebuilding', owner, updated_us) and subscription registry (kind
@@ -110,6 +119,11 @@ typedef struct eddy_projection_def {
     unsigned workers;
     /* Events per transaction during catch-up and rebuild; 0: 500. */
     unsigned batch;
+    /* Partitions of its subscription and the lease of a process, when
+     * several processes run it (eddy_durable_options.partitions and
+     * .lease_ms; see SEVERAL PROCESSES there); 0: 16 and 10000 ms. */
+    unsigned partitions;
+    unsigned lease_ms;
 } eddy_projection_def;
 
 /*

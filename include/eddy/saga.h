@@ -67,6 +67,20 @@
  * finished: its pending timeouts are deleted and later events skip it (the
  * commands it queued are still sent).
  *
+ * SEVERAL PROCESSES may run one saga type on one store (eddy/durable.h,
+ * SEVERAL PROCESSES): its events are shared by partitions of their subject
+ * (so an instance whose events all carry one subject, e.g. the order id,
+ * keeps their order; instances load and save their rows inside the
+ * handler's transaction, so events of one instance under different
+ * subjects are still applied one at a time, though in no set order).
+ * Its queued commands and its timeouts are handled by one process at a
+ * time, the holder of the saga type's command lease (a row of the lease
+ * table, "<name>#commands", renewed every lease_ms / 3; freed by a stop,
+ * taken over when it ends or its holder's process is gone): commands stay
+ * in order per instance and are sent at-least-once (a holder that lost the
+ * lease records nothing more, and the new holder sends its last pass
+ * again).
+ *
  * STORE TABLES (part of the store's schema, on every backend): the saga
  * instances (type, id, status 'running'|'completed'|'failed', result,
  * state, version, correlation id, times), their queued commands (id, seq,
@@ -167,6 +181,12 @@ typedef struct eddy_saga_options {
      * thread; different instances' commands are sent in parallel (a
      * command handler usually waits for a durable commit). At most 16. */
     unsigned dispatchers;
+    /* Partitions of its subscription and the lease of a process, for
+     * several processes (eddy_durable_options.partitions and .lease_ms;
+     * the lease also bounds how long the commands wait after their
+     * sender died); 0: 16 and 10000 ms. */
+    unsigned partitions;
+    unsigned lease_ms;
 } eddy_saga_options;
 
 /*

@@ -1,11 +1,15 @@
 /*
- * src/core/lifecycle.c - name claims and stop-once (lifecycle.h).
+ * src/core/lifecycle.c - name claims, owner names and stop-once
+ * (lifecycle.h).
  */
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "lifecycle.h"
@@ -80,6 +84,37 @@ bool eddyi_claim_held(const void *owner, const char *kind, const char *name)
     bool held = find(owner, kind, name) != NULL;
     pthread_mutex_unlock(&claims_mu);
     return held;
+}
+
+/* ---- owners ----------------------------------------------------------------- */
+
+static void host_name(char *out, size_t size)
+{
+    if (gethostname(out, size) != 0)
+        snprintf(out, size, "unknown");
+    out[size - 1] = '\0';
+}
+
+void eddyi_owner_self(char *out, size_t size)
+{
+    char host[256];
+    host_name(host, sizeof host);
+    snprintf(out, size, "%ld@%s", (long)getpid(), host);
+}
+
+bool eddyi_owner_gone(const char *owner)
+{
+    if (!owner)
+        return false;
+    char *end = NULL;
+    long pid = strtol(owner, &end, 10);
+    if (!end || end == owner || *end != '@' || pid <= 0)
+        return false;
+    char host[256];
+    host_name(host, sizeof host);
+    if (strcmp(end + 1, host) != 0 || (pid_t)pid == getpid())
+        return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
 void eddyi_stop_init(eddyi_stop *s)

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "eddy/error.h"
 
@@ -33,6 +34,26 @@ void eddyi_claim_release(eddyi_claim *c);
 
 /* Whether (owner, kind, name) is claimed right now. Thread-safe. */
 bool eddyi_claim_held(const void *owner, const char *kind, const char *name);
+
+/* ---- owners: which process runs something --------------------------------- */
+
+/* Room for an owner name ("pid@host"). */
+#define EDDYI_OWNER_MAX 300
+
+/* This process as an owner name, "pid@host" (gethostname; "unknown" when
+ * it fails), into `out` (cut to `size`). Never fails. Thread-safe. */
+void eddyi_owner_self(char *out, size_t size);
+
+/*
+ * Whether `owner` ("pid@host") names a process of THIS host that no longer
+ * exists: a crash (SIGKILL leaves its rows behind). False when it cannot
+ * tell: another host, a name it cannot parse, this very process, or a pid
+ * that exists (possibly reused by another program: the caller then waits
+ * for the owner's lease or heartbeat to age). Hosts are told apart by
+ * name: processes in separate PID namespaces under one host name count as
+ * one host. Thread-safe.
+ */
+bool eddyi_owner_gone(const char *owner);
 
 /* ---- stopping once -------------------------------------------------------- */
 

@@ -9,7 +9,8 @@
  *     in one write job together with the checkpoint (one commit per batch,
  *     not per event);
  *   - a durable subscription in TRANSACTIONAL mode (eddy/durable.h) for the
- *     live events: per event, apply + inbox row + checkpoint in one job;
+ *     live events: apply + inbox row per event, in jobs that also move the
+ *     checkpoint of the partitions this process holds;
  *   - INLINE only: an append hook (store_internal.h) that applies the
  *     events of every append through this handle inside the append's own
  *     transaction and marks them done in the inbox, so the subscription
@@ -22,6 +23,17 @@
  *
  * The catch-up checks the inbox too: an INLINE run may have applied events
  * above the persisted checkpoint before it stopped.
+ *
+ * SEVERAL PROCESSES run one projection as members of its durable
+ * subscription, each applying the partitions it holds (eddy/durable.h).
+ * A start's catch-up runs before its member joins and reads every
+ * partition, so it writes the inbox row of each event it applies (first:
+ * an event another member applied is skipped, and one it applies is
+ * skipped by the member holding its partition) and raises every
+ * partition's checkpoint with each batch (see catch_up). Order per key
+ * holds: an event is applied only after the earlier ones of its key were,
+ * by the catch-up or by a member. Across keys there is no order between
+ * members (one worker gives store order only to a projection run alone).
  *
  * INLINE ordering: the hook is installed unarmed before the catch-up; a
  * write job ("arm") then applies, inside the writer, the few events that
@@ -56,6 +68,7 @@
 #include "../core/lifecycle.h"
 #include "../store/state_cqrs.h"
 #include "../store/state_durable.h"
+#include "../store/state_leases.h"
 #include "../store/store_internal.h"
 #include "cqrs_internal.h"
 
@@ -64,7 +77,7 @@
  * row that still says "running" is taken for a crashed process's. */
 #define HEARTBEAT_MS 2000
 #define STALE_US ((int64_t)10 * 1000 * 1000)
-#define OWNER_MAX 300
+#define OWNER_MAX EDDYI_OWNER_MAX
 
 struct eddy_projection {
     eddy_store *store;
@@ -122,16 +135,6 @@ static const char *pattern_of(const eddy_projection_def *def)
     return def->pattern ? def->pattern : "*";
 }
 
-/* This process as a registry owner: "pid@host". */
-static void owner_name(char *out, size_t size)
-{
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "unknown");
-    host[sizeof host - 1] = '\0';
-    snprintf(out, size, "%ld@%s", (long)getpid(), host);
-}
-
 /*
  * Whether registry row `r` says another runner is alive. Fills `why`
  * ("pid 42 on db1, last seen 2 s ago"). A row is not alive when it is not
@@ -155,6 +158,8 @@ static bool owner_alive(const eddyi_proj_row *r, int64_t now_us, char *why,
     if (age_us >= STALE_US)
         return false;
     long long age_s = (long long)((age_us + 500000) / 1000000);
+    if (eddyi_owner_gone(r->owner))
+        return false; /* crashed on this host */
     char *end = NULL;
     long pid = strtol(r->owner, &end, 10);
     if (!end || *end != '@' || pid <= 0) {
@@ -162,14 +167,7 @@ static bool owner_alive(const eddyi_proj_row *r, int64_t now_us, char *why,
                  age_s);
         return true; /* an owner we cannot parse: the heartbeat decides */
     }
-    const char *host = end + 1;
-    char mine[OWNER_MAX];
-    owner_name(mine, sizeof mine);
-    const char *my_host = strchr(mine, '@') + 1;
-    if (strcmp(host, my_host) == 0 && (pid_t)pid != getpid() &&
-        kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-        return false; /* crashed on this host */
-    snprintf(why, size, "pid %ld on %s, last seen %lld s ago", pid, host,
+    snprintf(why, size, "pid %ld on %s, last seen %lld s ago", pid, end + 1,
              age_s);
     return true;
 }
@@ -244,13 +242,26 @@ static int state_job_run(eddy_txn *txn, void *arg, eddy_error *err)
                              err);
 }
 
-/* Applies `ev` unless the inbox says it is done; with `mark`, marks it. */
+/*
+ * Applies `ev` unless the inbox says it is done. With `mark`, the inbox
+ * row is written first, in one statement that also says whether it was
+ * done (eddyi_inbox_take: on PostgreSQL the row's lock orders this with
+ * another process applying the same event), and rolls back with the
+ * apply. Without it (a rebuild, which runs alone), it is only looked up.
+ */
 static int apply_once(eddy_txn *txn, const eddy_projection_def *def,
                       const eddy_event *ev, bool mark, eddy_error *err)
 {
     bool done = false;
-    int rc = eddyi_inbox_is_done(txn, def->name, eddy_event_id(ev), &done,
+    int rc;
+    if (mark) {
+        bool fresh = false;
+        rc = eddyi_inbox_take(txn, def->name, eddy_event_id(ev), &fresh, err);
+        done = !fresh;
+    } else {
+        rc = eddyi_inbox_is_done(txn, def->name, eddy_event_id(ev), &done,
                                  err);
+    }
     if (rc != EDDY_OK || done)
         return rc;
     eddy_error e = {0};
@@ -259,8 +270,6 @@ static int apply_once(eddy_txn *txn, const eddy_projection_def *def,
         return eddyi_error(err, rc, "projection \"%s\": event %s (%s): %s",
                            def->name, eddy_event_id(ev), eddy_event_type(ev),
                            e.message[0] ? e.message : eddy_strerror(rc));
-    if (mark)
-        rc = eddyi_inbox_done(txn, def->name, eddy_event_id(ev), err);
     return rc;
 }
 
@@ -269,6 +278,7 @@ static int apply_once(eddy_txn *txn, const eddy_projection_def *def,
 struct batch_job {
     const eddy_projection_def *def;
     const char *owner; /* rebuild: refresh the heartbeat too */
+    bool shared;       /* a start: other members may run (see catch_up) */
     eddy_event **events;
     size_t count;
     int64_t last;
@@ -278,9 +288,15 @@ static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch_job *j = arg;
     int rc = EDDY_OK;
+    /* First (on PostgreSQL, the partition rows' locks are then always
+     * taken before inbox rows, as a member's fence does): every event up
+     * to `last` is applied once this commits, whoever holds its partition,
+     * so every partition's checkpoint may pass it. */
+    if (j->shared)
+        rc = eddyi_leases_raise(txn, j->def->name, j->last, err);
     for (size_t i = 0; rc == EDDY_OK && i < j->count; i++)
         if (j->events[i])
-            rc = apply_once(txn, j->def, j->events[i], false, err);
+            rc = apply_once(txn, j->def, j->events[i], j->shared, err);
     if (rc == EDDY_OK)
         rc = eddyi_ckpt_save(txn, j->def->name, j->last, err);
     if (rc == EDDY_OK && j->owner)
@@ -301,26 +317,83 @@ static int open_cursor(eddy_store *store, const char *pattern, bool exact,
     return eddy_store_query(store, &q, c, err);
 }
 
+struct positions {
+    int64_t *at;
+    size_t n, cap;
+};
+
+static int position_row(int64_t position, void *user)
+{
+    struct positions *p = user;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        int64_t *n = realloc(p->at, cap * sizeof *n);
+        if (!n)
+            return EDDY_ENOMEM;
+        p->at = n;
+        p->cap = cap;
+    }
+    p->at[p->n++] = position;
+    return 0;
+}
+
+static bool positions_has(const struct positions *p, int64_t position)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->at[mid] < position)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->n && p->at[lo] == position;
+}
+
 /*
  * Applies every event after `*position` up to the head, in batches; moves
  * `*position` (to the head when the last events did not match). `owner`
- * (rebuild; may be NULL) is refreshed with each batch. Returns EDDY_OK, an
- * apply error (the failing batch is rolled back; `*position` stays before
- * it) or a store error.
+ * (rebuild; may be NULL) is refreshed with each batch.
+ *
+ * `shared` (a start): other processes may run this projection meanwhile,
+ * each delivering the partitions it holds (eddy/durable.h). The catch-up
+ * reads every partition, so each event is applied under its inbox row
+ * (written first: whoever applies an event first, the others skip it),
+ * every partition's checkpoint is raised with each batch, and the events
+ * dead-lettered above `*position` stay so (as for the subscription). Per
+ * key, an event is applied only after the ones before it were, by this
+ * catch-up or by a member: order holds. A rebuild runs alone (it refuses
+ * while the projection runs) and writes no inbox rows.
+ *
+ * Returns EDDY_OK, an apply error (the failing batch is rolled back;
+ * `*position` stays before it) or a store error.
  */
 static int catch_up(eddy_store *store, const eddy_projection_def *def,
-                    const char *owner, size_t batch, int64_t *position,
-                    eddy_projection_progress_fn progress, void *user,
-                    eddy_error *err)
+                    const char *owner, bool shared, size_t batch,
+                    int64_t *position, eddy_projection_progress_fn progress,
+                    void *user, eddy_error *err)
 {
     const char *pattern = pattern_of(def);
     eddyi_pattern parsed;
     if (eddyi_pattern_parse(pattern, &parsed, err) != EDDY_OK)
         return EDDY_EINVAL;
     bool exact = parsed.kind == EDDYI_PATTERN_EXACT;
+    struct positions dead = {0};
+    if (shared) {
+        int drc = eddyi_dl_positions(store, def->name, *position,
+                                     position_row, &dead, err);
+        if (drc != EDDY_OK) {
+            free(dead.at);
+            return drc == EDDY_ENOMEM
+                       ? eddyi_error(err, drc, "out of memory")
+                       : drc;
+        }
+    }
     eddy_event **evs = calloc(batch, sizeof *evs);
-    if (!evs)
+    if (!evs) {
+        free(dead.at);
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    }
     int64_t total = 0;
     int rc = eddy_store_head(store, &total, err);
     while (rc == EDDY_OK) {
@@ -334,13 +407,14 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
                              err);
         if (rc != EDDY_OK)
             break;
-        struct batch_job j = {.def = def, .owner = owner, .events = evs,
-                              .last = *position};
+        struct batch_job j = {.def = def, .owner = owner, .shared = shared,
+                              .events = evs, .last = *position};
         eddy_record rec;
         while (eddy_cursor_next(c, &rec, err)) {
             evs[j.count++] =
                 eddyi_pattern_match(&parsed, pattern,
-                                    eddy_event_type(rec.event))
+                                    eddy_event_type(rec.event)) &&
+                        !positions_has(&dead, rec.position)
                     ? eddy_event_ref(rec.event)
                     : NULL;
             j.last = rec.position;
@@ -364,6 +438,7 @@ static int catch_up(eddy_store *store, const eddy_projection_def *def,
             progress(*position, total, user);
     }
     free(evs);
+    free(dead.at);
     return rc;
 }
 
@@ -398,13 +473,14 @@ static int arm_event(int64_t position, eddy_event *ev, void *user)
     int rc = EDDY_OK;
     j->last = position;
     if (eddyi_pattern_match_text(j->p->pattern, eddy_event_type(ev)))
-        rc = apply_once(j->txn, j->p->def, ev, false, j->err);
+        rc = apply_once(j->txn, j->p->def, ev, true, j->err);
     eddy_event_unref(ev);
     return rc;
 }
 
 /* Applies the events committed after the catch-up and arms the hook, in
- * one transaction. */
+ * one transaction (marking them in the inbox and raising the partitions'
+ * checkpoints past them, as a shared catch-up batch does). */
 static int arm_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct arm_job *j = arg;
@@ -412,6 +488,8 @@ static int arm_job_run(eddy_txn *txn, void *arg, eddy_error *err)
     j->err = err;
     j->last = j->checkpoint;
     int rc = eddyi_txn_events_after(txn, j->checkpoint, arm_event, j, err);
+    if (rc == EDDY_OK && j->last > j->checkpoint)
+        rc = eddyi_leases_raise(txn, j->p->def->name, j->last, err);
     if (rc == EDDY_OK && j->last > j->checkpoint)
         rc = eddyi_ckpt_save(txn, j->p->def->name, j->last, err);
     if (rc == EDDY_OK)
@@ -530,7 +608,7 @@ eddy_projection *eddy_projection_start(eddy_store *store,
     p->store = store;
     p->def = def;
     p->pattern = pattern_of(def);
-    owner_name(p->owner, sizeof p->owner);
+    eddyi_owner_self(p->owner, sizeof p->owner);
     if (eddyi_claim_take(store, "projection", def->name, &p->claim, err) !=
         EDDY_OK)
         goto fail;
@@ -555,8 +633,9 @@ eddy_projection *eddy_projection_start(eddy_store *store,
         p->hooked = true;
     }
     eddy_error e = {0};
-    if (catch_up(store, def, NULL, def->batch ? def->batch : DEFAULT_BATCH,
-                 &position, NULL, NULL, &e) != EDDY_OK) {
+    if (catch_up(store, def, NULL, true,
+                 def->batch ? def->batch : DEFAULT_BATCH, &position, NULL,
+                 NULL, &e) != EDDY_OK) {
         /* Not fatal: the subscription takes over from the checkpoint, with
          * its retries and dead letters for the failing event. */
         EDDYI_LOG(EDDY_LOG_WARN, "projection", "%s: catch-up stopped at "
@@ -580,6 +659,8 @@ eddy_projection *eddy_projection_start(eddy_store *store,
         .txn_handler = durable_apply,
         .user = p,
         .workers = def->workers ? def->workers : 1,
+        .partitions = def->partitions,
+        .lease_ms = def->lease_ms,
     };
     p->durable = eddy_durable_start(store, &o, err);
     if (!p->durable)
@@ -658,7 +739,7 @@ int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
     if (rc != EDDY_OK)
         return rc;
     char owner[OWNER_MAX];
-    owner_name(owner, sizeof owner);
+    eddyi_owner_self(owner, sizeof owner);
     struct setup_job sj = {.def = def, .state = "rebuilding", .owner = owner,
                            .reset = true};
     rc = eddyi_store_write(store, setup_job_run, &sj, err);
@@ -675,8 +756,8 @@ int eddy_projection_rebuild(eddy_store *store, const eddy_projection_def *def,
                 batch = (size_t)step;
             progress(0, head, user);
         }
-        rc = catch_up(store, def, owner, batch, &position, progress, user,
-                      err);
+        rc = catch_up(store, def, owner, false, batch, &position, progress,
+                      user, err);
     }
     if (sj_done) {
         /* Done: 'stopped', by this process. Failed: still 'rebuilding'

@@ -26,6 +26,8 @@
 #include "saga_internal.h"
 
 #define DEFAULT_TIMER_POLL_MS 1000
+/* As a durable subscription's (eddy/durable.h). */
+#define DEFAULT_LEASE_MS 10000
 
 void eddyi_saga_kick(eddy_saga *sg, bool dispatch, bool timer)
 {
@@ -122,6 +124,8 @@ static int start_subscription(eddy_saga *sg, eddy_error *err)
         .user = sg,
         .workers = sg->opts.workers ? sg->opts.workers : 1,
         .retry = {.max_attempts = sg->opts.event_max_attempts},
+        .partitions = sg->opts.partitions,
+        .lease_ms = sg->opts.lease_ms,
     };
     sg->durable = eddy_durable_start(sg->store, &o, err);
     free(types); /* copied by the subscription */
@@ -152,6 +156,7 @@ static void saga_destroy(eddy_saga *sg)
     pthread_cond_destroy(&sg->cond);
     pthread_mutex_destroy(&sg->mu);
     free(sg->pattern);
+    free(sg->lease_key);
     free(sg);
 }
 
@@ -199,10 +204,17 @@ eddy_saga *eddy_saga_start(eddy_store *store, const eddy_saga_def *def,
         EDDY_OK)
         goto fail;
     sg->pattern = join_types(def);
-    if (!sg->pattern) {
+    size_t klen = strlen(def->name) + sizeof "#commands";
+    sg->lease_key = malloc(klen);
+    if (!sg->pattern || !sg->lease_key) {
         eddyi_error(err, EDDY_ENOMEM, "out of memory");
         goto fail;
     }
+    snprintf(sg->lease_key, klen, "%s#commands", def->name);
+    eddy_uuid7(sg->member);
+    eddyi_owner_self(sg->owner, sizeof sg->owner);
+    sg->lease_us = (int64_t)(sg->opts.lease_ms ? sg->opts.lease_ms
+                                               : DEFAULT_LEASE_MS) * 1000;
     if (eddyi_claim_take(store, "saga", def->name, &sg->claim, err) !=
         EDDY_OK)
         goto fail;

@@ -25,6 +25,9 @@
  * queued by other processes, backoffs that expired) the page is read on a
  * reader, and an idle saga type takes no writer slot.
  *
+ * SEVERAL PROCESSES: only the holder of the saga type's command lease
+ * runs passes (saga_lease.c); the outcomes are recorded under its fence.
+ *
  * RETRIES. A failed send blocks the instance's later commands, with the
  * shared retry policy (eddy/retry.h) over the attempts stored in the
  * command's row. Past max_attempts (or for an error the policy says is not
@@ -146,12 +149,15 @@ struct mark_job {
     eddy_saga *sg;
     struct page *done;
     struct page *next; /* NULL: read none */
+    bool lost;         /* out: the command lease is another's now */
 };
 
 static int mark_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct mark_job *j = arg;
-    int rc = EDDY_OK;
+    /* Only the lease's holder records outcomes (saga_lease.c). */
+    int rc = eddyi_saga_lease_fence(txn, j->sg, err);
+    j->lost = rc == EDDY_ESTATE;
     for (size_t i = 0; rc == EDDY_OK && i < j->done->count; i++) {
         const struct pending_cmd *p = &j->done->rows[i];
         if (p->outcome == 1)
@@ -460,7 +466,10 @@ static size_t dispatch_pass(eddy_saga *sg, int64_t *next_due_us)
             EDDYI_LOG(EDDY_LOG_WARN, "saga", "%s: recording sent commands: "
                       "%s", sg->def->name, e.message);
             page_clear(&next);
-            left++;
+            if (mj.lost)
+                eddyi_saga_lease_lost(sg);
+            else
+                left++;
         } else if (mj.next) {
             d->next = next;
             d->have_next = true;
@@ -488,8 +497,11 @@ static void *feeder_main(void *arg)
         uint64_t gen = ++sg->pass_gen;
         pthread_mutex_unlock(&sg->mu);
 
+        /* Only the holder of the command lease sends (saga_lease.c); for
+         * the others a pass finds nothing to do. */
         int64_t next_due = 0;
-        size_t left = dispatch_pass(sg, &next_due);
+        size_t left = eddyi_saga_lease_hold(sg) ? dispatch_pass(sg, &next_due)
+                                                : 0;
 
         pthread_mutex_lock(&sg->mu);
         if (left == 0) {
@@ -508,6 +520,7 @@ static void *feeder_main(void *arg)
     }
     page_clear(&sg->dispatcher->next);
     sg->dispatcher->have_next = false;
+    eddyi_saga_lease_release(sg);
     return NULL;
 }
 

@@ -9,6 +9,8 @@
  *                    pool of lanes
  *   saga_timer.c     the timer thread: due deadlines become events
  *   saga_query.c     eddy_saga_list / eddy_saga_get, on readers
+ *   saga_lease.c     the command lease: which process sends the commands
+ *                    and fires the timeouts when several run the saga
  */
 #ifndef EDDY_SRC_CQRS_SAGA_INTERNAL_H
 #define EDDY_SRC_CQRS_SAGA_INTERNAL_H
@@ -21,6 +23,7 @@
 #include "eddy/saga.h"
 
 #include "../core/lifecycle.h"
+#include "eddy/sql.h"
 
 typedef struct eddyi_saga_dispatcher eddyi_saga_dispatcher;
 
@@ -47,7 +50,37 @@ struct eddy_saga {
     pthread_t timer;
     bool timer_started;
     eddyi_saga_dispatcher *dispatcher;
+
+    /* The command lease (saga_lease.c). */
+    char *lease_key;                  /* "<name>#commands" */
+    char member[EDDY_UUID_STRLEN];    /* this process's saga, a UUIDv7 */
+    char owner[EDDYI_OWNER_MAX];      /* "pid@host" */
+    int64_t lease_us;
+    bool lease_held;                  /* under mu */
+    int64_t lease_renew_at, lease_until; /* feeder thread only */
 };
+
+/*
+ * Takes or renews the command lease when due (a write job; a look on a
+ * reader first when another process holds it). Returns whether this
+ * process holds it: only then does it send commands and fire timeouts.
+ * Feeder thread.
+ */
+bool eddyi_saga_lease_hold(eddy_saga *sg);
+
+/* Whether this process holds the command lease, as last known. Any
+ * thread. */
+bool eddyi_saga_lease_held(eddy_saga *sg);
+
+/* In a write job: renews the lease and checks that it is still this
+ * process's; EDDY_ESTATE naming the problem when another took it over. */
+int eddyi_saga_lease_fence(eddy_txn *txn, eddy_saga *sg, eddy_error *err);
+
+/* The fence failed: this process no longer holds the lease. */
+void eddyi_saga_lease_lost(eddy_saga *sg);
+
+/* Frees the lease (a stop), so that another process takes it at once. */
+void eddyi_saga_lease_release(eddy_saga *sg);
 
 /* The durable subscription's handler (saga_ctx.c): one event, in the
  * writer's transaction. */

@@ -10,6 +10,9 @@
  * twice (two processes, or a crash before the flag committed) appends it
  * once.
  *
+ * With several processes, only the holder of the saga type's command
+ * lease fires (saga_lease.c).
+ *
  * When it looks: at the earliest stored deadline, at least every
  * timer_poll_ms (deadlines set by other processes), and at once when this
  * process's saga set a deadline (a kick). As in the dispatcher
@@ -136,8 +139,11 @@ static void *timer_main(void *arg)
             break;
         int64_t now = eddy_now_us(), next = 0;
         eddy_error e = {0};
-        bool fire = kicked;
-        if (!kicked) {
+        /* Only the holder of the command lease fires (saga_lease.c); it
+         * kicks this thread when it takes the lease. */
+        bool holder = eddyi_saga_lease_held(sg);
+        bool fire = kicked && holder;
+        if (!kicked && holder) {
             bool found = false;
             if (eddyi_saga_tmo_next_read(sg->store, sg->def->name, &next,
                                          &found, &e) != EDDY_OK) {

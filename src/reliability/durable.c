@@ -1,14 +1,17 @@
 /*
  * src/reliability/durable.c - the life of a durable subscription
- * (eddy/durable.h): options, start, stop, free, and the calls that watch it
- * (checkpoint, wait_idle, the lag gauge). How the parts work together is
- * in durable_internal.h.
+ * (eddy/durable.h): options, start, stop, free, the pipeline of one
+ * segment (its start and stop, also used by the coordinator when the owned
+ * partitions change), and the calls that watch it (checkpoint, wait_idle,
+ * the lag gauge). How the parts work together is in durable_internal.h.
  *
  * Threads: start, stop, free, checkpoint and wait_idle run on the caller's
- * thread; the lag gauge on the thread that takes a metrics snapshot. Start
- * reads the stored state (checkpoint, pending retries, dead-lettered
- * positions) on readers and writes only the subscription's record (and a
- * first checkpoint) through the writer.
+ * thread; the pipeline's start and stop on the starting thread, then on
+ * the coordinator thread, then on the stopping thread; the lag gauge on
+ * the thread that takes a metrics snapshot. A segment's start reads the
+ * stored state (pending retries, dead-lettered positions) on readers; the
+ * subscription's start writes its record (and a first checkpoint) and its
+ * membership through the writer.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -59,6 +62,14 @@ static int options_check(const eddy_durable_options *o, eddy_error *err)
     if (o->workers > MAX_WORKERS)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": %u workers, at "
                            "most %d", o->name, o->workers, MAX_WORKERS);
+    if (o->partitions > MAX_PARTITIONS)
+        return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": %u partitions, "
+                           "at most %d", o->name, o->partitions,
+                           MAX_PARTITIONS);
+    if (o->lease_ms && o->lease_ms < MIN_LEASE_MS)
+        return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": a lease of %u "
+                           "ms, at least %d", o->name, o->lease_ms,
+                           MIN_LEASE_MS);
     if (o->type_count && !o->types)
         return eddyi_error(err, EDDY_EINVAL, "durable subscription \"%s\": "
                            "type_count without types", o->name);
@@ -106,6 +117,15 @@ static int options_copy(eddy_durable *d, const eddy_durable_options *o,
                               ? o->checkpoint_interval_ms
                               : DEFAULT_CHECKPOINT_INTERVAL_MS;
     d->metrics = o->metrics;
+    d->partitions = o->partitions ? o->partitions : DEFAULT_PARTITIONS;
+    d->lease_us =
+        (int64_t)(o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS) * 1000;
+    d->owned = calloc(d->partitions, sizeof *d->owned);
+    d->passed = calloc(d->partitions, sizeof *d->passed);
+    if (!d->owned || !d->passed)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    eddy_uuid7(d->member);
+    eddyi_owner_self(d->owner, sizeof d->owner);
     return EDDY_OK;
 }
 
@@ -209,20 +229,20 @@ static int dead_row(int64_t position, void *user)
 }
 
 /*
- * Loads the checkpoint (a first one is stored: 0, or the head for
- * EDDY_START_END), the pending retries above it, and the events
- * dead-lettered above it (a crash came before the checkpoint moved past
- * them: they are not delivered again). Reads on readers; records the
- * subscription through the writer (EDDY_ESTATE on a read-only store).
+ * The subscription's record (for `eddy graph`) and its first checkpoint:
+ * the stored one, else 0 (EDDY_START_BEGINNING) or the head
+ * (EDDY_START_END), stored now. The partitions are created from it when
+ * there are none yet (eddyi_durable_join). Reads on readers; writes through
+ * the writer (EDDY_ESTATE on a read-only store).
  */
-static int load_state(eddy_durable *d, eddy_start_from from,
-                      int64_t *checkpoint, eddy_error *err)
+static int record(eddy_durable *d, eddy_start_from from, eddy_error *err)
 {
     bool found = false;
-    int rc = eddyi_ckpt_load(d->store, d->name, checkpoint, &found, err);
+    int64_t checkpoint = 0;
+    int rc = eddyi_ckpt_load(d->store, d->name, &checkpoint, &found, err);
     if (rc != EDDY_OK)
         return rc;
-    struct record_job j = {.d = d, .save = !found};
+    struct record_job j = {.d = d, .save = !found, .checkpoint = checkpoint};
     if (!found && from == EDDY_START_END &&
         (rc = eddy_store_head(d->store, &j.checkpoint, err)) != EDDY_OK)
         return rc;
@@ -232,22 +252,40 @@ static int load_state(eddy_durable *d, eddy_start_from from,
     j.filter = filter;
     rc = eddyi_store_write(d->store, record_job_run, &j, err);
     free(filter);
-    if (rc != EDDY_OK)
-        return rc;
-    if (!found)
-        *checkpoint = j.checkpoint;
+    if (rc == EDDY_OK)
+        d->first_checkpoint = j.checkpoint;
+    return rc;
+}
+
+/*
+ * Loads what a segment starting at `from` needs: the pending retries above
+ * it and the events dead-lettered above it (a crash came before the
+ * checkpoint moved past them: they are not delivered again). On readers.
+ */
+static int load_segment(eddy_durable *d, int64_t from, eddy_error *err)
+{
     struct grow g = {.d = d};
-    rc = eddyi_retry_load(d->store, d->name, *checkpoint, restored_row, &g,
-                          err);
+    int rc = eddyi_retry_load(d->store, d->name, from, restored_row, &g, err);
     if (rc == EDDY_OK) {
         g.cap = 0;
-        rc = eddyi_dl_positions(d->store, d->name, *checkpoint, dead_row, &g,
-                                err);
+        rc = eddyi_dl_positions(d->store, d->name, from, dead_row, &g, err);
     }
     if (rc == EDDY_ENOMEM)
         eddyi_error(err, rc, "durable \"%s\": out of memory loading its "
                     "state", d->name);
     return rc;
+}
+
+static void segment_unload(eddy_durable *d)
+{
+    for (size_t i = 0; i < d->nrestored; i++)
+        free(d->restored[i].error);
+    free(d->restored);
+    d->restored = NULL;
+    d->nrestored = 0;
+    free(d->dead);
+    d->dead = NULL;
+    d->ndead = 0;
 }
 
 /* ---- start --------------------------------------------------------------- */
@@ -268,12 +306,11 @@ static void durable_destroy(eddy_durable *d)
 {
     eddyi_claim_release(d->claim);
     eddyi_stop_destroy(&d->stop);
-    for (size_t i = 0; i < d->nrestored; i++)
-        free(d->restored[i].error);
-    free(d->restored);
-    free(d->dead);
+    segment_unload(d);
     free(d->ring);
     free(d->workers);
+    free(d->owned);
+    free(d->passed);
     free(d->name);
     free(d->pattern);
     for (size_t i = 0; i < d->ntypes; i++)
@@ -283,31 +320,152 @@ static void durable_destroy(eddy_durable *d)
     free(d);
 }
 
-/* Ends the threads that started (a failed start). */
-static void threads_abort(eddy_durable *d, unsigned started)
+/* Stops and joins the first `started` workers and the maintenance thread
+ * (a segment that failed to start, or one that stops). */
+static void threads_join(eddy_durable *d, unsigned started)
 {
     pthread_mutex_lock(&d->mu);
     d->stopping = true;
     d->maint_stop = true;
     pthread_cond_broadcast(&d->maint_cond);
+    pthread_cond_broadcast(&d->cond);
     pthread_mutex_unlock(&d->mu);
     if (d->maint_started)
         pthread_join(d->maint, NULL);
+    d->maint_started = false;
     for (unsigned i = 0; i < started; i++) {
         struct worker *w = &d->workers[i];
         pthread_mutex_lock(&w->mu);
         w->stop = true;
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->mu);
-        pthread_join(w->thread, NULL);
-        eddyi_durable_worker_drop(w);
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->mu);
     }
-    pthread_mutex_destroy(&d->redrive_mu);
-    pthread_cond_destroy(&d->maint_cond);
-    pthread_cond_destroy(&d->cond);
-    pthread_mutex_destroy(&d->mu);
+    for (unsigned i = 0; i < started; i++) {
+        struct worker *w = &d->workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+}
+
+/* Back to a stopped pipeline's state: no event queued, an empty ring. */
+static void segment_reset(eddy_durable *d)
+{
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        eddyi_durable_worker_drop(w);
+        w->stop = false;
+        w->unsignalled = 0;
+    }
+    segment_unload(d);
+    pthread_mutex_lock(&d->mu);
+    d->ring_head = d->ring_len = 0;
+    d->stopping = false;
+    d->maint_stop = false;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+}
+
+int eddyi_durable_pipeline_start(eddy_durable *d, eddy_error *err)
+{
+    /* The reader starts at the lowest checkpoint of the owned partitions;
+     * without any, at the head (nothing is this member's to deliver). */
+    int64_t from = INT64_MAX;
+    for (unsigned p = 0; p < d->partitions; p++)
+        if (d->owned[p] && d->passed[p] < from)
+            from = d->passed[p];
+    int rc = EDDY_OK;
+    if (from == INT64_MAX && (rc = eddy_store_head(d->store, &from, err)) !=
+                                 EDDY_OK)
+        return rc;
+    if ((rc = load_segment(d, from, err)) != EDDY_OK) {
+        segment_unload(d);
+        return rc;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->watermark = d->persisted = from;
+    d->since_persist = 0;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+
+    unsigned started = 0;
+    for (; started < d->nworkers; started++) {
+        struct worker *w = &d->workers[started];
+        if (pthread_create(&w->thread, NULL, eddyi_durable_worker_main, w) !=
+            0) {
+            rc = eddyi_error(err, EDDY_ENOMEM, "durable \"%s\": cannot start "
+                             "a worker thread", d->name);
+            goto fail;
+        }
+        w->started = true;
+    }
+    if (pthread_create(&d->maint, NULL, eddyi_durable_maint_main, d) != 0) {
+        rc = eddyi_error(err, EDDY_ENOMEM, "durable \"%s\": cannot start a "
+                         "thread", d->name);
+        goto fail;
+    }
+    d->maint_started = true;
+    /* The store filters by type, so events of other types are never read
+     * into memory: the exact types when given (the pattern is checked here
+     * too), else the pattern. Progress moves the checkpoint past them. */
+    const char *patterns[1] = {d->pattern};
+    eddy_store_subscribe_options so = {.progress = eddyi_durable_on_progress};
+    if (d->ntypes) {
+        so.types = (const char *const *)d->types;
+        so.type_count = d->ntypes;
+    } else {
+        so.patterns = patterns;
+        so.pattern_count = 1;
+    }
+    if ((rc = eddy_store_subscribe(d->store, from, eddyi_durable_on_record, d,
+                                   &so, &d->sub, err)) != EDDY_OK)
+        goto fail;
+    d->pipeline_running = true;
+    return EDDY_OK;
+
+fail:
+    threads_join(d, started);
+    segment_reset(d);
+    return rc;
+}
+
+int eddyi_durable_pipeline_stop(eddy_durable *d, eddy_error *err)
+{
+    if (!d->pipeline_running)
+        return EDDY_OK;
+    d->pipeline_running = false;
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true; /* frees a dispatcher waiting for room */
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+
+    int status = eddy_store_subscription_stop(d->sub, err);
+    if (status == EDDY_ESTOPPED)
+        status = EDDY_OK; /* our own stop, or the store closing */
+    eddy_store_subscription_free(d->sub);
+    d->sub = NULL;
+
+    /* Workers drain what is runnable, then exit; parked keys stay stored
+     * (threads_join lets them finish: their stop flag only ends the loop
+     * once their queue is empty). */
+    threads_join(d, d->nworkers);
+
+    if (!eddyi_durable_fenced(d)) {
+        eddy_error ce = {0};
+        int rc = eddyi_durable_persist(d, &ce);
+        if (rc != EDDY_OK) {
+            if (status == EDDY_OK) {
+                status = rc;
+                if (err)
+                    *err = ce;
+            } else {
+                EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: checkpoint not "
+                          "persisted: %s", d->name, ce.message);
+            }
+        }
+    }
+    segment_reset(d);
+    return status;
 }
 
 static void gauge_register(eddy_durable *d)
@@ -324,6 +482,44 @@ static void gauge_register(eddy_durable *d)
     else
         EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: no lag gauge: %s", d->name,
                   ge.message);
+}
+
+/* The locks, conditions and workers' queues, made once for every segment.
+ * Returns false when out of memory (nothing to undo but what it says). */
+static bool sync_init(eddy_durable *d)
+{
+    d->ring = calloc(d->max_in_flight, sizeof *d->ring);
+    d->workers = calloc(d->nworkers, sizeof *d->workers);
+    if (!d->ring || !d->workers || pthread_mutex_init(&d->mu, NULL) != 0)
+        return false;
+    pthread_cond_init(&d->cond, NULL);
+    pthread_cond_init(&d->maint_cond, NULL);
+    pthread_cond_init(&d->coord_cond, NULL);
+    pthread_mutex_init(&d->redrive_mu, NULL);
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        w->d = d;
+        w->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)i * 0x100000001b3ULL) ^
+                 (uint64_t)eddy_now_us();
+        if (!w->rng)
+            w->rng = 1;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cond, NULL);
+    }
+    return true;
+}
+
+static void sync_destroy(eddy_durable *d)
+{
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        pthread_cond_destroy(&d->workers[i].cond);
+        pthread_mutex_destroy(&d->workers[i].mu);
+    }
+    pthread_mutex_destroy(&d->redrive_mu);
+    pthread_cond_destroy(&d->coord_cond);
+    pthread_cond_destroy(&d->maint_cond);
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->mu);
 }
 
 eddy_durable *eddy_durable_start(eddy_store *store,
@@ -343,76 +539,39 @@ eddy_durable *eddy_durable_start(eddy_store *store,
         return NULL;
     }
     eddyi_stop_init(&d->stop);
+    atomic_init(&d->fenced, false);
     d->store = store;
-    bool sync_init = false;
-    unsigned started = 0;
-    int64_t checkpoint = 0;
+    bool synced = false, joined = false;
     if (options_copy(d, opts, err) != EDDY_OK ||
         eddyi_claim_take(store, "durable", d->name, &d->claim, err) !=
-            EDDY_OK ||
-        load_state(d, opts->start_from, &checkpoint, err) != EDDY_OK)
+            EDDY_OK)
         goto fail;
-    d->watermark = d->persisted = checkpoint;
-
-    d->ring = calloc(d->max_in_flight, sizeof *d->ring);
-    d->workers = calloc(d->nworkers, sizeof *d->workers);
-    if (!d->ring || !d->workers || pthread_mutex_init(&d->mu, NULL) != 0) {
+    if (!(synced = sync_init(d))) {
         eddyi_error(err, EDDY_ENOMEM, "out of memory");
         goto fail;
     }
-    pthread_cond_init(&d->cond, NULL);
-    pthread_cond_init(&d->maint_cond, NULL);
-    pthread_mutex_init(&d->redrive_mu, NULL);
-    sync_init = true;
-    for (; started < d->nworkers; started++) {
-        struct worker *w = &d->workers[started];
-        w->d = d;
-        w->rng = 0x9e3779b97f4a7c15ULL ^
-                 ((uint64_t)started * 0x100000001b3ULL) ^
-                 (uint64_t)eddy_now_us();
-        if (!w->rng)
-            w->rng = 1;
-        pthread_mutex_init(&w->mu, NULL);
-        pthread_cond_init(&w->cond, NULL);
-        if (pthread_create(&w->thread, NULL, eddyi_durable_worker_main, w) !=
-            0) {
-            pthread_cond_destroy(&w->cond);
-            pthread_mutex_destroy(&w->mu);
-            eddyi_error(err, EDDY_ENOMEM, "durable \"%s\": cannot start a "
-                        "worker thread", d->name);
-            goto fail;
-        }
-        w->started = true;
-    }
-    if (pthread_create(&d->maint, NULL, eddyi_durable_maint_main, d) != 0) {
-        eddyi_error(err, EDDY_ENOMEM, "durable \"%s\": cannot start a thread",
-                    d->name);
+    if (record(d, opts->start_from, err) != EDDY_OK)
         goto fail;
-    }
-    d->maint_started = true;
-    /* The store filters by type, so events of other types are never read
-     * into memory: the exact types when given (the pattern is checked here
-     * too), else the pattern. Progress moves the checkpoint past them. */
-    const char *patterns[1] = {d->pattern};
-    eddy_store_subscribe_options so = {.progress = eddyi_durable_on_progress};
-    if (d->ntypes) {
-        so.types = (const char *const *)d->types;
-        so.type_count = d->ntypes;
-    } else {
-        so.patterns = patterns;
-        so.pattern_count = 1;
-    }
-    if (eddy_store_subscribe(store, checkpoint, eddyi_durable_on_record, d,
-                             &so, &d->sub, err) != EDDY_OK)
+    if (eddyi_durable_join(d, err) != EDDY_OK)
+        goto fail;
+    joined = true;
+    if (eddyi_durable_pipeline_start(d, err) != EDDY_OK ||
+        eddyi_durable_coord_start(d, err) != EDDY_OK)
         goto fail;
     gauge_register(d);
     EDDYI_LOG(EDDY_LOG_INFO, "durable", "%s: started at checkpoint %" PRId64
-              " (%zu pending retries)", d->name, checkpoint, d->nrestored);
+              " (%zu pending retries), member %s holds %u of %u partitions",
+              d->name, eddyi_durable_watermark(d), d->nrestored, d->owner,
+              d->nowned, d->partitions);
     return d;
 
 fail:
-    if (sync_init)
-        threads_abort(d, started);
+    if (d->pipeline_running)
+        eddyi_durable_pipeline_stop(d, NULL);
+    if (joined)
+        eddyi_durable_leave(d);
+    if (synced)
+        sync_destroy(d);
     durable_destroy(d);
     return NULL;
 }
@@ -423,45 +582,28 @@ fail:
 static int stop_once(eddy_durable *d, eddy_error *err)
 {
     pthread_mutex_lock(&d->mu);
-    d->stopping = true; /* frees a dispatcher waiting for room */
+    d->closing = true;
     pthread_cond_broadcast(&d->cond);
     pthread_mutex_unlock(&d->mu);
 
-    int status = eddy_store_subscription_stop(d->sub, err);
-    if (status == EDDY_ESTOPPED)
-        status = EDDY_OK; /* our own stop, or the store closing */
-
-    /* Workers drain what is runnable, then exit; parked keys stay stored. */
-    for (unsigned i = 0; i < d->nworkers; i++) {
-        struct worker *w = &d->workers[i];
-        pthread_mutex_lock(&w->mu);
-        w->stop = true;
-        pthread_cond_signal(&w->cond);
-        pthread_mutex_unlock(&w->mu);
-    }
-    for (unsigned i = 0; i < d->nworkers; i++)
-        pthread_join(d->workers[i].thread, NULL);
-
+    /* No rebalance from here on; then the last segment ends. */
+    eddyi_durable_coord_stop(d);
+    eddy_error se = {0};
+    int status = eddyi_durable_pipeline_stop(d, &se);
     pthread_mutex_lock(&d->mu);
-    d->maint_stop = true;
-    pthread_cond_broadcast(&d->maint_cond);
-    pthread_mutex_unlock(&d->mu);
-    pthread_join(d->maint, NULL);
-
-    eddy_error ce = {0};
-    int rc = eddyi_durable_persist(d, &ce);
-    if (status == EDDY_OK && rc != EDDY_OK) {
-        status = rc;
-        if (err)
-            *err = ce;
+    if (d->failed && status == EDDY_OK) { /* what ended it earlier */
+        status = d->fail_status;
+        se = d->fail_err;
     }
+    pthread_mutex_unlock(&d->mu);
+    if (status != EDDY_OK && err)
+        *err = se;
+    eddyi_durable_leave(d);
     if (d->gauge_registered) {
         eddy_metrics_gauge_unregister(d->metrics, EDDY_METRIC_SUBSCRIPTION_LAG,
                                       "subscription", d->name);
         d->gauge_registered = false;
     }
-    for (unsigned i = 0; i < d->nworkers; i++)
-        eddyi_durable_worker_drop(&d->workers[i]);
     /* The name may run again on this handle. */
     eddyi_claim_release(d->claim);
     d->claim = NULL;
@@ -491,15 +633,7 @@ void eddy_durable_free(eddy_durable *d)
     if (!d)
         return;
     eddy_durable_stop(d, NULL);
-    eddy_store_subscription_free(d->sub);
-    for (unsigned i = 0; i < d->nworkers; i++) {
-        pthread_cond_destroy(&d->workers[i].cond);
-        pthread_mutex_destroy(&d->workers[i].mu);
-    }
-    pthread_mutex_destroy(&d->redrive_mu);
-    pthread_cond_destroy(&d->maint_cond);
-    pthread_cond_destroy(&d->cond);
-    pthread_mutex_destroy(&d->mu);
+    sync_destroy(d);
     durable_destroy(d);
 }
 
@@ -536,7 +670,7 @@ static int wait_watermark(eddy_durable *d, int64_t position, int64_t end_us,
     int rc = EDDY_OK;
     pthread_mutex_lock(&d->mu);
     while (d->watermark < position && rc == EDDY_OK) {
-        if (d->stopped || !eddy_store_subscription_running(d->sub))
+        if (d->stopped || d->failed)
             rc = EDDY_ESTOPPED;
         else
             rc = wait_slice(d, end_us);
@@ -568,7 +702,7 @@ static int wait_redrives(eddy_durable *d, int64_t end_us)
             pthread_cond_signal(&d->maint_cond);
         }
         while (d->redrive_passes < target && rc == EDDY_OK) {
-            if (d->stopping)
+            if (d->closing || d->failed)
                 rc = EDDY_ESTOPPED;
             else
                 rc = wait_slice(d, end_us);

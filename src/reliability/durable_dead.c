@@ -35,6 +35,9 @@ static int retry_row_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct row_job *j = arg;
     const struct item *it = j->it;
+    int rc = eddyi_durable_fence(txn, j->d, err);
+    if (rc != EDDY_OK)
+        return rc;
     eddyi_retry_row row = {.position = it->position,
                            .event_id = eddy_event_id(it->ev),
                            .attempts = it->attempts,
@@ -50,6 +53,11 @@ static int dead_letter_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct row_job *j = arg;
     const struct item *it = j->it;
+    /* A member that lost the partition does not dead-letter its event: the
+     * new owner delivers it. */
+    int frc = eddyi_durable_fence(txn, j->d, err);
+    if (frc != EDDY_OK)
+        return frc;
     char *payload = eddy_event_encode(it->ev, NULL);
     if (!payload)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
@@ -69,14 +77,17 @@ static int dead_letter_run(eddy_txn *txn, void *arg, eddy_error *err)
     return rc;
 }
 
-/* Moves `it` to the dead letters. True when written (the key may move on);
- * false: it stays parked and the write is tried again later. */
-static bool dead_letter(struct worker *w, struct item *it)
+/* Moves `it` to the dead letters. ITEM_DONE when written (the key may move
+ * on); ITEM_PARK: it stays parked and the write is tried again later;
+ * ITEM_DROP when fenced. */
+static enum item_outcome dead_letter(struct worker *w, struct item *it)
 {
     eddy_durable *d = w->d;
     eddy_error e = {0};
     struct row_job j = {.d = d, .it = it};
     int rc = eddyi_store_write(d->store, dead_letter_run, &j, &e);
+    if (rc != EDDY_OK && eddyi_durable_fenced(d))
+        return ITEM_DROP;
     if (rc != EDDY_OK) {
         EDDYI_LOG(EDDY_LOG_ERROR, "durable",
                   "%s: cannot store the dead letter of event %s (position "
@@ -84,7 +95,7 @@ static bool dead_letter(struct worker *w, struct item *it)
                   eddy_event_id(it->ev), it->position, e.message);
         it->dl_pending = true;
         it->next_at_us = eddy_now_us() + DEAD_LETTER_RETRY_US;
-        return false;
+        return ITEM_PARK;
     }
     eddy_metrics_dead_lettered(eddyi_durable_series(d, it->ev));
     EDDYI_LOG(EDDY_LOG_WARN, "durable",
@@ -92,25 +103,32 @@ static bool dead_letter(struct worker *w, struct item *it)
               "%d attempt(s): %s", d->name, eddy_event_id(it->ev),
               eddy_event_type(it->ev), it->position, it->attempts,
               it->last_error);
-    return true;
+    return ITEM_DONE;
 }
 
-bool eddyi_durable_item_run(struct worker *w, struct item *it)
+enum item_outcome eddyi_durable_item_run(struct worker *w, struct item *it)
 {
+    /* Fenced: another member holds one of our partitions now; nothing runs
+     * until the coordinator resynced (an AT_LEAST_ONCE handler has no
+     * transaction to fence: this check is all it gets). */
+    if (eddyi_durable_fenced(w->d))
+        return ITEM_DROP;
     if (it->dl_pending)
         return dead_letter(w, it);
     char msg[MESSAGE_MAX];
     int rc = eddyi_durable_deliver(w->d, it->ev, it->position,
                                    it->attempts > 0, 0, msg);
     if (rc == EDDY_OK)
-        return true;
+        return ITEM_DONE;
     return eddyi_durable_item_failed(w, it, rc, msg);
 }
 
-bool eddyi_durable_item_failed(struct worker *w, struct item *it, int rc,
-                               const char *msg)
+enum item_outcome eddyi_durable_item_failed(struct worker *w, struct item *it,
+                                            int rc, const char *msg)
 {
     eddy_durable *d = w->d;
+    if (eddyi_durable_fenced(d))
+        return ITEM_DROP; /* not a failure of the handler's */
     int64_t now = eddy_now_us();
     it->attempts++;
     if (!it->first_fail_us)
@@ -131,11 +149,14 @@ bool eddyi_durable_item_failed(struct worker *w, struct item *it, int rc,
               (it->next_at_us - now) / 1000, it->last_error);
     eddy_error e = {0};
     struct row_job j = {.d = d, .it = it};
-    if (eddyi_store_write(d->store, retry_row_run, &j, &e) != EDDY_OK)
+    if (eddyi_store_write(d->store, retry_row_run, &j, &e) != EDDY_OK) {
+        if (eddyi_durable_fenced(d))
+            return ITEM_DROP;
         EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: retry state of position "
                   "%" PRId64 " not persisted: %s", d->name, it->position,
                   e.message);
-    return false;
+    }
+    return ITEM_PARK;
 }
 
 /* ---- redrive ------------------------------------------------------------- */
@@ -152,8 +173,16 @@ static int redrive_fail_run(eddy_txn *txn, void *arg, eddy_error *err)
     return eddyi_dl_failed_again(txn, j->id, j->code, j->error, err);
 }
 
-/* Redelivers dead letter `id` of `d` once; with `only_marked`, only if it is
- * still marked for redrive. */
+/* The partition key hash of `ev`: its subject, else its id. */
+static uint64_t event_hash(const eddy_event *ev)
+{
+    const char *key = eddy_event_subject(ev);
+    return eddyi_durable_hash(key ? key : eddy_event_id(ev));
+}
+
+/* Redelivers dead letter `id` of `d` once; with `only_marked` (the
+ * maintenance thread's pass), only if it is still marked for redrive and
+ * its event is in a partition this member owns. */
 static int redrive(eddy_durable *d, int64_t id, bool only_marked,
                    eddy_error *err)
 {
@@ -173,6 +202,8 @@ static int redrive(eddy_durable *d, int64_t id, bool only_marked,
         goto done;
     } else if (only_marked && strcmp(dl->status, EDDY_DLQ_REDRIVE) != 0) {
         goto done;
+    } else if (only_marked && !eddyi_durable_owns(d, event_hash(dl->event))) {
+        goto done; /* its partition's owner redrives it */
     } else {
         rc = eddyi_durable_deliver(d, dl->event, dl->position, false, id,
                                    msg);

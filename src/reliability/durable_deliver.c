@@ -5,12 +5,12 @@
  *   AT_LEAST_ONCE  the handler on the calling thread; follow-ups appended
  *                  at once; a write job afterwards only to clean up a
  *                  retry row or a redriven dead letter.
- *   INBOX          a write job claims (handler, event id); the handler runs
- *                  on the calling thread unless the claim says "done"; a
- *                  second write job records "done".
- *   TRANSACTIONAL  one write job: inbox check, the handler inside the
- *                  writer's transaction (its writes and follow-ups), the
- *                  inbox row, the checkpoint.
+ *   INBOX          a write job (fenced) claims (handler, event id); the
+ *                  handler runs on the calling thread unless the claim
+ *                  says "done"; a second write job records "done".
+ *   TRANSACTIONAL  one write job: the fence, inbox check, the handler
+ *                  inside the writer's transaction (its writes and
+ *                  follow-ups), the inbox row.
  *
  * Threads: eddyi_durable_deliver runs on a worker (events) or on the
  * maintenance / calling thread (redrives); the write jobs and every
@@ -85,13 +85,6 @@ static int run_plain(eddy_durable *d, const eddy_event *ev, char *msg)
 
 /* ---- the bookkeeping of a success ---------------------------------------- */
 
-int eddyi_durable_txn_checkpoint(eddy_txn *txn, eddy_durable *d,
-                                 eddy_error *err)
-{
-    int64_t w = eddyi_durable_watermark(d);
-    return w > 0 ? eddyi_ckpt_save(txn, d->name, w, err) : EDDY_OK;
-}
-
 /* What commits with a successful (or skipped) call. */
 static int finish(struct txn_job *j, eddy_error *err)
 {
@@ -105,9 +98,6 @@ static int finish(struct txn_job *j, eddy_error *err)
         rc = eddyi_retry_delete(j->txn, d->name, j->position, err);
     if (rc == EDDY_OK && j->dead_letter_id > 0)
         rc = eddyi_dl_delete(j->txn, j->dead_letter_id, NULL, err);
-    if (rc == EDDY_OK && d->mode == EDDY_DELIVERY_TRANSACTIONAL &&
-        !j->batched)
-        rc = eddyi_durable_txn_checkpoint(j->txn, d, err);
     return rc;
 }
 
@@ -170,9 +160,13 @@ int eddyi_durable_txn_item(eddy_txn *txn, struct txn_job *j, eddy_error *err)
     return finish(j, err);
 }
 
+/* One TRANSACTIONAL delivery in a job of its own (a retry, a redrive): the
+ * fence first. */
 static int txn_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
-    return eddyi_durable_txn_item(txn, arg, err);
+    struct txn_job *j = arg;
+    int rc = eddyi_durable_fence(txn, j->d, err);
+    return rc == EDDY_OK ? eddyi_durable_txn_item(txn, j, err) : rc;
 }
 
 /* ---- INBOX: the claim ---------------------------------------------------- */
@@ -183,9 +177,14 @@ struct claim_job {
     bool done; /* an earlier call recorded success */
 };
 
+/* The claim, fenced: a member that lost the event's partition does not
+ * run its handler. ("done" is recorded unfenced: the handler ran.) */
 static int claim_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct claim_job *j = arg;
+    int rc = eddyi_durable_fence(txn, j->d, err);
+    if (rc != EDDY_OK)
+        return rc;
     return eddyi_inbox_claim(txn, j->d->name, eddy_event_id(j->ev), &j->done,
                              err);
 }

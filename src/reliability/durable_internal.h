@@ -11,6 +11,8 @@
  *                      batches
  *   durable_deliver.c  one delivery in each of the three modes
  *   durable_dead.c     failures: retry rows, dead letters, redrive
+ *   durable_members.c  several processes on one subscription: membership,
+ *                      partition leases, the fence, rebalancing
  *
  * THREADS of one subscription:
  *   - the store subscription's thread runs the dispatcher: it filters by
@@ -35,6 +37,21 @@
  * while flagged. So the checkpoint never passes an uncompleted event, and
  * after a crash everything above it is delivered again (at-least-once).
  *
+ * PARTITIONS AND SEGMENTS. The partition keys' hash space is split into
+ * `partitions` partitions, leased to the live members of the subscription
+ * (durable_members.c, which says how). The reader, the workers and the
+ * maintenance thread above make up the PIPELINE; it runs one SEGMENT at a
+ * time: a fixed set of owned partitions, each with the checkpoint it had
+ * when the segment began (`passed`). The reader starts at the lowest of
+ * them and the dispatcher treats an event as done at once (like an event
+ * of another type) when its partition is not owned or its position is at
+ * or below its partition's `passed`. So the watermark W of a segment means:
+ * every event at or below W of an owned partition was handled, and every
+ * owned partition's checkpoint may be raised to W. When the owned set must
+ * change, the coordinator stops the pipeline (the workers finish what is
+ * runnable, parked events stay in their retry rows, the checkpoint is
+ * persisted), changes the leases, and starts a new segment.
+ *
  * Every table access goes through the store's state operations
  * (src/store/state_durable.h); reads of stored state run on readers.
  */
@@ -42,6 +59,7 @@
 #define EDDY_SRC_RELIABILITY_DURABLE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -60,6 +78,12 @@
 #define REDRIVE_BATCH 64
 /* Events of a TRANSACTIONAL worker run in one write job. */
 #define TXN_BATCH 64
+/* Partitions of a subscription, by default and at most; the lease of a
+ * member, by default and at least (milliseconds). */
+#define DEFAULT_PARTITIONS 16
+#define MAX_PARTITIONS 4096
+#define DEFAULT_LEASE_MS 10000
+#define MIN_LEASE_MS 100
 
 /* ---- types --------------------------------------------------------------- */
 
@@ -137,8 +161,34 @@ struct eddy_durable {
     eddyi_claim *claim;  /* the name, on this store handle */
     eddyi_stop stop;
 
+    /* Membership (durable_members.c). Fixed after start. */
+    unsigned partitions;
+    int64_t lease_us;
+    char member[EDDY_UUID_STRLEN]; /* this member's id, a UUIDv7; a new
+                                      one when it rejoins after it was
+                                      taken for gone (changed only by the
+                                      rebalance job, on the writer thread,
+                                      the pipeline stopped) */
+    char owner[EDDYI_OWNER_MAX];   /* "pid@host" */
+    int64_t first_checkpoint;      /* for partitions created by this one */
+    int64_t joined_us;
+    /* The segment: written under mu and only while the pipeline is
+     * stopped; read by the pipeline's threads while it runs. */
+    bool *owned;                   /* [partitions] */
+    int64_t *passed;               /* [partitions]: checkpoint at the
+                                      segment's start */
+    unsigned nowned;
+    /* Set by the fence when another member took a partition over: the
+     * pipeline's work is dropped until the coordinator has resynced. */
+    atomic_bool fenced;
+    pthread_t coord;               /* the coordinator thread */
+    bool coord_started;
+    bool coord_stop;               /* under mu */
+    pthread_cond_t coord_cond;     /* wakes the coordinator (under mu) */
+    bool pipeline_running;         /* coordinator / starting thread only */
+
     struct worker *workers;
-    eddy_store_subscription *sub;
+    eddy_store_subscription *sub;  /* of the running segment */
 
     pthread_mutex_t mu;       /* ring, watermark, flags below */
     pthread_cond_t cond;      /* ring room, watermark moved, redrive pass */
@@ -148,7 +198,14 @@ struct eddy_durable {
     int64_t watermark;        /* the checkpoint in memory */
     int64_t persisted;        /* last checkpoint written */
     unsigned since_persist;   /* completions since */
-    bool stopping;            /* dispatcher must not queue more */
+    bool stopping;            /* the pipeline stops: the dispatcher must not
+                                 queue more */
+    bool closing;             /* eddy_durable_stop began */
+    bool failed;              /* nothing delivers any more: the store
+                                 subscription ended with an error, or the
+                                 member cannot go on (fail_status) */
+    int fail_status;
+    eddy_error fail_err;
     bool maint_stop;
     bool stopped;             /* the stop ended */
     bool redrive_now;         /* wait_idle asks for a redrive pass */
@@ -159,7 +216,7 @@ struct eddy_durable {
     bool maint_started;
     pthread_mutex_t redrive_mu; /* one redrive at a time */
 
-    /* Loaded at start, read by the dispatcher only. */
+    /* Loaded at each segment's start, read by the dispatcher only. */
     struct restored *restored;
     size_t nrestored;
     int64_t *dead;            /* dead-lettered positions above the checkpoint */
@@ -188,6 +245,11 @@ static inline void eddyi_abs_deadline(struct timespec *ts, int64_t at_us)
 }
 
 /* ---- durable_ring.c ------------------------------------------------------ */
+
+/* The hash of a partition key (the subject, else the id): FNV-1a 64 of its
+ * bytes. Its partition is this modulo the partition count, in every
+ * process (eddy_partition_of); its worker, this mixed. */
+uint64_t eddyi_durable_hash(const char *key);
 
 /* The store subscription callback (the dispatcher). */
 int eddyi_durable_on_record(const eddy_record *rec, void *user);
@@ -231,31 +293,104 @@ int eddyi_durable_deliver(eddy_durable *d, const eddy_event *ev,
                           int64_t position, bool had_retry,
                           int64_t dead_letter_id, char *msg);
 
-/* TRANSACTIONAL, inside a write job: inbox check, handler, success
- * bookkeeping (and the checkpoint unless j->batched). */
+/* TRANSACTIONAL, inside a write job (fenced by the caller): inbox check,
+ * handler, success bookkeeping. */
 int eddyi_durable_txn_item(eddy_txn *txn, struct txn_job *j, eddy_error *err);
-
-/* The checkpoint written with TRANSACTIONAL deliveries: the watermark as it
- * is now, which does not include the events of this job, so the stored
- * checkpoint never passes them before they commit. */
-int eddyi_durable_txn_checkpoint(eddy_txn *txn, eddy_durable *d,
-                                 eddy_error *err);
 
 /* ---- durable_dead.c ------------------------------------------------------ */
 
-/*
- * Runs `it` once on worker `w`. True: completed (handled, skipped or
- * dead-lettered); false: it must be parked until it->next_at_us.
- */
-bool eddyi_durable_item_run(struct worker *w, struct item *it);
+/* What became of an item after a run. */
+enum item_outcome {
+    ITEM_PARK = 0, /* failed: parked until it->next_at_us */
+    ITEM_DONE = 1, /* completed: handled, skipped or dead-lettered */
+    ITEM_DROP = 2  /* fenced: this member lost a partition; the item is
+                      neither completed nor parked (the pipeline resyncs
+                      and the partition's owner delivers it) */
+};
+
+/* Runs `it` once on worker `w`. */
+enum item_outcome eddyi_durable_item_run(struct worker *w, struct item *it);
 
 /* Records a failed call of `it` (error `rc`, message `msg`): schedules a
- * retry (false: park it) or dead-letters it (true: the key moves on). */
-bool eddyi_durable_item_failed(struct worker *w, struct item *it, int rc,
-                               const char *msg);
+ * retry (ITEM_PARK) or dead-letters it (ITEM_DONE: the key moves on);
+ * ITEM_DROP when the member was fenced. */
+enum item_outcome eddyi_durable_item_failed(struct worker *w, struct item *it,
+                                            int rc, const char *msg);
 
 /* One pass over the dead letters of `d` marked for redrive (at most
- * REDRIVE_BATCH of them). Maintenance thread. */
+ * REDRIVE_BATCH of them) whose events are in partitions this member owns.
+ * Maintenance thread. */
 void eddyi_durable_redrive_marked(eddy_durable *d);
+
+/* ---- durable.c: the pipeline ---------------------------------------------- */
+
+/* Starts a segment over the owned partitions (d->owned, d->passed): loads
+ * the retry rows and dead-lettered positions above its start, then starts
+ * the workers, the maintenance thread and the store subscription. Returns
+ * EDDY_OK or an error with nothing left running. Coordinator (or starting)
+ * thread, the pipeline stopped. */
+int eddyi_durable_pipeline_start(eddy_durable *d, eddy_error *err);
+
+/* Stops the running segment: the reader first, then the workers (they
+ * finish what is runnable; parked events stay in their retry rows), the
+ * maintenance thread; persists the checkpoint (unless fenced). Returns the
+ * store subscription's status (EDDY_OK, or the read error that had ended
+ * it, with `err`) or the final checkpoint write's error. Does nothing when
+ * no segment runs. */
+int eddyi_durable_pipeline_stop(eddy_durable *d, eddy_error *err);
+
+/* ---- durable_members.c ------------------------------------------------------ */
+
+/* The partition of `key` (the subject, else the id): FNV-1a 64 of its
+ * bytes modulo d->partitions (as eddy_partition_of). */
+unsigned eddyi_durable_part(const eddy_durable *d, uint64_t key_hash);
+
+/*
+ * Joins the subscription's members at start: records this member, creates
+ * the partitions at d->first_checkpoint when none exist yet (or re-creates
+ * them with another count when no member runs: see durable_members.c),
+ * takes this member's share of the free ones and fills the first segment.
+ * Returns EDDY_OK, EDDY_EBUSY (other members run with another partition
+ * count; the message names them) or a store error. Starting thread.
+ */
+int eddyi_durable_join(eddy_durable *d, eddy_error *err);
+
+/* Starts / stops the coordinator thread (it renews the leases and
+ * rebalances while the subscription runs). */
+int eddyi_durable_coord_start(eddy_durable *d, eddy_error *err);
+void eddyi_durable_coord_stop(eddy_durable *d);
+
+/* Leaves the members: frees this member's leases (their checkpoints as
+ * persisted) and deletes its row, so that others take its partitions at
+ * once. Logged, never fatal. After the pipeline stopped. */
+void eddyi_durable_leave(eddy_durable *d);
+
+/*
+ * THE FENCE, first in a write job that commits effects of this member's
+ * partitions (a transactional batch, an inbox claim, a retry row or dead
+ * letter, the checkpoint): renews this member's row (its lease on all its
+ * partitions) in the same transaction. If the row is gone (the member was
+ * taken for gone and its partitions may have moved), sets d->fenced, wakes
+ * the coordinator and returns EDDY_ESTATE naming the problem: the caller
+ * returns it and the job rolls back, so a member that lost a partition
+ * commits nothing for it. A member without partitions has nothing to
+ * fence (EDDY_OK). Writer thread.
+ */
+int eddyi_durable_fence(eddy_txn *txn, eddy_durable *d, eddy_error *err);
+
+/* Whether the fence tripped and the coordinator has not resynced yet. Any
+ * thread. */
+static inline bool eddyi_durable_fenced(eddy_durable *d)
+{
+    return atomic_load_explicit(&d->fenced, memory_order_acquire);
+}
+
+/* Whether the event of `key_hash` is in a partition this member delivers
+ * in the running segment. Pipeline threads. */
+static inline bool eddyi_durable_owns(const eddy_durable *d,
+                                      uint64_t key_hash)
+{
+    return d->owned[eddyi_durable_part(d, key_hash)];
+}
 
 #endif

@@ -8,7 +8,10 @@
  * ring and the watermark are under d->mu.
  *
  * The checkpoint is the ring's low watermark (durable_internal.h): it never
- * passes an uncompleted event.
+ * passes an uncompleted event. The dispatcher hands a worker only the
+ * events of the segment's partitions that their checkpoints had not
+ * passed; the others count as completed at once, like events of another
+ * type.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 
 #include "../core/internal.h"
 #include "../store/state_durable.h"
+#include "../store/state_leases.h"
 #include "../store/store_internal.h"
 #include "durable_internal.h"
 
@@ -78,14 +82,31 @@ struct ckpt_job {
     int64_t position;
 };
 
+/*
+ * The checkpoint of the owned partitions moves to the watermark (fenced:
+ * only while this member still holds them), and the subscription's own
+ * checkpoint (eddy_checkpoints, what tools and a rebuild read) to the
+ * lowest of all its partitions': every event at or below it was handled,
+ * whichever member holds its partition.
+ */
 static int ckpt_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct ckpt_job *j = arg;
-    int rc = eddyi_ckpt_save(txn, j->d->name, j->position, err);
-    /* Retry rows at or below the checkpoint are stale (their event was
-     * handled or dead-lettered). */
+    int rc = eddyi_durable_fence(txn, j->d, err);
+    int64_t low = 0, held = 0;
+    bool found = false;
     if (rc == EDDY_OK)
-        rc = eddyi_retry_prune(txn, j->d->name, j->position, err);
+        rc = eddyi_leases_renew(txn, j->d->name, j->d->member, 0, j->position,
+                                &held, err);
+    if (rc == EDDY_OK)
+        rc = eddyi_leases_low(txn, j->d->name, &low, &found, err);
+    if (rc != EDDY_OK || !found)
+        return rc;
+    rc = eddyi_ckpt_save(txn, j->d->name, low, err);
+    /* Retry rows at or below it are stale (their event was handled or
+     * dead-lettered); those of partitions still behind are kept. */
+    if (rc == EDDY_OK)
+        rc = eddyi_retry_prune(txn, j->d->name, low, err);
     return rc;
 }
 
@@ -93,7 +114,9 @@ int eddyi_durable_persist(eddy_durable *d, eddy_error *err)
 {
     pthread_mutex_lock(&d->mu);
     int64_t w = d->watermark;
-    bool need = w > d->persisted;
+    /* A member without partitions has no checkpoint of its own to move;
+     * a fenced one may not move it (the coordinator resyncs). */
+    bool need = w > d->persisted && d->nowned > 0 && !eddyi_durable_fenced(d);
     d->since_persist = 0;
     pthread_mutex_unlock(&d->mu);
     if (!need)
@@ -111,14 +134,36 @@ int eddyi_durable_persist(eddy_durable *d, eddy_error *err)
 
 /* ---- the dispatcher (store subscription callback) ------------------------ */
 
-static uint64_t fnv1a(const char *s)
+uint64_t eddyi_durable_hash(const char *key)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
+    for (; *key; key++) {
+        h ^= (unsigned char)*key;
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+/* The worker of a key: the hash mixed first (splitmix64's finaliser), so
+ * that the keys of a member's partitions (one residue class modulo the
+ * partition count each) still spread over every worker. */
+static unsigned worker_of(const eddy_durable *d, uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return (unsigned)(h % d->nworkers);
+}
+
+/* Whether the record at `position` with key hash `h` is this member's to
+ * deliver in the running segment: its partition is owned, and that
+ * partition's checkpoint had not passed it when the segment began. */
+static bool mine(const eddy_durable *d, uint64_t h, int64_t position)
+{
+    unsigned p = eddyi_durable_part(d, h);
+    return d->owned[p] && position > d->passed[p];
 }
 
 static bool wanted_type(const eddy_durable *d, const char *type)
@@ -164,17 +209,16 @@ static bool dead_find(const eddy_durable *d, int64_t pos)
 
 /* A new item for `rec`, with the retry state restored at start; NULL when
  * out of memory. */
-static struct item *item_new(const eddy_durable *d, const eddy_record *rec)
+static struct item *item_new(const eddy_durable *d, const eddy_record *rec,
+                             const char *key, uint64_t hash)
 {
     struct item *it = calloc(1, sizeof *it);
     if (!it)
         return NULL;
     it->ev = eddy_event_ref(rec->event);
     it->position = rec->position;
-    it->key = eddy_event_subject(rec->event);
-    if (!it->key)
-        it->key = eddy_event_id(rec->event);
-    it->hash = fnv1a(it->key);
+    it->key = key;
+    it->hash = hash;
     const struct restored *r = restored_find(d, rec->position);
     if (r) {
         it->attempts = r->attempts;
@@ -228,10 +272,17 @@ void eddyi_durable_on_progress(int64_t position, void *user)
 int eddyi_durable_on_record(const eddy_record *rec, void *user)
 {
     eddy_durable *d = user;
+    /* The partition key: the subject, else the id (borrowed from the
+     * event, which the item keeps a reference to). */
+    const char *key = eddy_event_subject(rec->event);
+    if (!key)
+        key = eddy_event_id(rec->event);
+    uint64_t hash = eddyi_durable_hash(key);
     bool wanted = wanted_type(d, eddy_event_type(rec->event)) &&
+                  mine(d, hash, rec->position) &&
                   !dead_find(d, rec->position);
     struct item *it = NULL;
-    if (wanted && !(it = item_new(d, rec)))
+    if (wanted && !(it = item_new(d, rec, key, hash)))
         return EDDY_ENOMEM; /* ends the subscription; status says so */
     pthread_mutex_lock(&d->mu);
     if (d->ring_len >= d->max_in_flight) {
@@ -261,7 +312,7 @@ int eddyi_durable_on_record(const eddy_record *rec, void *user)
     }
     pthread_mutex_unlock(&d->mu);
     if (it) {
-        struct worker *w = &d->workers[it->hash % d->nworkers];
+        struct worker *w = &d->workers[worker_of(d, it->hash)];
         pthread_mutex_lock(&w->mu);
         if (w->in_tail)
             w->in_tail->next = it;

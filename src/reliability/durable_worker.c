@@ -83,6 +83,18 @@ static bool not_due(const struct item *it)
     return it->attempts > 0 && it->next_at_us > eddy_now_us();
 }
 
+/* Completes, parks or drops `it` after a run that ended with `o`. */
+static void item_settle(struct worker *w, struct item *it,
+                        enum item_outcome o)
+{
+    if (o == ITEM_DONE)
+        item_done(w->d, it);
+    else if (o == ITEM_PARK)
+        park_or_drop(w, it);
+    else /* fenced: not ours any more; the checkpoint stays below it */
+        item_free(it);
+}
+
 /* Runs a fresh item, parking it (or queueing it behind its parked key). */
 static void worker_take(struct worker *w, struct item *it)
 {
@@ -91,19 +103,37 @@ static void worker_take(struct worker *w, struct item *it)
         queue_behind(p, it);
         return;
     }
-    if (not_due(it) || !eddyi_durable_item_run(w, it)) {
+    if (not_due(it) && !eddyi_durable_fenced(w->d)) {
         park_or_drop(w, it);
         return;
     }
-    item_done(w->d, it);
+    item_settle(w, it, eddyi_durable_item_run(w, it));
+}
+
+/* Frees a parked key's events (fenced: they are not ours any more). */
+static void parked_free(struct parked *p)
+{
+    item_free(p->head);
+    while (p->wait_head) {
+        struct item *it = p->wait_head;
+        p->wait_head = it->next;
+        item_free(it);
+    }
+    p->head = NULL;
+    p->wait_tail = NULL;
 }
 
 /* Retries a due parked key, then lets its queued events run in order until
  * one fails again. Returns false when the key stays parked. */
 static bool parked_run(struct worker *w, struct parked *p)
 {
-    if (!eddyi_durable_item_run(w, p->head))
+    enum item_outcome o = eddyi_durable_item_run(w, p->head);
+    if (o == ITEM_PARK)
         return false;
+    if (o == ITEM_DROP) {
+        parked_free(p);
+        return true;
+    }
     item_done(w->d, p->head);
     p->head = NULL;
     while (p->wait_head) {
@@ -112,9 +142,15 @@ static bool parked_run(struct worker *w, struct parked *p)
         if (!p->wait_head)
             p->wait_tail = NULL;
         it->next = NULL;
-        if (!eddyi_durable_item_run(w, it)) {
+        o = eddyi_durable_item_run(w, it);
+        if (o == ITEM_PARK) {
             p->head = it;
             return false;
+        }
+        if (o == ITEM_DROP) {
+            p->head = it;
+            parked_free(p);
+            return true;
         }
         item_done(w->d, it);
     }
@@ -126,12 +162,7 @@ void eddyi_durable_worker_drop(struct worker *w)
     while (w->parked) {
         struct parked *p = w->parked;
         w->parked = p->next;
-        item_free(p->head);
-        while (p->wait_head) {
-            struct item *it = p->wait_head;
-            p->wait_head = it->next;
-            item_free(it);
-        }
+        parked_free(p);
         free(p);
     }
     while (w->in_head) {
@@ -147,11 +178,12 @@ void eddyi_durable_worker_drop(struct worker *w)
 /*
  * A TRANSACTIONAL worker hands every runnable event it has queued (up to
  * TXN_BATCH) to the writer in ONE job: each event runs in its own nested
- * savepoint (a failing handler rolls back only its own writes), and the
- * checkpoint is written once. Without this, each event would cost a commit
- * round trip to the writer. Per-key order holds inside a batch: after an
- * event fails, the later events of its key in the batch are not run
- * ("deferred") and queue behind it.
+ * savepoint (a failing handler rolls back only its own writes), after the
+ * fence, written once, first: a member that was taken for gone runs no
+ * handler and commits nothing. Without batches, each event would cost a
+ * commit round trip to the writer. Per-key order holds inside a batch:
+ * after an event fails, the later events of its key in the batch are not
+ * run ("deferred") and queue behind it.
  */
 struct batch {
     eddy_durable *d;
@@ -198,12 +230,15 @@ static int batch_fast(eddy_txn *txn, struct batch *b, bool *all_ok,
 static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
 {
     struct batch *b = arg;
+    int frc = eddyi_durable_fence(txn, b->d, err);
+    if (frc != EDDY_OK)
+        return frc;
     bool all_ok = false;
-    int frc = b->n > 1 ? batch_fast(txn, b, &all_ok, err) : EDDY_OK;
+    frc = b->n > 1 ? batch_fast(txn, b, &all_ok, err) : EDDY_OK;
     if (frc != EDDY_OK)
         return frc;
     if (all_ok)
-        return eddyi_durable_txn_checkpoint(txn, b->d, err);
+        return EDDY_OK;
     /* Careful path: each item in its own savepoint, so a failing handler
      * rolls back only its own writes. */
     for (size_t i = 0; i < b->n; i++) {
@@ -231,7 +266,7 @@ static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
                      ie.message);
         eddyi_txn_rollback(txn);
     }
-    return eddyi_durable_txn_checkpoint(txn, b->d, err);
+    return EDDY_OK;
 }
 
 /* Runs `n` fresh items of a TRANSACTIONAL subscription, batched. */
@@ -263,8 +298,10 @@ static void worker_take_batch(struct worker *w, struct item **in, size_t n)
         }
     }
     eddy_error e = {0};
-    int rc = b->n ? eddyi_store_write(d->store, batch_job_run, b, &e)
-                  : EDDY_OK;
+    int rc = b->n && !eddyi_durable_fenced(d)
+                 ? eddyi_store_write(d->store, batch_job_run, b, &e)
+                 : EDDY_OK;
+    bool fenced = eddyi_durable_fenced(d);
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = b->items[i];
         struct parked *p = parked_find(w, it);
@@ -272,19 +309,21 @@ static void worker_take_batch(struct worker *w, struct item **in, size_t n)
             queue_behind(p, it);
             continue;
         }
+        if (fenced) { /* nothing of it committed, nor may it */
+            item_free(it);
+            continue;
+        }
         if (b->deferred[i]) {
             worker_take(w, it);
             continue;
         }
         int r = rc != EDDY_OK ? rc : b->rc[i];
-        if (r == EDDY_OK) {
+        if (r == EDDY_OK)
             item_done(d, it);
-        } else if (eddyi_durable_item_failed(
-                       w, it, r, rc != EDDY_OK ? e.message : b->jobs[i].msg)) {
-            item_done(d, it);
-        } else {
-            park_or_drop(w, it);
-        }
+        else
+            item_settle(w, it, eddyi_durable_item_failed(
+                                   w, it, r,
+                                   rc != EDDY_OK ? e.message : b->jobs[i].msg));
     }
     free(b);
 }

@@ -175,4 +175,31 @@ const char *const eddyi_sqlite_migrations[EDDYI_SQLITE_SCHEMA_VERSION] = {
      * crashed owner (a dead pid on this host) from a live one. */
     "ALTER TABLE eddy_projections ADD COLUMN owner TEXT NOT NULL "
     "  DEFAULT '';",
+
+    /* 4 -> 5: one durable subscription (projection, saga) run by several
+     * processes (src/store/state_leases.h). eddy_members: who runs it
+     * (one row per running member, renewed while it lives, with the
+     * partition count it runs with). eddy_leases: its partitions of the
+     * partition-key hash, one row each: the member holding it ('' when
+     * free), that member's "pid@host", until when the lease holds, and the
+     * partition's checkpoint. A subscription's eddy_checkpoints row stays,
+     * as the lowest of its partitions' checkpoints. */
+    "CREATE TABLE eddy_members("
+    "  subscription TEXT NOT NULL,"
+    "  member TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  partitions INTEGER NOT NULL,"
+    "  joined_us INTEGER NOT NULL,"
+    "  expires_us INTEGER NOT NULL,"
+    "  PRIMARY KEY(subscription, member)) WITHOUT ROWID;"
+    "CREATE TABLE eddy_leases("
+    "  subscription TEXT NOT NULL,"
+    "  part INTEGER NOT NULL,"
+    "  member TEXT NOT NULL DEFAULT '',"
+    "  owner TEXT NOT NULL DEFAULT '',"
+    "  expires_us INTEGER NOT NULL DEFAULT 0,"
+    "  position INTEGER NOT NULL DEFAULT 0,"
+    "  updated_us INTEGER NOT NULL,"
+    "  PRIMARY KEY(subscription, part)) WITHOUT ROWID;"
+    "CREATE INDEX eddy_leases_by_member ON eddy_leases(subscription, member);",
 };

@@ -9,7 +9,7 @@
 #define EDDYI_SQLITE_APP_ID 0x65646479
 
 /* The schema version this eddy writes. */
-#define EDDYI_SQLITE_SCHEMA_VERSION 4
+#define EDDYI_SQLITE_SCHEMA_VERSION 5
 
 /*
  * eddyi_sqlite_migrations[v] turns a version-v file into version v+1

@@ -10,6 +10,7 @@
 
 #include "../core/internal.h"
 #include "state_durable.h"
+#include "state_leases.h"
 #include "store_internal.h"
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -71,6 +72,8 @@ int eddyi_ckpt_reset(eddy_txn *txn, const char *name, eddy_error *err)
                             "DELETE FROM eddy_dead_letters "
                             "WHERE subscription = $1",
                             "s", name);
+    if (rc == EDDY_OK)
+        rc = eddyi_leases_forget(txn, name, err);
     return rc;
 }
 

@@ -35,7 +35,8 @@ int eddyi_ckpt_load(eddy_store *s, const char *name, int64_t *position,
                     bool *found, eddy_error *err);
 
 /* Forgets everything durable about consumer `name`: its checkpoint, inbox
- * rows, retry rows and dead letters (a projection rebuild). */
+ * rows, retry rows, dead letters, partitions and members (a projection
+ * rebuild). */
 int eddyi_ckpt_reset(eddy_txn *txn, const char *name, eddy_error *err);
 
 /* ---- the inbox: (handler, event id) claimed, then done --------------------- */
