@@ -240,11 +240,16 @@ static int run_now(eddy_txn *txn, eddy_saga *sg, eddyi_saga_cmd_row *c,
     eddy_error cerr = {0};
     rc = eddy_command_send_txn(sg->commands, txn, &cmd, &cerr);
     if (rc == EDDY_OK) {
-        rc = eddyi_txn_release(txn, err);
-        *ran = rc == EDDY_OK;
-        return rc;
+        /* A failed release rolled the command back: one of its
+         * statements failed late (store_internal.h). */
+        rc = eddyi_txn_release(txn, &cerr);
+        if (rc == EDDY_OK) {
+            *ran = true;
+            return EDDY_OK;
+        }
+    } else {
+        eddyi_txn_rollback(txn);
     }
-    eddyi_txn_rollback(txn);
     /* It counts as the command's first attempt, with its error. */
     snprintf(why, whysize, "%s: %s", eddy_errname(rc),
              cerr.message[0] ? cerr.message : eddy_strerror(rc));
