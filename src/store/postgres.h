@@ -117,7 +117,10 @@
  * a statement runs inside the open group-commit transaction, queued in the
  * pipeline behind the BEGIN and the savepoints it needs (all sent lazily:
  * a job that writes nothing sends nothing), so it costs one round trip;
- * writer thread only, as every write_* function. On a reader it takes a
+ * none when the caller reads neither its rows nor its count of changes: it
+ * is deferred to the next exchange, and its error is reported then, at the
+ * latest by the release of its savepoint (postgres.c, DEFERRED
+ * STATEMENTS); writer thread only, as every write_* function. On a reader it takes a
  * pooled connection (autocommit; any thread). Nested savepoints (depth 1,
  * 2, ... inside a job's depth 0) are named eddy_sp<depth> and sent lazily
  * too; a rollback to one that was never sent sends nothing, and the append
