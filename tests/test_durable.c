@@ -812,6 +812,78 @@ static void test_transactional_exactly_once(void **state)
     assert_int_equal(atomic_load(&t.calls), 9); /* 6 + 3 failed first tries */
 }
 
+/* A transactional handler whose statement fails at the server (a duplicate
+ * key) with an error that, on PostgreSQL, comes only after the handler
+ * returned (a statement whose result nobody read): that event alone fails,
+ * with the statement's message, and ends as a dead letter; the events
+ * batched with it commit their rows. */
+static int late_handler(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
+                        void *user)
+{
+    (void)user;
+    char k[32];
+    int n = event_n(ev);
+    if (n == 3)
+        snprintf(k, sizeof k, "taken");
+    else
+        snprintf(k, sizeof k, "e%d", n);
+    eddy_error e = {0};
+    if (eddy_txn_exec(txn, NULL, &e, "INSERT INTO late_effects(k) VALUES($1)",
+                      "s", k) != EDDY_OK)
+        return eddy_ctx_fail(ctx, e.code, "%s", e.message);
+    return EDDY_OK;
+}
+
+static int late_setup(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    int rc = eddy_txn_exec(txn, NULL, err, "CREATE TABLE late_effects("
+                           "k TEXT PRIMARY KEY)", NULL);
+    if (rc == EDDY_OK)
+        rc = eddy_txn_exec(txn, NULL, err, "INSERT INTO late_effects(k) "
+                           "VALUES('taken')", NULL);
+    return rc;
+}
+
+static void test_transactional_late_error(void **state)
+{
+    struct fx *f = *state;
+    eddy_error err = {0};
+    assert_int_equal(eddy_store_transact(f->store, late_setup, NULL, &err),
+                     EDDY_OK);
+    /* One key per event (no event waits behind another's failure), one
+     * worker: the six arrive in one batch. */
+    int64_t last = 0, bad_pos = 0;
+    for (int n = 0; n < 6; n++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", n);
+        last = append_n(f->store, "late.x", key, n, 1);
+        if (n == 3)
+            bad_pos = last;
+    }
+    eddy_durable_options o = {.name = "late",
+                              .pattern = "late.*",
+                              .mode = EDDY_DELIVERY_TRANSACTIONAL,
+                              .txn_handler = late_handler,
+                              .workers = 1,
+                              .retry = {.max_attempts = 2,
+                                        .initial_delay_ms = 5}};
+    eddy_durable *d = start(f->store, &o);
+    wait_idle(d, last);
+    eddy_durable_free(d);
+    assert_int_equal(count_sql(f->store, "SELECT count(*) FROM late_effects"),
+                     6); /* 'taken' and e0..e5 but e3 */
+    assert_int_equal(count_sql(f->store, "SELECT count(*) FROM late_effects "
+                                         "WHERE k = 'e3'"), 0);
+    struct dl_seen s = dl_list(f->store, "late");
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.position, bad_pos);
+    assert_int_equal(s.attempts, 2);
+    if (!strstr(s.error, "INSERT INTO late_effects"))
+        fail_msg("the dead letter does not name the failed statement: %s",
+                 s.error);
+}
+
 /* ---- options -------------------------------------------------------------- */
 
 static int txn_noop(eddy_ctx *ctx, const eddy_event *ev, eddy_txn *txn,
@@ -910,6 +982,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inbox_and_at_least_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_transactional_exactly_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transactional_late_error, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lag_gauge, setup, teardown),

@@ -1,10 +1,13 @@
 /*
  * tests/test_sql.c - the portable statement API (eddy/sql.h): parameters,
- * rows, errors, transactions and savepoints, the SQLite escape hatch. Runs
- * on SQLite, and on PostgreSQL as test_sql_postgres (store_fixture.h).
+ * rows, errors, transactions and savepoints, the SQLite escape hatch, and
+ * a statement's error reported late (PostgreSQL's deferred statements)
+ * failing its own job or savepoint only. Runs on SQLite, and on PostgreSQL
+ * as test_sql_postgres (store_fixture.h).
  */
 #include <stdarg.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -253,7 +256,9 @@ static void test_transactions(void **state)
 }
 
 /* A statement that may fail runs in a savepoint of its own: the job goes on
- * after its failure, on every engine. */
+ * after its failure, on every engine. (`changes` asks for the error at
+ * once: without it, PostgreSQL may report it later; see the deferred
+ * cases below.) */
 static int failure_in_savepoint(eddy_txn *txn, void *user, eddy_error *err)
 {
     (void)user;
@@ -262,7 +267,8 @@ static int failure_in_savepoint(eddy_txn *txn, void *user, eddy_error *err)
                      EDDY_OK);
     assert_int_equal(eddyi_txn_savepoint(txn, err), EDDY_OK);
     eddy_error e = {0};
-    assert_int_equal(eddy_txn_exec(txn, NULL, &e,
+    int64_t changes = 0;
+    assert_int_equal(eddy_txn_exec(txn, &changes, &e,
                                    "INSERT INTO t(k) VALUES('first')", NULL),
                      EDDY_EEXIST);
     eddyi_txn_rollback(txn);
@@ -277,7 +283,8 @@ static int failure_ignored(eddy_txn *txn, void *user, eddy_error *err)
 {
     (void)user;
     eddy_error e = {0};
-    assert_int_equal(eddy_txn_exec(txn, NULL, &e,
+    int64_t changes = 0;
+    assert_int_equal(eddy_txn_exec(txn, &changes, &e,
                                    "INSERT INTO t(k) VALUES('first')", NULL),
                      EDDY_EEXIST);
     return eddy_txn_exec(txn, NULL, err, "INSERT INTO t(k) VALUES('third')",
@@ -397,6 +404,264 @@ static void test_sqlite_escape_hatch(void **state)
     eddy_store_close(s);
 }
 
+/* ---- a statement's error reported late ----------------------------------- *
+ * On PostgreSQL an exec without `changes` is sent without waiting for its
+ * result; its error comes with the next exchange. Whatever the engine, a
+ * failed statement fails its own job (or savepoint) with its own message,
+ * and nothing else. */
+
+#define STMT_DUP "INSERT INTO t(k) VALUES($1)"
+
+static int seed_row(eddy_txn *txn, void *user, eddy_error *err)
+{
+    return eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", (const char *)user);
+}
+
+/* Two rows per append: `stream` and `stream`-2; the first fails when the
+ * row exists, and the server then skips the second. */
+static int row_per_append(eddy_txn *txn, const char *stream_id,
+                          eddy_event *const *events, size_t count,
+                          void *user, eddy_error *err)
+{
+    (void)events;
+    (void)count;
+    (void)user;
+    int rc = eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", stream_id);
+    if (rc == EDDY_OK)
+        rc = eddy_txn_exec(txn, NULL, err,
+                           "INSERT INTO t(k) VALUES($1 || '-2')", "s",
+                           stream_id);
+    return rc;
+}
+
+/* Holds the writer in a job of its own while appends queue behind it, so
+ * that they all run in the next group commit, in the order queued. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool holding, open;
+    eddy_store *store;
+    int rc;
+};
+
+static int gate_job(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)txn;
+    (void)err;
+    struct gate *g = user;
+    pthread_mutex_lock(&g->mu);
+    g->holding = true;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return EDDY_OK;
+}
+
+static void *gate_main(void *arg)
+{
+    struct gate *g = arg;
+    g->rc = eddy_store_transact(g->store, gate_job, g, NULL);
+    return NULL;
+}
+
+struct appended {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done;
+    int rc[3];
+    eddy_error err[3];
+    eddy_append_result res[3];
+};
+
+struct append_slot {
+    struct appended *a;
+    int i;
+};
+
+static void append_done(int rc, const eddy_append_result *res,
+                        const eddy_error *err, void *user)
+{
+    struct append_slot *slot = user;
+    struct appended *a = slot->a;
+    pthread_mutex_lock(&a->mu);
+    a->rc[slot->i] = rc;
+    if (res)
+        a->res[slot->i] = *res;
+    if (err)
+        a->err[slot->i] = *err;
+    a->done++;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static int64_t count_rows(eddy_store *s, const char *k)
+{
+    int64_t n = -1;
+    eddy_error err = {0};
+    if (eddy_store_sql_int(s, &n, &err, "SELECT count(*) FROM t WHERE k = $1",
+                           "s", k) != EDDY_OK)
+        fail_msg("count: %s", err.message);
+    return n;
+}
+
+/* Three appends in one group commit, each with a hook writing rows: the
+ * middle one's row exists. It fails alone, with the INSERT's message; the
+ * appends before and after it commit, at consecutive positions. */
+static void test_late_error_fails_its_job_alone(void **state)
+{
+    (void)state;
+    char path[256];
+    eddy_store *s = open_new(path, sizeof path);
+    eddy_error err = {0};
+    assert_int_equal(eddy_store_transact(s, setup_table, NULL, &err), EDDY_OK);
+    assert_int_equal(eddy_store_transact(s, seed_row, "late-bad", &err),
+                     EDDY_OK);
+    assert_int_equal(eddyi_store_add_append_hook(s, row_per_append, NULL,
+                                                 &err),
+                     EDDY_OK);
+    eddy_store_stats before;
+    eddy_store_stats_get(s, &before);
+
+    struct gate g = {.store = s};
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, gate_main, &g);
+    pthread_mutex_lock(&g.mu);
+    while (!g.holding)
+        pthread_cond_wait(&g.cond, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+
+    struct appended a = {.done = 0};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cond, NULL);
+    const char *streams[3] = {"late-a", "late-bad", "late-c"};
+    struct append_slot slots[3];
+    for (int i = 0; i < 3; i++) {
+        slots[i] = (struct append_slot){.a = &a, .i = i};
+        eddy_event *ev = eddy_event_newf("t.late", "test", streams[i], &err,
+                                         "{s:i}", "i", i);
+        assert_non_null(ev);
+        assert_int_equal(eddy_store_append_async(s, streams[i],
+                                                 EDDY_EXPECT_ANY, &ev, 1,
+                                                 append_done, &slots[i],
+                                                 &err),
+                         EDDY_OK);
+        eddy_event_unref(ev);
+    }
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cond);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(th, NULL);
+    assert_int_equal(g.rc, EDDY_OK);
+    pthread_mutex_lock(&a.mu);
+    while (a.done < 3)
+        pthread_cond_wait(&a.cond, &a.mu);
+    pthread_mutex_unlock(&a.mu);
+
+    assert_int_equal(a.rc[0], EDDY_OK);
+    assert_int_equal(a.rc[2], EDDY_OK);
+    assert_int_equal(a.rc[1], EDDY_EEXIST);
+    if (!strstr(a.err[1].message, STMT_DUP))
+        fail_msg("the error does not name the failed statement: %s",
+                 a.err[1].message);
+    /* One commit for the gate and one for the three appends. */
+    eddy_store_stats after;
+    eddy_store_stats_get(s, &after);
+    assert_int_equal(after.commits - before.commits, 2);
+    assert_int_equal(a.res[2].first_position, a.res[0].last_position + 1);
+    int64_t version = -1;
+    assert_int_equal(eddy_store_stream_version(s, "late-bad", &version, &err),
+                     EDDY_OK);
+    assert_int_equal(version, 0);
+    assert_int_equal(count_rows(s, "late-a"), 1);
+    assert_int_equal(count_rows(s, "late-a-2"), 1);
+    assert_int_equal(count_rows(s, "late-c"), 1);
+    assert_int_equal(count_rows(s, "late-c-2"), 1);
+    assert_int_equal(count_rows(s, "late-bad"), 1); /* the seeded one */
+    assert_int_equal(count_rows(s, "late-bad-2"), 0);
+    assert_int_equal(eddyi_store_remove_append_hook(s, row_per_append, NULL),
+                     EDDY_OK);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cond);
+    pthread_mutex_destroy(&g.mu);
+    pthread_cond_destroy(&g.cond);
+    eddy_store_close(s);
+}
+
+/* In a savepoint: the statement's error comes from the exec (SQLite) or
+ * from the release (PostgreSQL), which then has rolled the savepoint back;
+ * the job goes on after it either way. */
+static int late_error_in_savepoint(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    assert_int_equal(eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", "before"),
+                     EDDY_OK);
+    assert_int_equal(eddyi_txn_savepoint(txn, err), EDDY_OK);
+    eddy_error e = {0};
+    int rc = eddy_txn_exec(txn, NULL, &e, STMT_DUP, "s", "before");
+    if (rc == EDDY_OK) {
+        assert_true(eddyt_pg());
+        rc = eddyi_txn_release(txn, &e);
+    } else {
+        eddyi_txn_rollback(txn);
+    }
+    assert_int_equal(rc, EDDY_EEXIST);
+    if (!strstr(e.message, STMT_DUP))
+        fail_msg("the error does not name the failed statement: %s",
+                 e.message);
+    return eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", "after");
+}
+
+static int int_row(const eddy_row *row, void *user)
+{
+    *(int64_t *)user = eddy_row_int(row, 0);
+    return 0;
+}
+
+/* The error of a statement whose result nobody read is the error of the
+ * next call that waits for the server (here a query), on PostgreSQL; the
+ * job fails with it and stores nothing. */
+static int late_error_then_query(eddy_txn *txn, void *user, eddy_error *err)
+{
+    (void)user;
+    int rc = eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", "third");
+    if (rc == EDDY_OK)
+        rc = eddy_txn_exec(txn, NULL, err, STMT_DUP, "s", "before");
+    if (rc == EDDY_OK) {
+        assert_true(eddyt_pg());
+        int64_t n = 0;
+        rc = eddy_txn_query(txn, int_row, &n, err, "SELECT count(*) FROM t",
+                            NULL);
+    }
+    return rc;
+}
+
+static void test_late_error_attribution(void **state)
+{
+    (void)state;
+    char path[256];
+    eddy_store *s = open_new(path, sizeof path);
+    eddy_error err = {0};
+    assert_int_equal(eddy_store_transact(s, setup_table, NULL, &err), EDDY_OK);
+    assert_int_equal(eddy_store_transact(s, late_error_in_savepoint, NULL,
+                                         &err),
+                     EDDY_OK);
+    assert_int_equal(count_rows(s, "before"), 1);
+    assert_int_equal(count_rows(s, "after"), 1);
+
+    err = (eddy_error){0};
+    assert_int_equal(eddy_store_transact(s, late_error_then_query, NULL, &err),
+                     EDDY_EEXIST);
+    if (!strstr(err.message, STMT_DUP))
+        fail_msg("the error does not name the failed statement: %s",
+                 err.message);
+    assert_int_equal(count_rows(s, "third"), 0);
+    eddy_store_close(s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -413,6 +678,8 @@ int main(void)
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_engine_differences),
         cmocka_unit_test(test_sqlite_escape_hatch),
+        cmocka_unit_test(test_late_error_fails_its_job_alone),
+        cmocka_unit_test(test_late_error_attribution),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -6,7 +6,8 @@
  * newer schema, foreign tables), read-only opening, live wake-up of another
  * store handle through LISTEN/NOTIFY and through polling, the native
  * connection of write jobs, a connection lost between transactions, and a
- * connection lost during COMMIT (EDDY_EINDOUBT, then a safe retry).
+ * connection lost during COMMIT (EDDY_EINDOUBT, then a safe retry), and a
+ * reader pool that keeps the connections its concurrent reads opened.
  *
  * The program starts its own PostgreSQL (tests/pg_test_server.h); when it
  * cannot, the test FAILS.
@@ -29,6 +30,7 @@
 #include "eddy/eddy.h"
 #include "eddy/sqlite.h"
 #include "store/backend.h"
+#include "store/postgres.h"
 #include "store/store_internal.h"
 #include "store_conformance.h"
 
@@ -196,7 +198,7 @@ static void test_schema_versions(void **state)
     append_n(s, "v", 3);
     eddy_store_info info;
     assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
-    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.schema_version, EDDYI_PG_SCHEMA_VERSION);
     eddy_store_close(s);
     /* Read-only works on a current store, and refuses appends. */
     s = eddy_store_open(url, &ro, &err);
@@ -215,7 +217,7 @@ static void test_schema_versions(void **state)
     assert_null(eddy_store_open(url, NULL, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_non_null(strstr(err.message, "store schema version 7, this eddy "
-                                        "supports up to 2"));
+                                        "supports up to 3"));
     assert_null(eddy_store_open(url, &ro, &err));
     assert_int_equal(err.code, EDDY_EVERSION);
     assert_int_equal(pgt_query_int(&server, db,
@@ -236,10 +238,10 @@ static void test_schema_versions(void **state)
 }
 
 /* A store written by the release with schema 1 (the log as eddy_events, no
- * state tables) is upgraded in place to schema 2 on a writable open: the log
- * renamed to events keeps its rows, the envelope columns are filled from
- * the payloads, the state tables exist, and appends go on at the next
- * position. */
+ * state tables) is upgraded in place to the current schema on a writable
+ * open: the log renamed to events keeps its rows, the envelope columns are
+ * filled from the payloads, the state tables (schema 2) and the member and
+ * lease tables (schema 3) exist, and appends go on at the next position. */
 static void test_upgrade_from_schema_1(void **state)
 {
     (void)state;
@@ -276,7 +278,7 @@ static void test_upgrade_from_schema_1(void **state)
     eddy_error err = {0};
     eddy_store_info info;
     assert_int_equal(eddy_store_info_get(s, &info, &err), EDDY_OK);
-    assert_int_equal(info.schema_version, 2);
+    assert_int_equal(info.schema_version, EDDYI_PG_SCHEMA_VERSION);
     assert_int_equal(info.head, 1);
     int64_t n = 0;
     assert_int_equal(eddy_store_sql_int(s, &n, &err,
@@ -290,6 +292,11 @@ static void test_upgrade_from_schema_1(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(eddy_store_sql_int(s, &n, &err,
                                         "SELECT count(*) FROM eddy_checkpoints",
+                                        NULL),
+                     EDDY_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(eddy_store_sql_int(s, &n, &err,
+                                        "SELECT count(*) FROM eddy_leases",
                                         NULL),
                      EDDY_OK);
     assert_int_equal(n, 0);
@@ -570,6 +577,85 @@ static void test_commit_in_doubt(void **state)
     pgt_drop_db(&server, db);
 }
 
+/* ---- the reader pool --------------------------------------------------------- */
+
+#define POOL_THREADS 16
+#define POOL_ROUNDS 4
+
+typedef struct pool_reader {
+    eddy_store *store;
+    pthread_barrier_t *start;
+    int64_t pids[POOL_ROUNDS];
+    int rc;
+} pool_reader;
+
+static int pid_row(const eddy_row *row, void *user)
+{
+    *(int64_t *)user = eddy_row_int(row, 0);
+    return 0;
+}
+
+static void *pool_reader_main(void *arg)
+{
+    pool_reader *r = arg;
+    for (int round = 0; round < POOL_ROUNDS && r->rc == EDDY_OK; round++) {
+        pthread_barrier_wait(r->start);
+        eddy_error err = {0};
+        /* Long enough that every thread holds a connection at once. */
+        r->rc = eddy_store_sql_query(r->store, pid_row, &r->pids[round], &err,
+                                     "SELECT pg_backend_pid() FROM "
+                                     "pg_sleep(0.2)",
+                                     NULL);
+        if (r->rc != EDDY_OK)
+            fprintf(stderr, "read: %s\n", err.message);
+    }
+    return NULL;
+}
+
+/* Reads by 16 threads at once, four times over: the pool keeps the 16
+ * connections it had to open, so the later rounds open none (a pool that
+ * closes what it cannot keep shows up as new backend pids). */
+static void test_reader_pool_keeps_connections(void **state)
+{
+    (void)state;
+    char db[64];
+    fresh_db(db, sizeof db);
+    eddy_store *s = open_db(db, "", NULL);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, POOL_THREADS);
+    pool_reader readers[POOL_THREADS];
+    pthread_t th[POOL_THREADS];
+    for (int i = 0; i < POOL_THREADS; i++) {
+        readers[i] = (pool_reader){.store = s, .start = &start};
+        pthread_create(&th[i], NULL, pool_reader_main, &readers[i]);
+    }
+    for (int i = 0; i < POOL_THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    int64_t pids[POOL_THREADS * POOL_ROUNDS];
+    int distinct = 0;
+    for (int i = 0; i < POOL_THREADS; i++) {
+        assert_int_equal(readers[i].rc, EDDY_OK);
+        for (int round = 0; round < POOL_ROUNDS; round++) {
+            int64_t pid = readers[i].pids[round];
+            assert_true(pid > 0);
+            int k = 0;
+            while (k < distinct && pids[k] != pid)
+                k++;
+            if (k == distinct)
+                pids[distinct++] = pid;
+        }
+    }
+    /* Round one opens one connection per thread (the pool was empty but
+     * for the store's own); later rounds reuse them. */
+    if (distinct > POOL_THREADS + 1)
+        fail_msg("%d reader connections for %d threads reading at once: "
+                 "the pool closed connections it then opened again",
+                 distinct, POOL_THREADS);
+    eddy_store_close(s);
+    pgt_drop_db(&server, db);
+}
+
 static int start_server(void **state)
 {
     (void)state;
@@ -604,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_native_connection),
         cmocka_unit_test(test_connection_lost_between_transactions),
         cmocka_unit_test(test_commit_in_doubt),
+        cmocka_unit_test(test_reader_pool_keeps_connections),
     };
     failed += cmocka_run_group_tests_name("store on postgres", tests, NULL, NULL);
     stop_server(NULL);

@@ -43,6 +43,14 @@
  * aborts the transaction up to the innermost savepoint, and every later
  * statement of the callback fails with EDDY_ESTATE saying so. Portable
  * code returns the error it got (the store rolls the callback back).
+ * On PostgreSQL, eddy_txn_exec without `changes` does not wait for the
+ * server: the statement travels with the next one that needs an answer,
+ * and its error is returned by that later call (a query, an exec with
+ * `changes`, an append), or, when none comes, fails the callback once it
+ * returns, with the statement's message. Either way the callback's writes
+ * are rolled back and no other callback's are. Code that must see a
+ * statement's own error at once, to do something else instead, passes
+ * `changes`.
  *
  * ROWS. A query calls `fn` once per result row with a read-only view of it,
  * valid for that call only (copy what you keep). Column values convert on
@@ -107,6 +115,8 @@ bool eddy_row_is_null(const eddy_row *row, int col);
  * KEY constraint), EDDY_EBUSY, EDDY_EIO (the engine's message, e.g. a
  * syntax error). After an error the
  * caller normally returns it: the store rolls back what the callback wrote.
+ * On PostgreSQL with `changes` NULL, the statement's error may be returned
+ * by a later call instead (A FAILED STATEMENT, above).
  */
 int eddy_txn_exec(eddy_txn *txn, int64_t *changes, eddy_error *err,
                   const char *sql, const char *params, ...);

@@ -181,6 +181,7 @@ static int timeout_current(eddy_txn *txn, const eddy_saga_def *def,
 
 struct instance {
     bool found;
+    bool pending; /* a command of the instance is pending */
     char *status;
     json_t *state;
     int64_t version;
@@ -202,6 +203,7 @@ static int instance_row(const eddyi_saga_row *r, void *user)
     struct instance *in = user;
     json_error_t je;
     in->found = true;
+    in->pending = r->commands_pending;
     in->status = eddyi_strdup(r->status);
     in->correlation_id = eddyi_strdup(r->correlation_id);
     in->version = r->version;
@@ -240,11 +242,16 @@ static int run_now(eddy_txn *txn, eddy_saga *sg, eddyi_saga_cmd_row *c,
     eddy_error cerr = {0};
     rc = eddy_command_send_txn(sg->commands, txn, &cmd, &cerr);
     if (rc == EDDY_OK) {
-        rc = eddyi_txn_release(txn, err);
-        *ran = rc == EDDY_OK;
-        return rc;
+        /* A failed release rolled the command back: one of its
+         * statements failed late (store_internal.h). */
+        rc = eddyi_txn_release(txn, &cerr);
+        if (rc == EDDY_OK) {
+            *ran = true;
+            return EDDY_OK;
+        }
+    } else {
+        eddyi_txn_rollback(txn);
     }
-    eddyi_txn_rollback(txn);
     /* It counts as the command's first attempt, with its error. */
     snprintf(why, whysize, "%s: %s", eddy_errname(rc),
              cerr.message[0] ? cerr.message : eddy_strerror(rc));
@@ -282,10 +289,8 @@ static int instance_save(eddy_txn *txn, eddy_saga *sg, eddy_saga_ctx *sc,
     /* Transactional commands run now unless an earlier command of this
      * instance is pending (order per instance), then every later one
      * queues behind it. */
-    bool behind = false;
+    bool behind = in->pending; /* read with the instance (eddyi_saga_load) */
     *queued = false;
-    if (rc == EDDY_OK && json_array_size(sc->commands) > 0)
-        rc = eddyi_saga_cmd_instance_pending(txn, type, sc->id, &behind, err);
     size_t i;
     json_t *cmd;
     json_array_foreach(sc->commands, i, cmd)

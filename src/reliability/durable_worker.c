@@ -223,8 +223,19 @@ static int batch_fast(eddy_txn *txn, struct batch *b, bool *all_ok,
             return EDDY_OK;
         }
     }
+    /* A statement of some item may fail as late as this release (on
+     * PostgreSQL, one whose result nobody read): the release rolled the
+     * attempt back, and the careful path finds the item. */
+    eddy_error re = {0};
+    if (eddyi_txn_release(txn, &re) != EDDY_OK) {
+        for (size_t k = 0; k < b->n; k++) {
+            b->jobs[k].msg[0] = '\0';
+            b->jobs[k].skipped = b->jobs[k].inbox_taken = false;
+        }
+        return EDDY_OK;
+    }
     *all_ok = true;
-    return eddyi_txn_release(txn, err);
+    return EDDY_OK;
 }
 
 static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
@@ -255,16 +266,21 @@ static int batch_job_run(eddy_txn *txn, void *arg, eddy_error *err)
             return rc;
         eddy_error ie = {0};
         int r = eddyi_durable_txn_item(txn, &b->jobs[i], &ie);
+        bool rolled_back = false;
         if (r == EDDY_OK) {
-            if ((rc = eddyi_txn_release(txn, err)) != EDDY_OK)
-                return rc;
-            continue;
+            /* A failed release rolled the item back: one of its
+             * statements failed late (store_internal.h). */
+            r = eddyi_txn_release(txn, &ie);
+            if (r == EDDY_OK)
+                continue;
+            rolled_back = true;
         }
         b->rc[i] = r;
         if (!b->jobs[i].msg[0])
             snprintf(b->jobs[i].msg, sizeof b->jobs[i].msg, "%.360s",
                      ie.message);
-        eddyi_txn_rollback(txn);
+        if (!rolled_back)
+            eddyi_txn_rollback(txn);
     }
     return EDDY_OK;
 }

@@ -141,7 +141,9 @@ typedef struct eddyi_backend {
     /* Writer thread only: the group-commit transaction and savepoints.
      * `depth` 0 is a job's own savepoint; 1, 2, ... nest inside it
      * (eddyi_txn_savepoint). Rolling back to a savepoint also releases
-     * it. */
+     * it. A failed release has rolled the savepoint back: a statement run
+     * inside it failed, whose error an engine may report only then
+     * (PostgreSQL's deferred statements), or the transaction is lost. */
     int (*write_begin)(void *impl, eddy_error *err);
     int (*write_commit)(void *impl, eddy_error *err);
     void (*write_rollback)(void *impl);

@@ -10,10 +10,39 @@
  * append, a snapshot, COMMIT), so a group commit of J appends costs J + 1
  * round trips plus the WAL flush. BEGIN and a job's SAVEPOINT are sent only
  * once a statement needs them: a batch that writes nothing sends nothing.
- * A queued statement that fails (only a lost connection or a lock timeout
- * can make them fail) marks the transaction broken: every later job of the
- * batch and its commit fail with that error, and the transaction is rolled
- * back, so no job is ever acknowledged for writes a failed statement undid.
+ * A queued statement of the writer's own that fails (only a lost
+ * connection or a lock timeout can make them fail) marks the transaction
+ * broken: every later job of the batch and its commit fail with that
+ * error, and the transaction is rolled back, so no job is ever
+ * acknowledged for writes a failed statement undid.
+ *
+ * DEFERRED STATEMENTS. A caller's statement whose result nobody reads (the
+ * `sql` entry without rows or a count of changes: a checkpoint, a saga
+ * row, an inbox row, a handler's eddy_txn_exec) is queued the same way
+ * (write_defer) instead of costing a round trip of its own. Its error must
+ * still fail its job alone, with its own message, so:
+ *   - PostgreSQL runs nothing after a failed statement of a pipeline until
+ *     the next sync, and aborts the transaction to the innermost
+ *     savepoint: the results are read (a sync) before any savepoint
+ *     begins, is released or is rolled back while deferred statements are
+ *     queued. So they all belong to the innermost savepoint, and a failure
+ *     is that savepoint's.
+ *   - The sync of a release carries the RELEASE itself (no extra round
+ *     trip). A failed deferred statement made the server skip it: the
+ *     savepoint is rolled back instead, and the release returns the
+ *     statement's error (backend.h: a failed release has rolled back),
+ *     which fails the job (depth 0) or the item of a batch (deeper).
+ *   - A statement that needs an answer syncs too: a deferred statement's
+ *     error is then returned by that call, the first error of the sync;
+ *     the statements after it were skipped by the server (the caller
+ *     returns the error and the savepoint is rolled back).
+ *   - The transaction's first statement is never deferred, so a
+ *     connection found dead at the first exchange can still be replayed
+ *     (write_stmt_ex).
+ *   - COMMIT never follows a deferred statement whose result is unread
+ *     (each job's release read them); if one did, the server would skip
+ *     the COMMIT and the commit would fail: never a job acknowledged for
+ *     a write that failed.
  * Blocking mode is safe in the pipeline: between two syncs the queries are
  * few and their results small, so neither side's buffers fill.
  *
@@ -41,9 +70,14 @@ typedef enum entry_kind { ENTRY_PREPARE, ENTRY_STMT } entry_kind;
 typedef struct pipe_entry {
     entry_kind kind;
     bool wanted;       /* its result goes to the caller of pipe_sync */
+    bool caller;       /* a statement of the caller (or its PREPARE): its
+                          failure is the statement's, which a rollback to
+                          the savepoint undoes; any other failure (BEGIN,
+                          SAVEPOINT, the lock, ...) loses the transaction */
     bool commit;       /* the COMMIT */
     char name[32];     /* the prepared statement */
-    const char *what;  /* for messages */
+    char what[160];    /* for messages (a copy: a deferred statement's
+                          caller has returned when its result is read) */
 } pipe_entry;
 
 typedef struct pg_impl {
@@ -66,6 +100,12 @@ typedef struct pg_impl {
     /* A statement of the caller failed: PostgreSQL then ignores every
      * statement until a rollback to the innermost savepoint sent. */
     bool aborted;
+    eddy_error abort_err; /* ... with this error */
+    /* Statements of the caller queued without waiting for their result
+     * (write_defer), all inside the innermost savepoint sent: their
+     * errors are read at the next sync, which every savepoint change
+     * forces. */
+    int deferred;
     int broken;      /* a queued statement failed: the transaction is lost */
     eddy_error broken_err;
 
@@ -170,15 +210,18 @@ static void writer_lost(pg_impl *im, const char *detail)
     im->writer = NULL;
     im->pipeline = false;
     im->nq = 0;
+    im->deferred = 0;
 }
 
 static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
                      eddy_error *err);
 
 /* Queues one prepared statement (`dynamic`: cached by content, not by
- * address); `wanted`: its result is returned by the next pipe_sync. */
+ * address); `wanted`: its result is returned by the next pipe_sync;
+ * `caller`: a statement of the caller (wanted, or deferred), whose failure
+ * does not lose the transaction. */
 static int pipe_send_ex(pg_impl *im, const char *sql, bool dynamic,
-                        const eddyi_pg_params *p, bool wanted,
+                        const eddyi_pg_params *p, bool wanted, bool caller,
                         const char *what, eddy_error *err)
 {
     static const eddyi_pg_params none = {0};
@@ -222,16 +265,19 @@ static int pipe_send_ex(pg_impl *im, const char *sql, bool dynamic,
         im->writer->evicted = 0;
         sent = PQsendQueryParams(c, dealloc, 0, NULL, NULL, NULL, NULL, 1) ==
                1;
-        if (sent)
-            im->queue[im->nq++] = (pipe_entry){.kind = ENTRY_STMT,
-                                               .what = "DEALLOCATE"};
+        if (sent) {
+            pipe_entry *q = &im->queue[im->nq++];
+            *q = (pipe_entry){.kind = ENTRY_STMT};
+            snprintf(q->what, sizeof q->what, "DEALLOCATE");
+        }
     }
     if (sent && fresh) {
         sent = PQsendPrepare(c, name, sql, p->n, p->types) == 1;
         if (sent) {
             pipe_entry *q = &im->queue[im->nq++];
-            *q = (pipe_entry){.kind = ENTRY_PREPARE, .what = what};
+            *q = (pipe_entry){.kind = ENTRY_PREPARE, .caller = caller};
             snprintf(q->name, sizeof q->name, "%s", name);
+            snprintf(q->what, sizeof q->what, "%s", what);
         } else {
             eddyi_pg_stmt_forget(im->writer, name);
         }
@@ -246,16 +292,19 @@ static int pipe_send_ex(pg_impl *im, const char *sql, bool dynamic,
         return broken_error(im, err);
     }
     pipe_entry *q = &im->queue[im->nq++];
-    *q = (pipe_entry){.kind = ENTRY_STMT, .wanted = wanted,
-                      .commit = sql == SQL_COMMIT, .what = what};
+    *q = (pipe_entry){.kind = ENTRY_STMT, .wanted = wanted, .caller = caller,
+                      .commit = sql == SQL_COMMIT};
     snprintf(q->name, sizeof q->name, "%s", name);
+    snprintf(q->what, sizeof q->what, "%s", what);
     return EDDY_OK;
 }
 
+/* Queues one of the writer's own statements (BEGIN, SAVEPOINT, ...):
+ * `wanted` only for COMMIT and ROLLBACK. */
 static int pipe_send(pg_impl *im, const char *sql, const eddyi_pg_params *p,
                      bool wanted, const char *what, eddy_error *err)
 {
-    return pipe_send_ex(im, sql, false, p, wanted, what, err);
+    return pipe_send_ex(im, sql, false, p, wanted, false, what, err);
 }
 
 /*
@@ -302,7 +351,7 @@ static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
                 eddyi_pg_stmt_forget(im->writer, q->name);
             if (st != PGRES_PIPELINE_ABORTED && rc == EDDY_OK) {
                 rc = eddyi_pg_error(&im->pg, c, r, q->what, &first);
-                if (!q->wanted)
+                if (!q->wanted && !q->caller)
                     mark_broken(im, rc, &first);
             }
             if (PQstatus(c) == CONNECTION_BAD)
@@ -321,6 +370,7 @@ static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
         PQclear(r);
     }
     im->nq = 0;
+    im->deferred = 0;
     if (dead) {
         eddy_error why = first, e;
         if (!why.code)
@@ -338,10 +388,18 @@ static int pipe_sync(pg_impl *im, PGresult **wanted, bool *lost,
         }
         return broken_error(im, err);
     }
+    if (im->txn_sent)
+        im->txn_synced = true; /* the transaction reached the server */
     if (rc != EDDY_OK) {
         if (wanted && *wanted) {
             PQclear(*wanted);
             *wanted = NULL;
+        }
+        if (!im->broken && !im->aborted) {
+            /* A statement of the caller failed: PostgreSQL ignores the
+             * rest until its savepoint is rolled back. */
+            im->aborted = true;
+            im->abort_err = first;
         }
         if (err)
             *err = first;
@@ -376,20 +434,29 @@ static int writer_connect(pg_impl *im, eddy_error *err);
  * restarted while the writer was idle), nothing of the transaction ever
  * reached the server: it is replayed once on a new connection.
  */
+/* After a failed statement: PostgreSQL would answer "current transaction
+ * is aborted"; say which statement failed, and what to do. */
+static int aborted_error(pg_impl *im, const char *what, eddy_error *err)
+{
+    return eddyi_error(err, EDDY_ESTATE,
+                       "PostgreSQL %s: %s: an earlier statement of this "
+                       "transaction failed (%.300s), and PostgreSQL runs "
+                       "nothing more until its savepoint is rolled back: "
+                       "return that error (the store rolls the job back), or "
+                       "run the statement that may fail in a savepoint of its "
+                       "own",
+                       im->pg.where, what, im->abort_err.message);
+}
+
 static PGresult *write_stmt_ex(pg_impl *im, const char *sql, bool dynamic,
                                const eddyi_pg_params *p, bool lock,
                                const char *what, eddy_error *err)
 {
+    eddy_error local;
+    if (!err)
+        err = &local;
     if (im->aborted && !im->broken) {
-        /* PostgreSQL would answer "current transaction is aborted": say
-         * why, and what to do. */
-        eddyi_error(err, EDDY_ESTATE,
-                    "PostgreSQL %s: %s: an earlier statement of this "
-                    "transaction failed, and PostgreSQL runs nothing more "
-                    "until its savepoint is rolled back: return that error "
-                    "(the store rolls the job back), or run the statement "
-                    "that may fail in a savepoint of its own",
-                    im->pg.where, what);
+        aborted_error(im, what, err);
         return NULL;
     }
     for (int attempt = 0;; attempt++) {
@@ -410,15 +477,15 @@ static PGresult *write_stmt_ex(pg_impl *im, const char *sql, bool dynamic,
         }
         PGresult *r = NULL;
         if (rc == EDDY_OK)
-            rc = pipe_send_ex(im, sql, dynamic, p, true, what, err);
+            rc = pipe_send_ex(im, sql, dynamic, p, true, true, what, err);
         if (rc == EDDY_OK)
             rc = pipe_sync(im, &r, &lost, err);
-        if (rc == EDDY_OK) {
-            im->txn_synced = true;
+        if (rc == EDDY_OK)
             return r;
-        }
-        if (!lost && !im->broken)
+        if (!lost && !im->broken && !im->aborted) {
             im->aborted = true; /* the statement itself failed */
+            im->abort_err = *err;
+        }
         if (!(lost && first && attempt == 0))
             return NULL;
         /* Start the transaction again on a new connection. */
@@ -437,6 +504,48 @@ static PGresult *write_stmt(pg_impl *im, const char *sql,
                             const char *what, eddy_error *err)
 {
     return write_stmt_ex(im, sql, false, p, lock, what, err);
+}
+
+/*
+ * Queues `sql`, whose result nobody reads, in the transaction without
+ * waiting for it: it travels with the next statement that needs an answer,
+ * or with the sync that the next savepoint change forces (postgres.h,
+ * "DEFERRED STATEMENTS"). Its error, if any, is returned by that later
+ * call. The transaction's first statement still runs at once, so that a
+ * connection found dead there can be replayed (write_stmt_ex).
+ */
+static int write_defer(pg_impl *im, const char *sql, bool dynamic,
+                       const eddyi_pg_params *p, const char *what,
+                       eddy_error *err)
+{
+    if (!im->txn_synced) {
+        PGresult *r = write_stmt_ex(im, sql, dynamic, p, false, what, err);
+        if (!r)
+            return err && err->code ? err->code : EDDY_EIO;
+        PQclear(r);
+        return EDDY_OK;
+    }
+    if (im->aborted && !im->broken)
+        return aborted_error(im, what, err);
+    int rc = prelude(im, err);
+    if (rc == EDDY_OK)
+        rc = pipe_send_ex(im, sql, dynamic, p, false, true, what, err);
+    if (rc == EDDY_OK)
+        im->deferred++;
+    return rc;
+}
+
+/*
+ * Reads the results of the deferred statements, if any: before a savepoint
+ * changes, so that an error belongs to the savepoint they ran in. Returns
+ * EDDY_OK, or the first failed statement's error (im->aborted is then
+ * set), or the broken transaction's.
+ */
+static int deferred_sync(pg_impl *im, eddy_error *err)
+{
+    if (!im->deferred)
+        return EDDY_OK;
+    return pipe_sync(im, NULL, NULL, err);
 }
 
 /* ---- the writer connection -------------------------------------------------- */
@@ -469,6 +578,7 @@ static void txn_reset(pg_impl *im)
     im->sp_want = im->sp_sent = im->lock_level = 0;
     im->broken = EDDY_OK;
     im->nq = 0;
+    im->deferred = 0;
 }
 
 /* Opens the writer connection again (with backoff). */
@@ -544,6 +654,9 @@ static void pg_write_rollback(void *impl)
     pg_impl *im = impl;
     if (im->txn_sent && im->writer) {
         im->broken = EDDY_OK; /* ROLLBACK itself must go out */
+        /* A failed deferred statement would make the server skip the
+         * ROLLBACK queued behind it: read their results first. */
+        deferred_sync(im, NULL);
         PGresult *r = NULL;
         if (pipe_send(im, SQL_ROLLBACK, NULL, true, "ROLLBACK", NULL) ==
             EDDY_OK)
@@ -571,6 +684,11 @@ static int pg_savepoint(void *impl, int depth, eddy_error *err)
         return eddyi_error(err, EDDY_ESTATE, "PostgreSQL %s: a savepoint "
                            "cannot begin after a failed statement (roll back "
                            "first)", im->pg.where);
+    /* The deferred statements belong to the enclosing savepoint: their
+     * errors are its own, not the new one's. */
+    int rc = deferred_sync(im, err);
+    if (rc != EDDY_OK)
+        return rc;
     im->sp_want = depth + 1;
     return EDDY_OK;
 }
@@ -597,6 +715,11 @@ static void pg_savepoint_rollback(void *impl, int depth)
     pg_impl *im = impl;
     if (depth < 0 || depth >= im->sp_want)
         return;
+    /* The deferred statements are inside (an outer one's would have been
+     * read when this savepoint began): their results are read, and
+     * ignored, first, as a failed one makes the server skip what follows
+     * it until a sync. */
+    deferred_sync(im, NULL);
     if (im->sp_sent > depth && !im->broken) {
         pipe_send(im, SQL_SP[depth][SP_ROLLBACK], NULL, false, "ROLLBACK TO",
                   NULL);
@@ -620,17 +743,35 @@ static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
     if (im->aborted && im->sp_sent > depth) {
         /* The caller went on after a failed statement: what it wrote in
          * the savepoint cannot be kept. */
+        eddy_error why = im->abort_err;
         pg_savepoint_rollback(im, depth);
         return eddyi_error(err, EDDY_ESTATE, "PostgreSQL %s: a statement "
                            "failed inside this savepoint and the error was "
-                           "not returned; its writes were rolled back",
-                           im->pg.where);
+                           "not returned (%.300s); its writes were rolled "
+                           "back", im->pg.where, why.message);
     }
     int rc = EDDY_OK;
     if (im->sp_sent > depth)
         rc = pipe_send(im, SQL_SP[depth][SP_RELEASE], NULL, false, "RELEASE",
                        err);
-    sp_forget(im, depth, false);
+    if (rc == EDDY_OK && im->deferred) {
+        /* The deferred statements ran in this savepoint: their errors are
+         * known now, with the RELEASE, in one round trip. A failed one
+         * made the server skip the RELEASE: the savepoint is rolled back
+         * and the statement's error returned, as if the statement had
+         * returned it. */
+        eddy_error e = {0};
+        rc = pipe_sync(im, NULL, NULL, &e);
+        if (rc != EDDY_OK && !im->broken) {
+            pg_savepoint_rollback(im, depth);
+            if (err)
+                *err = e;
+            return rc;
+        }
+        if (rc != EDDY_OK && err)
+            *err = e;
+    }
+    sp_forget(im, depth, rc == EDDY_OK ? false : true);
     return rc;
 }
 
@@ -971,8 +1112,10 @@ static int pg_snapshot_save(void *impl, const char *stream_id, int64_t version,
 /*
  * The `sql` entry (backend.h): on the writer, inside the open group-commit
  * transaction, after its BEGIN and savepoints (sent now if they were only
- * asked for), in the pipeline with them: one round trip. On a reader: the
- * pool (postgres_read.c). Parameters, rows and errors: postgres_sql.c.
+ * asked for), in the pipeline with them: one round trip; none when the
+ * caller reads neither rows nor a count of changes (write_defer: its error
+ * comes later). On a reader: the pool (postgres_read.c). Parameters, rows
+ * and errors: postgres_sql.c.
  */
 static int pg_sql(void *impl, eddyi_conn where, const char *sql,
                   bool static_sql, const eddyi_value *params, size_t nparams,
@@ -992,6 +1135,8 @@ static int pg_sql(void *impl, eddyi_conn where, const char *sql,
         if (im->pg.opts.read_only)
             return eddyi_error(err, EDDY_ESTATE, "the store is open "
                                "read-only");
+        if (!fn && !changes)
+            return write_defer(im, sql, !static_sql, &p, what, err);
         r = write_stmt_ex(im, sql, !static_sql, &p, false, what, err);
     } else {
         r = eddyi_pg_read_exec(&im->pg, sql, !static_sql, &p, err);

@@ -117,7 +117,10 @@
  * a statement runs inside the open group-commit transaction, queued in the
  * pipeline behind the BEGIN and the savepoints it needs (all sent lazily:
  * a job that writes nothing sends nothing), so it costs one round trip;
- * writer thread only, as every write_* function. On a reader it takes a
+ * none when the caller reads neither its rows nor its count of changes: it
+ * is deferred to the next exchange, and its error is reported then, at the
+ * latest by the release of its savepoint (postgres.c, DEFERRED
+ * STATEMENTS); writer thread only, as every write_* function. On a reader it takes a
  * pooled connection (autocommit; any thread). Nested savepoints (depth 1,
  * 2, ... inside a job's depth 0) are named eddy_sp<depth> and sent lazily
  * too; a rollback to one that was never sent sends nothing, and the append
@@ -160,7 +163,7 @@
 
 /* The store schema version this eddy writes in PostgreSQL (its own count,
  * independent of the SQLite file's). */
-#define EDDYI_PG_SCHEMA_VERSION 2
+#define EDDYI_PG_SCHEMA_VERSION 3
 
 /* First key of eddy's advisory locks: 'eddy' in ASCII. The second key is the
  * OID of the store's log table (events) (the append lock) or 0 (migrations,

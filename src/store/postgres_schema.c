@@ -180,6 +180,31 @@ static const char *const migrations[EDDYI_PG_SCHEMA_VERSION] = {
     "  pattern text COLLATE \"C\" NOT NULL,"
     "  kind text COLLATE \"C\" NOT NULL,"
     "  updated_us bigint NOT NULL);",
+
+    /* 2 -> 3: one durable subscription (projection, saga) run by several
+     * processes (src/store/state_leases.h), as SQLite's schema 5:
+     * eddy_members, one row per running member renewed while it lives;
+     * eddy_leases, one row per partition of the partition-key hash with
+     * its holder ('' when free), the holder's "pid@host", until when the
+     * lease holds, and the partition's checkpoint. */
+    "CREATE TABLE eddy_members("
+    "  subscription text COLLATE \"C\" NOT NULL,"
+    "  member text COLLATE \"C\" NOT NULL,"
+    "  owner text COLLATE \"C\" NOT NULL,"
+    "  partitions bigint NOT NULL,"
+    "  joined_us bigint NOT NULL,"
+    "  expires_us bigint NOT NULL,"
+    "  PRIMARY KEY(subscription, member));"
+    "CREATE TABLE eddy_leases("
+    "  subscription text COLLATE \"C\" NOT NULL,"
+    "  part bigint NOT NULL,"
+    "  member text COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  owner text COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  expires_us bigint NOT NULL DEFAULT 0,"
+    "  position bigint NOT NULL DEFAULT 0,"
+    "  updated_us bigint NOT NULL,"
+    "  PRIMARY KEY(subscription, part));"
+    "CREATE INDEX eddy_leases_by_member ON eddy_leases(subscription, member);",
 };
 
 /* The log is "eddy_events" in schema 1, "events" from 2 on. */

@@ -707,14 +707,6 @@ static int sqlite_savepoint(void *impl, int depth, eddy_error *err)
                                       SQL_SP[depth][SP_BEGIN], err);
 }
 
-static int sqlite_savepoint_release(void *impl, int depth, eddy_error *err)
-{
-    int rc = sp_check(depth, err);
-    return rc != EDDY_OK ? rc
-                         : run_static(((sqlite_impl *)impl)->writer,
-                                      SQL_SP[depth][SP_RELEASE], err);
-}
-
 static void sqlite_savepoint_rollback(void *impl, int depth)
 {
     if (sp_check(depth, NULL) != EDDY_OK)
@@ -722,6 +714,19 @@ static void sqlite_savepoint_rollback(void *impl, int depth)
     conn *w = ((sqlite_impl *)impl)->writer;
     run_static(w, SQL_SP[depth][SP_ROLLBACK], NULL);
     run_static(w, SQL_SP[depth][SP_RELEASE], NULL);
+}
+
+/* A release that fails rolls the savepoint back (backend.h). */
+static int sqlite_savepoint_release(void *impl, int depth, eddy_error *err)
+{
+    int rc = sp_check(depth, err);
+    if (rc != EDDY_OK)
+        return rc;
+    rc = run_static(((sqlite_impl *)impl)->writer, SQL_SP[depth][SP_RELEASE],
+                    err);
+    if (rc != EDDY_OK)
+        sqlite_savepoint_rollback(impl, depth);
+    return rc;
 }
 
 static void *sqlite_write_native(void *impl)

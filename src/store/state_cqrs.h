@@ -92,11 +92,17 @@ typedef struct eddyi_saga_row {
     const char *correlation_id; /* "" when none */
     int64_t created_us;
     int64_t updated_us;
+    bool commands_pending;      /* eddyi_saga_load only (else false): a
+                                   command of the instance is pending, as
+                                   the transaction sees it, so a later one
+                                   must queue behind it */
 } eddyi_saga_row;
 
 typedef int (*eddyi_saga_fn)(const eddyi_saga_row *row, void *user);
 
-/* Calls `fn` once with instance (type, id) if it exists. */
+/* Calls `fn` once with instance (type, id) if it exists, with
+ * commands_pending (one statement: a saga's event needs both). A missing
+ * instance has no commands. */
 int eddyi_saga_load(eddy_txn *txn, const char *type, const char *id,
                     eddyi_saga_fn fn, void *user, eddy_error *err);
 
@@ -148,12 +154,6 @@ int eddyi_saga_cmd_queue(eddy_txn *txn, const eddyi_saga_cmd_row *row,
  * is. */
 int eddyi_saga_cmd_record_sent(eddy_txn *txn, const eddyi_saga_cmd_row *row,
                                eddy_error *err);
-
-/* Whether saga instance (type, id) has a command pending, as the
- * transaction sees it: a later command must then queue behind it. */
-int eddyi_saga_cmd_instance_pending(eddy_txn *txn, const char *type,
-                                    const char *saga_id, bool *pending,
-                                    eddy_error *err);
 
 /* Calls `fn` for up to `max` pending commands of saga type `type`, by seq:
  * in the write transaction (sees commands queued but not yet committed)... */

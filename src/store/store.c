@@ -118,10 +118,16 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
             if (j->rc != EDDY_OK && j->err.code == EDDY_OK)
                 eddyi_error(&j->err, j->rc, "write job failed: %s",
                             eddy_strerror(j->rc));
-            if (j->rc == EDDY_OK)
+            bool released = false;
+            if (j->rc == EDDY_OK) {
+                /* A failed release rolled the savepoint back: a statement
+                 * of the job failed late (backend.h). */
                 j->rc = b->savepoint_release(s->impl, 0, &j->err);
+                released = true;
+            }
             if (j->rc != EDDY_OK) {
-                b->savepoint_rollback(s->impl, 0);
+                if (!released)
+                    b->savepoint_rollback(s->impl, 0);
                 txn.last_position = txn.saved_position[0];
                 txn.events = txn.saved_events[0];
             }
@@ -302,6 +308,10 @@ int eddyi_txn_release(eddy_txn *txn, eddy_error *err)
     if (txn->depth <= 0)
         return eddyi_error(err, EDDY_ESTATE, "no savepoint to release");
     int rc = s->backend->savepoint_release(s->impl, txn->depth, err);
+    if (rc != EDDY_OK) { /* the backend rolled it back (backend.h) */
+        txn->last_position = txn->saved_position[txn->depth];
+        txn->events = txn->saved_events[txn->depth];
+    }
     txn->depth--;
     return rc;
 }

@@ -40,6 +40,11 @@ int eddyi_store_write(eddy_store *s, eddyi_write_fn fn, void *arg,
  * its own, so a failing item rolls back only its writes. Begin returns
  * EDDY_OK or an error; every successful begin is ended by exactly one
  * release or rollback (rollback also releases it), innermost first.
+ * A release that fails has rolled the savepoint back, and its error is
+ * the failure of what ran inside: on PostgreSQL a statement whose result
+ * nobody read (eddy_txn_exec without `changes`) reports its error as late
+ * as the release of its savepoint. A caller treats it as the failure of
+ * the work the savepoint held (and does not roll back again).
  */
 int eddyi_txn_savepoint(eddy_txn *txn, eddy_error *err);
 int eddyi_txn_release(eddy_txn *txn, eddy_error *err);
