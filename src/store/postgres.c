@@ -94,9 +94,8 @@ typedef struct pg_impl {
      * are open for the front, the first `sp_sent` of them on the server
      * (sent only once a statement needs them, innermost last). */
     int sp_want, sp_sent;
-    bool locked;     /* the transaction holds the append lock */
-    int lock_level;  /* ... taken with this many savepoints sent: a
-                        rollback to a savepoint below releases it */
+    bool appended;   /* the transaction ran an append statement (it ends
+                        with the NOTIFY) */
     /* A statement of the caller failed: PostgreSQL then ignores every
      * statement until a rollback to the innermost savepoint sent. */
     bool aborted;
@@ -415,6 +414,17 @@ static int prelude(pg_impl *im, eddy_error *err)
     if (!im->txn_sent) {
         rc = pipe_send(im, SQL_BEGIN, NULL, false, "BEGIN", err);
         im->txn_sent = rc == EDDY_OK;
+        if (rc == EDDY_OK) {
+            /* The append lock first, in a statement of its own, before any
+             * row lock, in every write transaction (postgres.h, LOCK
+             * ORDER); the next statement's snapshot is taken after it was
+             * granted. */
+            eddyi_pg_params lp = {0};
+            eddyi_pg_param_int4(&lp, EDDYI_PG_LOCK_CLASS);
+            eddyi_pg_param_int4(&lp, im->pg.lock_key);
+            rc = pipe_send(im, SQL_LOCK, &lp, false, "taking the append lock",
+                           err);
+        }
     }
     while (rc == EDDY_OK && im->sp_sent < im->sp_want) {
         rc = pipe_send(im, SQL_SP[im->sp_sent][SP_BEGIN], NULL, false,
@@ -428,8 +438,8 @@ static int prelude(pg_impl *im, eddy_error *err)
 static int writer_connect(pg_impl *im, eddy_error *err);
 
 /*
- * Runs `sql` in the transaction (after the append lock when `lock`) and
- * returns its result (PQclear it), or NULL with `err`. When the connection
+ * Runs `sql` in the transaction (`lock`: it appends, which the commit's
+ * NOTIFY announces) and returns its result (PQclear it), or NULL with `err`. When the connection
  * turns out dead at the transaction's first exchange (say the server
  * restarted while the writer was idle), nothing of the transaction ever
  * reached the server: it is replayed once on a new connection.
@@ -462,19 +472,8 @@ static PGresult *write_stmt_ex(pg_impl *im, const char *sql, bool dynamic,
     for (int attempt = 0;; attempt++) {
         bool first = !im->txn_synced, lost = false;
         int rc = prelude(im, err);
-        if (rc == EDDY_OK && lock && !im->locked) {
-            /* In a statement of its own: the next statement's snapshot is
-             * taken after the lock is granted (postgres.h). */
-            eddyi_pg_params lp = {0};
-            eddyi_pg_param_int4(&lp, EDDYI_PG_LOCK_CLASS);
-            eddyi_pg_param_int4(&lp, im->pg.lock_key);
-            rc = pipe_send(im, SQL_LOCK, &lp, false, "taking the append lock",
-                           err);
-            if (rc == EDDY_OK) {
-                im->locked = true;
-                im->lock_level = im->sp_sent;
-            }
-        }
+        if (rc == EDDY_OK && lock)
+            im->appended = true;
         PGresult *r = NULL;
         if (rc == EDDY_OK)
             rc = pipe_send_ex(im, sql, dynamic, p, true, true, what, err);
@@ -489,8 +488,8 @@ static PGresult *write_stmt_ex(pg_impl *im, const char *sql, bool dynamic,
         if (!(lost && first && attempt == 0))
             return NULL;
         /* Start the transaction again on a new connection. */
-        im->txn_sent = im->locked = false;
-        im->sp_sent = im->lock_level = 0;
+        im->txn_sent = im->appended = false;
+        im->sp_sent = 0;
         im->broken = EDDY_OK;
         if (writer_connect(im, err) != EDDY_OK) {
             mark_broken(im, err ? err->code : EDDY_ECONNECT, err);
@@ -574,8 +573,8 @@ static int writer_setup(pg_impl *im, eddyi_pg_conn *c, eddy_error *err)
 
 static void txn_reset(pg_impl *im)
 {
-    im->txn_sent = im->txn_synced = im->locked = im->aborted = false;
-    im->sp_want = im->sp_sent = im->lock_level = 0;
+    im->txn_sent = im->txn_synced = im->appended = im->aborted = false;
+    im->sp_want = im->sp_sent = 0;
     im->broken = EDDY_OK;
     im->nq = 0;
     im->deferred = 0;
@@ -618,7 +617,7 @@ static int pg_write_commit(void *impl, eddy_error *err)
         return EDDY_OK;
     }
     int rc = EDDY_OK;
-    if (im->locked && im->pg.notify) {
+    if (im->appended && im->pg.notify) {
         eddyi_pg_params p = {0};
         eddyi_pg_param_text(&p, im->pg.channel);
         rc = pipe_send(im, SQL_NOTIFY, &p, false, "NOTIFY", err);
@@ -695,16 +694,8 @@ static int pg_savepoint(void *impl, int depth, eddy_error *err)
 
 /* Forgets savepoint `depth` and those inside it, after a release or a
  * rollback. */
-static void sp_forget(pg_impl *im, int depth, bool rolled_back)
+static void sp_forget(pg_impl *im, int depth)
 {
-    if (im->locked && im->lock_level > depth) {
-        /* A lock taken inside the savepoint is released with its rollback,
-         * and belongs to the enclosing level after its release. */
-        if (rolled_back)
-            im->locked = false;
-        else
-            im->lock_level = depth;
-    }
     if (im->sp_sent > depth)
         im->sp_sent = depth;
     im->sp_want = depth;
@@ -727,7 +718,7 @@ static void pg_savepoint_rollback(void *impl, int depth)
                   NULL);
         im->aborted = false; /* the failed statement was inside */
     }
-    sp_forget(im, depth, true);
+    sp_forget(im, depth);
 }
 
 static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
@@ -737,7 +728,7 @@ static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
         return eddyi_error(err, EDDY_ESTATE, "no savepoint %d to release",
                            depth);
     if (im->broken) {
-        sp_forget(im, depth, true);
+        sp_forget(im, depth);
         return broken_error(im, err);
     }
     if (im->aborted && im->sp_sent > depth) {
@@ -771,7 +762,7 @@ static int pg_savepoint_release(void *impl, int depth, eddy_error *err)
         if (rc != EDDY_OK && err)
             *err = e;
     }
-    sp_forget(im, depth, rc == EDDY_OK ? false : true);
+    sp_forget(im, depth);
     return rc;
 }
 

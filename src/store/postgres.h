@@ -56,7 +56,7 @@
  *
  * Here a position is taken under a lock that is held until the commit is
  * visible:
- *   1. Before its first append, the writer's group-commit transaction takes
+ *   1. Right after its BEGIN, every transaction of the writer takes
  *      pg_advisory_xact_lock(EDDYI_PG_LOCK_CLASS, OID of the log table
  *      `events`), in a statement of its own (under READ COMMITTED the next
  *      statement's snapshot is taken after the lock was granted, so it
@@ -95,10 +95,16 @@
  * version 6 would be read before T2's version 5, and its positions are not
  * gap-free. So it does not keep eddy's single-int64 contract.)
  *
- * Deadlocks: the lock is always the first lock an append takes (before any
- * stream row), so appends cannot deadlock with each other.
+ * LOCK ORDER. The lock is the first lock of every write transaction, even
+ * one that only updates state rows (checkpoints, leases, sagas): several
+ * processes share such rows (one subscription's members update its
+ * checkpoint and lease rows), and a transaction that locked one of them and
+ * then waited for the append lock would deadlock with the holder of the
+ * append lock waiting for that row (seen with `eddy demo --instances 2`
+ * before). Taken first, the lock orders every eddy write transaction, as
+ * SQLite's single writer does, and no two of them can wait for each other.
  *
- * The cost: commits that append serialize across processes (one holder at a
+ * The cost: write transactions serialize across processes (one holder at a
  * time, for its statements and its commit's WAL flush). Group commit
  * amortizes it inside each process; bench/README.md gives the throughput of
  * 8 processes. Readers never take the lock and never wait.
