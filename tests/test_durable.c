@@ -481,10 +481,10 @@ static void test_dead_letter_and_redrive(void **state)
     assert_int_equal(s2.attempts, 4);
     assert_string_equal(s2.status, "dead");
 
-    /* Fix the handler; eddy dlq retry: the running subscription redrives
+    /* Fix the handler; eddy dlq redrive: the running subscription redrives
      * it and deletes it once the handler succeeded. */
     atomic_store(&r->fixed, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     int left = 1;
     for (int i = 0; i < 500 && left; i++) {
         sleep_ms(10);
@@ -526,7 +526,7 @@ static void test_redrive_at_start_and_wait_idle(void **state)
 
     /* Marked with nothing running: nothing happens ... */
     size_t marked = 0;
-    assert_int_equal(eddy_dlq_retry_all(f->store, "payer", &marked, NULL),
+    assert_int_equal(eddy_dlq_redrive_all(f->store, "payer", &marked, NULL),
                      EDDY_OK);
     assert_int_equal(marked, 3);
     atomic_store(&r->fixed, 1);
@@ -545,14 +545,14 @@ static void test_redrive_at_start_and_wait_idle(void **state)
     struct dl_seen s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_int_equal(s.attempts, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     wait_idle(d, 0);
     s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_string_equal(s.status, EDDY_DLQ_DEAD);
     assert_int_equal(s.attempts, 2);
     atomic_store(&r->fixed, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     wait_idle(d, 0);
     assert_int_equal(dl_list(f->store, "payer").count, 0);
     assert_int_equal(rec_ok_count(r, "k", 3), 1);
@@ -563,7 +563,7 @@ static void test_redrive_at_start_and_wait_idle(void **state)
     s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_int_equal(eddy_durable_stop(d, NULL), EDDY_OK);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d, 0, 1000), EDDY_ESTOPPED);
     eddy_durable_free(d);
     rec_free(r);

@@ -208,7 +208,7 @@ unsigned eddy_partition_of(const char *key, unsigned partitions);
  * lets through; for `eddy graph` and `eddy stats`), loads its checkpoint
  * and pending retries, then delivers every event after the checkpoint
  * (catch-up) and follows live appends, until stopped. Dead letters of
- * this name marked for redrive (eddy_dlq_retry) while it did not run are
+ * this name marked for redrive (eddy_dlq_redrive) while it did not run are
  * redelivered at once.
  * It joins the name's members (see SEVERAL PROCESSES) and delivers the
  * events of the partitions it holds; alone, it holds them all.
@@ -348,12 +348,12 @@ void eddy_dead_letter_free(eddy_dead_letter *dl);
  * moved on when the event was dead-lettered. Returns EDDY_OK,
  * EDDY_ENOTFOUND or a store error. Thread-safe.
  */
-int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err);
+int eddy_dlq_redrive(eddy_store *store, int64_t id, eddy_error *err);
 
 /* Marks every "dead" dead letter of `handler` (NULL: all) for redrive;
  * `*count` (may be NULL) receives how many. Thread-safe. */
-int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
-                       eddy_error *err);
+int eddy_dlq_redrive_all(eddy_store *store, const char *handler,
+                         size_t *count, eddy_error *err);
 
 /* Deletes dead letter `id` for good. Returns EDDY_OK, EDDY_ENOTFOUND or a
  * store error. Thread-safe. */

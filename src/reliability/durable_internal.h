@@ -27,7 +27,7 @@
  *     earliest due time: nothing ever sleeps inside a handler.
  *   - a maintenance thread: persists the checkpoint every checkpoint_every
  *     completions or checkpoint_interval_ms, and redrives the dead letters
- *     marked "redrive" (eddy_dlq_retry): at once when the subscription
+ *     marked "redrive" (eddy_dlq_redrive): at once when the subscription
  *     starts, when eddy_durable_wait_idle asks, and every REDRIVE_POLL_MS.
  *   - TRANSACTIONAL handlers and the bookkeeping around every mode run in
  *     write jobs, on the store's writer thread.
