@@ -147,7 +147,8 @@ int main(int argc, char **argv)
     }
 
     /* Wait until the projection and the notifier have seen everything. */
-    if (eddy_store_head(store, &head, &err) || eddy_projection_wait(view, head, 10000) ||
+    if (eddy_store_head(store, &head, &err) ||
+        eddy_projection_wait_idle(view, head, 10000) ||
         eddy_durable_wait_idle(mailer, head, 10000))
         goto done;
     printf("balances:\n");

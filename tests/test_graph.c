@@ -149,7 +149,7 @@ static void test_types_filter_decides_edges(void **state)
     assert_int_equal(eddy_durable_wait_idle(d_two, head, 10000), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d_all, head, 10000), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d_none, head, 10000), EDDY_OK);
-    assert_int_equal(eddy_projection_wait(p, head, 10000), EDDY_OK);
+    assert_int_equal(eddy_projection_wait_idle(p, head, 10000), EDDY_OK);
 
     /* What the registry says each receives (eddy stats shows it too). */
     struct consumers c = {{0}, {0}};

@@ -706,7 +706,8 @@ void eddy_projection_free(eddy_projection *p)
     projection_destroy(p);
 }
 
-int eddy_projection_wait(eddy_projection *p, int64_t position, int timeout_ms)
+int eddy_projection_wait_idle(eddy_projection *p, int64_t position,
+                              int timeout_ms)
 {
     if (!p || !p->durable || eddyi_stop_requested(&p->stop))
         return EDDY_ESTOPPED;
