@@ -841,6 +841,10 @@ static void test_bad_options(void **state)
     assert_non_null(strstr(err.message, "txn_handler"));
 
     o.mode = EDDY_DELIVERY_AT_LEAST_ONCE;
+    o.start_from = (eddy_start_from)7;
+    assert_null(eddy_durable_start(f->store, &o, &err));
+    assert_non_null(strstr(err.message, "start_from"));
+    o.start_from = EDDY_START_BEGINNING;
     o.retry.multiplier = 0.5;
     assert_null(eddy_durable_start(f->store, &o, &err));
     assert_non_null(strstr(err.message, "multiplier"));

@@ -290,7 +290,7 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
         .types = def->receives,
         .type_count = def->nreceives,
         .group = group,
-        .from_latest = opts->group_prefix != NULL,
+        .start_from = opts->group_prefix ? EDDY_START_END : EDDY_START_BEGINNING,
         .consumer = def->name,
         .ack_wait_ms = 2000,
         /* an append failure is retried (200 ms doubling up to 5 s), not

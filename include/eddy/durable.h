@@ -116,6 +116,7 @@
 #include "eddy/metrics.h"
 #include "eddy/retry.h"
 #include "eddy/sql.h"
+#include "eddy/start.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -129,12 +130,6 @@ typedef enum eddy_delivery_mode {
     EDDY_DELIVERY_INBOX = 1,
     EDDY_DELIVERY_TRANSACTIONAL = 2
 } eddy_delivery_mode;
-
-/* Where a subscription without a stored checkpoint starts. */
-typedef enum eddy_start_from {
-    EDDY_START_BEGINNING = 0, /* every event in the store (default) */
-    EDDY_START_END = 1        /* only events appended after the start */
-} eddy_start_from;
 
 /*
  * A transactional handler: as eddy_handler_fn, plus `txn`, the store's open
@@ -174,7 +169,9 @@ typedef struct eddy_durable_options {
     unsigned checkpoint_every;       /* persist after this many completed
                                         events; 0: 100 */
     unsigned checkpoint_interval_ms; /* ... or this long; 0: 200 */
-    eddy_start_from start_from;
+    eddy_start_from start_from;      /* where it starts without a stored
+                                        checkpoint (eddy/start.h); 0:
+                                        EDDY_START_BEGINNING, every event */
     eddy_metrics *metrics;           /* NULL: no metrics. Else per (name,
                                         event type): begin/end, retried,
                                         dead-lettered; and the gauge

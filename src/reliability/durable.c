@@ -59,6 +59,9 @@ static int options_check(const eddy_durable_options *o, eddy_error *err)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": unknown mode %d",
                            o->name, (int)o->mode);
     }
+    if (o->start_from != EDDY_START_BEGINNING && o->start_from != EDDY_START_END)
+        return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": unknown "
+                           "start_from %d", o->name, (int)o->start_from);
     if (o->workers > MAX_WORKERS)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": %u workers, at "
                            "most %d", o->name, o->workers, MAX_WORKERS);
