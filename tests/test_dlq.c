@@ -106,7 +106,8 @@ static eddy_durable *start_flaky(eddy_store *s, const char *name,
                                  const char *pattern, struct flaky *fl)
 {
     eddy_durable_options o = {.name = name,
-                              .pattern = pattern,
+                              .patterns = (const char *const[]){pattern},
+                              .pattern_count = 1,
                               .handler = flaky_handler,
                               .user = fl,
                               .retry = {.max_attempts = 1}};

@@ -102,7 +102,9 @@ static int audit(eddy_ctx *ctx, const eddy_event *ev, void *user)
 static eddy_durable *start(eddy_store *s, const char *name, const char *pattern,
                            eddy_handler_fn fn)
 {
-    eddy_durable_options o = {.name = name, .pattern = pattern, .handler = fn,
+    eddy_durable_options o = {.name = name,
+                              .patterns = (const char *const[]){pattern},
+                              .pattern_count = 1, .handler = fn,
                               .workers = 1};
     o.retry.max_attempts = 2;
     o.retry.initial_delay_ms = 1;

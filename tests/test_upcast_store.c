@@ -223,7 +223,9 @@ static void test_v1_read_as_v2_everywhere(void **state)
 
     /* A durable handler. */
     struct seen durable_seen = {.id = id};
-    eddy_durable_options d = {.name = "welcome-mail", .pattern = "user.*",
+    eddy_durable_options d = {.name = "welcome-mail",
+                              .patterns = (const char *const[]){"user.*"},
+                              .pattern_count = 1,
                               .handler = on_durable, .user = &durable_seen};
     eddy_durable *dur = eddy_durable_start(s, &d, &err);
     if (!dur)

@@ -268,7 +268,6 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
     if (def->nproduces > 0) {
         eddy_durable_options fo = {
             .name = "outbox-forwarder",
-            .pattern = "*",
             .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
             .handler = forward,
             .user = &fw,

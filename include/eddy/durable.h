@@ -150,13 +150,14 @@ typedef struct eddy_durable_options {
     const char *name;    /* required: the handler's name, unique per store;
                             the key of its checkpoint, inbox rows and dead
                             letters */
-    const char *pattern; /* as eddy_bus_subscribe: "x.y", "x.*" or "*";
-                            NULL: "*" */
-    const char *const *types; /* and, if type_count > 0, only these exact
-                                 types (copied); others are skipped at
-                                 once, without a handler call, an inbox
-                                 row or a write */
-    size_t type_count;
+    const char *const *patterns; /* the event types it receives (copied),
+                                    each as eddy_bus_subscribe: "x.y"
+                                    (exact), "x.*" (prefix) or "*"; an event
+                                    matching any of them is delivered, the
+                                    others are skipped at once, without a
+                                    handler call, an inbox row or a write
+                                    (the store filters them out) */
+    size_t pattern_count;        /* 0: every event (as {"*"}) */
     eddy_delivery_mode mode;
     eddy_handler_fn handler;         /* AT_LEAST_ONCE and INBOX */
     eddy_txn_handler_fn txn_handler; /* TRANSACTIONAL */
@@ -201,8 +202,8 @@ unsigned eddy_partition_of(const char *key, unsigned partitions);
 
 /*
  * Starts durable subscription `opts->name`: records it in the store with
- * what it receives (its pattern or, with `types`, the types its pattern
- * lets through; for `eddy graph` and `eddy stats`), loads its checkpoint
+ * what it receives (its patterns, comma-separated; for `eddy graph` and
+ * `eddy stats`), loads its checkpoint
  * and pending retries, then delivers every event after the checkpoint
  * (catch-up) and follows live appends, until stopped. Dead letters of
  * this name marked for redrive (eddy_dlq_redrive) while it did not run are
@@ -210,7 +211,7 @@ unsigned eddy_partition_of(const char *key, unsigned partitions);
  * It joins the name's members (see SEVERAL PROCESSES) and delivers the
  * events of the partitions it holds; alone, it holds them all.
  * Returns a running subscription (destructor: eddy_durable_free), or NULL
- * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
+ * with `err`: EDDY_EINVAL (no name, a bad pattern, missing or mismatched
  * handler for the mode, bad policy, partitions or lease out of range: the
  * message names it), EDDY_EEXIST (that name already runs on this store
  * handle), EDDY_EBUSY (other members run the name with another partition
@@ -241,9 +242,9 @@ void eddy_durable_free(eddy_durable *d);
 
 /*
  * The subscription's checkpoint: the highest position P such that every
- * event at or below P was handled, skipped (pattern, or already done per
- * the inbox) or dead-lettered. May be ahead of the value persisted in the
- * store by up to one checkpoint batch. With several members, of the
+ * event at or below P was handled, skipped (matching none of its
+ * patterns, or already done per the inbox) or dead-lettered. May be ahead
+ * of the value persisted in the store by up to one checkpoint batch. With several members, of the
  * events of the partitions this member holds (a member holding none
  * follows the head); it moves back when the member takes over a partition
  * whose checkpoint is lower. Thread-safe.

@@ -654,7 +654,7 @@ eddy_projection *eddy_projection_start(eddy_store *store,
     }
     eddy_durable_options o = {
         .name = def->name,
-        .pattern = p->pattern,
+        .patterns = (const char *const[]){p->pattern}, .pattern_count = 1,
         .mode = EDDY_DELIVERY_TRANSACTIONAL,
         .txn_handler = durable_apply,
         .user = p,

@@ -16,7 +16,7 @@
  *
  * THREADS of one subscription:
  *   - the store subscription's thread runs the dispatcher: it filters by
- *     pattern and types, records the position in the completion ring and
+ *     its patterns, records the position in the completion ring and
  *     hands the event to the worker chosen by the hash of its partition
  *     key. It blocks while max_in_flight events are uncompleted
  *     (backpressure).
@@ -142,11 +142,10 @@ struct slot {
 struct eddy_durable {
     eddy_store *store;
     char *name;
-    char *pattern;
-    char **types;        /* exact-type filter (NULL: none) */
-    size_t ntypes;
+    char **patterns;        /* at least one: none given is {"*"} */
+    size_t npatterns;
+    eddyi_pattern *matches; /* `patterns`, parsed */
     char *source;
-    eddyi_pattern match; /* parsed `pattern` */
     eddy_delivery_mode mode;
     eddy_handler_fn handler;
     eddy_txn_handler_fn txn_handler;
