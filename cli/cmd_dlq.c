@@ -1,17 +1,20 @@
 /*
  * cli/cmd_dlq.c - `eddy dlq`: inspect and redrive the dead-letter store.
  *
- *   eddy dlq list   [--store URL] [--handler H] [--format table|jsonl|json]
- *   eddy dlq show   ID [--store URL] [--format table|jsonl|json]
- *   eddy dlq retry  ID|--all [--store URL] [--handler H]
- *   eddy dlq delete ID [--store URL]
- *   eddy dlq purge  [--store URL] [--handler H]
+ *   eddy dlq list    [--store URL] [--handler H] [--format table|jsonl|json]
+ *   eddy dlq show    ID [--store URL] [--format table|jsonl|json]
+ *   eddy dlq redrive ID|--all [--store URL] [--handler H]
+ *   eddy dlq delete  ID [--store URL]
+ *   eddy dlq purge   [--store URL] [--handler H]
+ *
+ * `retry` is the old name of `redrive`, kept as an alias: it does exactly
+ * what `redrive` does; messages name the action as typed.
  *
  * Over the library's DLQ API (eddy/durable.h). `list` and `show` only read
  * (on the store's reader connections), so they open the store read-only and
  * work on read-only media; the others open it for writing, after a
  * read-only open made sure it exists: these commands never create a store
- * file. `retry` only marks dead letters for redrive and says which handler
+ * file. `redrive` only marks dead letters for redrive and says which handler
  * must run: the durable subscription of that handler redelivers them and
  * deletes each one only after its handler succeeded.
  */
@@ -31,20 +34,21 @@
 static void dlq_usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy dlq list   [--store URL] [--handler H] " CLI_FORMAT_SYNOPSIS "\n"
-            "       eddy dlq show   ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
-            "       eddy dlq retry  ID|--all [--store URL] [--handler H]\n"
-            "       eddy dlq delete ID [--store URL]\n"
-            "       eddy dlq purge  [--store URL] [--handler H]\n\n"
+            "usage: eddy dlq list    [--store URL] [--handler H] " CLI_FORMAT_SYNOPSIS "\n"
+            "       eddy dlq show    ID [--store URL] " CLI_FORMAT_SYNOPSIS "\n"
+            "       eddy dlq redrive ID|--all [--store URL] [--handler H]\n"
+            "       eddy dlq delete  ID [--store URL]\n"
+            "       eddy dlq purge   [--store URL] [--handler H]\n\n"
             "The dead letters of durable subscriptions: events whose handler failed\n"
             "its last attempt.\n"
             "  list     one line per dead letter, oldest first\n"
             "  show     every detail of dead letter ID, and its event\n"
-            "  retry    mark dead letter ID (or --all, of --handler H or of every\n"
+            "  redrive  mark dead letter ID (or --all, of --handler H or of every\n"
             "           handler) for redrive. Nothing is redelivered until the durable\n"
             "           subscription of its handler runs: a running one redelivers it\n"
             "           within about 200 ms, one that starts later at its start; it\n"
             "           deletes it only after the handler succeeds\n"
+            "  retry    the old name of redrive, still accepted (the same command)\n"
             "  delete   delete dead letter ID for good\n"
             "  purge    delete every dead letter of --handler H (default: of every\n"
             "           handler) for good\n"
@@ -234,26 +238,26 @@ static int dlq_show(eddy_store *s, int64_t id, cli_format format)
     return 0;
 }
 
-/* ---- retry ------------------------------------------------------------------ */
+/* ---- redrive ---------------------------------------------------------------- */
 
-/* The handlers whose dead letters a `retry --all` marks, each once. */
-#define RETRY_HANDLERS_MAX 8
+/* The handlers whose dead letters a `redrive --all` marks, each once. */
+#define REDRIVE_HANDLERS_MAX 8
 
-typedef struct retry_ctx {
-    char *names[RETRY_HANDLERS_MAX];
+typedef struct redrive_ctx {
+    char *names[REDRIVE_HANDLERS_MAX];
     size_t n;
-    size_t more; /* handlers beyond RETRY_HANDLERS_MAX */
-} retry_ctx;
+    size_t more; /* handlers beyond REDRIVE_HANDLERS_MAX */
+} redrive_ctx;
 
-static int retry_collect(const eddy_dead_letter *dl, void *user)
+static int redrive_collect(const eddy_dead_letter *dl, void *user)
 {
-    retry_ctx *c = user;
+    redrive_ctx *c = user;
     if (strcmp(dl->status, EDDY_DLQ_DEAD) != 0)
-        return 0; /* retry --all marks only "dead" ones */
+        return 0; /* redrive --all marks only "dead" ones */
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->names[i], dl->handler) == 0)
             return 0;
-    if (c->n == RETRY_HANDLERS_MAX) {
+    if (c->n == REDRIVE_HANDLERS_MAX) {
         c->more++;
         return 0;
     }
@@ -266,34 +270,36 @@ static int retry_collect(const eddy_dead_letter *dl, void *user)
 
 /* Marks dead letter `id` (or every "dead" one of `handler`, NULL: all, when
  * `all`) and says which handler must run to redeliver them: marking alone
- * redelivers nothing. */
-static int dlq_retry(eddy_store *s, bool all, int64_t id, const char *handler)
+ * redelivers nothing. `action` ("redrive", or its old name "retry") names
+ * the command in messages. */
+static int dlq_redrive(eddy_store *s, const char *action, bool all, int64_t id,
+                       const char *handler)
 {
     eddy_error err = {0};
     if (!all) {
         eddy_dead_letter *dl = NULL;
         int rc = eddy_dlq_get(s, id, &dl, &err);
         if (rc == EDDY_OK)
-            rc = eddy_dlq_retry(s, id, &err);
+            rc = eddy_dlq_redrive(s, id, &err);
         if (rc == EDDY_ENOTFOUND)
-            rc = cli_fail(1, "dlq retry: no dead letter %" PRId64, id);
+            rc = cli_fail(1, "dlq %s: no dead letter %" PRId64, action, id);
         else if (rc != EDDY_OK)
-            rc = cli_fail(1, "dlq retry: %s", err.message);
+            rc = cli_fail(1, "dlq %s: %s", action, err.message);
         else
             printf("marked dead letter %" PRId64 " for redrive: handler "
                    "\"%s\" redelivers it when it runs\n", id, dl->handler);
         eddy_dead_letter_free(dl);
         return rc;
     }
-    retry_ctx c = {.n = 0};
+    redrive_ctx c = {.n = 0};
     size_t count = 0;
-    int rc = eddy_dlq_list(s, handler, retry_collect, &c, &err);
+    int rc = eddy_dlq_list(s, handler, redrive_collect, &c, &err);
     if (rc == EDDY_ENOMEM)
         rc = cli_fail(1, "out of memory");
     else if (rc != EDDY_OK)
-        rc = cli_fail(1, "dlq retry: %s", err.message);
-    else if ((rc = eddy_dlq_retry_all(s, handler, &count, &err)) != EDDY_OK)
-        rc = cli_fail(1, "dlq retry: %s", err.message);
+        rc = cli_fail(1, "dlq %s: %s", action, err.message);
+    else if ((rc = eddy_dlq_redrive_all(s, handler, &count, &err)) != EDDY_OK)
+        rc = cli_fail(1, "dlq %s: %s", action, err.message);
     if (rc == EDDY_OK) {
         printf("%zu dead letter%s marked for redrive", count,
                count == 1 ? "" : "s");
@@ -332,9 +338,10 @@ int cmd_dlq(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *action = argv[1];
-    if (strcmp(action, "list") && strcmp(action, "show") &&
-        strcmp(action, "retry") && strcmp(action, "delete") &&
-        strcmp(action, "purge")) {
+    /* "retry": the old name of "redrive", the same command. */
+    bool redrive = !strcmp(action, "redrive") || !strcmp(action, "retry");
+    if (strcmp(action, "list") && strcmp(action, "show") && !redrive &&
+        strcmp(action, "delete") && strcmp(action, "purge")) {
         cli_fail(2, "dlq: unknown action \"%s\"", action);
         dlq_usage(stderr);
         return 2;
@@ -374,22 +381,22 @@ int cmd_dlq(int argc, char **argv)
     char **rest = argv + 1 + optind;
     int nrest = argc - 1 - optind;
     bool wants_id = !strcmp(action, "show") || !strcmp(action, "delete") ||
-                    (!strcmp(action, "retry") && !all);
+                    (redrive && !all);
     int64_t id = 0;
     if (wants_id) {
         if (nrest != 1)
             return cli_fail(2, "dlq %s: expected one dead-letter ID%s", action,
-                            strcmp(action, "retry") ? "" : " or --all");
+                            redrive ? " or --all" : "");
         if (!parse_id(rest[0], &id))
             return cli_fail(2, "dlq %s: \"%s\" is not a dead-letter ID "
                             "(a positive integer)", action, rest[0]);
     } else if (nrest != 0) {
         return cli_fail(2, "dlq %s: unexpected argument \"%s\"", action, rest[0]);
     }
-    if (all && strcmp(action, "retry"))
-        return cli_fail(2, "dlq %s: --all only applies to retry", action);
+    if (all && !redrive)
+        return cli_fail(2, "dlq %s: --all only applies to redrive", action);
     if (handler && (!strcmp(action, "show") || !strcmp(action, "delete") ||
-                    (!strcmp(action, "retry") && !all)))
+                    (redrive && !all)))
         return cli_fail(2, "dlq %s: --handler does not apply to one ID", action);
     if (format_given && strcmp(action, "list") && strcmp(action, "show"))
         return cli_fail(2, "dlq %s: --format only applies to list and show", action);
@@ -408,8 +415,8 @@ int cmd_dlq(int argc, char **argv)
         status = dlq_list(s, handler, format);
     } else if (!strcmp(action, "show")) {
         status = dlq_show(s, id, format);
-    } else if (!strcmp(action, "retry")) {
-        status = dlq_retry(s, all, id, handler);
+    } else if (redrive) {
+        status = dlq_redrive(s, action, all, id, handler);
     } else if (!strcmp(action, "delete")) {
         rc = eddy_dlq_delete(s, id, &err);
         if (rc == EDDY_ENOTFOUND)

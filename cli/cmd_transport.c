@@ -299,7 +299,7 @@ static size_t match_topics(const eddy_transport_info *info, const char *prefix,
 int cmd_subscribe(int argc, char **argv)
 {
     const char *url = NULL, *config = NULL, *group = "eddy-cli";
-    bool from_latest = false;
+    eddy_start_from start_from = EDDY_START_BEGINNING;
     long long count = 0, idle_ms = 0;
     static const struct option longs[] = {
         {"transport", required_argument, NULL, 't'},
@@ -320,7 +320,7 @@ int cmd_subscribe(int argc, char **argv)
         case 't': url = optarg; break;
         case 'c': config = optarg; break;
         case 'g': group = optarg; break;
-        case 'l': from_latest = true; break;
+        case 'l': start_from = EDDY_START_END; break;
         case 'n':
         case 'i': {
             errno = 0;
@@ -390,7 +390,7 @@ int cmd_subscribe(int argc, char **argv)
     eddy_transport_subscription_options so = {
         .types = (const char *const *)types, .type_count = ntypes,
         .group = group, .handler = print_handler, .user = &s,
-        .dead_letter = print_dead, .from_latest = from_latest,
+        .dead_letter = print_dead, .start_from = start_from,
         /* with --count, fetch one at a time: what is fetched past the
          * count goes back to the group (a nack, so it may show a delivery
          * attempt more when read again) */

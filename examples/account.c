@@ -117,7 +117,8 @@ int main(int argc, char **argv)
     eddy_repository *repo = store ? eddy_repository_new(store, &account_type, &err) : NULL;
     eddy_projection *view = repo ? eddy_projection_start(store, &balances, &err) : NULL;
     eddy_durable_options notifier = {
-        .name = "notifier", .pattern = "account.*", .mode = EDDY_DELIVERY_INBOX,
+        .name = "notifier", .patterns = (const char *const[]){"account.*"},
+        .pattern_count = 1, .mode = EDDY_DELIVERY_INBOX,
         .handler = notify, .retry = {.max_attempts = 3, .initial_delay_ms = 20},
     };
     eddy_durable *mailer = view ? eddy_durable_start(store, &notifier, &err) : NULL;
@@ -147,7 +148,8 @@ int main(int argc, char **argv)
     }
 
     /* Wait until the projection and the notifier have seen everything. */
-    if (eddy_store_head(store, &head, &err) || eddy_projection_wait(view, head, 10000) ||
+    if (eddy_store_head(store, &head, &err) ||
+        eddy_projection_wait_idle(view, head, 10000) ||
         eddy_durable_wait_idle(mailer, head, 10000))
         goto done;
     printf("balances:\n");

@@ -106,7 +106,8 @@ static eddy_durable *start_flaky(eddy_store *s, const char *name,
                                  const char *pattern, struct flaky *fl)
 {
     eddy_durable_options o = {.name = name,
-                              .pattern = pattern,
+                              .patterns = (const char *const[]){pattern},
+                              .pattern_count = 1,
                               .handler = flaky_handler,
                               .user = fl,
                               .retry = {.max_attempts = 1}};
@@ -215,7 +216,7 @@ static void test_list_get_delete_purge(void **state)
     assert_int_equal(eddy_dlq_get(f->store, 9999, &dl, &err), EDDY_ENOTFOUND);
     assert_null(dl);
     assert_non_null(strstr(err.message, "9999"));
-    assert_int_equal(eddy_dlq_retry(f->store, 9999, NULL), EDDY_ENOTFOUND);
+    assert_int_equal(eddy_dlq_redrive(f->store, 9999, NULL), EDDY_ENOTFOUND);
     assert_int_equal(eddy_dlq_delete(f->store, 9999, NULL), EDDY_ENOTFOUND);
     assert_int_equal(eddy_dlq_list(NULL, NULL, collect, NULL, &err),
                      EDDY_EINVAL);
@@ -239,13 +240,13 @@ static void test_retry_all_and_redrive(void **state)
     make_dead_letters(f, &f1, &f2);
 
     size_t n = 0;
-    assert_int_equal(eddy_dlq_retry_all(f->store, "h1", &n, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive_all(f->store, "h1", &n, NULL), EDDY_OK);
     assert_int_equal(n, 3);
     struct seen s = list(f->store, "h1");
     for (int i = 0; i < 3; i++)
         assert_string_equal(s.status[i], EDDY_DLQ_REDRIVE);
     /* Only "dead" ones are marked: nothing more. */
-    assert_int_equal(eddy_dlq_retry_all(f->store, "h1", &n, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive_all(f->store, "h1", &n, NULL), EDDY_OK);
     assert_int_equal(n, 0);
     /* Nobody runs h1: the marks wait, nothing is lost. */
     sleep_ms(300);
@@ -253,7 +254,7 @@ static void test_retry_all_and_redrive(void **state)
 
     /* h2 still failing: its redrive puts the letter back to dead, + 1. */
     struct seen s2 = list(f->store, "h2");
-    assert_int_equal(eddy_dlq_retry(f->store, s2.ids[0], NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s2.ids[0], NULL), EDDY_OK);
     eddy_durable *d2 = start_flaky(f->store, "h2", "b.*", &f2);
     bool back = false;
     for (int i = 0; i < 500 && !back; i++) {
@@ -379,7 +380,7 @@ static void test_read_only_store(void **state)
     eddy_dead_letter_free(dl);
     assert_int_equal(eddy_dlq_get(f->store, 9999, &dl, &err), EDDY_ENOTFOUND);
 
-    assert_int_equal(eddy_dlq_retry(f->store, all.ids[0], &err), EDDY_ESTATE);
+    assert_int_equal(eddy_dlq_redrive(f->store, all.ids[0], &err), EDDY_ESTATE);
     assert_int_equal(list(f->store, NULL).count, 5);
 }
 

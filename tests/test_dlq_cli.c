@@ -102,7 +102,9 @@ static int audit(eddy_ctx *ctx, const eddy_event *ev, void *user)
 static eddy_durable *start(eddy_store *s, const char *name, const char *pattern,
                            eddy_handler_fn fn)
 {
-    eddy_durable_options o = {.name = name, .pattern = pattern, .handler = fn,
+    eddy_durable_options o = {.name = name,
+                              .patterns = (const char *const[]){pattern},
+                              .pattern_count = 1, .handler = fn,
                               .workers = 1};
     o.retry.max_attempts = 2;
     o.retry.initial_delay_ms = 1;
@@ -254,8 +256,8 @@ static void test_dlq_commands(void **state)
     assert_int_equal(sent, 0);
     free(out);
 
-    /* retry one: marked, then a fixed handler redrives it and it is gone. */
-    assert_int_equal(run_cli(&out, false, "dlq retry 2 --store %s", url), 0);
+    /* redrive one: marked, then a fixed handler redrives it and it is gone. */
+    assert_int_equal(run_cli(&out, false, "dlq redrive 2 --store %s", url), 0);
     /* Marking redelivers nothing: it says which handler must run. */
     assert_non_null(strstr(out, "marked dead letter 2 for redrive: handler "
                                 "\"mailer\" redelivers it when it runs"));
@@ -291,21 +293,22 @@ static void test_dlq_commands(void **state)
     assert_int_equal(count_lines(out, "mailer"), 2);
     free(out);
 
-    /* retry --all marks the rest; delete one; purge the handler. */
+    /* redrive --all marks the rest; delete one; purge the handler. */
     /* An unknown handler is a usage error naming the known ones (audit is a
      * recorded subscription without dead letters: known, nothing to mark). */
-    assert_int_equal(run_cli(&out, true, "dlq retry --all --handler nobody "
+    assert_int_equal(run_cli(&out, true, "dlq redrive --all --handler nobody "
                              "--store %s", url), 2);
     assert_non_null(strstr(out, "unknown handler \"nobody\" (valid: audit, mailer)"));
     free(out);
     assert_int_equal(run_cli(&out, true, "dlq purge --handler nobody --store %s", url), 2);
     assert_non_null(strstr(out, "unknown handler \"nobody\""));
     free(out);
+    /* `retry`, the old name of `redrive`, is the same command. */
     assert_int_equal(run_cli(&out, false, "dlq retry --all --handler audit "
                              "--store %s", url), 0);
     assert_non_null(strstr(out, "0 dead letters marked"));
     free(out);
-    assert_int_equal(run_cli(&out, false, "dlq retry --all --store %s", url), 0);
+    assert_int_equal(run_cli(&out, false, "dlq redrive --all --store %s", url), 0);
     assert_non_null(strstr(out, "2 dead letters marked for redrive: handler "
                                 "\"mailer\" redelivers them when it runs"));
     free(out);
@@ -353,9 +356,10 @@ static void test_dlq_errors(void **state)
     /* Usage errors: exit status 2, with the reason. */
     static const char *const bad[] = {
         "dlq", "dlq frob", "dlq show", "dlq show abc", "dlq show 0",
-        "dlq retry", "dlq retry 1 2", "dlq list extra", "dlq show 1 --handler x",
+        "dlq redrive", "dlq redrive 1 2", "dlq retry", "dlq retry 1 2",
+        "dlq list extra", "dlq show 1 --handler x",
         "dlq purge --all", "dlq list --format xml", "dlq list --bogus",
-        "stats --format xml", "stats extra", "dlq retry 1 --format jsonl",
+        "stats --format xml", "stats extra", "dlq redrive 1 --format jsonl",
         "dlq list --format JSON",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

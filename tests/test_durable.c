@@ -218,7 +218,8 @@ static void test_catch_up_live_restart(void **state)
     append_n(f->store, "user.registered", "u", 0, 5); /* filtered out */
     struct rec *r = rec_new();
     eddy_durable_options o = {.name = "orders",
-                              .pattern = "order.*",
+                              .patterns = (const char *const[]){"order.*"},
+                              .pattern_count = 1,
                               .handler = rec_handler,
                               .user = r,
                               .workers = 3};
@@ -271,7 +272,8 @@ static void test_small_in_flight(void **state)
             append_n(f->store, "order.placed", keys[k], round * 10, 10);
     struct rec *r = rec_new();
     eddy_durable_options o = {.name = "tiny-ring",
-                              .pattern = "order.*",
+                              .patterns = (const char *const[]){"order.*"},
+                              .pattern_count = 1,
                               .handler = rec_handler,
                               .user = r,
                               .workers = 4,
@@ -296,7 +298,9 @@ static void test_start_from_end(void **state)
     struct fx *f = *state;
     append_n(f->store, "x.y", "k", 0, 10);
     struct rec *r = rec_new();
-    eddy_durable_options o = {.name = "late", .pattern = "x.y",
+    eddy_durable_options o = {.name = "late",
+                              .patterns = (const char *const[]){"x.y"},
+                              .pattern_count = 1,
                               .handler = rec_handler, .user = r,
                               .start_from = EDDY_START_END};
     eddy_durable *d = start(f->store, &o);
@@ -306,6 +310,38 @@ static void test_start_from_end(void **state)
     assert_int_equal(r->count, 2);
     assert_int_equal(r->e[0].n, 10);
     rec_free(r);
+}
+
+/* Several patterns: an event matching any of them is delivered (exact and
+ * prefix alike), the others are skipped; none given means every event. */
+static void test_patterns(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->store, "a.x", "ax", 0, 2);
+    append_n(f->store, "a.y", "ay", 0, 3);   /* no pattern matches */
+    append_n(f->store, "b.z.w", "bz", 0, 4);
+    append_n(f->store, "bb.q", "bb", 0, 5);  /* "b.*" is not "bb." */
+    int64_t head = head_of(f->store);
+    struct rec *r = rec_new(), *all = rec_new();
+    static const char *const patterns[] = {"a.x", "b.*"};
+    eddy_durable_options o = {.name = "some", .patterns = patterns,
+                              .pattern_count = 2, .handler = rec_handler,
+                              .user = r};
+    eddy_durable_options every = {.name = "every", .handler = rec_handler,
+                                  .user = all};
+    eddy_durable *d = start(f->store, &o), *e = start(f->store, &every);
+    wait_idle(d, head);
+    wait_idle(e, head);
+    assert_int_equal(eddy_durable_checkpoint(d), head);
+    eddy_durable_free(d);
+    eddy_durable_free(e);
+    assert_int_equal(r->count, 6);
+    for (int i = 0; i < r->count; i++)
+        if (strcmp(r->e[i].key, "ax") != 0 && strcmp(r->e[i].key, "bz") != 0)
+            fail_msg("delivered an event of key %s", r->e[i].key);
+    assert_int_equal(all->count, 14);
+    rec_free(r);
+    rec_free(all);
 }
 
 /* ---- retries -------------------------------------------------------------- */
@@ -481,10 +517,10 @@ static void test_dead_letter_and_redrive(void **state)
     assert_int_equal(s2.attempts, 4);
     assert_string_equal(s2.status, "dead");
 
-    /* Fix the handler; eddy dlq retry: the running subscription redrives
+    /* Fix the handler; eddy dlq redrive: the running subscription redrives
      * it and deletes it once the handler succeeded. */
     atomic_store(&r->fixed, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     int left = 1;
     for (int i = 0; i < 500 && left; i++) {
         sleep_ms(10);
@@ -526,7 +562,7 @@ static void test_redrive_at_start_and_wait_idle(void **state)
 
     /* Marked with nothing running: nothing happens ... */
     size_t marked = 0;
-    assert_int_equal(eddy_dlq_retry_all(f->store, "payer", &marked, NULL),
+    assert_int_equal(eddy_dlq_redrive_all(f->store, "payer", &marked, NULL),
                      EDDY_OK);
     assert_int_equal(marked, 3);
     atomic_store(&r->fixed, 1);
@@ -545,14 +581,14 @@ static void test_redrive_at_start_and_wait_idle(void **state)
     struct dl_seen s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_int_equal(s.attempts, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     wait_idle(d, 0);
     s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_string_equal(s.status, EDDY_DLQ_DEAD);
     assert_int_equal(s.attempts, 2);
     atomic_store(&r->fixed, 1);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     wait_idle(d, 0);
     assert_int_equal(dl_list(f->store, "payer").count, 0);
     assert_int_equal(rec_ok_count(r, "k", 3), 1);
@@ -563,7 +599,7 @@ static void test_redrive_at_start_and_wait_idle(void **state)
     s = dl_list(f->store, "payer");
     assert_int_equal(s.count, 1);
     assert_int_equal(eddy_durable_stop(d, NULL), EDDY_OK);
-    assert_int_equal(eddy_dlq_retry(f->store, s.id, NULL), EDDY_OK);
+    assert_int_equal(eddy_dlq_redrive(f->store, s.id, NULL), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d, 0, 1000), EDDY_ESTOPPED);
     eddy_durable_free(d);
     rec_free(r);
@@ -756,7 +792,8 @@ static void test_transactional_exactly_once(void **state)
     struct fx *f = *state;
     struct txn_state t = {0};
     eddy_durable_options o = {.name = "projector",
-                              .pattern = "in.*",
+                              .patterns = (const char *const[]){"in.*"},
+                              .pattern_count = 1,
                               .mode = EDDY_DELIVERY_TRANSACTIONAL,
                               .txn_handler = txn_handler,
                               .user = &t,
@@ -903,16 +940,30 @@ static void test_bad_options(void **state)
     assert_non_null(strstr(err.message, "name"));
 
     o.name = "h";
-    o.pattern = "a*";
+    const char *const bad[] = {"a.b", "a*"};
+    o.patterns = bad;
+    o.pattern_count = 2;
     assert_null(eddy_durable_start(f->store, &o, &err));
-    assert_non_null(strstr(err.message, "pattern"));
+    assert_non_null(strstr(err.message, "pattern \"a*\""));
+    o.patterns = NULL;
+    assert_null(eddy_durable_start(f->store, &o, &err));
+    assert_non_null(strstr(err.message, "pattern_count without patterns"));
+    const char *const null_one[] = {"a.b", NULL};
+    o.patterns = null_one;
+    assert_null(eddy_durable_start(f->store, &o, &err));
+    assert_non_null(strstr(err.message, "patterns[1] is NULL"));
 
-    o.pattern = NULL;
+    o.patterns = NULL;
+    o.pattern_count = 0;
     o.mode = EDDY_DELIVERY_TRANSACTIONAL;
     assert_null(eddy_durable_start(f->store, &o, &err));
     assert_non_null(strstr(err.message, "txn_handler"));
 
     o.mode = EDDY_DELIVERY_AT_LEAST_ONCE;
+    o.start_from = (eddy_start_from)7;
+    assert_null(eddy_durable_start(f->store, &o, &err));
+    assert_non_null(strstr(err.message, "start_from"));
+    o.start_from = EDDY_START_BEGINNING;
     o.retry.multiplier = 0.5;
     assert_null(eddy_durable_start(f->store, &o, &err));
     assert_non_null(strstr(err.message, "multiplier"));
@@ -968,6 +1019,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catch_up_live_restart, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_start_from_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_order_and_backoff, setup,
                                         teardown),

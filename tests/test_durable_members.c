@@ -273,14 +273,16 @@ static void member_main(const char *tag)
         _exit(2);
     }
     eddy_durable_options eo = {.name = "effects",
-                               .pattern = "m.step",
+                               .patterns = (const char *const[]){"m.step"},
+                               .pattern_count = 1,
                                .mode = EDDY_DELIVERY_TRANSACTIONAL,
                                .txn_handler = effects_fn,
                                .workers = 2,
                                .partitions = PARTS,
                                .lease_ms = LEASE_MS};
     eddy_durable_options lo = {.name = "log",
-                               .pattern = "m.step",
+                               .patterns = (const char *const[]){"m.step"},
+                               .pattern_count = 1,
                                .handler = log_fn,
                                .workers = 2,
                                .partitions = PARTS,
@@ -766,7 +768,8 @@ static eddy_durable *ip_start(eddy_store *s, struct fx_applied *f,
                               unsigned partitions, eddy_error *err)
 {
     eddy_durable_options o = {.name = "shared",
-                              .pattern = "m.step",
+                              .patterns = (const char *const[]){"m.step"},
+                              .pattern_count = 1,
                               .mode = EDDY_DELIVERY_TRANSACTIONAL,
                               .txn_handler = ip_fn,
                               .user = f,

@@ -66,12 +66,13 @@ static int on_any(eddy_ctx *ctx, const eddy_event *ev, void *user)
     return EDDY_OK;
 }
 
-static eddy_durable *start(eddy_store *s, const char *name, const char *pattern,
-                           const char *const *types, size_t ntypes,
+static eddy_durable *start(eddy_store *s, const char *name,
+                           const char *const *patterns, size_t npatterns,
                            eddy_handler_fn fn)
 {
-    eddy_durable_options o = {.name = name, .pattern = pattern, .types = types,
-                              .type_count = ntypes, .handler = fn, .workers = 1};
+    eddy_durable_options o = {.name = name, .patterns = patterns,
+                              .pattern_count = npatterns, .handler = fn,
+                              .workers = 1};
     eddy_error err = {0};
     eddy_durable *d = eddy_durable_start(s, &o, &err);
     if (!d)
@@ -110,7 +111,7 @@ static int apply_nothing(eddy_txn *txn, const eddy_event *ev, void *user, eddy_e
 }
 
 struct consumers {
-    char only_two[64], none[64];
+    char only_two[64], none[64], mixed[64];
 };
 
 static int consumer_row(const eddy_consumer_info *info, void *user)
@@ -120,11 +121,14 @@ static int consumer_row(const eddy_consumer_info *info, void *user)
         snprintf(c->only_two, sizeof c->only_two, "%s", info->pattern);
     if (strcmp(info->name, "none") == 0)
         snprintf(c->none, sizeof c->none, "[%s]", info->pattern);
+    if (strcmp(info->name, "mixed") == 0)
+        snprintf(c->mixed, sizeof c->mixed, "%s", info->pattern);
     return 0;
 }
 
-/* The case: pattern "a.*" with types {"a.two"} handles a.two only. */
-static void test_types_filter_decides_edges(void **state)
+/* A handler's patterns decide its edges: {"a.two"} handles a.two only,
+ * {"a.two", "b.*"} both, {"b.x"} (no such event stored) nothing. */
+static void test_patterns_decide_edges(void **state)
 {
     (void)state;
     eddy_store *s = open_store("filter");
@@ -136,10 +140,13 @@ static void test_types_filter_decides_edges(void **state)
     append(s, "b.other", "k-1");
 
     static const char *const two[] = {"a.two"};
+    static const char *const all_a[] = {"a.*"};
     static const char *const outside[] = {"b.x"};
-    eddy_durable *d_two = start(s, "only-two", "a.*", two, 1, on_two);
-    eddy_durable *d_all = start(s, "all-a", "a.*", NULL, 0, on_any);
-    eddy_durable *d_none = start(s, "none", "a.*", outside, 1, on_any);
+    static const char *const mixed[] = {"a.two", "b.*"};
+    eddy_durable *d_two = start(s, "only-two", two, 1, on_two);
+    eddy_durable *d_all = start(s, "all-a", all_a, 1, on_any);
+    eddy_durable *d_none = start(s, "none", outside, 1, on_any);
+    eddy_durable *d_mixed = start(s, "mixed", mixed, 2, on_any);
     eddy_projection_def def = {.name = "view", .pattern = "b.*", .apply = apply_nothing};
     eddy_error err = {0};
     eddy_projection *p = eddy_projection_start(s, &def, &err);
@@ -149,13 +156,15 @@ static void test_types_filter_decides_edges(void **state)
     assert_int_equal(eddy_durable_wait_idle(d_two, head, 10000), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d_all, head, 10000), EDDY_OK);
     assert_int_equal(eddy_durable_wait_idle(d_none, head, 10000), EDDY_OK);
-    assert_int_equal(eddy_projection_wait(p, head, 10000), EDDY_OK);
+    assert_int_equal(eddy_durable_wait_idle(d_mixed, head, 10000), EDDY_OK);
+    assert_int_equal(eddy_projection_wait_idle(p, head, 10000), EDDY_OK);
 
     /* What the registry says each receives (eddy stats shows it too). */
-    struct consumers c = {{0}, {0}};
+    struct consumers c = {{0}, {0}, {0}};
     assert_int_equal(eddy_status_consumers(s, consumer_row, &c, &err), EDDY_OK);
     assert_string_equal(c.only_two, "a.two");
-    assert_string_equal(c.none, "[]"); /* no type passes its pattern */
+    assert_string_equal(c.none, "[b.x]");
+    assert_string_equal(c.mixed, "a.two,b.*"); /* its patterns, in order */
 
     eddy_graph *g = NULL;
     assert_int_equal(eddy_graph_build(s, &g, &err), EDDY_OK);
@@ -168,6 +177,9 @@ static void test_types_filter_decides_edges(void **state)
     assert_int_equal(e->count, 2);
     assert_non_null(find_edge(g, EDDY_GRAPH_HANDLES, "a.two", "all-a"));
     assert_null(find_edge(g, EDDY_GRAPH_HANDLES, "b.other", "all-a"));
+    assert_non_null(find_edge(g, EDDY_GRAPH_HANDLES, "a.two", "mixed"));
+    assert_non_null(find_edge(g, EDDY_GRAPH_HANDLES, "b.other", "mixed"));
+    assert_null(find_edge(g, EDDY_GRAPH_HANDLES, "a.one", "mixed"));
     e = find_edge(g, EDDY_GRAPH_HANDLES, "b.other", "view");
     assert_non_null(e);
     assert_int_equal(e->count, 1);
@@ -247,6 +259,7 @@ static void test_types_filter_decides_edges(void **state)
 
     eddy_projection_free(p);
     eddy_durable_free(d_none);
+    eddy_durable_free(d_mixed);
     eddy_durable_free(d_all);
     eddy_durable_free(d_two);
     eddy_store_close(s);
@@ -281,7 +294,7 @@ static void test_empty_graph(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_types_filter_decides_edges),
+        cmocka_unit_test(test_patterns_decide_edges),
         cmocka_unit_test(test_empty_graph),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1086,10 +1086,12 @@ static void test_metrics_prometheus(void **state)
     hfx_serve(&F, &ho, false);
     atomic_int counted = 0;
     eddy_error err = {0};
-    eddy_durable_options d1 = {.name = "counter", .pattern = "*",
+    eddy_durable_options d1 = {.name = "counter",
                                .handler = count_handler, .user = &counted,
                                .metrics = m};
-    eddy_durable_options d2 = {.name = "failer", .pattern = "bad.*",
+    eddy_durable_options d2 = {.name = "failer",
+                               .patterns = (const char *const[]){"bad.*"},
+                               .pattern_count = 1,
                                .handler = fail_handler, .metrics = m,
                                .retry = {.max_attempts = 1}};
     eddy_durable *s1 = eddy_durable_start(F.store, &d1, &err);

@@ -190,8 +190,7 @@ static int setup(void **state)
         return fprintf(stderr, "%s\n", err.message), -1;
     static const char *const only[] = {"user.registered"};
     eddy_durable_options o = {.name = "dashboard-check",
-                              .pattern = "user.registered",
-                              .types = only, .type_count = 1,
+                              .patterns = only, .pattern_count = 1,
                               .handler = fail_always,
                               .retry = {.max_attempts = 1}};
     eddy_durable *d = eddy_durable_start(s, &o, &err);

@@ -283,7 +283,7 @@ static int consumer_start(eddy_store *s, bool projection, struct consumer *c,
 
 static int consumer_wait(struct consumer *c, int64_t position, int ms)
 {
-    return c->p ? eddy_projection_wait(c->p, position, ms)
+    return c->p ? eddy_projection_wait_idle(c->p, position, ms)
                 : eddy_durable_wait_idle(c->d, position, ms);
 }
 

@@ -81,7 +81,7 @@ static void wait_head(eddy_projection *p, eddy_store *s)
 {
     int64_t head = 0;
     assert_int_equal(eddy_store_head(s, &head, NULL), EDDY_OK);
-    assert_int_equal(eddy_projection_wait(p, head, 10000), EDDY_OK);
+    assert_int_equal(eddy_projection_wait_idle(p, head, 10000), EDDY_OK);
     assert_true(eddy_projection_checkpoint(p) >= head);
 }
 
@@ -555,7 +555,7 @@ static void test_stop_from_several_threads(void **state)
         assert_int_equal(st[i].rc, EDDY_OK);
     }
     pthread_barrier_destroy(&go);
-    assert_int_equal(eddy_projection_wait(p, 1, 0), EDDY_ESTOPPED);
+    assert_int_equal(eddy_projection_wait_idle(p, 1, 0), EDDY_ESTOPPED);
     eddy_projection_free(p);
     /* The name is free again. */
     p = eddy_projection_start(s, &def_async, &err);

@@ -158,7 +158,7 @@ static void test_sigkill_exactly_once(void **state)
     assert_non_null(p);
     int64_t head = 0;
     assert_int_equal(eddy_store_head(s, &head, NULL), EDDY_OK);
-    assert_int_equal(eddy_projection_wait(p, head, 30000), EDDY_OK);
+    assert_int_equal(eddy_projection_wait_idle(p, head, 30000), EDDY_OK);
     assert_int_equal(eddy_projection_stop(p, &err), EDDY_OK);
     eddy_projection_free(p);
 

@@ -775,8 +775,8 @@ static void test_durable_rare_types(void **state)
     memset(&r, 0, sizeof r);
     const char *const types[] = {"rare.event"};
     eddy_durable_options o = {.name = "rare",
-                              .types = types,
-                              .type_count = 1,
+                              .patterns = types,
+                              .pattern_count = 1,
                               .handler = rare_handler,
                               .user = &r,
                               .workers = 2,
@@ -845,7 +845,8 @@ static void test_durable_rare_pattern(void **state)
     static struct rare r;
     memset(&r, 0, sizeof r);
     eddy_durable_options o = {.name = "rare-pattern",
-                              .pattern = "rare.*",
+                              .patterns = (const char *const[]){"rare.*"},
+                              .pattern_count = 1,
                               .handler = rare_handler,
                               .user = &r};
     eddy_error err = {0};
@@ -877,7 +878,8 @@ static void test_durable_long_prefix(void **state)
     static struct rare r;
     memset(&r, 0, sizeof r);
     eddy_durable_options o = {.name = "long-prefix",
-                              .pattern = pattern,
+                              .patterns = (const char *const[]){pattern},
+                              .pattern_count = 1,
                               .handler = rare_handler,
                               .user = &r};
     eddy_error err = {0};

@@ -111,7 +111,7 @@ static void test_info(void **state)
         usleep(5000);
     eddy_transport_subscription_free(sub);
     o.group = "idle";
-    o.from_latest = true;
+    o.start_from = EDDY_START_END;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_OK);
     eddy_transport_subscription_free(sub);
     eddy_transport_info *info = NULL;
@@ -123,6 +123,8 @@ static void test_info(void **state)
     assert_int_equal(info->topics[0].messages, 3);
     assert_int_equal(info->topics[0].group_count, 2);
     assert_string_equal(info->topics[0].groups[0].name, "idle");
+    /* EDDY_START_END: the new group starts after the 3 stored messages. */
+    assert_int_equal(info->topics[0].groups[0].lag, 0);
     assert_string_equal(info->topics[0].groups[1].name, "reader");
     assert_int_equal(info->topics[0].groups[1].lag, 0);
     assert_int_equal(info->topics[0].groups[1].pending, 0);

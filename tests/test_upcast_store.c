@@ -223,7 +223,9 @@ static void test_v1_read_as_v2_everywhere(void **state)
 
     /* A durable handler. */
     struct seen durable_seen = {.id = id};
-    eddy_durable_options d = {.name = "welcome-mail", .pattern = "user.*",
+    eddy_durable_options d = {.name = "welcome-mail",
+                              .patterns = (const char *const[]){"user.*"},
+                              .pattern_count = 1,
                               .handler = on_durable, .user = &durable_seen};
     eddy_durable *dur = eddy_durable_start(s, &d, &err);
     if (!dur)
@@ -239,7 +241,7 @@ static void test_v1_read_as_v2_everywhere(void **state)
         fail_msg("projection: %s", err.message);
 
     assert_int_equal(eddy_durable_wait_idle(dur, 1, 10000), EDDY_OK);
-    assert_int_equal(eddy_projection_wait(p, 1, 10000), EDDY_OK);
+    assert_int_equal(eddy_projection_wait_idle(p, 1, 10000), EDDY_OK);
     for (int i = 0; i < 1000 && atomic_load(&sub_seen.count) < 1; i++)
         usleep(10000);
     assert_int_equal(eddy_store_subscription_stop(sub, &err), EDDY_OK);

@@ -710,6 +710,11 @@ static void test_bad_arguments(void **state)
     o.handler = nop_handler;
     assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_EINVAL);
     assert_null(sub);
+    o.types = types;
+    o.start_from = (eddy_start_from)7;
+    assert_int_equal(eddy_transport_subscribe(t, &o, &sub, &err), EDDY_EINVAL);
+    assert_non_null(strstr(err.message, "start_from"));
+    assert_null(sub);
     assert_int_equal(eddy_transport_publish(t, NULL, &err), EDDY_EINVAL);
     eddy_transport_close(t);
     eddy_transport_close(NULL);

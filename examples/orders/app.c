@@ -125,7 +125,7 @@ int orders_app_wait_idle(orders_app *app, int timeout_ms)
         }
         left = (int)((deadline - eddy_now_us()) / 1000);
         if (rc == EDDY_OK)
-            rc = left > 0 ? eddy_projection_wait(app->read_model, head, left)
+            rc = left > 0 ? eddy_projection_wait_idle(app->read_model, head, left)
                           : EDDY_ETIMEDOUT;
         if (rc != EDDY_OK)
             return rc;

@@ -268,7 +268,6 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
     if (def->nproduces > 0) {
         eddy_durable_options fo = {
             .name = "outbox-forwarder",
-            .pattern = "*",
             .mode = EDDY_DELIVERY_AT_LEAST_ONCE,
             .handler = forward,
             .user = &fw,
@@ -290,7 +289,7 @@ int orders_service_run(const orders_service_options *opts, FILE *out)
         .types = def->receives,
         .type_count = def->nreceives,
         .group = group,
-        .from_latest = opts->group_prefix != NULL,
+        .start_from = opts->group_prefix ? EDDY_START_END : EDDY_START_BEGINNING,
         .consumer = def->name,
         .ack_wait_ms = 2000,
         /* an append failure is retried (200 ms doubling up to 5 s), not

@@ -639,7 +639,7 @@ static int start_subscription(orders_app *app, const char *name,
 {
     eddy_durable_options o = {
         .name = name,
-        .pattern = pattern,
+        .patterns = (const char *const[]){pattern}, .pattern_count = 1,
         .mode = txn_fn ? EDDY_DELIVERY_TRANSACTIONAL : EDDY_DELIVERY_AT_LEAST_ONCE,
         .handler = fn,
         .txn_handler = txn_fn,

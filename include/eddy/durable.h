@@ -116,6 +116,7 @@
 #include "eddy/metrics.h"
 #include "eddy/retry.h"
 #include "eddy/sql.h"
+#include "eddy/start.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -129,12 +130,6 @@ typedef enum eddy_delivery_mode {
     EDDY_DELIVERY_INBOX = 1,
     EDDY_DELIVERY_TRANSACTIONAL = 2
 } eddy_delivery_mode;
-
-/* Where a subscription without a stored checkpoint starts. */
-typedef enum eddy_start_from {
-    EDDY_START_BEGINNING = 0, /* every event in the store (default) */
-    EDDY_START_END = 1        /* only events appended after the start */
-} eddy_start_from;
 
 /*
  * A transactional handler: as eddy_handler_fn, plus `txn`, the store's open
@@ -155,13 +150,14 @@ typedef struct eddy_durable_options {
     const char *name;    /* required: the handler's name, unique per store;
                             the key of its checkpoint, inbox rows and dead
                             letters */
-    const char *pattern; /* as eddy_bus_subscribe: "x.y", "x.*" or "*";
-                            NULL: "*" */
-    const char *const *types; /* and, if type_count > 0, only these exact
-                                 types (copied); others are skipped at
-                                 once, without a handler call, an inbox
-                                 row or a write */
-    size_t type_count;
+    const char *const *patterns; /* the event types it receives (copied),
+                                    each as eddy_bus_subscribe: "x.y"
+                                    (exact), "x.*" (prefix) or "*"; an event
+                                    matching any of them is delivered, the
+                                    others are skipped at once, without a
+                                    handler call, an inbox row or a write
+                                    (the store filters them out) */
+    size_t pattern_count;        /* 0: every event (as {"*"}) */
     eddy_delivery_mode mode;
     eddy_handler_fn handler;         /* AT_LEAST_ONCE and INBOX */
     eddy_txn_handler_fn txn_handler; /* TRANSACTIONAL */
@@ -174,7 +170,9 @@ typedef struct eddy_durable_options {
     unsigned checkpoint_every;       /* persist after this many completed
                                         events; 0: 100 */
     unsigned checkpoint_interval_ms; /* ... or this long; 0: 200 */
-    eddy_start_from start_from;
+    eddy_start_from start_from;      /* where it starts without a stored
+                                        checkpoint (eddy/start.h); 0:
+                                        EDDY_START_BEGINNING, every event */
     eddy_metrics *metrics;           /* NULL: no metrics. Else per (name,
                                         event type): begin/end, retried,
                                         dead-lettered; and the gauge
@@ -204,16 +202,16 @@ unsigned eddy_partition_of(const char *key, unsigned partitions);
 
 /*
  * Starts durable subscription `opts->name`: records it in the store with
- * what it receives (its pattern or, with `types`, the types its pattern
- * lets through; for `eddy graph` and `eddy stats`), loads its checkpoint
+ * what it receives (its patterns, comma-separated; for `eddy graph` and
+ * `eddy stats`), loads its checkpoint
  * and pending retries, then delivers every event after the checkpoint
  * (catch-up) and follows live appends, until stopped. Dead letters of
- * this name marked for redrive (eddy_dlq_retry) while it did not run are
+ * this name marked for redrive (eddy_dlq_redrive) while it did not run are
  * redelivered at once.
  * It joins the name's members (see SEVERAL PROCESSES) and delivers the
  * events of the partitions it holds; alone, it holds them all.
  * Returns a running subscription (destructor: eddy_durable_free), or NULL
- * with `err`: EDDY_EINVAL (no name, bad pattern, missing or mismatched
+ * with `err`: EDDY_EINVAL (no name, a bad pattern, missing or mismatched
  * handler for the mode, bad policy, partitions or lease out of range: the
  * message names it), EDDY_EEXIST (that name already runs on this store
  * handle), EDDY_EBUSY (other members run the name with another partition
@@ -244,9 +242,9 @@ void eddy_durable_free(eddy_durable *d);
 
 /*
  * The subscription's checkpoint: the highest position P such that every
- * event at or below P was handled, skipped (pattern, or already done per
- * the inbox) or dead-lettered. May be ahead of the value persisted in the
- * store by up to one checkpoint batch. With several members, of the
+ * event at or below P was handled, skipped (matching none of its
+ * patterns, or already done per the inbox) or dead-lettered. May be ahead
+ * of the value persisted in the store by up to one checkpoint batch. With several members, of the
  * events of the partitions this member holds (a member holding none
  * follows the head); it moves back when the member takes over a partition
  * whose checkpoint is lower. Thread-safe.
@@ -348,12 +346,12 @@ void eddy_dead_letter_free(eddy_dead_letter *dl);
  * moved on when the event was dead-lettered. Returns EDDY_OK,
  * EDDY_ENOTFOUND or a store error. Thread-safe.
  */
-int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err);
+int eddy_dlq_redrive(eddy_store *store, int64_t id, eddy_error *err);
 
 /* Marks every "dead" dead letter of `handler` (NULL: all) for redrive;
  * `*count` (may be NULL) receives how many. Thread-safe. */
-int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
-                       eddy_error *err);
+int eddy_dlq_redrive_all(eddy_store *store, const char *handler,
+                         size_t *count, eddy_error *err);
 
 /* Deletes dead letter `id` for good. Returns EDDY_OK, EDDY_ENOTFOUND or a
  * store error. Thread-safe. */

@@ -46,6 +46,7 @@
 #include "eddy/store.h"
 #include "eddy/sql.h"
 #include "eddy/retry.h"
+#include "eddy/start.h"
 #include "eddy/durable.h"
 #include "eddy/es.h"
 #include "eddy/schema.h"

@@ -159,13 +159,16 @@ int eddy_projection_stop(eddy_projection *p, eddy_error *err);
 void eddy_projection_free(eddy_projection *p);
 
 /*
- * Waits until the projection has applied (or skipped) every event up to
- * global position `position` (use eddy_store_head for "everything so far"),
- * or `timeout_ms` passes (< 0: no limit). Returns EDDY_OK, EDDY_ETIMEDOUT
- * or EDDY_ESTOPPED. Thread-safe.
+ * Waits until the projection is idle up to global position `position` (use
+ * eddy_store_head for "everything so far"): it has applied (or skipped)
+ * every event up to it and redelivered each of its dead letters marked for
+ * redrive; or until `timeout_ms` passes (< 0: no limit). It is
+ * eddy_durable_wait_idle on the projection's subscription. Returns EDDY_OK,
+ * EDDY_ETIMEDOUT, EDDY_ESTOPPED or a store error reading the dead letters.
+ * Thread-safe; not from the projection's callbacks.
  */
-int eddy_projection_wait(eddy_projection *p, int64_t position,
-                         int timeout_ms);
+int eddy_projection_wait_idle(eddy_projection *p, int64_t position,
+                              int timeout_ms);
 
 /* The projection's checkpoint (see eddy_durable_checkpoint). Thread-safe. */
 int64_t eddy_projection_checkpoint(const eddy_projection *p);

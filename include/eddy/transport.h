@@ -154,6 +154,7 @@
 #include "eddy/event.h"
 #include "eddy/outbox.h"
 #include "eddy/retry.h"
+#include "eddy/start.h"
 #include "eddy/store.h"
 
 #ifdef __cplusplus
@@ -392,10 +393,12 @@ typedef struct eddy_transport_subscription_options {
                                   zero: the defaults (5 deliveries, 100 ms
                                   doubling up to 30 s, 20% jitter) */
     eddy_transport_dead_letter_fn dead_letter;     /* NULL: log and drop */
-    bool from_latest;          /* a NEW group starts after the messages
-                                  already stored; default (false): from the
-                                  oldest one the engine keeps. An existing
-                                  group resumes where it was. */
+    eddy_start_from start_from; /* where a NEW group starts (eddy/start.h):
+                                  EDDY_START_BEGINNING (0, the default):
+                                  at the oldest message the engine keeps;
+                                  EDDY_START_END: after the messages
+                                  already stored. An existing group
+                                  resumes where it was. */
     size_t batch;              /* messages fetched per read; 0: 64 */
 } eddy_transport_subscription_options;
 

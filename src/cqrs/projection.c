@@ -654,7 +654,7 @@ eddy_projection *eddy_projection_start(eddy_store *store,
     }
     eddy_durable_options o = {
         .name = def->name,
-        .pattern = p->pattern,
+        .patterns = (const char *const[]){p->pattern}, .pattern_count = 1,
         .mode = EDDY_DELIVERY_TRANSACTIONAL,
         .txn_handler = durable_apply,
         .user = p,
@@ -706,7 +706,8 @@ void eddy_projection_free(eddy_projection *p)
     projection_destroy(p);
 }
 
-int eddy_projection_wait(eddy_projection *p, int64_t position, int timeout_ms)
+int eddy_projection_wait_idle(eddy_projection *p, int64_t position,
+                              int timeout_ms)
 {
     if (!p || !p->durable || eddyi_stop_requested(&p->stop))
         return EDDY_ESTOPPED;

@@ -116,9 +116,8 @@ static int start_subscription(eddy_saga *sg, eddy_error *err)
     types[ntypes - 1] = EDDY_SAGA_TIMEOUT_TYPE;
     eddy_durable_options o = {
         .name = def->name,
-        .pattern = "*",
-        .types = types,
-        .type_count = ntypes,
+        .patterns = types, /* exact types: each is an exact pattern */
+        .pattern_count = ntypes,
         .mode = EDDY_DELIVERY_TRANSACTIONAL,
         .txn_handler = eddyi_saga_handle_event,
         .user = sg,

@@ -642,9 +642,9 @@ static enum MHD_Result api_dead_letter(eddyi_req *r, char **parts, size_t n)
     if (n == 2 && post && strcmp(parts[1], "redrive") == 0) {
         const char *handler = eddyi_arg(r, "handler");
         size_t count = 0;
-        int rc = eddy_dlq_retry_all(srv->store,
-                                    handler && *handler ? handler : NULL,
-                                    &count, &e);
+        int rc = eddy_dlq_redrive_all(srv->store,
+                                      handler && *handler ? handler : NULL,
+                                      &count, &e);
         if (rc != EDDY_OK)
             return fail(r, &e, rc);
         return eddyi_reply_json(r, 200, json_pack("{s:I}", "marked",
@@ -658,7 +658,7 @@ static enum MHD_Result api_dead_letter(eddyi_req *r, char **parts, size_t n)
                                  "positive integer ID, got %s",
                                  r->param);
     if (n == 3 && post && strcmp(parts[2], "redrive") == 0) {
-        int rc = eddy_dlq_retry(srv->store, id, &e);
+        int rc = eddy_dlq_redrive(srv->store, id, &e);
         if (rc != EDDY_OK)
             return fail(r, &e, rc);
         return eddyi_reply_json(

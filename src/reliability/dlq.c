@@ -196,7 +196,7 @@ int eddy_dlq_get(eddy_store *store, int64_t id, eddy_dead_letter **out,
     return eddyi_dlq_load(store, id, NULL, out, err);
 }
 
-/* ---- retry / delete / purge ---------------------------------------------- */
+/* ---- redrive / delete / purge ---------------------------------------------- */
 
 enum change { MARK, DELETE, PURGE };
 
@@ -244,17 +244,17 @@ static int change_one(eddy_store *store, const char *what,
     return rc;
 }
 
-int eddy_dlq_retry(eddy_store *store, int64_t id, eddy_error *err)
+int eddy_dlq_redrive(eddy_store *store, int64_t id, eddy_error *err)
 {
     struct change_job j = {.what = MARK, .id = id};
-    return change_one(store, "dlq retry", &j, err);
+    return change_one(store, "dlq redrive", &j, err);
 }
 
-int eddy_dlq_retry_all(eddy_store *store, const char *handler, size_t *count,
-                       eddy_error *err)
+int eddy_dlq_redrive_all(eddy_store *store, const char *handler,
+                         size_t *count, eddy_error *err)
 {
     struct change_job j = {.what = MARK, .handler = handler};
-    int rc = change(store, "dlq retry", &j, err);
+    int rc = change(store, "dlq redrive", &j, err);
     if (rc == EDDY_OK && count)
         *count = (size_t)j.changes;
     return rc;

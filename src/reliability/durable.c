@@ -59,6 +59,9 @@ static int options_check(const eddy_durable_options *o, eddy_error *err)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": unknown mode %d",
                            o->name, (int)o->mode);
     }
+    if (o->start_from != EDDY_START_BEGINNING && o->start_from != EDDY_START_END)
+        return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": unknown "
+                           "start_from %d", o->name, (int)o->start_from);
     if (o->workers > MAX_WORKERS)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": %u workers, at "
                            "most %d", o->name, o->workers, MAX_WORKERS);
@@ -70,13 +73,13 @@ static int options_check(const eddy_durable_options *o, eddy_error *err)
         return eddyi_error(err, EDDY_EINVAL, "durable \"%s\": a lease of %u "
                            "ms, at least %d", o->name, o->lease_ms,
                            MIN_LEASE_MS);
-    if (o->type_count && !o->types)
+    if (o->pattern_count && !o->patterns)
         return eddyi_error(err, EDDY_EINVAL, "durable subscription \"%s\": "
-                           "type_count without types", o->name);
-    for (size_t i = 0; i < o->type_count; i++)
-        if (!o->types[i] || !*o->types[i])
+                           "pattern_count without patterns", o->name);
+    for (size_t i = 0; i < o->pattern_count; i++)
+        if (!o->patterns[i])
             return eddyi_error(err, EDDY_EINVAL, "durable subscription "
-                               "\"%s\": types[%zu] is empty", o->name, i);
+                               "\"%s\": patterns[%zu] is NULL", o->name, i);
     return EDDY_OK;
 }
 
@@ -90,19 +93,23 @@ static int options_copy(eddy_durable *d, const eddy_durable_options *o,
     if (rc != EDDY_OK)
         return rc;
     d->name = eddyi_strdup(o->name);
-    d->pattern = eddyi_strdup(o->pattern ? o->pattern : "*");
     d->source = eddyi_strdup(o->source ? o->source : o->name);
-    if (!d->name || !d->pattern || !d->source)
+    if (!d->name || !d->source)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-    if ((rc = eddyi_pattern_parse(d->pattern, &d->match, err)) != EDDY_OK)
-        return rc;
-    if (o->type_count) {
-        d->types = calloc(o->type_count, sizeof *d->types);
-        if (!d->types)
+    static const char *const every[] = {"*"};
+    const char *const *patterns = o->pattern_count ? o->patterns : every;
+    size_t n = o->pattern_count ? o->pattern_count : 1;
+    d->patterns = calloc(n, sizeof *d->patterns);
+    d->matches = calloc(n, sizeof *d->matches);
+    if (!d->patterns || !d->matches)
+        return eddyi_error(err, EDDY_ENOMEM, "out of memory");
+    for (; d->npatterns < n; d->npatterns++) {
+        const char *p = patterns[d->npatterns];
+        rc = eddyi_pattern_parse(p, &d->matches[d->npatterns], err);
+        if (rc != EDDY_OK)
+            return rc;
+        if (!(d->patterns[d->npatterns] = eddyi_strdup(p)))
             return eddyi_error(err, EDDY_ENOMEM, "out of memory");
-        for (; d->ntypes < o->type_count; d->ntypes++)
-            if (!(d->types[d->ntypes] = eddyi_strdup(o->types[d->ntypes])))
-                return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     }
     d->mode = o->mode;
     d->handler = o->handler;
@@ -140,33 +147,28 @@ struct record_job {
 
 /*
  * What the subscription receives, as the registry records it for `eddy
- * graph` and `eddy stats`: the pattern, or with a types filter the types
- * that the pattern lets through, comma-separated ("" when none does: it
- * receives nothing). A new string, or NULL when out of memory.
+ * graph` and `eddy stats`: its patterns, comma-separated ("*" alone when
+ * one of them is "*"). A new string, or NULL when out of memory.
  */
 static char *recorded_filter(const eddy_durable *d)
 {
-    if (!d->ntypes)
-        return eddyi_strdup(d->pattern);
     size_t len = 1;
-    for (size_t i = 0; i < d->ntypes; i++)
-        len += strlen(d->types[i]) + 1;
+    for (size_t i = 0; i < d->npatterns; i++) {
+        if (d->matches[i].kind == EDDYI_PATTERN_ALL)
+            return eddyi_strdup("*");
+        len += strlen(d->patterns[i]) + 1;
+    }
     char *out = malloc(len), *p = out;
     if (!out)
         return NULL;
-    *p = '\0';
-    for (size_t i = 0; i < d->ntypes; i++) {
-        if (!eddyi_pattern_match(&d->match, d->pattern, d->types[i]))
-            continue;
-        size_t n = strlen(d->types[i]);
-        if (p != out)
+    for (size_t i = 0; i < d->npatterns; i++) {
+        size_t n = strlen(d->patterns[i]);
+        if (i)
             *p++ = ',';
-        memcpy(p, d->types[i], n + 1);
+        memcpy(p, d->patterns[i], n);
         p += n;
     }
-    if (!*out)
-        EDDYI_LOG(EDDY_LOG_WARN, "durable", "%s: none of its types matches "
-                  "pattern %s: it receives nothing", d->name, d->pattern);
+    *p = '\0';
     return out;
 }
 
@@ -312,10 +314,10 @@ static void durable_destroy(eddy_durable *d)
     free(d->owned);
     free(d->passed);
     free(d->name);
-    free(d->pattern);
-    for (size_t i = 0; i < d->ntypes; i++)
-        free(d->types[i]);
-    free(d->types);
+    for (size_t i = 0; i < d->npatterns; i++)
+        free(d->patterns[i]);
+    free(d->patterns);
+    free(d->matches);
     free(d->source);
     free(d);
 }
@@ -405,18 +407,14 @@ int eddyi_durable_pipeline_start(eddy_durable *d, eddy_error *err)
         goto fail;
     }
     d->maint_started = true;
-    /* The store filters by type, so events of other types are never read
-     * into memory: the exact types when given (the pattern is checked here
-     * too), else the pattern. Progress moves the checkpoint past them. */
-    const char *patterns[1] = {d->pattern};
-    eddy_store_subscribe_options so = {.progress = eddyi_durable_on_progress};
-    if (d->ntypes) {
-        so.types = (const char *const *)d->types;
-        so.type_count = d->ntypes;
-    } else {
-        so.patterns = patterns;
-        so.pattern_count = 1;
-    }
+    /* The store filters by the patterns (exact ones as types in the query,
+     * prefixes as ranges), so events of other types are never read into
+     * memory; progress moves the checkpoint past them. */
+    eddy_store_subscribe_options so = {
+        .patterns = (const char *const *)d->patterns,
+        .pattern_count = d->npatterns,
+        .progress = eddyi_durable_on_progress,
+    };
     if ((rc = eddy_store_subscribe(d->store, from, eddyi_durable_on_record, d,
                                    &so, &d->sub, err)) != EDDY_OK)
         goto fail;

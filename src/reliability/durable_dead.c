@@ -2,7 +2,7 @@
  * src/reliability/durable_dead.c - what happens when a durable handler
  * fails: the retry schedule (core/retry.h) and its stored row, the dead
  * letter after the last attempt, and redrive (eddy_durable_redrive, and
- * the dead letters marked by eddy_dlq_retry).
+ * the dead letters marked by eddy_dlq_redrive).
  *
  * Threads: eddyi_durable_item_run / _item_failed run on workers;
  * eddyi_durable_redrive_marked on the maintenance thread;

@@ -16,7 +16,7 @@
  *
  * THREADS of one subscription:
  *   - the store subscription's thread runs the dispatcher: it filters by
- *     pattern and types, records the position in the completion ring and
+ *     its patterns, records the position in the completion ring and
  *     hands the event to the worker chosen by the hash of its partition
  *     key. It blocks while max_in_flight events are uncompleted
  *     (backpressure).
@@ -27,7 +27,7 @@
  *     earliest due time: nothing ever sleeps inside a handler.
  *   - a maintenance thread: persists the checkpoint every checkpoint_every
  *     completions or checkpoint_interval_ms, and redrives the dead letters
- *     marked "redrive" (eddy_dlq_retry): at once when the subscription
+ *     marked "redrive" (eddy_dlq_redrive): at once when the subscription
  *     starts, when eddy_durable_wait_idle asks, and every REDRIVE_POLL_MS.
  *   - TRANSACTIONAL handlers and the bookkeeping around every mode run in
  *     write jobs, on the store's writer thread.
@@ -142,11 +142,10 @@ struct slot {
 struct eddy_durable {
     eddy_store *store;
     char *name;
-    char *pattern;
-    char **types;        /* exact-type filter (NULL: none) */
-    size_t ntypes;
+    char **patterns;        /* at least one: none given is {"*"} */
+    size_t npatterns;
+    eddyi_pattern *matches; /* `patterns`, parsed */
     char *source;
-    eddyi_pattern match; /* parsed `pattern` */
     eddy_delivery_mode mode;
     eddy_handler_fn handler;
     eddy_txn_handler_fn txn_handler;

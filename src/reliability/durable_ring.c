@@ -168,14 +168,10 @@ static bool mine(const eddy_durable *d, uint64_t h, int64_t position)
 
 static bool wanted_type(const eddy_durable *d, const char *type)
 {
-    if (d->ntypes) {
-        size_t i = 0;
-        while (i < d->ntypes && strcmp(d->types[i], type) != 0)
-            i++;
-        if (i == d->ntypes)
-            return false;
-    }
-    return eddyi_pattern_match(&d->match, d->pattern, type);
+    for (size_t i = 0; i < d->npatterns; i++)
+        if (eddyi_pattern_match(&d->matches[i], d->patterns[i], type))
+            return true;
+    return false;
 }
 
 static const struct restored *restored_find(const eddy_durable *d,

@@ -929,7 +929,9 @@ static int kafka_subscribe(eddy_transport_subscription *sub, eddy_error *err)
         (rc = conf_set(conf, "enable.auto.offset.store", "false", err)) ||
         (rc = conf_set(conf, "auto.commit.interval.ms", "1000", err)) ||
         (rc = conf_set(conf, "auto.offset.reset",
-                       sub->o.from_latest ? "latest" : "earliest", err)) ||
+                       sub->o.start_from == EDDY_START_END ? "latest"
+                                                           : "earliest",
+                       err)) ||
         (rc = conf_set(conf, "allow.auto.create.topics", "true", err)) ||
         (rc = conf_set_int(conf, "session.timeout.ms", session, err)) ||
         (rc = conf_set_int(conf, "max.poll.interval.ms", max_poll, err)) ||

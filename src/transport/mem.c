@@ -209,7 +209,8 @@ int eddyi_transport_mem_inject(eddy_transport *t, const char *topic,
 
 /* ---- consuming ----------------------------------------------------------- */
 
-static mem_group *group_get(mem_topic *tp, const char *name, bool from_latest)
+static mem_group *group_get(mem_topic *tp, const char *name,
+                            eddy_start_from from)
 {
     for (mem_group *g = tp->groups; g; g = g->next)
         if (strcmp(g->name, name) == 0)
@@ -219,7 +220,7 @@ static mem_group *group_get(mem_topic *tp, const char *name, bool from_latest)
         free(g);
         return NULL;
     }
-    g->offset = from_latest ? tp->n : 0;
+    g->offset = from == EDDY_START_END ? tp->n : 0;
     g->next = tp->groups;
     tp->groups = g;
     return g;
@@ -241,7 +242,7 @@ static int fetch_one(mem_engine *e, eddy_transport_subscription *sub, mem_fetch 
     int64_t now = eddyi_transport_now_ms();
     for (size_t i = 0; i < sub->ntopics; i++) {
         mem_topic *tp = topic_get(e, sub->topics[i]);
-        mem_group *g = tp ? group_get(tp, sub->group, sub->o.from_latest) : NULL;
+        mem_group *g = tp ? group_get(tp, sub->group, sub->o.start_from) : NULL;
         if (!g)
             return -1;
         mem_pending *p = g->pending;
@@ -349,12 +350,12 @@ static int mem_subscribe(eddy_transport_subscription *sub, eddy_error *err)
     if (!ms)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     ms->eng = e;
-    /* Create the topics and the group now, so that from_latest means
+    /* Create the topics and the group now, so that EDDY_START_END means
      * "after what is stored at subscribe time". */
     pthread_mutex_lock(&mem_mu);
     for (size_t i = 0; i < sub->ntopics; i++) {
         mem_topic *tp = topic_get(e, sub->topics[i]);
-        if (!tp || !group_get(tp, sub->group, sub->o.from_latest)) {
+        if (!tp || !group_get(tp, sub->group, sub->o.start_from)) {
             pthread_mutex_unlock(&mem_mu);
             free(ms);
             return eddyi_error(err, EDDY_ENOMEM, "out of memory");

@@ -883,7 +883,8 @@ static int nats_ensure_consumer(eddy_transport_subscription *sub, const char *du
     cc.AckWait = ack_wait_ns;
     cc.MaxDeliver = -1;
     cc.FilterSubject = topic;
-    cc.DeliverPolicy = sub->o.from_latest ? js_DeliverNew : js_DeliverAll;
+    cc.DeliverPolicy = sub->o.start_from == EDDY_START_END ? js_DeliverNew
+                                                        : js_DeliverAll;
     s = js_AddConsumer(&ci, ns->js, ns->stream, &cc, NULL, &jerr);
     if (s != NATS_OK)
         return eddyi_error(err, EDDY_EIO, "nats: cannot create consumer %s on "

@@ -391,7 +391,8 @@ static int create_groups(eddy_transport_subscription *sub, char *why, size_t siz
     for (size_t i = 0; i < sub->ntopics; i++) {
         redisReply *r = redisCommand(rs->c, "XGROUP CREATE %s %s %s MKSTREAM",
                                      sub->topics[i], sub->group,
-                                     sub->o.from_latest ? "$" : "0");
+                                     sub->o.start_from == EDDY_START_END
+                                         ? "$" : "0");
         if (!r) {
             snprintf(why, size, "%s", rs->c->errstr);
             return EDDY_ECONNECT;

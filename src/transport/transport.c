@@ -592,6 +592,9 @@ int eddy_transport_subscribe(eddy_transport *t,
         return eddyi_error(err, EDDY_EINVAL, "subscribe: no handler");
     if (o->ack_wait_ms < 0)
         return eddyi_error(err, EDDY_EINVAL, "subscribe: negative ack_wait_ms");
+    if (o->start_from != EDDY_START_BEGINNING && o->start_from != EDDY_START_END)
+        return eddyi_error(err, EDDY_EINVAL, "subscribe: unknown start_from %d",
+                           (int)o->start_from);
     eddy_retry_policy retry;
     if (eddyi_retry_resolve(&o->retry, &retry, "subscribe", err) != EDDY_OK)
         return EDDY_EINVAL;

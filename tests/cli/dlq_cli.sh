@@ -72,11 +72,17 @@ expect env_stats out "head 3"
 
 run show_none 1 dlq show 7 --store "$STORE"
 expect show_none err "no dead letter 7"
-run retry_none 1 dlq retry 7 --store "$STORE"
-expect retry_none err "no dead letter 7"
+run redrive_none 1 dlq redrive 7 --store "$STORE"
+expect redrive_none err "dlq redrive: no dead letter 7"
 run delete_none 1 dlq delete 7 --store "$STORE"
+run redrive_all 0 dlq redrive --all --store "$STORE"
+expect redrive_all out "0 dead letters marked for redrive"
+# `retry` is the old name of `redrive`: the same command, the same output.
+run retry_none 1 dlq retry 7 --store "$STORE"
+expect retry_none err "dlq retry: no dead letter 7"
 run retry_all 0 dlq retry --all --store "$STORE"
-expect retry_all out "0 dead letters marked for redrive"
+cmp -s "$TMP/retry_all.out" "$TMP/redrive_all.out" ||
+    fail "retry_all: output differs from redrive --all"
 run purge_none 0 dlq purge --store "$STORE"
 expect purge_none out "0 dead letters deleted"
 
@@ -108,14 +114,18 @@ run bad_action 2 dlq frob --store "$STORE"
 expect bad_action err 'unknown action "frob"'
 run bad_id 2 dlq show x1 --store "$STORE"
 expect bad_id err '"x1" is not a dead-letter ID'
-run no_id 2 dlq retry --store "$STORE"
+run no_id 2 dlq redrive --store "$STORE"
 expect no_id err "expected one dead-letter ID or --all"
+run no_id_retry 2 dlq retry --store "$STORE"
+expect no_id_retry err "expected one dead-letter ID or --all"
 run bad_format 2 dlq list --format xml --store "$STORE"
 run bad_stats_format 2 stats --format xml --store "$STORE"
 run bad_option 2 stats --frob --store "$STORE"
 expect bad_option err '"--frob"'
 run help 0 dlq --help
 expect help out "usage: eddy dlq list"
+expect help out "eddy dlq redrive ID|--all"
+expect help out "retry    the old name of redrive"
 run stats_help 0 stats --help
 expect stats_help out "usage: eddy stats"
 

@@ -147,11 +147,11 @@ run show_state 2 sagas show "$SAGA" --state running --store "$STORE"
 # ---- dead-letter handlers: an unknown one is an error, a known one is fine ------------
 run purge_unknown 2 dlq purge --handler nosuch --store "$STORE"
 has purge_unknown err 'dlq purge: unknown handler "nosuch" \(valid: .*payment-service'
-run retry_unknown 2 dlq retry --all --handler nosuch --store "$STORE"
+run redrive_unknown 2 dlq redrive --all --handler nosuch --store "$STORE"
 run list_unknown 2 dlq list --handler nosuch --store "$STORE"
 run purge_known 0 dlq purge --handler payment-service --store "$STORE"
 has purge_known out '^0 dead letters deleted'
-run show_format_retry 2 dlq retry 1 --format json --store "$STORE"
+run show_format_redrive 2 dlq redrive 1 --format json --store "$STORE"
 
 # ---- a mistyped --store is an error, never a new empty store --------------------------
 for cmd in "projections list" "projections rebuild order_read_model" "sagas list" \
