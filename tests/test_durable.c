@@ -899,7 +899,8 @@ static void test_transactional_late_error(void **state)
             bad_pos = last;
     }
     eddy_durable_options o = {.name = "late",
-                              .pattern = "late.*",
+                              .patterns = (const char *const[]){"late.*"},
+                              .pattern_count = 1,
                               .mode = EDDY_DELIVERY_TRANSACTIONAL,
                               .txn_handler = late_handler,
                               .workers = 1,
