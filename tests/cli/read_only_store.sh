@@ -105,6 +105,12 @@ chmod 0555 "$TMP/src"
 chmod 0644 "$TMP/src/orders.db"
 if [ "$(id -u)" -eq 0 ]; then
     command -v runuser >/dev/null || { echo "FAIL: runuser missing" >&2; exit 1; }
+    # nobody may not reach the build folder (a clone under a private
+    # mktemp -d): a copy of the binary it can run (eddy links libeddy
+    # statically).
+    mkdir -p "$TMP/bin"
+    install -m 0755 "$EDDY" "$TMP/bin/eddy"
+    EDDY="$TMP/bin/eddy"
     check "unwritable folder (user nobody)" "$TMP/src" runuser -u nobody --
 else
     check "unwritable folder" "$TMP/src"
