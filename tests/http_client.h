@@ -92,13 +92,13 @@ static inline bool htc_send(htc_conn *c, const void *data, size_t len)
 }
 
 /* Reads more bytes into the buffer, waiting up to `timeout_ms`. Returns
- * the count, 0 at the end of the stream, -1 on error or timeout. */
+ * the count, 0 at the end of the stream, -1 on error, -2 on timeout. */
 static inline ssize_t htc_fill(htc_conn *c, int timeout_ms)
 {
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
     int pr = poll(&pfd, 1, timeout_ms);
     if (pr <= 0)
-        return -1;
+        return pr == 0 ? -2 : -1;
     if (c->cap - c->len < 65536) {
         size_t cap = c->cap ? c->cap * 2 : 131072;
         char *b = realloc(c->buf, cap);

@@ -141,7 +141,9 @@ struct eddy_http_server {
     atomic_bool stopping;
     bool stopped;
     pthread_mutex_t stop_mu;    /* serialises eddy_http_server_stop */
-    atomic_size_t pending_appends;
+    atomic_size_t pending_appends;   /* waiting for the writer (the limit) */
+    atomic_size_t unanswered_appends; /* ... or for their answer to be sent:
+                                         a stop waits for these */
     atomic_uint_fast64_t timeouts;     /* connections the reaper closed */
     atomic_uint_fast64_t rejected_429;
 
@@ -201,6 +203,8 @@ typedef struct eddyi_req {
     /* an append */
     int mode;             /* ingest.c: binary, structured or batched */
     _Atomic int append_state; /* EDDYI_APPEND_* */
+    bool unanswered;          /* counted in unanswered_appends until the
+                                 request completes (on_completed) */
     eddy_event **events;
     size_t count;
     int64_t expected;

@@ -760,6 +760,8 @@ enum MHD_Result eddyi_ingest_finish(eddyi_req *r)
         eddy_metrics_begin(eddy_metrics_series_get(
             srv->metrics, "http", eddy_event_type(r->events[i])));
     r->t0_ns = eddy_metrics_clock_ns();
+    r->unanswered = true;
+    atomic_fetch_add(&srv->unanswered_appends, 1);
     atomic_store(&r->append_state, EDDYI_APPEND_WAITING);
     MHD_suspend_connection(r->conn);
     int rc = eddy_store_append_async(srv->store, r->param, r->expected,

@@ -548,6 +548,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     set_deadline(conn, eddyi_http_now_us() + l->srv->request_timeout_us);
     if (!r)
         return;
+    if (r->unanswered) /* answered, or its client went away */
+        atomic_fetch_sub(&l->srv->unanswered_appends, 1);
     eddyi_ingest_clear(r);
     eddyi_sse_client_free(r->sse);
     free(r->param);
@@ -768,8 +770,16 @@ void eddy_http_server_stop(eddy_http_server *srv)
             quiesced[i] = MHD_quiesce_daemon(srv->listeners[i].daemon);
     eddyi_sse_hub_stop(srv);
     /* Appends in flight hold suspended connections: their completions
-     * resume them. New ones are refused (stopping). */
+     * resume them. New ones are refused (stopping). Then their answers
+     * must leave before the daemons close every connection; a client that
+     * does not read its answer is not waited for beyond 5 s. */
     while (atomic_load(&srv->pending_appends) > 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    int64_t answers_by = eddyi_http_now_us() + 5000000;
+    while (atomic_load(&srv->unanswered_appends) > 0 &&
+           eddyi_http_now_us() < answers_by) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
