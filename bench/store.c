@@ -275,7 +275,9 @@ static double raw_run(eddy_sync_mode sync, size_t batch)
     sql_ok(db,
            sqlite3_prepare_v2(db,
                               "INSERT INTO events(id, stream_id, stream_version, type, "
-                              "time_us, recorded_us, payload) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                              "time_us, recorded_us, payload, correlation_id, "
+                              "causation_id, source, subject) "
+                              "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                               -1, &ins, NULL),
            "prepare insert");
     sql_ok(db,
@@ -302,6 +304,11 @@ static double raw_run(eddy_sync_mode sync, size_t batch)
             sqlite3_bind_int64(ins, 5, eddy_event_time(evs[k]));
             sqlite3_bind_int64(ins, 6, recorded);
             sqlite3_bind_text(ins, 7, payload[k], (int)plen[k], SQLITE_STATIC);
+            /* the envelope columns the store writes with every event */
+            sqlite3_bind_text(ins, 8, eddy_event_correlation_id(evs[k]), -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 9, eddy_event_causation_id(evs[k]), -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 10, eddy_event_source(evs[k]), -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 11, eddy_event_subject(evs[k]), -1, SQLITE_STATIC);
             sql_ok(db, sqlite3_step(ins), "INSERT");
             sqlite3_reset(ins);
         }
@@ -570,16 +577,20 @@ static void *raw_pg_main(void *arg)
     pg_prepare(c, "l", "SELECT pg_advisory_xact_lock($1::int4, $2::int4)");
     pg_prepare(c, "m",
                "INSERT INTO events(position, id, stream_id, stream_version, "
-               "type, time_us, recorded_us, payload) SELECT m.p + e.n, e.id, $1::text, "
-               "$2::int8 + e.n, e.type, e.t, $3::int8, e.payload FROM (SELECT "
+               "type, time_us, recorded_us, payload, correlation_id, "
+               "causation_id, source, subject) SELECT m.p + e.n, e.id, $1::text, "
+               "$2::int8 + e.n, e.type, e.t, $3::int8, e.payload, e.co, e.ca, "
+               "e.so, e.su FROM (SELECT "
                "COALESCE(max(position), 0) AS p FROM events) m, "
-               "unnest($4::text[], $5::text[], $6::int8[], $7::bytea[]) WITH "
-               "ORDINALITY AS e(id, type, t, payload, n)");
+               "unnest($4::text[], $5::text[], $6::int8[], $7::bytea[], "
+               "$8::text[], $9::text[], $10::text[], $11::text[]) WITH "
+               "ORDINALITY AS e(id, type, t, payload, co, ca, so, su, n)");
     pg_prepare(c, "r",
                "INSERT INTO events(position, id, stream_id, stream_version, "
-               "type, time_us, recorded_us, payload) VALUES((SELECT "
+               "type, time_us, recorded_us, payload, correlation_id, "
+               "causation_id, source, subject) VALUES((SELECT "
                "COALESCE(max(position), 0) + 1 FROM events), $1, $2, $3, $4, "
-               "$5, $6, $7::bytea)");
+               "$5, $6, $7::bytea, $8, $9, $10, $11)");
     pg_prepare(c, "u",
                "INSERT INTO eddy_streams(stream_id, version) VALUES($1, $2) ON "
                "CONFLICT (stream_id) DO UPDATE SET version = excluded.version");
@@ -601,12 +612,19 @@ static void *raw_pg_main(void *arg)
         sent += PQsendQueryPrepared(c, "b", 0, NULL, NULL, NULL, 0);
         sent += PQsendQueryPrepared(c, "l", 2, lock_v, NULL, NULL, 0);
         eddyi_pg_buf ids = {0}, types = {0}, times = {0}, pays = {0};
+        /* the envelope columns the store writes with every event */
+        eddyi_pg_buf env[4] = {{0}};
+        const char *(*const env_get[4])(const eddy_event *) = {
+            eddy_event_correlation_id, eddy_event_causation_id,
+            eddy_event_source, eddy_event_subject};
         if (w->mode == RAW_MULTI) {
             int32_t n = (int32_t)w->batch;
             eddyi_pg_array_begin(&ids, EDDYI_PG_TEXT, n, false);
             eddyi_pg_array_begin(&types, EDDYI_PG_TEXT, n, false);
             eddyi_pg_array_begin(&times, EDDYI_PG_INT8, n, false);
             eddyi_pg_array_begin(&pays, EDDYI_PG_BYTEA, n, false);
+            for (int a = 0; a < 4; a++)
+                eddyi_pg_array_begin(&env[a], EDDYI_PG_TEXT, n, true);
             for (size_t k = i; k < i + w->batch; k++) {
                 const char *id = eddy_event_id(w->evs[k]);
                 const char *type = eddy_event_type(w->evs[k]);
@@ -615,13 +633,22 @@ static void *raw_pg_main(void *arg)
                 eddyi_pg_buf_i32(&times, 8);
                 eddyi_pg_buf_i64(&times, eddy_event_time(w->evs[k]));
                 eddyi_pg_array_elem(&pays, w->payload[k], w->plen[k]);
+                for (int a = 0; a < 4; a++) {
+                    const char *x = env_get[a](w->evs[k]);
+                    if (x)
+                        eddyi_pg_array_elem(&env[a], x, strlen(x));
+                    else
+                        eddyi_pg_array_null(&env[a]);
+                }
             }
-            const char *v[] = {w->stream, ver, rec, ids.p, types.p, times.p,
-                               pays.p};
+            const char *v[] = {w->stream, ver,      rec,      ids.p,
+                               types.p,   times.p,  pays.p,   env[0].p,
+                               env[1].p,  env[2].p, env[3].p};
             int l[] = {0, 0, 0, (int)ids.n, (int)types.n, (int)times.n,
-                       (int)pays.n};
-            int f[] = {0, 0, 0, 1, 1, 1, 1};
-            sent += PQsendQueryPrepared(c, "m", 7, v, l, f, 0);
+                       (int)pays.n, (int)env[0].n, (int)env[1].n,
+                       (int)env[2].n, (int)env[3].n};
+            int f[] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+            sent += PQsendQueryPrepared(c, "m", 11, v, l, f, 0);
         } else {
             for (size_t k = i; k < i + w->batch; k++) {
                 char kv[32], t[32];
@@ -629,10 +656,12 @@ static void *raw_pg_main(void *arg)
                 snprintf(t, sizeof t, "%lld", (long long)eddy_event_time(w->evs[k]));
                 const char *v[] = {eddy_event_id(w->evs[k]), w->stream, kv,
                                    eddy_event_type(w->evs[k]), t, rec,
-                                   w->payload[k]};
-                int l[] = {0, 0, 0, 0, 0, 0, (int)w->plen[k]};
-                int f[] = {0, 0, 0, 0, 0, 0, 1};
-                sent += PQsendQueryPrepared(c, "r", 7, v, l, f, 0);
+                                   w->payload[k], env_get[0](w->evs[k]),
+                                   env_get[1](w->evs[k]), env_get[2](w->evs[k]),
+                                   env_get[3](w->evs[k])};
+                int l[] = {0, 0, 0, 0, 0, 0, (int)w->plen[k], 0, 0, 0, 0};
+                int f[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+                sent += PQsendQueryPrepared(c, "r", 11, v, l, f, 0);
             }
         }
         const char *uv[] = {w->stream, ver_after};
@@ -644,6 +673,8 @@ static void *raw_pg_main(void *arg)
         eddyi_pg_buf_free(&types);
         eddyi_pg_buf_free(&times);
         eddyi_pg_buf_free(&pays);
+        for (int a = 0; a < 4; a++)
+            eddyi_pg_buf_free(&env[a]);
         for (int q = 0; q < sent; q++) {
             PGresult *r = PQgetResult(c);
             pg_check(c, r, "raw statement");
