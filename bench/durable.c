@@ -173,15 +173,21 @@ static int64_t count_effects(eddy_store *s)
     return n;
 }
 
-/* A fresh store holding every event; returns it open. */
-static eddy_store *fill_store(const char *path, bool txn_table)
+/* Removes a SQLite file and its -wal and -shm. */
+static void remove_db(const char *path)
 {
-    char buf[600];
+    char buf[620];
     unlink(path);
     snprintf(buf, sizeof buf, "%s-wal", path);
     unlink(buf);
     snprintf(buf, sizeof buf, "%s-shm", path);
     unlink(buf);
+}
+
+/* A fresh store holding every event; returns it open. */
+static eddy_store *fill_store(const char *path, bool txn_table)
+{
+    remove_db(path);
     eddy_error err = {0};
     eddy_store_options so = {.sync = EDDY_SYNC_NORMAL};
     eddy_store *s = eddy_store_open(path, &so, &err);
@@ -235,12 +241,7 @@ static double run_durable(eddy_delivery_mode mode, int run)
         exit(1);
     }
     eddy_store_close(s);
-    char buf[620];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    remove_db(path);
     return (double)nevents / t;
 }
 
@@ -270,12 +271,7 @@ static double run_store_sub(int run)
     double t = now_s() - t0;
     eddy_store_subscription_free(sub);
     eddy_store_close(s);
-    char buf[620];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    remove_db(path);
     return (double)nevents / t;
 }
 
@@ -315,13 +311,7 @@ static double run_raw_read(int run)
     sqlite3_close(db);
     if (n != nevents || bytes == 0)
         die("raw read", "not every row was read");
-    /* the read-only connection leaves its -wal and -shm behind */
-    char buf[620];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    remove_db(path); /* the read-only connection left its -wal and -shm */
     return (double)nevents / t;
 }
 
@@ -387,12 +377,7 @@ static double run_raw_txn(int run)
     sqlite3_close(db);
     if (n != nevents)
         die("raw txn", "not every event was handled");
-    char buf[620];
-    unlink(path);
-    snprintf(buf, sizeof buf, "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof buf, "%s-shm", path);
-    unlink(buf);
+    remove_db(path);
     return (double)nevents / t;
 }
 
