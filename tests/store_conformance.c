@@ -724,6 +724,82 @@ static void test_write_jobs(void **state)
     assert_int_equal(head_of(t->store), 1);
 }
 
+/*
+ * Appends that meet a known id after other writes of the same job: the
+ * retry and the refused duplicate undo only themselves, never what the job
+ * wrote before them, and the job goes on and commits.
+ */
+struct dup_job {
+    eddy_event *known, *changed, *fresh, *later;
+    eddy_append_result retry, mixed;
+    int dup_rc;
+};
+
+static int job_writes_then_meets_known_ids(eddy_txn *txn, void *arg,
+                                           eddy_error *err)
+{
+    struct dup_job *j = arg;
+    eddy_event *first = conf_event("job.first", NULL, 0, 1);
+    int rc = eddy_txn_append(txn, "other", EDDY_EXPECT_ANY, &first, 1, NULL, err);
+    eddy_event_unref(first);
+    if (rc != EDDY_OK)
+        return rc;
+    /* A retry of a stored event: succeeds, stores nothing. */
+    rc = eddy_txn_append(txn, "s", EDDY_EXPECT_ANY, &j->known, 1, &j->retry, err);
+    if (rc != EDDY_OK)
+        return rc;
+    /* Same id, other content: refused; the job takes the error and goes on. */
+    eddy_error dup = {0};
+    j->dup_rc = eddy_txn_append(txn, "s", EDDY_EXPECT_ANY, &j->changed, 1, NULL,
+                                &dup);
+    /* A known and a new event: only the new one is stored. */
+    eddy_event *mixed[2] = {j->known, j->fresh};
+    rc = eddy_txn_append(txn, "s", EDDY_EXPECT_ANY, mixed, 2, &j->mixed, err);
+    if (rc != EDDY_OK)
+        return rc;
+    return eddy_txn_append(txn, "other", EDDY_EXPECT_ANY, &j->later, 1, NULL, err);
+}
+
+static void test_known_ids_inside_a_job(void **state)
+{
+    tstate *t = *state;
+    eddy_error err = {0};
+    struct dup_job j = {.known = conf_event("x.a", NULL, 0, 1),
+                        .fresh = conf_event("x.b", NULL, 0, 2),
+                        .later = conf_event("job.later", NULL, 0, 3)};
+    j.changed = conf_event("x.a", eddy_event_id(j.known), 0, 99);
+    assert_int_equal(eddy_store_append(t->store, "s", EDDY_EXPECT_NO_STREAM,
+                                       &j.known, 1, NULL, &err), EDDY_OK);
+    assert_int_equal(eddyi_store_write(t->store, job_writes_then_meets_known_ids,
+                                       &j, &err), EDDY_OK);
+    assert_int_equal(j.dup_rc, EDDY_EDUPLICATE);
+    assert_int_equal(j.retry.first_position, 1);
+    assert_int_equal(j.retry.stream_version, 1);
+    assert_int_equal(j.mixed.first_position, 3);
+    assert_int_equal(j.mixed.last_position, 3);
+    assert_int_equal(j.mixed.stream_version, 2);
+    /* 1 known, 2 job.first, 3 x.b, 4 job.later: gap-free, nothing lost. */
+    assert_int_equal(head_of(t->store), 4);
+    eddy_cursor *c = NULL;
+    assert_int_equal(eddy_store_read_all(t->store, 1, 0, &c, &err), EDDY_OK);
+    static const char *const types[] = {"x.a", "job.first", "x.b", "job.later"};
+    eddy_record rec;
+    int n = 0;
+    while (eddy_cursor_next(c, &rec, &err)) {
+        assert_true(n < 4);
+        assert_int_equal(rec.position, n + 1);
+        assert_string_equal(eddy_event_type(rec.event), types[n]);
+        n++;
+    }
+    assert_int_equal(err.code, EDDY_OK);
+    assert_int_equal(n, 4);
+    eddy_cursor_free(c);
+    eddy_event_unref(j.known);
+    eddy_event_unref(j.changed);
+    eddy_event_unref(j.fresh);
+    eddy_event_unref(j.later);
+}
+
 /* ---- hooks ----------------------------------------------------------------- */
 
 static atomic_int transformed;
@@ -994,6 +1070,8 @@ int store_conformance_run(const store_backend_fixture *fx)
         cmocka_unit_test_setup_teardown(test_conflict_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_known_ids_inside_a_job, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_transform_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_filter_and_stop, setup,

@@ -48,11 +48,17 @@
  *
  * AN APPEND is one statement (APPEND_SQL): it reads the stream's version and
  * max(position) under the append lock, checks the expected version, inserts
- * every event from binary arrays (unnest) at max+1.. with ON CONFLICT DO
- * NOTHING, and sets the stream's version only if every row went in. When a
- * row did not (a known id: a retry, a duplicate) or the expected version
- * does not match, the careful path looks the ids up, as the SQLite backend
- * does (postgres.h; sqlite.c).
+ * every event from binary arrays (unnest) at max+1.. and sets the stream's
+ * version. A known id (a retry, a duplicate) makes the statement fail with a
+ * unique violation; an expected version that does not match inserts
+ * nothing. Either way the careful path then looks the ids up, as the SQLite
+ * backend does (postgres.h; sqlite.c). The statement has no ON CONFLICT
+ * clause on purpose: a speculative insertion probes the three unique
+ * indexes once more and writes one more WAL record per row, a quarter of
+ * the server's time per event (bench/README.md). So that its failure undoes
+ * nothing else, the statement runs at the start of a savepoint: the
+ * innermost one when nothing ran in it yet (a job that appends first: the
+ * common case, no extra statement), else one of its own.
  *
  * READS are in postgres_read.c.
  */
@@ -94,6 +100,10 @@ typedef struct pg_impl {
      * are open for the front, the first `sp_sent` of them on the server
      * (sent only once a statement needs them, innermost last). */
     int sp_want, sp_sent;
+    /* Statements of the caller sent inside the innermost savepoint sent
+     * since it began; 1 (not empty, to be safe) after a savepoint nested in
+     * it ended. An append at its start needs no savepoint of its own. */
+    int sp_stmts;
     bool appended;   /* the transaction ran an append statement (it ends
                         with the NOTIFY) */
     /* A statement of the caller failed: PostgreSQL then ignores every
@@ -137,8 +147,10 @@ static const char SQL_NOTIFY[] =
  * $1 stream, $2 expected version, $3 recorded_us, $4 ids, $5 types, $6 times
  * (NULL: none), $7 payloads, $8..$11 correlation ids, causation ids,
  * sources, subjects (NULL: none). Returns the stream's version and
- * max(position) before, the rows inserted, and whether the stream row was
- * written (only when every row went in).
+ * max(position) before, the rows inserted (all, or none when the expected
+ * version does not match), and whether the stream row was written (when
+ * every row went in). Fails with a unique violation when an id is stored
+ * already.
  */
 static const char SQL_APPEND[] =
     "WITH cur AS MATERIALIZED ("
@@ -155,7 +167,6 @@ static const char SQL_APPEND[] =
     "                   $8::text[], $9::text[], $10::text[], $11::text[])"
     "       WITH ORDINALITY AS e(id, type, t, payload, co, ca, so, su, n)"
     "  WHERE $2 = -1 OR ($2 = -2 AND cur.v > 0) OR cur.v = $2"
-    "  ON CONFLICT DO NOTHING"
     "  RETURNING stream_version),"
     " up AS ("
     "  INSERT INTO eddy_streams(stream_id, version)"
@@ -165,7 +176,6 @@ static const char SQL_APPEND[] =
     "  RETURNING version)"
     " SELECT cur.v, cur.p, (SELECT count(*) FROM ins), (SELECT count(*) FROM up)"
     " FROM cur";
-static const char SQL_UNDO[] = "DELETE FROM events WHERE position > $1";
 static const char SQL_EVENTS_BY_ID[] =
     "SELECT id, position, stream_id, stream_version, payload FROM events "
     "WHERE id = ANY($1::text[])";
@@ -293,6 +303,8 @@ static int pipe_send_ex(pg_impl *im, const char *sql, bool dynamic,
     pipe_entry *q = &im->queue[im->nq++];
     *q = (pipe_entry){.kind = ENTRY_STMT, .wanted = wanted, .caller = caller,
                       .commit = sql == SQL_COMMIT};
+    if (caller)
+        im->sp_stmts++;
     snprintf(q->name, sizeof q->name, "%s", name);
     snprintf(q->what, sizeof q->what, "%s", what);
     return EDDY_OK;
@@ -429,8 +441,10 @@ static int prelude(pg_impl *im, eddy_error *err)
     while (rc == EDDY_OK && im->sp_sent < im->sp_want) {
         rc = pipe_send(im, SQL_SP[im->sp_sent][SP_BEGIN], NULL, false,
                        "SAVEPOINT", err);
-        if (rc == EDDY_OK)
+        if (rc == EDDY_OK) {
             im->sp_sent++;
+            im->sp_stmts = 0;
+        }
     }
     return rc;
 }
@@ -574,7 +588,7 @@ static int writer_setup(pg_impl *im, eddyi_pg_conn *c, eddy_error *err)
 static void txn_reset(pg_impl *im)
 {
     im->txn_sent = im->txn_synced = im->appended = im->aborted = false;
-    im->sp_want = im->sp_sent = 0;
+    im->sp_want = im->sp_sent = im->sp_stmts = 0;
     im->broken = EDDY_OK;
     im->nq = 0;
     im->deferred = 0;
@@ -699,6 +713,7 @@ static void sp_forget(pg_impl *im, int depth)
     if (im->sp_sent > depth)
         im->sp_sent = depth;
     im->sp_want = depth;
+    im->sp_stmts = 1; /* the enclosing one may have statements */
 }
 
 static void pg_savepoint_rollback(void *impl, int depth)
@@ -777,6 +792,7 @@ static void *pg_write_native(void *impl)
         if (im->pipeline && PQexitPipelineMode(im->writer->pg) == 1)
             im->pipeline = false;
     }
+    im->sp_stmts = 1; /* whatever the caller runs on it */
     return im->writer ? im->writer->pg : NULL;
 }
 
@@ -1037,37 +1053,68 @@ done:
     return rc;
 }
 
+/*
+ * After a statement at the start of savepoint `depth` (the innermost, sent)
+ * failed: rolls back to it and keeps it open, empty again.
+ */
+static int sp_restart(pg_impl *im, int depth, eddy_error *err)
+{
+    int rc = pipe_send(im, SQL_SP[depth][SP_ROLLBACK], NULL, false,
+                       "ROLLBACK TO", err);
+    if (rc == EDDY_OK) {
+        im->aborted = false;
+        im->sp_stmts = 0;
+    }
+    return rc;
+}
+
 static int pg_append(void *impl, const char *stream_id, int64_t expected,
                      const eddyi_pending *ev, size_t count, int64_t recorded_us,
                      eddy_append_result *res, eddy_error *err)
 {
     pg_impl *im = impl;
+    /* The statement fails on a known id: it runs at the start of a
+     * savepoint, its own unless the innermost is still empty (see the
+     * top of this file). */
+    bool own = im->sp_want == 0 ||
+               (im->sp_sent == im->sp_want && im->sp_stmts > 0);
+    int rc = own ? pg_savepoint(im, im->sp_want, err) : EDDY_OK;
+    if (rc != EDDY_OK)
+        return rc;
+    int depth = im->sp_want - 1;
     arrays a = {0};
-    int rc = arrays_build(&a, ev, count, NULL, count, err);
-    if (rc != EDDY_OK)
-        return rc;
+    rc = arrays_build(&a, ev, count, NULL, count, err);
     append_out out = {0};
-    rc = append_stmt(im, stream_id, expected, recorded_us, &a, &out, err);
-    arrays_free(&a);
-    if (rc != EDDY_OK)
-        return rc;
-    if (out.complete) {
-        res->first_position = out.max_pos + 1;
-        res->last_position = out.max_pos + (int64_t)count;
-        res->stream_version = out.version + (int64_t)count;
-        return EDDY_OK;
+    eddy_error e = {0};
+    if (rc == EDDY_OK) {
+        rc = append_stmt(im, stream_id, expected, recorded_us, &a, &out, &e);
+        arrays_free(&a);
+        bool slow = false;
+        if (rc == EDDY_OK) {
+            slow = !out.complete; /* the version did not match: no row */
+        } else if (rc == EDDY_EEXIST && !im->broken) {
+            rc = sp_restart(im, depth, err); /* a known id */
+            slow = rc == EDDY_OK;
+        } else if (err) {
+            *err = e;
+        }
+        if (slow) { /* look the ids up */
+            memset(res, 0, sizeof *res);
+            rc = append_slow(im, stream_id, expected, ev, count, recorded_us,
+                             res, err);
+        } else if (rc == EDDY_OK) {
+            res->first_position = out.max_pos + 1;
+            res->last_position = out.max_pos + (int64_t)count;
+            res->stream_version = out.version + (int64_t)count;
+        }
     }
-    if (out.inserted > 0) { /* undo the partial insert; no gap is left */
-        eddyi_pg_params p = {0};
-        eddyi_pg_param_int8(&p, out.max_pos);
-        PGresult *r = write_stmt(im, SQL_UNDO, &p, false, "undoing an append", err);
-        if (!r)
-            return err ? err->code : EDDY_EIO;
-        PQclear(r);
+    if (own) {
+        if (rc == EDDY_OK)
+            rc = pg_savepoint_release(im, depth, err);
+        else
+            pg_savepoint_rollback(im, depth);
     }
-    memset(res, 0, sizeof *res);
-    return append_slow(im, stream_id, expected, ev, count, recorded_us, res,
-                       err);
+    return rc;
 }
 
 /* ---- snapshots ----------------------------------------------------------- */
