@@ -503,6 +503,80 @@ static void test_accepts(void **state)
     eddy_event_unref(ev);
 }
 
+/* The encoder writes what json_dumps writes for the event's JSON object,
+ * escapes included. */
+static void assert_encodes_as_jansson(const eddy_event *ev)
+{
+    json_t *obj = eddy_event_to_json(ev);
+    assert_non_null(obj);
+    char *want = json_dumps(obj, JSON_COMPACT);
+    size_t len = 0;
+    char *got = eddy_event_encode(ev, &len);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    assert_int_equal(len, strlen(want));
+    free(got);
+    free(want);
+    json_decref(obj);
+}
+
+static void test_encode_matches_jansson(void **state)
+{
+    (void)state;
+    /* Data strings: every control character, a quote, a backslash, a
+     * slash, DEL, UTF-8. Attributes may hold no control character. */
+    char awkward[64];
+    size_t n = 0;
+    for (int c = 1; c < 0x20; c++)
+        awkward[n++] = (char)c;
+    strcpy(awkward + n, "\"\\/\x7f\xc3\xa9\xe2\x82\xac");
+    json_t *data = json_pack("{s:s, s:f, s:I, s:[b, n, f], s:{}}", "text", awkward,
+                             "real", 0.1, "big", (json_int_t)-9007199254740993LL,
+                             "list", 1, 2.5e-300, "empty");
+    const char *attr = "q\"b\\s/\xc3\xa9\xe2\x82\xac";
+    json_t *ext = json_pack("{s:i, s:b, s:s}", "priority", -7, "urgent", 1,
+                            "tenant", attr);
+    eddy_event_init full = {
+        .type = "order.placed", .source = "/orders\"x", .subject = attr,
+        .time_us = -1, .dataschema = "https://example.com/s.json",
+        .dataversion = "1.0", .data = data, .correlation_id = "c-\\1",
+        .causation_id = "p-1", .extensions = ext,
+    };
+    eddy_error err = {0};
+    eddy_event *ev = eddy_event_new(&full, &err);
+    assert_non_null(ev);
+    assert_encodes_as_jansson(ev);
+    eddy_event_unref(ev);
+    /* Plain text data, binary data, no data, a scalar as data. */
+    eddy_event_init text = {.type = "t", .source = "s",
+                            .datacontenttype = "text/plain",
+                            .data = json_string(awkward)};
+    ev = eddy_event_new(&text, &err);
+    assert_non_null(ev);
+    assert_encodes_as_jansson(ev);
+    eddy_event_unref(ev);
+    json_decref(text.data);
+    eddy_event_init bin = {.type = "t", .source = "s", .data_base64 = "AAEC/w=="};
+    ev = eddy_event_new(&bin, &err);
+    assert_non_null(ev);
+    assert_encodes_as_jansson(ev);
+    eddy_event_unref(ev);
+    eddy_event_init bare = {.type = "t", .source = "s"};
+    ev = eddy_event_new(&bare, &err);
+    assert_non_null(ev);
+    assert_encodes_as_jansson(ev);
+    eddy_event_unref(ev);
+    eddy_event_init scalar = {.type = "t", .source = "s", .data = json_integer(42)};
+    ev = eddy_event_new(&scalar, &err);
+    assert_non_null(ev);
+    assert_encodes_as_jansson(ev);
+    eddy_event_unref(ev);
+    json_decref(scalar.data);
+    json_decref(data);
+    json_decref(ext);
+}
+
 static void test_encode_round_trip(void **state)
 {
     (void)state;
@@ -731,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_accepts),
         cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_encode_matches_jansson),
         cmocka_unit_test(test_batches),
         cmocka_unit_test(test_limits),
     };
