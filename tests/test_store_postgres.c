@@ -417,6 +417,58 @@ static void test_wake_other_handle(void **state)
     pgt_drop_db(&server, db);
 }
 
+static int listeners(const char *db)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND "
+             "application_name = 'eddy listener'", db);
+    return pgt_query_int(&server, "postgres", sql);
+}
+
+/* A handle that only appends never listens (no connection, no thread, no
+ * wake-up per commit); the first wait starts its listener. */
+static void test_listener_starts_with_first_wait(void **state)
+{
+    (void)state;
+    char db[64];
+    fresh_db(db, sizeof db);
+    eddy_store *w = open_db(db, "", NULL);
+    append_n(w, "a", 3);
+    assert_int_equal(listeners(db), 0);
+    eddy_store *r = open_db(db, "&eddy_poll_ms=60000", NULL);
+    assert_int_equal(listeners(db), 0);
+    seen b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    eddy_store_subscription *sub = NULL;
+    eddy_error err = {0};
+    assert_int_equal(eddy_store_subscribe(r, 3, on_rec, &b, NULL, &sub, &err),
+                     EDDY_OK);
+    for (int i = 0; i < 100 && listeners(db) == 0; i++)
+        usleep(50000);
+    assert_int_equal(listeners(db), 1);
+    /* ... and it hears the other handle's commits at once (the polls are a
+     * minute and a second apart). */
+    int64_t best = -1;
+    for (int i = 0; i < 3; i++) {
+        int64_t t = delivery_us(w, &b);
+        assert_true(t >= 0);
+        if (best < 0 || t < best)
+            best = t;
+    }
+    assert_true(best < 500000);
+    /* A second waiter on the same handle shares it. */
+    int64_t head = 0;
+    assert_int_equal(eddy_store_wait(r, 0, 0, &head), EDDY_OK);
+    assert_int_equal(listeners(db), 1);
+    eddy_store_subscription_free(sub);
+    eddy_store_close(r);
+    eddy_store_close(w);
+    for (int i = 0; i < 100 && listeners(db) != 0; i++)
+        usleep(50000); /* the server ends the session a little later */
+    assert_int_equal(listeners(db), 0);
+    pgt_drop_db(&server, db);
+}
+
 /* ---- the native connection -------------------------------------------------- */
 
 typedef struct native_arg {
@@ -687,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_schema_versions),
         cmocka_unit_test(test_upgrade_from_schema_1),
         cmocka_unit_test(test_wake_other_handle),
+        cmocka_unit_test(test_listener_starts_with_first_wait),
         cmocka_unit_test(test_native_connection),
         cmocka_unit_test(test_connection_lost_between_transactions),
         cmocka_unit_test(test_commit_in_doubt),

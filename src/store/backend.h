@@ -156,6 +156,21 @@ typedef struct eddyi_backend {
                   const eddyi_pending *events, size_t count,
                   int64_t recorded_us, eddy_append_result *result,
                   eddy_error *err);
+    /*
+     * Optional (NULL: not offered). An append that is a whole transaction
+     * of its own (the writer's only job, no append hooks): begin, append
+     * and commit, in as few exchanges with the engine as it can (one on
+     * PostgreSQL, whose statements are pipelined). Returns EDDY_OK when
+     * committed (`result` set); or `*careful` = true with nothing stored when
+     * the append needs the general way (a known id, an expected version that
+     * does not match: the caller runs it through write_begin, append and
+     * write_commit); or an error, EDDY_EINDOUBT when the commit's outcome is
+     * unknown, with nothing left open.
+     */
+    int (*append_alone)(void *impl, const char *stream_id, int64_t expected,
+                        const eddyi_pending *events, size_t count,
+                        int64_t recorded_us, eddy_append_result *result,
+                        bool *careful, eddy_error *err);
     int (*snapshot_save)(void *impl, const char *stream_id, int64_t version,
                          int schema_version, const char *state,
                          int64_t taken_us, eddy_error *err);

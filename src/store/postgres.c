@@ -621,6 +621,17 @@ static int pg_write_begin(void *impl, eddy_error *err)
     return writer_connect(im, err);
 }
 
+/* The NOTIFY that announces a transaction's appends, queued before its
+ * COMMIT (unless eddy_notify=off). */
+static int queue_notify(pg_impl *im, eddy_error *err)
+{
+    if (!im->appended || !im->pg.notify)
+        return EDDY_OK;
+    eddyi_pg_params p = {0};
+    eddyi_pg_param_text(&p, im->pg.channel);
+    return pipe_send(im, SQL_NOTIFY, &p, false, "NOTIFY", err);
+}
+
 static int pg_write_commit(void *impl, eddy_error *err)
 {
     pg_impl *im = impl;
@@ -630,12 +641,7 @@ static int pg_write_commit(void *impl, eddy_error *err)
         txn_reset(im);
         return EDDY_OK;
     }
-    int rc = EDDY_OK;
-    if (im->appended && im->pg.notify) {
-        eddyi_pg_params p = {0};
-        eddyi_pg_param_text(&p, im->pg.channel);
-        rc = pipe_send(im, SQL_NOTIFY, &p, false, "NOTIFY", err);
-    }
+    int rc = queue_notify(im, err);
     if (rc != EDDY_OK)
         return rc;
     rc = pipe_send(im, SQL_COMMIT, NULL, true, "COMMIT", err);
@@ -881,30 +887,44 @@ typedef struct append_out {
     bool complete;    /* every row went in and the stream row was set */
 } append_out;
 
+/* The parameters of APPEND_SQL; they point into `a`. */
+static void append_params(eddyi_pg_params *p, const char *stream_id,
+                          int64_t expected, int64_t recorded_us,
+                          const arrays *a)
+{
+    *p = (eddyi_pg_params){0};
+    eddyi_pg_param_text(p, stream_id);
+    eddyi_pg_param_int8(p, expected);
+    eddyi_pg_param_int8(p, recorded_us);
+    eddyi_pg_param_bin(p, a->ids.p, a->ids.n, EDDYI_PG_TEXT_ARRAY);
+    eddyi_pg_param_bin(p, a->types.p, a->types.n, EDDYI_PG_TEXT_ARRAY);
+    eddyi_pg_param_bin(p, a->times.p, a->times.n, EDDYI_PG_INT8_ARRAY);
+    eddyi_pg_param_bin(p, a->payloads.p, a->payloads.n, EDDYI_PG_BYTEA_ARRAY);
+    for (int k = 0; k < 4; k++)
+        eddyi_pg_param_bin(p, a->attrs[k].p, a->attrs[k].n,
+                           EDDYI_PG_TEXT_ARRAY);
+}
+
+static void append_result(PGresult *r, append_out *out)
+{
+    out->version = eddyi_pg_int(r, 0, 0);
+    out->max_pos = eddyi_pg_int(r, 0, 1);
+    out->inserted = eddyi_pg_int(r, 0, 2);
+    out->complete = eddyi_pg_int(r, 0, 3) == 1;
+}
+
 /* Runs APPEND_SQL (after the append lock). */
 static int append_stmt(pg_impl *im, const char *stream_id, int64_t expected,
                        int64_t recorded_us, const arrays *a, append_out *out,
                        eddy_error *err)
 {
-    eddyi_pg_params p = {0};
-    eddyi_pg_param_text(&p, stream_id);
-    eddyi_pg_param_int8(&p, expected);
-    eddyi_pg_param_int8(&p, recorded_us);
-    eddyi_pg_param_bin(&p, a->ids.p, a->ids.n, EDDYI_PG_TEXT_ARRAY);
-    eddyi_pg_param_bin(&p, a->types.p, a->types.n, EDDYI_PG_TEXT_ARRAY);
-    eddyi_pg_param_bin(&p, a->times.p, a->times.n, EDDYI_PG_INT8_ARRAY);
-    eddyi_pg_param_bin(&p, a->payloads.p, a->payloads.n, EDDYI_PG_BYTEA_ARRAY);
-    for (int k = 0; k < 4; k++)
-        eddyi_pg_param_bin(&p, a->attrs[k].p, a->attrs[k].n,
-                           EDDYI_PG_TEXT_ARRAY);
+    eddyi_pg_params p;
+    append_params(&p, stream_id, expected, recorded_us, a);
     PGresult *r = write_stmt(im, SQL_APPEND, &p, true, "appending events",
                              err);
     if (!r)
         return err ? err->code : EDDY_EIO;
-    out->version = eddyi_pg_int(r, 0, 0);
-    out->max_pos = eddyi_pg_int(r, 0, 1);
-    out->inserted = eddyi_pg_int(r, 0, 2);
-    out->complete = eddyi_pg_int(r, 0, 3) == 1;
+    append_result(r, out);
     PQclear(r);
     return EDDY_OK;
 }
@@ -1117,6 +1137,86 @@ static int pg_append(void *impl, const char *stream_id, int64_t expected,
     return rc;
 }
 
+/*
+ * A lone append (backend.h): BEGIN, the append lock, the append, the NOTIFY
+ * and COMMIT in one pipeline, one exchange, the append's result read with
+ * the commit's. No savepoint is needed: when the append fails (a known id)
+ * the server skips the COMMIT and the transaction is rolled back whole;
+ * when the expected version does not match, the statement inserts nothing
+ * and the COMMIT commits nothing. Both leave nothing stored, and the
+ * careful path runs in a transaction of its own. A connection lost during
+ * the exchange may have lost it before or after the COMMIT: EDDY_EINDOUBT
+ * (the writer checked the idle connection before sending: eddyi_pg_conn_alive).
+ */
+static int pg_append_alone(void *impl, const char *stream_id, int64_t expected,
+                           const eddyi_pending *ev, size_t count,
+                           int64_t recorded_us, eddy_append_result *res,
+                           bool *careful, eddy_error *err)
+{
+    pg_impl *im = impl;
+    *careful = false;
+    arrays a = {0};
+    int rc = pg_write_begin(im, err);
+    if (rc == EDDY_OK)
+        rc = arrays_build(&a, ev, count, NULL, count, err);
+    if (rc != EDDY_OK) {
+        txn_reset(im);
+        return rc;
+    }
+    eddyi_pg_params p;
+    append_params(&p, stream_id, expected, recorded_us, &a);
+    rc = prelude(im, err); /* BEGIN and the append lock */
+    im->appended = true;
+    if (rc == EDDY_OK)
+        rc = pipe_send_ex(im, SQL_APPEND, false, &p, true, true,
+                          "appending events", err);
+    if (rc == EDDY_OK)
+        rc = queue_notify(im, err);
+    if (rc == EDDY_OK)
+        rc = pipe_send(im, SQL_COMMIT, NULL, false, "COMMIT", err);
+    arrays_free(&a); /* libpq copied the parameters */
+    PGresult *r = NULL;
+    bool lost = false;
+    eddy_error e = {0};
+    if (rc == EDDY_OK)
+        rc = pipe_sync(im, &r, &lost, &e);
+    else
+        e = err ? *err : e;
+    if (lost) {
+        txn_reset(im);
+        return eddyi_error(err, EDDY_EINDOUBT,
+                           "PostgreSQL %s: the connection was lost during "
+                           "COMMIT: the transaction may or may not have been "
+                           "stored; appending the same events again is safe "
+                           "(idempotent by event id)", im->pg.where);
+    }
+    append_out out = {0};
+    if (r) {
+        append_result(r, &out);
+        PQclear(r);
+    }
+    /* After a failed statement the server skipped the COMMIT: the
+     * transaction is still open (aborted), and is rolled back; so is one
+     * whose statements could not all be queued. */
+    if (im->writer && im->txn_sent &&
+        (im->nq > 0 || PQtransactionStatus(im->writer->pg) != PQTRANS_IDLE))
+        pg_write_rollback(im);
+    txn_reset(im);
+    if (rc == EDDY_EEXIST || (rc == EDDY_OK && !out.complete)) {
+        *careful = true; /* a known id; or no row went in */
+        return EDDY_OK;
+    }
+    if (rc != EDDY_OK) {
+        if (err)
+            *err = e;
+        return rc;
+    }
+    res->first_position = out.max_pos + 1;
+    res->last_position = out.max_pos + (int64_t)count;
+    res->stream_version = out.version + (int64_t)count;
+    return EDDY_OK;
+}
+
 /* ---- snapshots ----------------------------------------------------------- */
 
 static int pg_snapshot_save(void *impl, const char *stream_id, int64_t version,
@@ -1291,6 +1391,7 @@ const eddyi_backend eddyi_postgres_backend = {
     .savepoint_release = pg_savepoint_release,
     .savepoint_rollback = pg_savepoint_rollback,
     .append = pg_append,
+    .append_alone = pg_append_alone,
     .snapshot_save = pg_snapshot_save,
     .write_native = pg_write_native,
     .sql = pg_sql,

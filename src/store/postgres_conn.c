@@ -504,10 +504,13 @@ bool eddyi_pg_conn_alive(eddyi_pg_conn *c)
     if (!c || PQstatus(c->pg) != CONNECTION_OK)
         return false;
     /* An idle connection has nothing to read unless the server closed it
-     * (or sent a notice): then read, and libpq sees the end. */
+     * (or sent a notice): then read until nothing is left, and libpq sees
+     * the end. A terminated backend sends its FATAL message and then
+     * closes: one read may take the message, the next finds the end. */
     struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
-    if (poll(&p, 1, 0) > 0 && PQconsumeInput(c->pg) != 1)
-        return false;
+    for (int i = 0; i < 8 && poll(&p, 1, 0) > 0; i++)
+        if (PQconsumeInput(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK)
+            return false;
     return PQstatus(c->pg) == CONNECTION_OK;
 }
 

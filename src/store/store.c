@@ -72,6 +72,9 @@ static const eddyi_backend *backend_for(const char *url, const char **location,
     return &eddyi_sqlite_backend;
 }
 
+/* Polls the backend at most this often for appends by other processes. */
+#define EDDYI_FOREIGN_POLL_MS 1000
+
 /* ---- writer ----------------------------------------------------------- */
 
 static void finish_job(eddy_store *s, eddyi_job *job)
@@ -87,9 +90,79 @@ static void finish_job(eddy_store *s, eddyi_job *job)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* An append, synchronous or not: the job and what it appends. */
+typedef struct append_req {
+    eddyi_job job; /* first: an async request is freed through its job */
+    eddy_store *store;
+    char *stream_id;
+    int64_t expected;
+    eddyi_pending *pending;
+    size_t count;
+    eddy_append_result result;
+    eddy_append_fn done; /* async only */
+    void *user;
+} append_req;
+
+static int append_job(eddy_txn *txn, void *arg, eddy_error *err);
+
+/* The head moved to `last` (a commit appended up to it): no need to ask
+ * the engine (another process's appends are polled for by the waiters).
+ * Waiters wake only when it moved. */
+static void head_moved(eddy_store *s, int64_t last)
+{
+    if (last <= 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (last > s->head) {
+        s->head = last;
+        pthread_cond_broadcast(&s->head_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * A batch of one append job, without append hooks, on a backend that can
+ * run an append as a transaction of its own in fewer exchanges
+ * (append_alone: one on PostgreSQL instead of two). Returns false, nothing
+ * done, when the batch must run the general way.
+ */
+static bool run_alone(eddy_store *s, eddyi_job *job)
+{
+    const eddyi_backend *b = s->backend;
+    if (!b->append_alone || job->next || job->fn != append_job ||
+        s->append_hooks)
+        return false;
+    append_req *r = job->arg;
+    bool careful = false;
+    uint64_t t0 = eddyi_clock_ns();
+    job->rc = b->append_alone(s->impl, r->stream_id, r->expected, r->pending,
+                              r->count, eddy_now_us(), &r->result, &careful,
+                              &job->err);
+    if (careful)
+        return false; /* nothing stored: the general way looks ids up */
+    atomic_fetch_add_explicit(&s->stat_jobs, 1, memory_order_relaxed);
+    if (job->rc == EDDY_OK) {
+        /* The commit went with the append: its time is the exchange's. */
+        atomic_fetch_add_explicit(&s->stat_commit_ns, eddyi_clock_ns() - t0,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->stat_commits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->stat_events, (uint64_t)r->count,
+                                  memory_order_relaxed);
+        head_moved(s, r->result.last_position);
+    } else if (job->err.code == EDDY_OK) {
+        eddyi_error(&job->err, job->rc, "append failed: %s",
+                    eddy_strerror(job->rc));
+    }
+    return true;
+}
+
 static void run_batch(eddy_store *s, eddyi_job *jobs)
 {
     const eddyi_backend *b = s->backend;
+    if (run_alone(s, jobs)) {
+        finish_job(s, jobs);
+        return;
+    }
     eddy_txn txn = {.store = s, .now_us = eddy_now_us()};
     eddy_error berr = {0};
     int rc = b->write_begin(s->impl, &berr);
@@ -157,19 +230,9 @@ static void run_batch(eddy_store *s, eddyi_job *jobs)
             }
         }
         if (any_ok && rc == EDDY_OK) {
-            /* The head is what this commit appended up to: no need to ask
-             * the engine (another process's appends are polled for by the
-             * waiters). Waiters wake only when it moved. */
             atomic_fetch_add_explicit(&s->stat_events, (uint64_t)txn.events,
                                       memory_order_relaxed);
-            if (txn.last_position > 0) {
-                pthread_mutex_lock(&s->mu);
-                if (txn.last_position > s->head) {
-                    s->head = txn.last_position;
-                    pthread_cond_broadcast(&s->head_cond);
-                }
-                pthread_mutex_unlock(&s->mu);
-            }
+            head_moved(s, txn.last_position);
         }
     }
     while (jobs) {
@@ -349,6 +412,24 @@ static void store_wake(void *ctx, int64_t head)
     pthread_mutex_unlock(&s->mu);
 }
 
+void eddyi_store_watch(eddy_store *s)
+{
+    if (!s->backend->watch ||
+        atomic_load_explicit(&s->watching, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load_explicit(&s->watching, memory_order_relaxed) &&
+        !s->stopping) {
+        eddy_error err = {0};
+        if (s->backend->watch(s->impl, store_wake, s, &err) != EDDY_OK)
+            EDDYI_LOG(EDDY_LOG_ERROR, "store", "%s: waiting for other "
+                      "processes' appends by polling every %d ms instead",
+                      err.message, EDDYI_FOREIGN_POLL_MS);
+        atomic_store_explicit(&s->watching, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
                             eddy_error *err)
 {
@@ -399,8 +480,6 @@ eddy_store *eddy_store_open(const char *url, const eddy_store_options *opts,
     if (b->open(location, &s->opts, &s->impl, err) != EDDY_OK)
         goto fail;
     if (b->head(s->impl, &s->head, err) != EDDY_OK)
-        goto fail;
-    if (b->watch && b->watch(s->impl, store_wake, s, err) != EDDY_OK)
         goto fail;
     if (!s->opts.read_only) {
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
@@ -575,18 +654,6 @@ fail:
     pending_free(p, i, false);
     return rc;
 }
-
-typedef struct append_req {
-    eddyi_job job; /* first: an async request is freed through its job */
-    eddy_store *store;
-    char *stream_id;
-    int64_t expected;
-    eddyi_pending *pending;
-    size_t count;
-    eddy_append_result result;
-    eddy_append_fn done; /* async only */
-    void *user;
-} append_req;
 
 /* ---- append hooks (store_internal.h) ---------------------------------- */
 
@@ -989,8 +1056,6 @@ int eddy_store_backup(eddy_store *s, const char *path, eddy_error *err)
 
 /* ---- waiting for commits ---------------------------------------------- */
 
-/* Polls the backend at most this often for appends by other processes. */
-#define EDDYI_FOREIGN_POLL_MS 1000
 
 static void deadline_after(struct timespec *ts, int ms)
 {
@@ -1011,6 +1076,7 @@ int eddy_store_wait(eddy_store *s, int64_t after_position, int timeout_ms,
     struct timespec end;
     int64_t start_ms = eddy_now_us() / 1000;
     int rc = EDDY_OK;
+    eddyi_store_watch(s);
     pthread_mutex_lock(&s->mu);
     while (s->head <= after_position && !s->stopping) {
         int slice = EDDYI_FOREIGN_POLL_MS;

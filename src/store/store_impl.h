@@ -51,9 +51,17 @@ struct eddy_store {
     /* eddy_store_stats, written by the writer thread only */
     _Atomic uint64_t stat_commits, stat_jobs, stat_events, stat_commit_ns;
     int64_t head;            /* last committed position known here */
+    /* The backend's watcher runs (started by the first waiter:
+     * eddyi_store_watch); set under mu. */
+    atomic_bool watching;
     pthread_t writer;
     struct eddyi_append_hook *append_hooks; /* writer thread only */
 };
+
+/* Starts the backend's watcher (backend.h `watch`: another process's
+ * commits wake the waiters) if it does not run yet. Called before waiting
+ * for the head: a handle that only appends never listens. Thread-safe. */
+void eddyi_store_watch(eddy_store *s);
 
 /* Page sizes of cursors: rows per read, and payload bytes per read. */
 #define EDDYI_PAGE_ROWS 256

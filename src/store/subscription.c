@@ -36,6 +36,7 @@ static bool wait_head(eddy_store_subscription *sub, int64_t after)
 {
     eddy_store *s = sub->store;
     bool go = true;
+    eddyi_store_watch(s);
     pthread_mutex_lock(&s->mu);
     while (s->head <= after) {
         if (atomic_load(&sub->stop) || s->stopping) {
