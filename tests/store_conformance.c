@@ -725,6 +725,115 @@ static void test_write_jobs(void **state)
 }
 
 /*
+ * Synchronous appends (which commit on their own thread when the writer is
+ * idle), asynchronous appends and write jobs (always on the writer thread)
+ * at once: every append lands once, the log stays gap-free, each stream's
+ * versions are contiguous, and the asynchronous callbacks come in order.
+ */
+typedef struct async_side {
+    eddy_store *store;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done, failures, rounds;
+    int64_t last_version;
+} async_side;
+
+static void async_done(int rc, const eddy_append_result *res,
+                       const eddy_error *err, void *user)
+{
+    (void)err;
+    async_side *a = user;
+    pthread_mutex_lock(&a->mu);
+    if (rc != EDDY_OK || res->stream_version != a->last_version + 1)
+        a->failures++;
+    else
+        a->last_version = res->stream_version;
+    a->done++;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void *append_async_many(void *arg)
+{
+    async_side *a = arg;
+    for (int i = 0; i < a->rounds; i++) {
+        eddy_event *ev = conf_event("c.async", NULL, 0, i);
+        eddy_error err = {0};
+        if (eddy_store_append_async(a->store, "async", i, &ev, 1, async_done, a,
+                                    &err) != EDDY_OK) {
+            pthread_mutex_lock(&a->mu);
+            a->failures++;
+            a->done++;
+            pthread_mutex_unlock(&a->mu);
+        }
+        eddy_event_unref(ev);
+        if (i % 7 == 0)
+            usleep(200); /* let the writer go idle now and then */
+    }
+    return NULL;
+}
+
+static void *write_jobs_many(void *arg)
+{
+    appender *a = arg;
+    int ok = 0;
+    for (int i = 0; i < a->rounds; i++)
+        if (eddyi_store_write(a->store, job_append_then, &ok, NULL) != EDDY_OK)
+            a->failures++;
+    return NULL;
+}
+
+static void test_sync_async_and_jobs_mixed(void **state)
+{
+    tstate *t = *state;
+    enum { T = 3, R = 40 };
+    pthread_t th[T + 2];
+    appender a[T + 1];
+    for (int i = 0; i < T; i++) {
+        a[i] = (appender){t->store, i, R, 0};
+        pthread_create(&th[i], NULL, append_many, &a[i]);
+    }
+    async_side as = {.store = t->store, .mu = PTHREAD_MUTEX_INITIALIZER,
+                     .cond = PTHREAD_COND_INITIALIZER, .rounds = R};
+    pthread_create(&th[T], NULL, append_async_many, &as);
+    a[T] = (appender){t->store, T, R, 0};
+    pthread_create(&th[T + 1], NULL, write_jobs_many, &a[T]);
+    for (int i = 0; i < T + 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_lock(&as.mu);
+    while (as.done < R)
+        pthread_cond_wait(&as.cond, &as.mu);
+    pthread_mutex_unlock(&as.mu);
+    for (int i = 0; i <= T; i++)
+        assert_int_equal(a[i].failures, 0);
+    assert_int_equal(as.failures, 0);
+    assert_int_equal(as.last_version, R);
+    int64_t per_thread = 0;
+    for (int i = 0; i < R; i++)
+        per_thread += 1 + i % 3;
+    int64_t total = per_thread * T + R + R;
+    assert_int_equal(head_of(t->store), total);
+    eddy_cursor *c = NULL;
+    eddy_error err = {0};
+    assert_int_equal(eddy_store_read_all(t->store, 0, 0, &c, &err), EDDY_OK);
+    int64_t versions[T] = {0}, async_v = 0, jobs_v = 0, pos = 0;
+    eddy_record rec;
+    while (eddy_cursor_next(c, &rec, &err)) {
+        assert_int_equal(rec.position, ++pos);
+        if (strcmp(rec.stream_id, "async") == 0)
+            assert_int_equal(rec.stream_version, ++async_v);
+        else if (strcmp(rec.stream_id, "jobs") == 0)
+            assert_int_equal(rec.stream_version, ++jobs_v);
+        else
+            assert_int_equal(rec.stream_version,
+                             ++versions[atoi(rec.stream_id + strlen("thread-"))]);
+    }
+    assert_int_equal(err.code, EDDY_OK);
+    eddy_cursor_free(c);
+    assert_int_equal(pos, total);
+}
+
+/*
  * Appends that meet a known id after other writes of the same job: the
  * retry and the refused duplicate undo only themselves, never what the job
  * wrote before them, and the job goes on and commits.
@@ -1071,6 +1180,8 @@ int store_conformance_run(const store_backend_fixture *fx)
         cmocka_unit_test_setup_teardown(test_async_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_known_ids_inside_a_job, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sync_async_and_jobs_mixed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_transform_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription, setup, teardown),

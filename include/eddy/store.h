@@ -54,7 +54,11 @@
  * One writer thread per store owns the write connection and commits the
  * appends of all concurrent callers in one transaction (group commit), each
  * caller's append in its own savepoint: one failing append (a conflict, a
- * duplicate) rolls back only itself.
+ * duplicate) rolls back only itself. A synchronous append that finds the
+ * writer idle and nothing queued commits on the calling thread instead,
+ * saving two thread switches (appends queued meanwhile wait for it, and
+ * the writer thread takes them next); handlers, projections, sagas and
+ * every other write job still run on the writer thread.
  *
  * THREADING. An eddy_store handle is thread-safe: any number of threads may
  * append, read, query and subscribe at once. An eddy_cursor is used by one

@@ -6,10 +6,12 @@
  * pages cursors; a backend only talks to its engine. The front never tests
  * which backend it has.
  *
- * Threading contract: the `write_*` functions, `append` and `snapshot_save`
- * are called only from the writer thread; every other function may be
- * called from any thread concurrently (a backend keeps a pool of read
- * connections).
+ * Threading contract: the `write_*` functions, `append`, `append_alone`
+ * and `snapshot_save` are called only by the writer: the writer thread, or
+ * a synchronous appender standing in for it while it is idle (store.c,
+ * run_here), one at a time, the hand-over ordered by the front's mutex.
+ * Every other function may be called from any thread concurrently (a
+ * backend keeps a pool of read connections).
  */
 #ifndef EDDY_SRC_STORE_BACKEND_H
 #define EDDY_SRC_STORE_BACKEND_H

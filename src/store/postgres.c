@@ -147,35 +147,34 @@ static const char SQL_NOTIFY[] =
  * $1 stream, $2 expected version, $3 recorded_us, $4 ids, $5 types, $6 times
  * (NULL: none), $7 payloads, $8..$11 correlation ids, causation ids,
  * sources, subjects (NULL: none). Returns the stream's version and
- * max(position) before, the rows inserted (all, or none when the expected
- * version does not match), and whether the stream row was written (when
- * every row went in). Fails with a unique violation when an id is stored
- * already.
+ * max(position) before, and whether the expected version matched: then
+ * every event went in at max+1.. and the stream row holds the new version;
+ * else nothing was written. Fails with a unique violation when an id is
+ * stored already. Nothing is RETURNed from the inserts (no tuplestore of the
+ * rows): the version check alone tells what they did.
  */
 static const char SQL_APPEND[] =
     "WITH cur AS MATERIALIZED ("
     "  SELECT COALESCE((SELECT version FROM eddy_streams"
     "                   WHERE stream_id = $1), 0) AS v,"
     "         (SELECT COALESCE(max(position), 0) FROM events) AS p),"
+    " ok AS MATERIALIZED ("
+    "  SELECT v, p FROM cur"
+    "  WHERE $2 = -1 OR ($2 = -2 AND v > 0) OR v = $2),"
     " ins AS ("
     "  INSERT INTO events(position, id, stream_id, stream_version, type,"
     "                     time_us, recorded_us, payload, correlation_id,"
     "                     causation_id, source, subject)"
-    "  SELECT cur.p + e.n, e.id, $1, cur.v + e.n, e.type, e.t, $3, e.payload,"
+    "  SELECT ok.p + e.n, e.id, $1, ok.v + e.n, e.type, e.t, $3, e.payload,"
     "         e.co, e.ca, e.so, e.su"
-    "  FROM cur, unnest($4::text[], $5::text[], $6::int8[], $7::bytea[],"
-    "                   $8::text[], $9::text[], $10::text[], $11::text[])"
-    "       WITH ORDINALITY AS e(id, type, t, payload, co, ca, so, su, n)"
-    "  WHERE $2 = -1 OR ($2 = -2 AND cur.v > 0) OR cur.v = $2"
-    "  RETURNING stream_version),"
+    "  FROM ok, unnest($4::text[], $5::text[], $6::int8[], $7::bytea[],"
+    "                  $8::text[], $9::text[], $10::text[], $11::text[])"
+    "       WITH ORDINALITY AS e(id, type, t, payload, co, ca, so, su, n)),"
     " up AS ("
     "  INSERT INTO eddy_streams(stream_id, version)"
-    "  SELECT $1, max(stream_version) FROM ins"
-    "  HAVING count(*) = cardinality($4::text[])"
-    "  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version"
-    "  RETURNING version)"
-    " SELECT cur.v, cur.p, (SELECT count(*) FROM ins), (SELECT count(*) FROM up)"
-    " FROM cur";
+    "  SELECT $1, ok.v + cardinality($4::text[]) FROM ok"
+    "  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version)"
+    " SELECT cur.v, cur.p, (SELECT count(*) FROM ok) FROM cur";
 static const char SQL_EVENTS_BY_ID[] =
     "SELECT id, position, stream_id, stream_version, payload FROM events "
     "WHERE id = ANY($1::text[])";
@@ -883,8 +882,8 @@ static int arrays_build(arrays *a, const eddyi_pending *ev, size_t count,
 typedef struct append_out {
     int64_t version;  /* the stream's version before */
     int64_t max_pos;  /* max(position) before */
-    int64_t inserted; /* rows inserted */
-    bool complete;    /* every row went in and the stream row was set */
+    bool complete;    /* the version matched: every row went in and the
+                         stream row was set (else nothing was written) */
 } append_out;
 
 /* The parameters of APPEND_SQL; they point into `a`. */
@@ -909,8 +908,7 @@ static void append_result(PGresult *r, append_out *out)
 {
     out->version = eddyi_pg_int(r, 0, 0);
     out->max_pos = eddyi_pg_int(r, 0, 1);
-    out->inserted = eddyi_pg_int(r, 0, 2);
-    out->complete = eddyi_pg_int(r, 0, 3) == 1;
+    out->complete = eddyi_pg_int(r, 0, 2) == 1;
 }
 
 /* Runs APPEND_SQL (after the append lock). */
@@ -1057,12 +1055,12 @@ static int append_slow(pg_impl *im, const char *stream_id, int64_t expected,
     if ((rc = eddyi_expected_check(stream_id, expected, out.version, err)) !=
         EDDY_OK)
         goto done; /* the job's savepoint undoes anything */
-    if (!out.complete) {
+    if (!out.complete) { /* the check above and the statement's disagree */
         rc = eddyi_error(err, EDDY_EIO,
-                         "PostgreSQL %s: stream %s: %lld of %zu new events "
-                         "went in; did a writer bypass eddy's append lock?",
-                         im->pg.where, stream_id, (long long)out.inserted,
-                         count - stored);
+                         "PostgreSQL %s: stream %s: the append's version "
+                         "check failed at version %lld; did a writer bypass "
+                         "eddy's append lock?",
+                         im->pg.where, stream_id, (long long)out.version);
         goto done;
     }
     res->first_position = out.max_pos + 1;

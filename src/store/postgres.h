@@ -38,8 +38,8 @@
  * The tables live in the first schema of the connection's search_path (set
  * it with libpq's options=-csearch_path%3DNAME to share a database).
  *
- * CONNECTIONS. One writer connection, used by the store's writer thread only
- * (group commit); a pool of reader connections shared by every other thread
+ * CONNECTIONS. One writer connection, used by the store's writer only
+ * (group commit; backend.h); a pool of reader connections shared by every other thread
  * (a read takes one, runs one statement in autocommit, puts it back); one
  * connection for the wake-up thread. Each connection is used by one thread
  * at a time, as libpq requires.

@@ -1,7 +1,7 @@
 /*
  * src/store/sqlite.c - the SQLite backend of the event store.
  *
- * One write connection, used only by the store's writer thread, and a pool
+ * One write connection, used only by the store's writer (backend.h), and a pool
  * of read connections (WAL mode: readers never block the writer nor each
  * other). Every statement is prepared once per connection and cached.
  *

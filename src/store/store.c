@@ -9,6 +9,10 @@
  * savepoint, commits once, then wakes the callers and the live waiters.
  * While the writer is busy committing (fsync), new jobs pile up and go into
  * the next transaction together: batching comes from load, not from a timer.
+ * A synchronous append that finds the writer idle and the queue empty runs
+ * its own transaction on its thread instead (run_here): the writer's work
+ * without the two thread switches. Either way one batch runs at a time
+ * (`busy`), and that one is "the writer" of every "writer thread only" rule.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -249,7 +253,9 @@ static void *writer_main(void *arg)
     size_t limit = s->opts.max_batch_events;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->queue_head && !s->stopping)
+        /* A synchronous append may be running on its caller's thread
+         * (run_sync): the writer waits for it. */
+        while (s->busy || (!s->queue_head && !s->stopping))
             pthread_cond_wait(&s->queue_cond, &s->mu);
         if (!s->queue_head)
             break; /* stopping and drained */
@@ -264,9 +270,11 @@ static void *writer_main(void *arg)
         if (!s->queue_head)
             s->queue_tail = NULL;
         last->next = NULL;
+        s->busy = true;
         pthread_mutex_unlock(&s->mu);
         run_batch(s, first);
         pthread_mutex_lock(&s->mu);
+        s->busy = false;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -293,6 +301,42 @@ static int submit(eddy_store *s, eddyi_job *job, eddy_error *err)
     return EDDY_OK;
 }
 
+/*
+ * A synchronous append finding the writer idle and nothing queued runs its
+ * transaction on its own thread, as the writer would (the batch of one job
+ * it would have been), which saves a switch to the writer thread and one
+ * back: the group commit's leader is the first writer to arrive, as in
+ * RocksDB's write thread. Jobs queued meanwhile wait for the writer thread,
+ * which takes them when this one is done. Only appends without append
+ * hooks: everything else (user code: handlers, projections, sagas) runs on
+ * the writer thread, as the headers promise. Returns false, nothing done,
+ * when the job must be queued.
+ */
+static bool run_here(eddy_store *s, eddyi_job *job)
+{
+    if (s->opts.read_only || job->fn != append_job)
+        return false;
+    pthread_mutex_lock(&s->mu);
+    bool lead = !s->busy && !s->queue_head && !s->stopping;
+    if (lead)
+        s->busy = true;
+    pthread_mutex_unlock(&s->mu);
+    if (!lead)
+        return false;
+    /* Being the writer now, the hooks can be read. */
+    bool ran = !s->append_hooks;
+    if (ran) {
+        job->next = NULL;
+        run_batch(s, job); /* finish_job signals nobody: we are here */
+    }
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    if (s->queue_head || s->stopping)
+        pthread_cond_signal(&s->queue_cond);
+    pthread_mutex_unlock(&s->mu);
+    return ran;
+}
+
 /* Runs a synchronous job and waits for its commit. */
 static int run_sync(eddy_store *s, eddyi_write_fn fn, void *arg, size_t weight,
                     eddy_error *err)
@@ -300,6 +344,13 @@ static int run_sync(eddy_store *s, eddyi_write_fn fn, void *arg, size_t weight,
     eddyi_job job = {.fn = fn, .arg = arg, .weight = weight};
     if (pthread_cond_init(&job.cond, NULL) != 0)
         return eddyi_error(err, EDDY_ENOMEM, "cannot create a condition");
+    if (run_here(s, &job)) {
+        int rc = job.rc;
+        if (rc != EDDY_OK && err)
+            *err = job.err;
+        pthread_cond_destroy(&job.cond);
+        return rc;
+    }
     int rc = submit(s, &job, err);
     if (rc == EDDY_OK) {
         pthread_mutex_lock(&s->mu);

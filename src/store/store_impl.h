@@ -48,6 +48,10 @@ struct eddy_store {
     eddyi_job *queue_head, *queue_tail;
     bool stopping;
     bool writer_started;
+    /* A batch runs: on the writer thread, or a lone synchronous append on
+     * its caller's (run_here). One at a time: it owns the write
+     * connection and every "writer thread only" field. */
+    bool busy;
     /* eddy_store_stats, written by the writer thread only */
     _Atomic uint64_t stat_commits, stat_jobs, stat_events, stat_commit_ns;
     int64_t head;            /* last committed position known here */
