@@ -306,7 +306,7 @@ static void enc_grow(enc *b, size_t more)
 {
     if (b->failed || b->n + more + 1 <= b->cap)
         return;
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : 512;
     while (cap < b->n + more + 1)
         cap *= 2;
     char *p = realloc(b->p, cap);
@@ -335,20 +335,27 @@ static void enc_put(enc *b, const char *s, size_t n)
 static void enc_str(enc *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t len = strlen(s);
-    enc_grow(b, len + 2);
-    if (b->failed)
-        return;
-    b->p[b->n++] = '"';
-    const char *run = s;
-    for (;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        enc_put(b, run, (size_t)(s - run));
+    enc_put(b, "\"", 1);
+    /* One pass: plain bytes are copied while looking for the end and for
+     * what needs escaping (the text is read once, often from cold memory). */
+    for (;;) {
+        enc_grow(b, 64);
+        if (b->failed)
+            return;
+        char *out = b->p + b->n, *end = out + 64;
+        while (out < end) {
+            unsigned char c = (unsigned char)*s;
+            if (c < 0x20 || c == '"' || c == '\\')
+                break;
+            *out++ = (char)c;
+            s++;
+        }
+        b->n = (size_t)(out - b->p);
+        if (out == end)
+            continue; /* more room */
+        unsigned char c = (unsigned char)*s++;
         if (c == 0)
             break;
-        run = s + 1;
         char esc[6] = {'\\', 0};
         size_t elen = 2;
         switch (c) {
