@@ -33,6 +33,12 @@
  *                 COMMIT), the inserts either one multi-row INSERT from
  *                 binary arrays or one INSERT per row: the faster of the two
  *                 is the baseline
+ *   costs         for batches of 100 and one writer, the store's and the
+ *                 multi-row baseline's CPU per event on the writing thread
+ *                 (getrusage RUSAGE_THREAD) and on the server (its
+ *                 processes' /proc figures, when it runs on this machine),
+ *                 and the writing thread's voluntary context switches per
+ *                 batch, from the clock's start to its end
  *   processes     8 processes appending batches of 10, NOTIFY on and off
  *   read          the global log through a cursor and a live subscription
  *   wake-up       how soon another store handle's subscription sees an
@@ -47,6 +53,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,11 +178,84 @@ struct appender {
     eddy_event **evs;
     size_t n, batch, done;
     double deadline;
+    double cpu_s; /* this thread's CPU time while appending */
+    long vcs;     /* ... and its voluntary context switches */
 };
+
+/* ---- what a run costs -------------------------------------------------------- */
+
+/* CPU seconds and voluntary context switches of the calling thread. */
+static void thread_usage(double *cpu_s, long *vcs)
+{
+    struct rusage u;
+    getrusage(RUSAGE_THREAD, &u);
+    *cpu_s = (double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec +
+             ((double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_usec) / 1e6;
+    *vcs = u.ru_nvcsw;
+}
+
+/* The PostgreSQL server's processes, when it runs on this machine: the
+ * postmaster (with its reaped children) and its live children. 0: unknown. */
+static long pg_postmaster;
+
+static bool proc_stat(long pid, long *ppid, double *cpu_s, bool children)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    long cut = 0, cst = 0;
+    if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu "
+                     "%ld %ld", ppid, &ut, &st, &cut, &cst) != 5)
+        return false;
+    double ticks = (double)ut + (double)st;
+    if (children)
+        ticks += (double)cut + (double)cst;
+    *cpu_s = ticks / (double)sysconf(_SC_CLK_TCK);
+    return true;
+}
+
+/* CPU seconds the server has used so far; < 0 when it cannot be known. */
+static double pg_server_cpu(void)
+{
+    long ppid;
+    double total = 0, c;
+    if (pg_postmaster <= 0 || !proc_stat(pg_postmaster, &ppid, &total, true))
+        return -1;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = atol(e->d_name);
+        if (pid > 0 && proc_stat(pid, &ppid, &c, false) && ppid == pg_postmaster)
+            total += c;
+    }
+    closedir(d);
+    return total;
+}
+
+/* What the last run cost (one writer thread): its events, that thread's CPU
+ * and voluntary context switches, and the server's CPU (< 0: unknown),
+ * from its clock's start to its end. */
+static struct {
+    size_t events;
+    double client_s, server_s;
+    long vcs;
+} last_cost;
 
 static void *appender_main(void *arg)
 {
     struct appender *a = arg;
+    double cpu0, cpu1;
+    long vcs0, vcs1;
+    thread_usage(&cpu0, &vcs0);
     int64_t version = 0;
     for (size_t i = 0; i + a->batch <= a->n && now_s() < a->deadline; i += a->batch) {
         eddy_append_result res;
@@ -185,6 +266,9 @@ static void *appender_main(void *arg)
         version = res.stream_version;
         a->done += a->batch;
     }
+    thread_usage(&cpu1, &vcs1);
+    a->cpu_s = cpu1 - cpu0;
+    a->vcs = vcs1 - vcs0;
     return NULL;
 }
 
@@ -202,6 +286,7 @@ static double append_threads(eddy_store *s, int threads, size_t batch,
         snprintf(a[t].stream, sizeof a[t].stream, "account-%d", t);
         a[t].evs = make_events(per, a[t].stream);
     }
+    double server0 = pg_server_cpu();
     double t0 = now_s();
     for (int t = 0; t < threads; t++) {
         a[t].deadline = t0 + seconds;
@@ -214,6 +299,11 @@ static double append_threads(eddy_store *s, int threads, size_t batch,
         total += a[t].done;
     }
     double elapsed = now_s() - t0;
+    double server1 = pg_server_cpu();
+    last_cost.events = total;
+    last_cost.client_s = a[0].cpu_s;
+    last_cost.vcs = a[0].vcs;
+    last_cost.server_s = server0 >= 0 && server1 >= 0 ? server1 - server0 : -1;
     for (int t = 0; t < threads; t++)
         eddy_event_array_free(a[t].evs, per);
     return (double)total / elapsed;
@@ -543,6 +633,8 @@ struct raw_pg {
     char **payload;
     size_t *plen;
     double start, deadline;
+    double cpu_s; /* this thread's CPU time while inserting */
+    long vcs;     /* ... and its voluntary context switches */
 };
 
 static void pg_check(PGconn *c, PGresult *r, const char *what)
@@ -602,6 +694,9 @@ static void *raw_pg_main(void *arg)
     const char *lock_v[] = {lk1, lk2};
     while (now_s() < w->start)
         ;
+    double cpu0, cpu1;
+    long vcs0, vcs1;
+    thread_usage(&cpu0, &vcs0);
     for (size_t i = 0; i + w->batch <= w->n && now_s() < w->deadline;
          i += w->batch) {
         int sent = 0;
@@ -688,6 +783,9 @@ static void *raw_pg_main(void *arg)
         PQclear(r);
         w->done += w->batch;
     }
+    thread_usage(&cpu1, &vcs1);
+    w->cpu_s = cpu1 - cpu0;
+    w->vcs = vcs1 - vcs0;
     PQfinish(c);
     return NULL;
 }
@@ -723,6 +821,9 @@ static double raw_pg_run(int mode, int threads, size_t batch)
     for (int t = 0; t < threads; t++)
         if (pthread_create(&th[t], NULL, raw_pg_main, &w[t]) != 0)
             die("pthread_create", strerror(errno));
+    while (now_s() < start)
+        usleep(1000);
+    double server0 = pg_server_cpu();
     size_t total = 0;
     double end = 0;
     for (int t = 0; t < threads; t++) {
@@ -730,6 +831,11 @@ static double raw_pg_run(int mode, int threads, size_t batch)
         total += w[t].done;
     }
     end = now_s();
+    double server1 = pg_server_cpu();
+    last_cost.events = total;
+    last_cost.client_s = w[0].cpu_s;
+    last_cost.vcs = w[0].vcs;
+    last_cost.server_s = server0 >= 0 && server1 >= 0 ? server1 - server0 : -1;
     for (int t = 0; t < threads; t++) {
         for (size_t i = 0; i < per; i++)
             free(w[t].payload[i]);
@@ -930,6 +1036,58 @@ static const char *loadavg(void)
     return buf;
 }
 
+/* Finds the postmaster when the server runs on this machine (a unix socket
+ * or a loopback address, and the backend is a local "postgres" process). */
+static void find_postmaster(void)
+{
+    const char *host = PQhost(pg_admin);
+    if (!host || !(host[0] == '/' || !strcmp(host, "localhost") ||
+                   !strcmp(host, "127.0.0.1") || !strcmp(host, "::1")))
+        return;
+    long backend = PQbackendPID(pg_admin), ppid = 0;
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", backend);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = '\0';
+        fclose(f);
+    }
+    double cpu;
+    if (strncmp(comm, "postgres", 8) == 0 &&
+        proc_stat(backend, &ppid, &cpu, false))
+        pg_postmaster = ppid;
+}
+
+/* Per-event costs of the runs of one case: medians printed in one line. */
+typedef struct costs {
+    double client_us[RUNS], server_us[RUNS], vcs_per_batch[RUNS];
+    int n;
+} costs;
+
+static void costs_add(costs *c, size_t batch)
+{
+    if (c->n >= RUNS || last_cost.events == 0)
+        return;
+    double ev = (double)last_cost.events;
+    c->client_us[c->n] = last_cost.client_s * 1e6 / ev;
+    c->server_us[c->n] =
+        last_cost.server_s >= 0 ? last_cost.server_s * 1e6 / ev : -1;
+    c->vcs_per_batch[c->n] = (double)last_cost.vcs * (double)batch / ev;
+    c->n++;
+}
+
+static void costs_print(const char *what, costs *c)
+{
+    if (c->n == 0)
+        return;
+    double server = median(c->server_us, c->n);
+    printf("  %-10s client CPU %5.2f us/event (the writing thread), server CPU "
+           "%s%5.2f us/event, %4.1f voluntary context switches per batch\n",
+           what, median(c->client_us, c->n), server < 0 ? "n/a " : "",
+           server < 0 ? 0.0 : server, median(c->vcs_per_batch, c->n));
+}
+
 /* The PostgreSQL part; returns store/raw for batches of 100, one writer. */
 static double bench_postgres(void)
 {
@@ -937,21 +1095,28 @@ static double bench_postgres(void)
     if (PQstatus(pg_admin) != CONNECTION_OK)
         die(pg_base, PQerrorMessage(pg_admin));
     pg_admin_exec("SET client_min_messages = warning");
+    find_postmaster();
     printf("PostgreSQL %d (server), libpq %d, <= %.1f s per run; load "
            "average before: %s\n", PQserverVersion(pg_admin), PQlibVersion(),
            PG_RUN_SECONDS, loadavg());
     static const size_t batches[] = {1, 10, 100};
     double ratio = 0;
+    costs store_cost = {0}, raw_cost = {0};
     printf("append throughput on PostgreSQL, durable, events/s\n");
     printf("%-8s %7s %12s %12s %12s %12s\n", "writers", "batch", "store",
            "raw-multi", "raw-rows", "store/raw");
     for (size_t bi = 0; bi < 3; bi++)
         for (int threads = 1; threads <= MAX_THREADS; threads += MAX_THREADS - 1) {
             double st[RUNS], multi[RUNS], rows[RUNS];
+            bool costed = threads == 1 && batches[bi] == 100;
             for (int r = 0; r < RUNS; r++) {
                 multi[r] = raw_pg_run(RAW_MULTI, threads, batches[bi]);
+                if (costed)
+                    costs_add(&raw_cost, batches[bi]);
                 rows[r] = raw_pg_run(RAW_ROWS, threads, batches[bi]);
                 st[r] = pg_append_run(threads, batches[bi]);
+                if (costed)
+                    costs_add(&store_cost, batches[bi]);
             }
             double sm = median(st, RUNS), mm = median(multi, RUNS),
                    rm = median(rows, RUNS);
@@ -961,6 +1126,10 @@ static double bench_postgres(void)
             if (threads == 1 && batches[bi] == 100)
                 ratio = sm / raw;
         }
+    printf("\nwhat one writer's batches of 100 cost (medians; the raw "
+           "baseline's payloads were encoded before its clock):\n");
+    costs_print("store", &store_cost);
+    costs_print("raw-multi", &raw_cost);
     double one = pg_processes_run(1, NULL);
     double eight = pg_processes_run(8, NULL);
     double eight_off = pg_processes_run(8, "&eddy_notify=off");
