@@ -706,9 +706,9 @@ static void *raw_pg_main(void *arg)
         snprintf(ver_after, sizeof ver_after, "%zu", i + w->batch);
         sent += PQsendQueryPrepared(c, "b", 0, NULL, NULL, NULL, 0);
         sent += PQsendQueryPrepared(c, "l", 2, lock_v, NULL, NULL, 0);
-        eddyi_pg_buf ids = {0}, types = {0}, times = {0}, pays = {0};
+        eddyi_buf ids = {0}, types = {0}, times = {0}, pays = {0};
         /* the envelope columns the store writes with every event */
-        eddyi_pg_buf env[4] = {{0}};
+        eddyi_buf env[4] = {{0}};
         const char *(*const env_get[4])(const eddy_event *) = {
             eddy_event_correlation_id, eddy_event_causation_id,
             eddy_event_source, eddy_event_subject};
@@ -764,12 +764,12 @@ static void *raw_pg_main(void *arg)
         sent += PQsendQueryPrepared(c, "c", 0, NULL, NULL, NULL, 0);
         if (!PQpipelineSync(c))
             die("sync", PQerrorMessage(c));
-        eddyi_pg_buf_free(&ids);
-        eddyi_pg_buf_free(&types);
-        eddyi_pg_buf_free(&times);
-        eddyi_pg_buf_free(&pays);
+        eddyi_buf_free(&ids);
+        eddyi_buf_free(&types);
+        eddyi_buf_free(&times);
+        eddyi_buf_free(&pays);
         for (int a = 0; a < 4; a++)
-            eddyi_pg_buf_free(&env[a]);
+            eddyi_buf_free(&env[a]);
         for (int q = 0; q < sent; q++) {
             PGresult *r = PQgetResult(c);
             pg_check(c, r, "raw statement");

@@ -296,51 +296,19 @@ json_t *eddy_event_to_json(const eddy_event *ev)
  * it on awkward events), at about a third of the cost: no JSON tree is built
  * for the envelope and nothing is copied twice.
  */
-typedef struct enc {
-    char *p;
-    size_t n, cap;
-    bool failed;
-} enc;
-
-static void enc_grow(enc *b, size_t more)
-{
-    if (b->failed || b->n + more + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 512;
-    while (cap < b->n + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->failed = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void enc_put(enc *b, const char *s, size_t n)
-{
-    enc_grow(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-#define ENC_LIT(b, lit) enc_put((b), (lit), sizeof(lit) - 1)
+#define ENC_LIT(b, lit) eddyi_buf_put((b), (lit), sizeof(lit) - 1)
 
 /* A JSON string, escaped as jansson escapes without flags: '"', '\' and
  * control characters; UTF-8 as it is (attributes are valid UTF-8: checked
  * when the event was made). */
-static void enc_str(enc *b, const char *s)
+static void enc_str(eddyi_buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    enc_put(b, "\"", 1);
+    eddyi_buf_put(b, "\"", 1);
     /* One pass: plain bytes are copied while looking for the end and for
      * what needs escaping (the text is read once, often from cold memory). */
     for (;;) {
-        enc_grow(b, 64);
-        if (b->failed)
+        if (!eddyi_buf_reserve(b, 64))
             return;
         char *out = b->p + b->n, *end = out + 64;
         while (out < end) {
@@ -372,17 +340,17 @@ static void enc_str(enc *b, const char *s)
             esc[5] = hex[c & 15];
             elen = 6;
         }
-        enc_put(b, esc, elen);
+        eddyi_buf_put(b, esc, elen);
     }
-    enc_put(b, "\"", 1);
+    eddyi_buf_put(b, "\"", 1);
 }
 
 /* ,"name":"value" when value is set; `key` is the literal ,"name": */
-static void enc_attr(enc *b, const char *key, size_t klen, const char *value)
+static void enc_attr(eddyi_buf *b, const char *key, size_t klen, const char *value)
 {
     if (!value)
         return;
-    enc_put(b, key, klen);
+    eddyi_buf_put(b, key, klen);
     enc_str(b, value);
 }
 
@@ -391,12 +359,12 @@ static void enc_attr(enc *b, const char *key, size_t klen, const char *value)
 
 static int enc_dump(const char *buf, size_t size, void *data)
 {
-    enc *b = data;
-    enc_put(b, buf, size);
+    eddyi_buf *b = data;
+    eddyi_buf_put(b, buf, size);
     return b->failed ? -1 : 0;
 }
 
-static void enc_json(enc *b, const json_t *v)
+static void enc_json(eddyi_buf *b, const json_t *v)
 {
     if (!b->failed &&
         json_dump_callback(v, enc_dump, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
@@ -417,7 +385,7 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len)
             *len = ev->raw_len;
         return copy;
     }
-    enc b = {0};
+    eddyi_buf b = {0};
     ENC_LIT(&b, "{\"specversion\":\"1.0\"");
     ENC_ATTR(&b, "id", ev->id);
     ENC_ATTR(&b, "source", ev->source);
@@ -438,9 +406,9 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len)
     const char *name;
     json_t *v;
     json_object_foreach((json_t *)ext, name, v) {
-        enc_put(&b, ",", 1);
+        eddyi_buf_put(&b, ",", 1);
         enc_str(&b, name);
-        enc_put(&b, ":", 1);
+        eddyi_buf_put(&b, ":", 1);
         enc_json(&b, v);
     }
     ENC_ATTR(&b, "data_base64", ev->data_base64);
@@ -449,7 +417,7 @@ char *eddy_event_encode(const eddy_event *ev, size_t *len)
         ENC_LIT(&b, ",\"data\":");
         enc_json(&b, data);
     }
-    enc_put(&b, "}", 1);
+    eddyi_buf_put(&b, "}", 1);
     if (b.failed) {
         free(b.p);
         return NULL;

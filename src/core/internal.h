@@ -6,6 +6,7 @@
 #define EDDY_SRC_CORE_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,5 +51,23 @@ char *eddyi_strdup(const char *src);
 
 /* True when `s` (of `len` bytes) is valid UTF-8 with no NUL bytes. */
 int eddyi_utf8_valid(const char *s, size_t len);
+
+/*
+ * A growing byte buffer; the zero value is empty. Once out of memory,
+ * `failed` is set and every later put is ignored: check it once at the
+ * end. There is always room for a NUL after the `n` bytes (not written).
+ * `p` is the caller's to free (eddyi_buf_free). One thread at a time.
+ */
+typedef struct eddyi_buf {
+    char *p;
+    size_t n, cap;
+    bool failed;
+} eddyi_buf;
+
+/* Makes room for `more` bytes (and a NUL) after `n`; false when out of
+ * memory (then `failed` is set). */
+bool eddyi_buf_reserve(eddyi_buf *b, size_t more);
+void eddyi_buf_put(eddyi_buf *b, const void *data, size_t len);
+void eddyi_buf_free(eddyi_buf *b);
 
 #endif

@@ -804,18 +804,18 @@ static void *pg_write_native(void *impl)
 
 /* The arrays of one append statement. */
 typedef struct arrays {
-    eddyi_pg_buf ids, types, times, payloads;
-    eddyi_pg_buf attrs[4]; /* correlation, causation, source, subject */
+    eddyi_buf ids, types, times, payloads;
+    eddyi_buf attrs[4]; /* correlation, causation, source, subject */
 } arrays;
 
 static void arrays_free(arrays *a)
 {
-    eddyi_pg_buf_free(&a->ids);
-    eddyi_pg_buf_free(&a->types);
-    eddyi_pg_buf_free(&a->times);
-    eddyi_pg_buf_free(&a->payloads);
+    eddyi_buf_free(&a->ids);
+    eddyi_buf_free(&a->types);
+    eddyi_buf_free(&a->times);
+    eddyi_buf_free(&a->payloads);
     for (int k = 0; k < 4; k++)
-        eddyi_pg_buf_free(&a->attrs[k]);
+        eddyi_buf_free(&a->attrs[k]);
 }
 
 /* The envelope attributes written as columns (store schema 2). */
@@ -980,7 +980,7 @@ static int append_slow(pg_impl *im, const char *stream_id, int64_t expected,
     if (!pick)
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
     memset(pick, 1, count);
-    eddyi_pg_buf ids = {0};
+    eddyi_buf ids = {0};
     eddyi_pg_array_begin(&ids, EDDYI_PG_TEXT, (int32_t)count, false);
     for (size_t i = 0; i < count; i++) {
         const char *id = eddy_event_id(ev[i].event);
@@ -997,7 +997,7 @@ static int append_slow(pg_impl *im, const char *stream_id, int64_t expected,
         if (!r)
             rc = err ? err->code : EDDY_EIO;
     }
-    eddyi_pg_buf_free(&ids);
+    eddyi_buf_free(&ids);
     size_t stored = 0;
     int64_t min_pos = 0, max_pos = 0, max_ver = 0;
     for (int row = 0; rc == EDDY_OK && row < PQntuples(r); row++) {
@@ -1298,7 +1298,7 @@ static int pg_read_page(void *impl, const eddyi_read_spec *spec,
         return eddyi_error(err, EDDY_ESTATE, "the store is open read-only");
     char *sql = NULL;
     eddyi_pg_params p;
-    eddyi_pg_buf bufs[3];
+    eddyi_buf bufs[3];
     int rc = eddyi_pg_page_query(spec, start_key, max_rows, max_bytes, &sql,
                                  &p, bufs, err);
     if (rc != EDDY_OK)
@@ -1307,7 +1307,7 @@ static int pg_read_page(void *impl, const eddyi_read_spec *spec,
                                 "reading events in the transaction", err);
     free(sql);
     for (int i = 0; i < 3; i++)
-        eddyi_pg_buf_free(&bufs[i]);
+        eddyi_buf_free(&bufs[i]);
     if (!r)
         return err && err->code ? err->code : EDDY_EIO;
     rc = eddyi_pg_page_rows(r, max_rows, rows, n, err);

@@ -165,6 +165,7 @@
 
 #include <libpq-fe.h>
 
+#include "../core/internal.h"
 #include "backend.h"
 
 /* The store schema version this eddy writes in PostgreSQL (its own count,
@@ -248,28 +249,20 @@ typedef struct eddyi_pg_params {
 void eddyi_pg_param_text(eddyi_pg_params *p, const char *s);
 void eddyi_pg_param_int8(eddyi_pg_params *p, int64_t v);
 void eddyi_pg_param_int4(eddyi_pg_params *p, int32_t v);
-/* Binary data of type `type` (bytea, or an array built with eddyi_pg_buf);
+/* Binary data of type `type` (bytea, or an array built with eddyi_buf);
  * borrowed until the statement ran. */
 void eddyi_pg_param_bin(eddyi_pg_params *p, const void *data, size_t len,
                         Oid type);
 
-/* A growing byte buffer, for binary arrays. */
-typedef struct eddyi_pg_buf {
-    char *p;
-    size_t n, cap;
-    bool failed; /* out of memory once: every later put is ignored */
-} eddyi_pg_buf;
-
-void eddyi_pg_buf_put(eddyi_pg_buf *b, const void *data, size_t len);
-void eddyi_pg_buf_i32(eddyi_pg_buf *b, int32_t v);
-void eddyi_pg_buf_i64(eddyi_pg_buf *b, int64_t v);
+/* Binary values and arrays, built in an eddyi_buf (core/internal.h). */
+void eddyi_pg_buf_i32(eddyi_buf *b, int32_t v);
+void eddyi_pg_buf_i64(eddyi_buf *b, int64_t v);
 /* Starts a one-dimensional array of `count` elements of type `elem`; then
  * one eddyi_pg_array_elem / _null per element. */
-void eddyi_pg_array_begin(eddyi_pg_buf *b, Oid elem, int32_t count,
+void eddyi_pg_array_begin(eddyi_buf *b, Oid elem, int32_t count,
                           bool has_nulls);
-void eddyi_pg_array_elem(eddyi_pg_buf *b, const void *data, size_t len);
-void eddyi_pg_array_null(eddyi_pg_buf *b);
-void eddyi_pg_buf_free(eddyi_pg_buf *b);
+void eddyi_pg_array_elem(eddyi_buf *b, const void *data, size_t len);
+void eddyi_pg_array_null(eddyi_buf *b);
 
 /* A binary-format result column as an integer (int2/int4/int8), 0 for
  * NULL. */
@@ -390,10 +383,10 @@ PGresult *eddyi_pg_read_exec(eddyi_pg *pg, const char *sql, bool dynamic,
 
 /* The page query of a read (read_page) and its parameters: `*sql` is
  * malloc'd, `bufs` (two) hold the arrays the parameters point into
- * (eddyi_pg_buf_free both). EDDY_ENOMEM on failure, nothing to free. */
+ * (eddyi_buf_free both). EDDY_ENOMEM on failure, nothing to free. */
 int eddyi_pg_page_query(const eddyi_read_spec *spec, int64_t start_key,
                         size_t max_rows, size_t max_bytes, char **sql,
-                        eddyi_pg_params *p, eddyi_pg_buf bufs[3],
+                        eddyi_pg_params *p, eddyi_buf bufs[3],
                         eddy_error *err);
 
 /* Decodes the rows of a page result into `rows` (read_page). */

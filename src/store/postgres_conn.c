@@ -69,44 +69,23 @@ void eddyi_pg_param_bin(eddyi_pg_params *p, const void *data, size_t len,
     p->types[i] = type;
 }
 
-void eddyi_pg_buf_put(eddyi_pg_buf *b, const void *data, size_t len)
-{
-    if (b->failed)
-        return;
-    if (b->cap - b->n < len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n < len)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->p + b->n, data, len);
-    b->n += len;
-}
-
-void eddyi_pg_buf_i32(eddyi_pg_buf *b, int32_t v)
+void eddyi_pg_buf_i32(eddyi_buf *b, int32_t v)
 {
     char x[4];
     put_be32(x, (uint32_t)v);
-    eddyi_pg_buf_put(b, x, 4);
+    eddyi_buf_put(b, x, 4);
 }
 
-void eddyi_pg_buf_i64(eddyi_pg_buf *b, int64_t v)
+void eddyi_pg_buf_i64(eddyi_buf *b, int64_t v)
 {
     char x[8];
     put_be64(x, (uint64_t)v);
-    eddyi_pg_buf_put(b, x, 8);
+    eddyi_buf_put(b, x, 8);
 }
 
 /* The binary array format of array_recv(): ndim, has-nulls flag, element
  * type, then per dimension its size and lower bound, then the elements. */
-void eddyi_pg_array_begin(eddyi_pg_buf *b, Oid elem, int32_t count,
+void eddyi_pg_array_begin(eddyi_buf *b, Oid elem, int32_t count,
                           bool has_nulls)
 {
     eddyi_pg_buf_i32(b, 1);
@@ -116,19 +95,13 @@ void eddyi_pg_array_begin(eddyi_pg_buf *b, Oid elem, int32_t count,
     eddyi_pg_buf_i32(b, 1);
 }
 
-void eddyi_pg_array_elem(eddyi_pg_buf *b, const void *data, size_t len)
+void eddyi_pg_array_elem(eddyi_buf *b, const void *data, size_t len)
 {
     eddyi_pg_buf_i32(b, (int32_t)len);
-    eddyi_pg_buf_put(b, data, len);
+    eddyi_buf_put(b, data, len);
 }
 
-void eddyi_pg_array_null(eddyi_pg_buf *b) { eddyi_pg_buf_i32(b, -1); }
-
-void eddyi_pg_buf_free(eddyi_pg_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
+void eddyi_pg_array_null(eddyi_buf *b) { eddyi_pg_buf_i32(b, -1); }
 
 int64_t eddyi_pg_int(const PGresult *r, int row, int col)
 {

@@ -191,7 +191,7 @@ static char *page_sql(const eddyi_read_spec *spec)
     return sql;
 }
 
-static void text_array(eddyi_pg_buf *b, char *const *items, size_t count)
+static void text_array(eddyi_buf *b, char *const *items, size_t count)
 {
     eddyi_pg_array_begin(b, EDDYI_PG_TEXT, (int32_t)count, false);
     for (size_t i = 0; i < count; i++)
@@ -200,7 +200,7 @@ static void text_array(eddyi_pg_buf *b, char *const *items, size_t count)
 
 int eddyi_pg_page_query(const eddyi_read_spec *spec, int64_t start_key,
                         size_t max_rows, size_t max_bytes, char **sql,
-                        eddyi_pg_params *p, eddyi_pg_buf bufs[3],
+                        eddyi_pg_params *p, eddyi_buf bufs[3],
                         eddy_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -234,7 +234,7 @@ int eddyi_pg_page_query(const eddyi_read_spec *spec, int64_t start_key,
     eddyi_pg_param_int8(p, (int64_t)max_bytes);
     if (bufs[0].failed || bufs[1].failed || bufs[2].failed) {
         for (int i = 0; i < 3; i++)
-            eddyi_pg_buf_free(&bufs[i]);
+            eddyi_buf_free(&bufs[i]);
         free(*sql);
         *sql = NULL;
         return eddyi_error(err, EDDY_ENOMEM, "out of memory");
@@ -287,7 +287,7 @@ int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
     *n = 0;
     char *sql = NULL;
     eddyi_pg_params p;
-    eddyi_pg_buf bufs[3];
+    eddyi_buf bufs[3];
     int rc = eddyi_pg_page_query(spec, start_key, max_rows, max_bytes, &sql,
                                  &p, bufs, err);
     if (rc != EDDY_OK)
@@ -295,7 +295,7 @@ int eddyi_pg_read_page(void *impl, const eddyi_read_spec *spec,
     PGresult *r = eddyi_pg_read_exec(pg, sql, true, &p, err);
     free(sql);
     for (int i = 0; i < 3; i++)
-        eddyi_pg_buf_free(&bufs[i]);
+        eddyi_buf_free(&bufs[i]);
     if (!r)
         return err ? err->code : EDDY_EIO;
     rc = eddyi_pg_page_rows(r, max_rows, rows, n, err);
