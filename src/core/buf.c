@@ -31,15 +31,6 @@ bool eddyi_buf_reserve(eddyi_buf *b, size_t more)
     return true;
 }
 
-void eddyi_buf_put(eddyi_buf *b, const void *data, size_t len)
-{
-    if (!eddyi_buf_reserve(b, len))
-        return;
-    if (len)
-        memcpy(b->p + b->n, data, len);
-    b->n += len;
-}
-
 void eddyi_buf_free(eddyi_buf *b)
 {
     free(b->p);

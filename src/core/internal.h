@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "eddy/error.h"
 
@@ -67,7 +68,16 @@ typedef struct eddyi_buf {
 /* Makes room for `more` bytes (and a NUL) after `n`; false when out of
  * memory (then `failed` is set). */
 bool eddyi_buf_reserve(eddyi_buf *b, size_t more);
-void eddyi_buf_put(eddyi_buf *b, const void *data, size_t len);
 void eddyi_buf_free(eddyi_buf *b);
+
+/* Appends `len` bytes (inline: the encoders put many small pieces). */
+static inline void eddyi_buf_put(eddyi_buf *b, const void *data, size_t len)
+{
+    if (b->failed || (b->cap - b->n <= len && !eddyi_buf_reserve(b, len)))
+        return;
+    if (len)
+        memcpy(b->p + b->n, data, len);
+    b->n += len;
+}
 
 #endif
