@@ -26,6 +26,10 @@
  *                       the fallback for a missed notification, or the only
  *                       way with eddy_notify=off (default 1000 with NOTIFY,
  *                       100 without);
+ *                       a handle LISTENs and polls (one connection, one
+ *                       thread) from its first subscription or
+ *                       eddy_store_wait on: a handle that only appends
+ *                       never does;
  *   password_file=PATH  the password alone on the first line of PATH, and
  *   password_env=NAME   the password in environment variable NAME (as in
  *                       transport URLs; libpq's user:password@, password=,
